@@ -1,0 +1,1 @@
+//! Ambassador configuration compiler.

@@ -1,0 +1,3 @@
+//! `kubectl ambassador`: lint, routes, trace and preview.
+
+fn main() {}

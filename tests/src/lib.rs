@@ -1,0 +1,1 @@
+//! End-to-end test support: real Envoy, the publisher and loopback backends.

@@ -1,0 +1,1 @@
+//! The in-cluster server: validating admission webhook and ADS publisher.

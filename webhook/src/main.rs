@@ -1,0 +1,3 @@
+//! `ambassador-webhook`: serves admission and ADS from one watched view.
+
+fn main() {}
