@@ -1,0 +1,389 @@
+//! The intermediate representation: virtual hosts with an ordered route table, clusters and TCP routes, in Envoy's vocabulary.
+//!
+//! The IR is what the configuration means, independent of any Envoy proto: the back end in
+//! [`crate::envoy`] is a straight translation of it. Every route and cluster remembers the
+//! objects it came from, so diagnostics, `routes` and the tracer can point back at the files.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::source::Span;
+
+/// Where a piece of the IR came from: the object (kind, namespace, name) and its position.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SourceRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The position of the object's `name` (or of the annotation document) in the file.
+    pub span: Span,
+}
+
+/// The whole compiled configuration.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Ir {
+    /// The HTTP listeners (one per port; Ambassador's defaults are 8080 cleartext and 8443 TLS).
+    pub listeners: Vec<Listener>,
+    /// Virtual hosts in Envoy's selection order is not needed: Envoy picks by domain specificity.
+    /// They are kept sorted by name for deterministic output.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Clusters by name. Names are derived from the upstream and its settings only, so they are
+    /// stable across runs and a change to one Mapping does not rename others.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Plain TCP proxying (TCPMapping), one entry per listening port.
+    pub tcp_listeners: Vec<TcpListener>,
+    /// Global settings from the `ambassador` Module.
+    pub settings: Settings,
+}
+
+/// Settings from the `ambassador` Module that affect the whole configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// Default route timeout (`cluster_request_timeout_ms`), 3000 ms unless changed.
+    pub default_timeout_ms: u64,
+    /// Whether Envoy should use `x-forwarded-for` and friends.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`.
+    pub xff_num_trusted_hops: u32,
+    /// Whether the server header is stripped.
+    pub server_name: Option<String>,
+    /// Default CORS policy from the Module, applied to routes that set none.
+    pub cors: Option<Cors>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_timeout_ms: 3000,
+            use_remote_address: true,
+            xff_num_trusted_hops: 0,
+            server_name: None,
+            cors: None,
+        }
+    }
+}
+
+/// An HTTP listener: a port and the virtual hosts it serves through one RDS route configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listener {
+    /// Stable name, e.g. `ambassador-listener-8080`.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// The name of the route configuration the listener takes from RDS.
+    pub route_config: String,
+    /// TLS termination for this listener: server certificates by SNI, if any Host has TLS.
+    pub tls: Vec<ServerTls>,
+}
+
+/// A server certificate used for TLS termination, chosen by SNI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerTls {
+    pub server_names: Vec<String>,
+    /// Kubernetes Secret holding the certificate (`namespace/name`).
+    pub secret: String,
+    pub min_tls_version: Option<String>,
+    pub max_tls_version: Option<String>,
+    pub alpn_protocols: Vec<String>,
+}
+
+/// What a Host does with cleartext requests (`requestPolicy.insecure.action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum InsecureAction {
+    Route,
+    Redirect,
+    Reject,
+}
+
+/// One virtual host: a set of domains and the ordered routes Envoy tries first-match.
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtualHost {
+    /// Stable name, derived from the Host (or `*` for the synthesised catch-all).
+    pub name: String,
+    /// Envoy domain patterns: exact, `*.suffix`, `prefix*` or `*`.
+    pub domains: Vec<String>,
+    /// The Host object, or `None` for the synthesised catch-all host.
+    pub source: Option<SourceRef>,
+    pub insecure: InsecureAction,
+    /// Routes in evaluation order: Envoy takes the first that matches.
+    pub routes: Vec<Route>,
+    /// Virtual-host level CORS, if any.
+    pub cors: Option<Cors>,
+}
+
+/// One route: a match and what to do with matching requests.
+#[derive(Clone, Debug, Serialize)]
+pub struct Route {
+    /// Stable name, derived from the group's match; unique within its virtual host.
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+    /// The `precedence` of the group (first ordering key).
+    pub precedence: i64,
+    /// The Mappings that form this route (a canary group has several), in weight order.
+    pub sources: Vec<SourceRef>,
+}
+
+/// The request conditions of a route. All must hold.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    /// Path matching case: `case_sensitive`, true unless set otherwise.
+    pub case_sensitive: bool,
+    /// Header conditions, including `:authority` from `host` and `:method` from `method`.
+    pub headers: Vec<HeaderMatch>,
+    pub query_parameters: Vec<QueryMatch>,
+}
+
+/// How the path is matched.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    /// An RE2 regex that must match the whole path.
+    Regex(String),
+}
+
+impl PathMatch {
+    pub fn text(&self) -> &str {
+        match self {
+            PathMatch::Prefix(s) | PathMatch::Exact(s) | PathMatch::Regex(s) => s,
+        }
+    }
+}
+
+/// A condition on a header (or pseudo-header such as `:authority` or `:method`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: ValueMatch,
+}
+
+/// A condition on a query parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct QueryMatch {
+    pub name: String,
+    pub value: ValueMatch,
+}
+
+/// How a header or query value is matched.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ValueMatch {
+    Exact(String),
+    /// An RE2 regex that must match the whole value.
+    Regex(String),
+    /// The header or parameter is present, with any value.
+    Present,
+}
+
+/// What a route does.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RouteAction {
+    Forward(Box<Forward>),
+    Redirect(Redirect),
+}
+
+/// Proxy the request to one or more clusters.
+#[derive(Clone, Debug, Serialize)]
+pub struct Forward {
+    /// Backends with their effective weights; weights sum to 100. A single backend has 100.
+    pub clusters: Vec<WeightedCluster>,
+    /// Replace the matched prefix with this (`rewrite`). `None` keeps the path.
+    pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite`: wins over `prefix_rewrite` when both are set.
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// Route timeout in milliseconds; 0 disables it.
+    pub timeout_ms: u64,
+    pub idle_timeout_ms: Option<u64>,
+    pub retry: Option<RetryPolicy>,
+    pub cors: Option<Cors>,
+    /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
+    pub shadow: Option<Shadow>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: bool,
+    /// Protocol upgrades allowed on this route (`allow_upgrade`, `use_websocket`), lower case.
+    pub upgrades: Vec<String>,
+    pub request_headers_to_add: Vec<HeaderValue>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValue>,
+    pub response_headers_to_remove: Vec<String>,
+    /// Consistent-hash policy from `load_balancer` (ring_hash or maglev).
+    pub hash_policy: Option<HashPolicy>,
+}
+
+/// One backend of a route and its share of traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WeightedCluster {
+    pub cluster: String,
+    /// Effective weight in percent, after normalisation (the shares of a route sum to 100).
+    pub weight: u32,
+    /// The Mapping this backend came from.
+    pub source: SourceRef,
+}
+
+/// `regex_rewrite: {pattern, substitution}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegexRewrite {
+    pub pattern: String,
+    pub substitution: String,
+}
+
+/// `retry_policy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: Option<String>,
+    pub num_retries: Option<u32>,
+    pub per_try_timeout_ms: Option<u64>,
+}
+
+/// A CORS policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    /// Allowed origins: exact strings, or `*`.
+    pub origins: Vec<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub credentials: Option<bool>,
+    pub max_age: Option<String>,
+}
+
+/// Traffic mirroring to a shadow cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Shadow {
+    pub cluster: String,
+    /// Percentage of requests mirrored (the shadow Mapping's `weight`, 100 by default).
+    pub percent: u32,
+    pub source: SourceRef,
+}
+
+/// A header to add, and whether it is appended to an existing value or replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HeaderValue {
+    pub name: String,
+    pub value: String,
+    pub append: bool,
+}
+
+/// Consistent hashing key for ring_hash and maglev.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HashPolicy {
+    Header { name: String },
+    Cookie { name: String, ttl: Option<String>, path: Option<String> },
+    SourceIp,
+}
+
+/// An HTTP redirect instead of proxying (`host_redirect: true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    /// The redirect host (the Mapping's `service`, without scheme), with an optional port.
+    pub host: String,
+    pub port: Option<u16>,
+    /// `https://` in `service` switches the scheme.
+    pub https: bool,
+    pub path: Option<RedirectPath>,
+    /// 301 unless `redirect_response_code` says otherwise: one of 301, 302, 303, 307, 308.
+    pub response_code: u16,
+}
+
+/// The path part of a redirect: exactly one kind may be given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum RedirectPath {
+    Path(String),
+    Prefix(String),
+    Regex(RegexRewrite),
+}
+
+/// An upstream cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    /// The DNS name or address to connect to, e.g. `quote.default` or `10.0.0.1`.
+    pub host: String,
+    pub port: u16,
+    /// How endpoints are found.
+    pub discovery: Discovery,
+    /// Originate TLS to the upstream (`https://` or a TLSContext).
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to the upstream (`grpc: true`).
+    pub http2: bool,
+    pub connect_timeout_ms: u64,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connection_lifetime_ms: Option<u64>,
+    pub lb_policy: LbPolicy,
+    pub circuit_breakers: Vec<CircuitBreaker>,
+    /// Mappings that send traffic here.
+    pub sources: Vec<SourceRef>,
+}
+
+/// How a cluster's endpoints are discovered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Discovery {
+    /// Resolve `host` through DNS (Ambassador's default `kubernetes-service` resolver).
+    Dns,
+    /// Endpoints are pushed through EDS (`kubernetes-endpoint` resolver), keyed by the
+    /// Kubernetes Service `namespace/name` and port.
+    Eds { service: String, namespace: String, port: u16 },
+    /// A literal IP address.
+    Static,
+}
+
+/// TLS origination towards an upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UpstreamTls {
+    /// SNI sent to the upstream.
+    pub sni: Option<String>,
+    /// The TLSContext used, if any.
+    pub context: Option<String>,
+    /// Client certificate Secret (`namespace/name`), if the TLSContext names one.
+    pub client_secret: Option<String>,
+    pub ca_secret: Option<String>,
+    pub alpn_protocols: Vec<String>,
+}
+
+/// The load-balancing policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+    Maglev,
+}
+
+/// `circuit_breakers` thresholds for one priority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CircuitBreaker {
+    /// `default` or `high`.
+    pub priority: String,
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+/// A TCP listener built from TCPMappings.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpListener {
+    pub name: String,
+    pub port: u16,
+    /// Filter chains: by SNI when `host` is set (TLS passthrough), otherwise a catch-all.
+    pub routes: Vec<TcpRoute>,
+}
+
+/// One TCPMapping's share of a TCP listener.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpRoute {
+    /// SNI to match, if the TCPMapping sets `host`.
+    pub sni: Option<String>,
+    pub clusters: Vec<WeightedCluster>,
+    pub idle_timeout_ms: Option<u64>,
+    pub source: SourceRef,
+}

@@ -1,0 +1,145 @@
+//! Source files, positions and spans: every diagnostic and every IR node points into the file the user edits.
+
+use serde::Serialize;
+
+/// Index of a file in [`Sources`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct FileId(pub u32);
+
+/// A position in a file: 1-based line, 1-based column counted in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Pos {
+    pub const fn new(line: u32, column: u32) -> Pos {
+        Pos { line, column }
+    }
+}
+
+/// A range in one file. `end` is exclusive and may equal `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct Span {
+    pub file: FileId,
+    pub start: Pos,
+    pub end: Pos,
+}
+
+impl Span {
+    pub const fn new(file: FileId, start: Pos, end: Pos) -> Span {
+        Span { file, start, end }
+    }
+
+    pub const fn point(file: FileId, at: Pos) -> Span {
+        Span { file, start: at, end: at }
+    }
+}
+
+/// One input file: its display name and its text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+    line_starts: Vec<u32>,
+}
+
+impl SourceFile {
+    fn new(name: String, text: String) -> SourceFile {
+        let mut line_starts = vec![0u32];
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                line_starts.push(i as u32 + 1);
+            }
+        }
+        SourceFile { name, text, line_starts }
+    }
+
+    /// The text of a 1-based line, without its line break.
+    pub fn line(&self, line: u32) -> Option<&str> {
+        let i = (line as usize).checked_sub(1)?;
+        let start = *self.line_starts.get(i)? as usize;
+        let end = self
+            .line_starts
+            .get(i + 1)
+            .map(|e| *e as usize)
+            .unwrap_or(self.text.len());
+        let l = &self.text[start..end];
+        Some(l.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(l))
+    }
+
+    /// Byte offset of a position, if it lies in the file.
+    pub fn offset(&self, pos: Pos) -> Option<usize> {
+        let line = self.line(pos.line)?;
+        let start = self.line_starts[pos.line as usize - 1] as usize;
+        let col = (pos.column as usize).checked_sub(1)?;
+        if line.is_ascii() {
+            return (col <= line.len()).then_some(start + col);
+        }
+        let mut chars = line.char_indices();
+        match chars.nth(col) {
+            Some((b, _)) => Some(start + b),
+            None => (line.chars().count() == col).then_some(start + line.len()),
+        }
+    }
+
+    pub fn line_count(&self) -> u32 {
+        self.line_starts.len() as u32
+    }
+}
+
+/// All files of one compilation. The compiler never reads a file itself: callers add text.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    files: Vec<SourceFile>,
+}
+
+impl Sources {
+    pub fn new() -> Sources {
+        Sources::default()
+    }
+
+    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
+        let id = FileId(self.files.len() as u32);
+        self.files.push(SourceFile::new(name.into(), text.into()));
+        id
+    }
+
+    pub fn get(&self, id: FileId) -> &SourceFile {
+        &self.files[id.0 as usize]
+    }
+
+    pub fn name(&self, id: FileId) -> &str {
+        &self.files[id.0 as usize].name
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
+        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_offsets() {
+        let f = SourceFile::new("a".into(), "ab\nçd\r\nx".into());
+        assert_eq!(f.line(1), Some("ab"));
+        assert_eq!(f.line(2), Some("çd"));
+        assert_eq!(f.line(3), Some("x"));
+        assert_eq!(f.line(4), None);
+        assert_eq!(f.offset(Pos::new(2, 2)), Some(5));
+        assert_eq!(f.offset(Pos::new(2, 3)), Some(6));
+        assert_eq!(f.offset(Pos::new(2, 9)), None);
+    }
+}
