@@ -1,0 +1,461 @@
+//! Positions inside a YAML string: maps each character of a scalar's value back to the file.
+//!
+//! An annotation is YAML inside a YAML string. To point a diagnostic at the right column of
+//! the outer file, the scalar's source text is decoded again here, character by character,
+//! remembering where each character of the value came from (for a literal block scalar it
+//! is a constant column shift per line; quoted and folded styles need escapes and folding).
+//! The decoded text is compared with the parser's value: if they differ in any way the map
+//! is not used and every position falls back to the start of the scalar, so a column is
+//! either exact or visibly coarse, never wrong.
+
+use crate::front::yaml::{PosMap, Style};
+use crate::source::{Pos, SourceFile};
+
+/// Where each character of a scalar's value stands in the file.
+pub struct ScalarMap {
+    /// One position per character of the value.
+    positions: Vec<Pos>,
+    /// Index into `positions` of the first character of each line of the value.
+    line_starts: Vec<usize>,
+    /// Used past the end of the value, and for everything when decoding did not agree.
+    fallback: Pos,
+    end: Pos,
+}
+
+impl ScalarMap {
+    /// Builds the map for a scalar whose value is `value` and whose source starts at `start`.
+    pub fn build(file: &SourceFile, start: Pos, style: Style, value: &str) -> ScalarMap {
+        let decoded = source_start(file, start, style)
+            .and_then(|(off, at)| decode(&file.text[off..], at, style));
+        match decoded {
+            Some((text, positions)) if text == value => {
+                let mut line_starts = vec![0];
+                for (i, c) in text.chars().enumerate() {
+                    if c == '\n' {
+                        line_starts.push(i + 1);
+                    }
+                }
+                let end = positions
+                    .last()
+                    .map_or(start, |p| Pos::new(p.line, p.column + 1));
+                ScalarMap {
+                    positions,
+                    line_starts,
+                    fallback: start,
+                    end,
+                }
+            }
+            _ => ScalarMap::coarse(start),
+        }
+    }
+
+    /// A map that sends every position to `at`.
+    pub fn coarse(at: Pos) -> ScalarMap {
+        ScalarMap {
+            positions: Vec::new(),
+            line_starts: Vec::new(),
+            fallback: at,
+            end: at,
+        }
+    }
+
+    /// Whether positions are exact.
+    pub fn is_exact(&self) -> bool {
+        !self.line_starts.is_empty()
+    }
+}
+
+impl PosMap for ScalarMap {
+    fn map(&self, line: usize, col: usize) -> Pos {
+        let Some(&first) = line.checked_sub(1).and_then(|l| self.line_starts.get(l)) else {
+            return if self.is_exact() {
+                self.end
+            } else {
+                self.fallback
+            };
+        };
+        match self.positions.get(first + col) {
+            // A column past the end of its line lands on the line break, which is mapped too.
+            Some(p) => *p,
+            None => self.end,
+        }
+    }
+}
+
+/// Where the scalar's source starts. The parser reports a block scalar's position at its
+/// first content line; decoding needs its header (`|-`, `>`), the last non-blank line before.
+fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, Pos)> {
+    if !matches!(style, Style::Literal | Style::Folded) {
+        return Some((file.offset(start)?, start));
+    }
+    let mut line = start.line;
+    while line > 1 {
+        line -= 1;
+        let text = file.line(line)?;
+        let code = text.split(" #").next().unwrap_or(text).trim_end();
+        if code.trim().is_empty() {
+            continue;
+        }
+        let idx = code.rfind(['|', '>'])?;
+        let column = code[..idx].chars().count() as u32 + 1;
+        let at = Pos::new(line, column);
+        return Some((file.offset(at)?, at));
+    }
+    None
+}
+
+/// Decodes the scalar that starts at the beginning of `src`, returning its value and one
+/// position per character. `None` when the source is not in a shape handled here.
+fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Vec<Pos>)> {
+    match style {
+        Style::Literal | Style::Folded => decode_block(src, start, style == Style::Folded),
+        Style::DoubleQuoted => decode_quoted(src, start, true),
+        Style::SingleQuoted => decode_quoted(src, start, false),
+        Style::Plain => decode_plain(src, start),
+    }
+}
+
+/// Literal (`|`) and folded (`>`) block scalars with automatic indentation.
+fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Vec<Pos>)> {
+    let mut lines = src.split('\n');
+    let header = lines.next()?;
+    let header = header.split(" #").next()?.trim_end();
+    let mut chomp = 'c';
+    for c in header.chars().skip(1) {
+        match c {
+            '-' => chomp = 's',
+            '+' => chomp = 'k',
+            // An explicit indentation indicator depends on the parent's indentation, which is
+            // not known here: fall back rather than guess.
+            _ => return None,
+        }
+    }
+    // Collect the content lines: the indentation is that of the first non-empty line.
+    let mut indent: Option<usize> = None;
+    let mut content: Vec<(u32, &str)> = Vec::new();
+    for (i, raw) in lines.enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let spaces = line.bytes().take_while(|&b| b == b' ').count();
+        let blank = line[spaces..].is_empty();
+        match indent {
+            None if blank => {}
+            None => {
+                if spaces == 0 || line.as_bytes().get(spaces) == Some(&b'\t') {
+                    break;
+                }
+                indent = Some(spaces);
+            }
+            Some(n) if !blank && spaces < n => break,
+            Some(_) => {}
+        }
+        content.push((start.line + 1 + i as u32, line));
+    }
+    let n = indent?;
+    // Trailing blank lines belong to chomping, not content.
+    let mut last_content = content.len();
+    while last_content > 0
+        && content[last_content - 1]
+            .1
+            .trim_start_matches(' ')
+            .is_empty()
+    {
+        last_content -= 1;
+    }
+    let trailing = content.len() - last_content;
+    content.truncate(last_content);
+
+    let mut text = String::new();
+    let mut pos = Vec::new();
+    let mut prev_normal: Option<bool> = None;
+    let mut blanks = 0usize;
+    let mut last_break = start;
+    for (line_no, line) in &content {
+        let body: &str = if line.len() >= n { &line[n..] } else { "" };
+        let line_end = Pos::new(*line_no, line.chars().count() as u32 + 1);
+        if body.is_empty() && line.trim_start_matches(' ').is_empty() {
+            blanks += 1;
+            last_break = line_end;
+            continue;
+        }
+        let normal = !body.starts_with([' ', '\t']);
+        if folded {
+            match prev_normal {
+                None => push_n(&mut text, &mut pos, '\n', blanks, last_break),
+                Some(true) if normal && blanks == 0 => {
+                    push_n(&mut text, &mut pos, ' ', 1, last_break)
+                }
+                Some(true) if normal => push_n(&mut text, &mut pos, '\n', blanks, last_break),
+                Some(_) => push_n(&mut text, &mut pos, '\n', blanks + 1, last_break),
+            }
+        } else {
+            let breaks = if prev_normal.is_some() {
+                blanks + 1
+            } else {
+                blanks
+            };
+            push_n(&mut text, &mut pos, '\n', breaks, last_break);
+        }
+        for (k, c) in body.chars().enumerate() {
+            text.push(c);
+            pos.push(Pos::new(*line_no, (n + k) as u32 + 1));
+        }
+        prev_normal = Some(normal);
+        blanks = 0;
+        last_break = line_end;
+    }
+    match chomp {
+        's' => {}
+        'k' => {
+            if prev_normal.is_some() {
+                push_n(&mut text, &mut pos, '\n', 1 + blanks + trailing, last_break);
+            }
+        }
+        _ => {
+            if prev_normal.is_some() {
+                push_n(&mut text, &mut pos, '\n', 1, last_break);
+            }
+        }
+    }
+    Some((text, pos))
+}
+
+fn push_n(text: &mut String, pos: &mut Vec<Pos>, c: char, n: usize, at: Pos) {
+    for _ in 0..n {
+        text.push(c);
+        pos.push(at);
+    }
+}
+
+/// Double- and single-quoted scalars, with escapes and line folding.
+fn decode_quoted(src: &str, start: Pos, double: bool) -> Option<(String, Vec<Pos>)> {
+    let quote = if double { '"' } else { '\'' };
+    let mut chars = src.chars().peekable();
+    if chars.next()? != quote {
+        return None;
+    }
+    let mut text = String::new();
+    let mut pos = Vec::new();
+    let mut line = start.line;
+    let mut col = start.column + 1; // column of the next character
+                                    // Whitespace seen on the current line but not yet known to be content.
+    let mut pending_ws: Vec<(char, Pos)> = Vec::new();
+    loop {
+        let c = chars.next()?;
+        let here = Pos::new(line, col);
+        col += 1;
+        match c {
+            c if c == quote => {
+                if !double && chars.peek() == Some(&'\'') {
+                    chars.next();
+                    col += 1;
+                    flush(&mut text, &mut pos, &mut pending_ws);
+                    text.push('\'');
+                    pos.push(here);
+                    continue;
+                }
+                flush(&mut text, &mut pos, &mut pending_ws);
+                return Some((text, pos));
+            }
+            ' ' | '\t' => pending_ws.push((c, here)),
+            '\r' => {}
+            '\n' => {
+                // Line folding: trailing whitespace goes, leading whitespace of the next
+                // lines goes, one break becomes a space, each further empty line a newline.
+                pending_ws.clear();
+                let mut empties = 0;
+                line += 1;
+                col = 1;
+                loop {
+                    while matches!(chars.peek(), Some(' ' | '\t')) {
+                        chars.next();
+                        col += 1;
+                    }
+                    if chars.peek() == Some(&'\r') {
+                        chars.next();
+                    }
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                        empties += 1;
+                        line += 1;
+                        col = 1;
+                    } else {
+                        break;
+                    }
+                }
+                let at = Pos::new(line, col);
+                if empties == 0 {
+                    text.push(' ');
+                    pos.push(at);
+                } else {
+                    push_n(&mut text, &mut pos, '\n', empties, at);
+                }
+            }
+            '\\' if double => {
+                flush(&mut text, &mut pos, &mut pending_ws);
+                let e = chars.next()?;
+                col += 1;
+                let decoded = match e {
+                    '0' => '\0',
+                    'a' => '\x07',
+                    'b' => '\x08',
+                    't' | '\t' => '\t',
+                    'n' => '\n',
+                    'v' => '\x0b',
+                    'f' => '\x0c',
+                    'r' => '\r',
+                    'e' => '\x1b',
+                    ' ' => ' ',
+                    '"' => '"',
+                    '/' => '/',
+                    '\\' => '\\',
+                    'N' => '\u{85}',
+                    '_' => '\u{a0}',
+                    'L' => '\u{2028}',
+                    'P' => '\u{2029}',
+                    'x' | 'u' | 'U' => {
+                        let n = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let mut v = 0u32;
+                        for _ in 0..n {
+                            v = v * 16 + chars.next()?.to_digit(16)?;
+                            col += 1;
+                        }
+                        char::from_u32(v)?
+                    }
+                    '\n' | '\r' => {
+                        // An escaped line break joins the lines with nothing in between.
+                        if e == '\r' && chars.peek() == Some(&'\n') {
+                            chars.next();
+                        }
+                        line += 1;
+                        col = 1;
+                        while matches!(chars.peek(), Some(' ' | '\t')) {
+                            chars.next();
+                            col += 1;
+                        }
+                        continue;
+                    }
+                    _ => return None,
+                };
+                text.push(decoded);
+                pos.push(here);
+            }
+            c => {
+                flush(&mut text, &mut pos, &mut pending_ws);
+                text.push(c);
+                pos.push(here);
+            }
+        }
+    }
+}
+
+fn flush(text: &mut String, pos: &mut Vec<Pos>, pending: &mut Vec<(char, Pos)>) {
+    for (c, p) in pending.drain(..) {
+        text.push(c);
+        pos.push(p);
+    }
+}
+
+/// A plain scalar on one line.
+fn decode_plain(src: &str, start: Pos) -> Option<(String, Vec<Pos>)> {
+    let line = src.split('\n').next()?;
+    let line = line.split(" #").next()?.trim_end();
+    let text = line.to_string();
+    let pos = (0..line.chars().count())
+        .map(|k| Pos::new(start.line, start.column + k as u32))
+        .collect();
+    Some((text, pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::yaml::{parse, NodeKind, Shift};
+    use crate::source::{FileId, Sources};
+
+    /// Parses `outer`, takes the scalar under key `a`, maps it, and returns the outer position
+    /// of the first occurrence of `needle` in the value.
+    fn locate(outer: &str, needle: &str) -> (Pos, bool) {
+        let mut sources = Sources::new();
+        let id = sources.add("t.yaml", outer);
+        let docs = parse(outer, id, &Shift { first_line: 1 });
+        let root = docs[0].root.as_ref().unwrap().as_ref().unwrap();
+        let a = root.get("a").unwrap();
+        let NodeKind::Scalar { text, style, .. } = &a.kind else {
+            panic!("not a scalar")
+        };
+        let m = ScalarMap::build(sources.get(id), a.span.start, *style, text);
+        // Find the needle's (line, col) inside the value.
+        let idx = text.find(needle).unwrap();
+        let before = &text[..idx];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap().chars().count();
+        let _ = FileId(0);
+        (m.map(line, col), m.is_exact())
+    }
+
+    #[test]
+    fn literal_block() {
+        let (p, exact) = locate("x: 1\na: |\n  kind: Mapping\n  prefix: foo\n", "foo");
+        assert!(exact);
+        assert_eq!(p, Pos::new(4, 11));
+    }
+
+    #[test]
+    fn literal_strip_with_blank_lines() {
+        let (p, exact) = locate("a: |-\n    ---\n    one: 1\n\n    two: 2\n\n", "two");
+        assert!(exact);
+        assert_eq!(p, Pos::new(5, 5));
+    }
+
+    #[test]
+    fn folded_block() {
+        let (p, exact) = locate("a: >\n  one\n  two\n\n  three\n", "three");
+        assert!(exact);
+        assert_eq!(p, Pos::new(5, 3));
+    }
+
+    #[test]
+    fn double_quoted_with_escapes() {
+        let (p, exact) = locate(
+            "a: \"kind: Mapping\\nprefix: \\\"/x\\\"\\nservice: svc\"\n",
+            "svc",
+        );
+        assert!(exact);
+        // a: "kind: Mapping\nprefix: \"/x\"\nservice: svc"
+        //                                              ^ column 45
+        assert_eq!(p, Pos::new(1, 45));
+    }
+
+    #[test]
+    fn double_quoted_multi_line() {
+        let (p, exact) = locate("a: \"one\n  two\n\n  three\"\n", "three");
+        assert!(exact);
+        assert_eq!(p, Pos::new(4, 3));
+    }
+
+    #[test]
+    fn single_quoted() {
+        let (p, exact) = locate("a: 'it''s here'\n", "here");
+        assert!(exact);
+        assert_eq!(p, Pos::new(1, 11));
+    }
+
+    #[test]
+    fn unicode_columns_count_characters() {
+        let (p, exact) = locate("a: |\n  name: ünïcode\n  prefix: x\n", "x\n");
+        assert!(exact);
+        assert_eq!(p, Pos::new(3, 11));
+    }
+
+    #[test]
+    fn explicit_indentation_falls_back_to_the_scalar() {
+        let (p, exact) = locate("a: |2\n    indented\n", "indented");
+        assert!(!exact);
+        // The parser places a block scalar at its first content line.
+        assert_eq!(p, Pos::new(2, 3));
+    }
+}

@@ -1,0 +1,606 @@
+//! YAML text to a tree of positioned nodes, with limits that keep hostile input cheap.
+//!
+//! Only this module (with the rest of `front`) knows YAML. The parser is `saphyr-parser`
+//! (YAML 1.2, events with spans). Documents are split at `---` lines first and each is
+//! parsed on its own, so one broken document does not hide the others, and positions are
+//! shifted back by the document's first line. Scalars keep their text and style: types are
+//! resolved later by whoever reads a field, because `yes` means `true` in YAML 1.1 (what
+//! Emissary and Kubernetes' YAML library read) and a string in YAML 1.2.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use crate::source::{FileId, Pos, Span};
+
+/// Nesting deeper than this is refused: real manifests stay under 20 levels.
+pub const MAX_DEPTH: usize = 128;
+/// Aliases may expand a document to at most this many nodes beyond its own.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// How a scalar was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
+}
+
+/// A parsed node and where it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    Scalar {
+        text: String,
+        style: Style,
+        tagged: bool,
+    },
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The scalar's text, whatever its style (a plain `123` is `"123"`).
+    pub fn scalar(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// A string value: any scalar that is not a plain null.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar { text, .. } if !self.is_null() => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn is_plain(&self) -> bool {
+        matches!(
+            &self.kind,
+            NodeKind::Scalar {
+                style: Style::Plain,
+                tagged: false,
+                ..
+            }
+        )
+    }
+
+    /// YAML 1.2 core schema null: empty, `~`, `null`.
+    pub fn is_null(&self) -> bool {
+        match &self.kind {
+            NodeKind::Scalar {
+                text,
+                style: Style::Plain,
+                tagged: false,
+            } => {
+                matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+            }
+            _ => false,
+        }
+    }
+
+    /// YAML 1.2 core schema boolean.
+    pub fn as_bool(&self) -> Option<bool> {
+        if !self.is_plain() {
+            return None;
+        }
+        match self.scalar()? {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A YAML 1.1 boolean that YAML 1.2 reads as a string, with the value YAML 1.1 gives it.
+    pub fn yaml11_bool(&self) -> Option<bool> {
+        if !self.is_plain() {
+            return None;
+        }
+        match self.scalar()? {
+            "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => Some(true),
+            "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n" | "N" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// YAML 1.2 core schema integer (decimal, `0o` octal, `0x` hex).
+    pub fn as_int(&self) -> Option<i64> {
+        if !self.is_plain() {
+            return None;
+        }
+        let t = self.scalar()?;
+        let (neg, body) = match t.as_bytes().first() {
+            Some(b'-') => (true, &t[1..]),
+            Some(b'+') => (false, &t[1..]),
+            _ => (false, t),
+        };
+        let v = if let Some(h) = body.strip_prefix("0x") {
+            i64::from_str_radix(h, 16).ok()?
+        } else if let Some(o) = body.strip_prefix("0o") {
+            i64::from_str_radix(o, 8).ok()?
+        } else if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) {
+            body.parse::<i64>().ok()?
+        } else {
+            return None;
+        };
+        Some(if neg { -v } else { v })
+    }
+
+    /// YAML 1.2 core schema float (integers included).
+    pub fn as_float(&self) -> Option<f64> {
+        if let Some(i) = self.as_int() {
+            return Some(i as f64);
+        }
+        if !self.is_plain() {
+            return None;
+        }
+        let t = self.scalar()?;
+        let looks_numeric = t.bytes().any(|b| b.is_ascii_digit())
+            && t.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+        if looks_numeric {
+            t.parse::<f64>().ok()
+        } else {
+            None
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value under a string key of a mapping, and the key node.
+    pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        self.as_map()?
+            .iter()
+            .rev() // the last occurrence wins, as in Kubernetes and PyYAML
+            .find(|(k, _)| k.scalar() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// A short name of the node's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Map(_) => "a mapping",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Scalar { .. } if self.is_null() => "null",
+            NodeKind::Scalar { .. } if self.as_bool().is_some() => "a boolean",
+            NodeKind::Scalar { .. } if self.as_int().is_some() => "an integer",
+            NodeKind::Scalar { .. } if self.as_float().is_some() => "a number",
+            NodeKind::Scalar { .. } => "a string",
+        }
+    }
+
+    /// The number of nodes in this tree.
+    pub fn weight(&self) -> usize {
+        match &self.kind {
+            NodeKind::Scalar { .. } => 1,
+            NodeKind::Seq(s) => 1 + s.iter().map(Node::weight).sum::<usize>(),
+            NodeKind::Map(m) => {
+                1 + m
+                    .iter()
+                    .map(|(k, v)| k.weight() + v.weight())
+                    .sum::<usize>()
+            }
+        }
+    }
+}
+
+/// Why a document could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    Syntax { at: Pos, message: String },
+    Limit { at: Pos, message: String },
+}
+
+/// One document of a YAML stream: its root (absent for an empty document), or why it failed.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// Where the document starts (its `---` line, or its first line).
+    pub start: Pos,
+    pub root: Result<Option<Node>, ParseError>,
+}
+
+/// Maps a position the parser reports (1-based line, 0-based column in characters, both
+/// relative to the text that was parsed) to a position in the file the user edits.
+pub trait PosMap {
+    fn map(&self, line: usize, col: usize) -> Pos;
+}
+
+/// Text that is the file itself, from line `first_line` on.
+pub struct Shift {
+    pub first_line: u32,
+}
+
+impl PosMap for Shift {
+    fn map(&self, line: usize, col: usize) -> Pos {
+        Pos::new(self.first_line + line as u32 - 1, col as u32 + 1)
+    }
+}
+
+/// Splits a YAML stream into chunks of whole documents at lines that start with `---`.
+///
+/// Returns `(first line of the chunk, 1-based; the chunk's text)`. A `---` line only starts a
+/// new chunk when something other than blank lines, comments or directives precedes it, so
+/// that directives stay with their document.
+pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
+    let mut chunks = Vec::new();
+    let mut chunk_start = 0usize;
+    let mut chunk_line = 1u32;
+    let mut has_content = false;
+    let mut line_no = 1u32;
+    let mut pos = 0usize;
+    let bytes = text.as_bytes();
+    while pos < bytes.len() {
+        let end = memchr_newline(bytes, pos);
+        let line = &text[pos..end];
+        let is_marker = line.starts_with("---")
+            && matches!(line.as_bytes().get(3), None | Some(b' ' | b'\t' | b'\r'));
+        if is_marker && has_content {
+            chunks.push((chunk_line, &text[chunk_start..pos]));
+            chunk_start = pos;
+            chunk_line = line_no;
+            has_content = false;
+        }
+        let trimmed = line.trim_start();
+        if !is_marker && !trimmed.is_empty() && !trimmed.starts_with('#') && !line.starts_with('%')
+        {
+            has_content = true;
+        } else if is_marker
+            && line[3..]
+                .trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c != '#')
+        {
+            has_content = true; // `--- value` or `--- |` carries content on the marker line
+        }
+        pos = end + 1;
+        line_no += 1;
+    }
+    if chunk_start < text.len() || chunks.is_empty() {
+        chunks.push((chunk_line, &text[chunk_start.min(text.len())..]));
+    }
+    chunks
+}
+
+fn memchr_newline(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| from + i)
+}
+
+/// Parses every document of `text`. Positions go through `map`.
+pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Vec<Document> {
+    let mut docs = Vec::new();
+    for (first_line, chunk) in split_documents(text) {
+        let shifted = ChunkMap {
+            inner: map,
+            offset: first_line - 1,
+        };
+        parse_chunk(chunk, file, &shifted, &mut docs);
+    }
+    docs
+}
+
+struct ChunkMap<'a> {
+    inner: &'a dyn PosMap,
+    offset: u32,
+}
+
+impl PosMap for ChunkMap<'_> {
+    fn map(&self, line: usize, col: usize) -> Pos {
+        self.inner.map(line + self.offset as usize, col)
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        span: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        span: Span,
+        anchor: usize,
+    },
+}
+
+fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
+    let mut parser = Parser::new_from_str(chunk);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut alias_budget = MAX_ALIAS_NODES;
+    let mut doc_start = map.map(1, 0);
+    let mut root: Option<Node> = None;
+    let mut in_doc = false;
+    loop {
+        let (event, span) = match parser.next_event() {
+            None => break,
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                let m = e.marker();
+                out.push(Document {
+                    start: doc_start,
+                    root: Err(ParseError::Syntax {
+                        at: map.map(m.line(), m.col()),
+                        message: e.info().to_string(),
+                    }),
+                });
+                return;
+            }
+        };
+        let start = map.map(span.start.line(), span.start.col());
+        let end = map.map(span.end.line(), span.end.col());
+        let sp = Span::new(file, start, end);
+        let node = match event {
+            Event::StreamStart | Event::Nothing => continue,
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                doc_start = start;
+                in_doc = true;
+                root = None;
+                stack.clear();
+                anchors.clear();
+                alias_budget = MAX_ALIAS_NODES;
+                continue;
+            }
+            Event::DocumentEnd => {
+                if in_doc {
+                    out.push(Document {
+                        start: doc_start,
+                        root: Ok(root.take()),
+                    });
+                }
+                in_doc = false;
+                continue;
+            }
+            Event::SequenceStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    out.push(limit(
+                        doc_start,
+                        start,
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    ));
+                    return;
+                }
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    span: sp,
+                    anchor,
+                });
+                continue;
+            }
+            Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    out.push(limit(
+                        doc_start,
+                        start,
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    ));
+                    return;
+                }
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    span: sp,
+                    anchor,
+                });
+                continue;
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    items,
+                    span: s,
+                    anchor,
+                }) => {
+                    let n = Node {
+                        kind: NodeKind::Seq(items),
+                        span: Span::new(file, s.start, end),
+                    };
+                    remember(&mut anchors, anchor, &n);
+                    n
+                }
+                _ => continue,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map {
+                    entries,
+                    span: s,
+                    anchor,
+                    ..
+                }) => {
+                    let n = Node {
+                        kind: NodeKind::Map(entries),
+                        span: Span::new(file, s.start, end),
+                    };
+                    remember(&mut anchors, anchor, &n);
+                    n
+                }
+                _ => continue,
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let style = match style {
+                    ScalarStyle::Plain => Style::Plain,
+                    ScalarStyle::SingleQuoted => Style::SingleQuoted,
+                    ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+                    ScalarStyle::Literal => Style::Literal,
+                    ScalarStyle::Folded => Style::Folded,
+                };
+                let n = Node {
+                    kind: NodeKind::Scalar {
+                        text: text.into_owned(),
+                        style,
+                        tagged: tag.is_some(),
+                    },
+                    span: sp,
+                };
+                remember(&mut anchors, anchor, &n);
+                n
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(target) => {
+                    let w = target.weight();
+                    if w > alias_budget {
+                        out.push(limit(
+                            doc_start,
+                            start,
+                            format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                        ));
+                        return;
+                    }
+                    alias_budget -= w;
+                    let mut n = target.clone();
+                    n.span = sp;
+                    n
+                }
+                None => {
+                    out.push(Document {
+                        start: doc_start,
+                        root: Err(ParseError::Syntax {
+                            at: start,
+                            message: "alias to an unknown anchor".into(),
+                        }),
+                    });
+                    return;
+                }
+            },
+        };
+        attach(&mut stack, &mut root, node);
+    }
+    if in_doc {
+        out.push(Document {
+            start: doc_start,
+            root: Ok(root.take()),
+        });
+    }
+}
+
+fn limit(doc_start: Pos, at: Pos, message: String) -> Document {
+    Document {
+        start: doc_start,
+        root: Err(ParseError::Limit { at, message }),
+    }
+}
+
+fn remember(anchors: &mut HashMap<usize, Node>, anchor: usize, node: &Node) {
+    if anchor != 0 {
+        anchors.insert(anchor, node.clone());
+    }
+}
+
+fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
+    match stack.last_mut() {
+        None => *root = Some(node),
+        Some(Frame::Seq { items, .. }) => items.push(node),
+        Some(Frame::Map { entries, key, .. }) => match key.take() {
+            None => *key = Some(node),
+            Some(k) => entries.push((k, node)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(text: &str) -> Vec<Document> {
+        parse(text, FileId(0), &Shift { first_line: 1 })
+    }
+
+    #[test]
+    fn positions_are_one_based_and_shifted_per_document() {
+        let d = docs("a: 1\n---\nb:\n  c: x\n");
+        assert_eq!(d.len(), 2);
+        let root = d[1].root.as_ref().unwrap().as_ref().unwrap();
+        let c = root.get("b").unwrap().get_entry("c").unwrap();
+        assert_eq!(c.0.span.start, Pos::new(4, 3));
+        assert_eq!(c.1.span.start, Pos::new(4, 6));
+    }
+
+    #[test]
+    fn a_broken_document_does_not_hide_the_next() {
+        let d = docs("a: [1\n---\nb: 2\n");
+        assert_eq!(d.len(), 2);
+        assert!(matches!(d[0].root, Err(ParseError::Syntax { .. })));
+        assert_eq!(
+            d[1].root
+                .as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .get("b")
+                .unwrap()
+                .as_int(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            s.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let d = docs(&s);
+        assert!(
+            matches!(d[0].root, Err(ParseError::Limit { .. })),
+            "{:?}",
+            d[0].root
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let s = "[".repeat(10_000);
+        let d = docs(&s);
+        assert!(d[0].root.is_err());
+    }
+
+    #[test]
+    fn typing_follows_yaml_1_2() {
+        let d = docs("a: yes\nb: true\nc: '80'\nd: 0x1F\ne: ~\nf: 1.5\n");
+        let r = d[0].root.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(r.get("a").unwrap().as_bool(), None);
+        assert_eq!(r.get("a").unwrap().yaml11_bool(), Some(true));
+        assert_eq!(r.get("b").unwrap().as_bool(), Some(true));
+        assert_eq!(r.get("c").unwrap().as_int(), None);
+        assert_eq!(r.get("d").unwrap().as_int(), Some(31));
+        assert!(r.get("e").unwrap().is_null());
+        assert_eq!(r.get("f").unwrap().as_float(), Some(1.5));
+    }
+
+    #[test]
+    fn split_keeps_directives_with_their_document() {
+        let chunks = split_documents("%YAML 1.2\n---\na: 1\n---\nb: 2\n");
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[1].0, 4);
+    }
+}
