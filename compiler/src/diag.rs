@@ -94,6 +94,7 @@ codes! {
     CanaryMismatch = "AMB305", "canary-mismatch", Error, "members of a canary group disagree on a setting that must be equal across the group", "make the named setting equal on every member of the group";
     ShadowOnly = "AMB306", "shadow-only", Warning, "a group that holds only a `shadow` Mapping produces no route", "add the primary Mapping for this match, or remove the shadow";
     ImplicitSplit = "AMB307", "implicit-split", Warning, "the same route is bound to different services without weights, so traffic is split evenly between them", "set `weight` on the canary, or give one Mapping a different match";
+    CanarySettingsDiffer = "AMB309", "canary-settings-differ", Warning, "members of a canary group set different route settings; one Envoy route carries the group, with the settings of its main member", "set route settings (rewrite, timeouts, headers, cors, retries) the same on every member of the group";
     ZeroWeight = "AMB308", "zero-weight", Info, "a member of a canary group receives no traffic", "raise its weight, or remove it once the rollout is done";
     // Whole-configuration checks.
     DuplicateName = "AMB401", "duplicate-name", Error, "two objects of the same kind share a name in one namespace; the later replaces the earlier", "rename one of them";
@@ -105,6 +106,8 @@ codes! {
     UndefinedTlsContext = "AMB407", "undefined-tls-context", Error, "the Mapping names a TLSContext that is not defined", "define the TLSContext, or fix its name";
     UndefinedResolver = "AMB408", "undefined-resolver", Error, "the Mapping names a resolver that is not defined", "use `kubernetes-service`, `kubernetes-endpoint`, or define the resolver";
     ServiceNotFound = "AMB409", "service-not-found", Warning, "the upstream Service is not among the given manifests (it may live elsewhere)", "check the service name and namespace, or lint the manifests that define it too";
+    DuplicateHostname = "AMB411", "duplicate-hostname", Warning, "two Hosts claim the same hostname; their Mappings are served by one virtual host", "give each Host its own hostname";
+    UnsupportedKind = "AMB412", "unsupported-kind", Warning, "a kind that is checked but not compiled into Envoy configuration", "remove the object, or configure its effect another way";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
 }
 

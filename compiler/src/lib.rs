@@ -11,4 +11,42 @@
 pub mod diag;
 pub mod front;
 pub mod ir;
+pub mod lower;
+pub mod re2;
 pub mod source;
+
+use diag::Diagnostic;
+use front::{Manifests, Options};
+use ir::Ir;
+use lower::LowerOptions;
+use source::Sources;
+
+/// The result of compiling a set of sources.
+#[derive(Debug)]
+pub struct Compilation {
+    pub manifests: Manifests,
+    pub ir: Ir,
+    /// Every finding, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads, lowers and checks every file of `sources`.
+pub fn compile(sources: &Sources, opts: &Options, lower_opts: &LowerOptions) -> Compilation {
+    let mut manifests = front::read_all(sources, opts);
+    let (ir, mut diags) = lower::lower(&manifests, lower_opts);
+    let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
+    diagnostics.append(&mut diags);
+    diag::sort(&mut diagnostics);
+    Compilation {
+        manifests,
+        ir,
+        diagnostics,
+    }
+}
+
+/// Compiles one file with default options (tests and examples).
+pub fn compile_one(name: &str, text: &str) -> Compilation {
+    let mut sources = Sources::new();
+    sources.add(name, text);
+    compile(&sources, &Options::default(), &LowerOptions::default())
+}

@@ -1,0 +1,1371 @@
+//! Resources to IR: defaults, Hosts and virtual hosts, service resolution, grouping, precedence order, canary weights.
+//!
+//! Ambassador's semantics are described in `shared/reference/ambassador-semantics.md`; the
+//! places where this compiler deliberately differs are listed in ARCHITECTURE.md. One rule
+//! runs through the pass: an object with an error that makes it unusable is reported and
+//! left out, and everything else keeps flowing.
+
+pub mod mapping;
+pub mod service;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::diag::{Code, Diagnostic, ObjectRef};
+use crate::front::yaml::Node;
+use crate::front::{Kind, Manifests, Resource};
+use crate::ir::{
+    Cluster, Discovery, Forward, HeaderMatch, InsecureAction, Ir, LbPolicy, Listener, PathMatch,
+    Redirect, RedirectPath, Route, RouteAction, RouteMatch, ServerTls, Settings, Shadow, SourceRef,
+    TcpListener, TcpRoute, UpstreamTls, ValueMatch, VirtualHost, WeightedCluster,
+};
+use crate::source::Span;
+use mapping::{Mapping, Reader};
+
+/// Settings of the lowering pass.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    /// Where the HTTP listeners listen.
+    pub listen_address: String,
+    /// Cleartext HTTP port (Ambassador's default 8080).
+    pub http_port: u16,
+    /// TLS port (Ambassador's default 8443), used when a Host or TLSContext terminates TLS.
+    pub https_port: u16,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions {
+            listen_address: "0.0.0.0".into(),
+            http_port: 8080,
+            https_port: 8443,
+        }
+    }
+}
+
+/// The name of the one route configuration all HTTP listeners take from RDS.
+pub const ROUTE_CONFIG: &str = "ambassador-routes";
+
+/// Lowers the resources read by [`crate::front`] into the IR.
+pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        diags: Vec::new(),
+        known_namespaces: HashSet::new(),
+    };
+    for s in &m.services {
+        cx.known_namespaces.insert(s.namespace.clone());
+    }
+    for r in &m.resources {
+        cx.known_namespaces.insert(r.id.namespace.clone());
+    }
+    let active = dedupe(&m.resources, &mut cx.diags);
+    let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
+
+    let settings = module_settings(by_kind(Kind::Module), &mut cx.diags);
+    let default_resolver = by_kind(Kind::Module)
+        .find(|r| r.id.name == "ambassador")
+        .and_then(|r| r.field("config"))
+        .and_then(|c| c.get("resolver"))
+        .and_then(Node::as_str)
+        .map(str::to_string);
+    let mut resolvers: HashMap<String, Kind> = HashMap::new();
+    resolvers.insert("kubernetes-service".into(), Kind::KubernetesServiceResolver);
+    resolvers.insert(
+        "kubernetes-endpoint".into(),
+        Kind::KubernetesEndpointResolver,
+    );
+    for r in active.iter().filter(|r| {
+        matches!(
+            r.kind,
+            Kind::KubernetesServiceResolver
+                | Kind::KubernetesEndpointResolver
+                | Kind::ConsulResolver
+        )
+    }) {
+        resolvers.insert(r.id.name.clone(), r.kind);
+    }
+    let tls_contexts: HashMap<&str, &Resource> = by_kind(Kind::TlsContext)
+        .map(|r| (r.id.name.as_str(), r))
+        .collect();
+
+    // Virtual hosts from Hosts, or one catch-all when there is none.
+    let mut server_tls = Vec::new();
+    let mut vhosts = hosts(
+        by_kind(Kind::Host),
+        &tls_contexts,
+        &mut server_tls,
+        &mut cx.diags,
+    );
+    for ctx in tls_contexts.values() {
+        let hosts: Vec<String> = Reader::new(ctx).str_list("hosts");
+        if let Some(secret) = ctx.field("secret").and_then(Node::as_str) {
+            if !hosts.is_empty() {
+                server_tls.push(server_tls_from_context(ctx, hosts, secret));
+            }
+        }
+    }
+
+    // Mappings.
+    let mut mappings = Vec::new();
+    for r in by_kind(Kind::Mapping) {
+        let mut reader = Reader::new(r);
+        let read = mapping::read(&mut reader);
+        cx.diags.append(&mut reader.diags);
+        let Some(mut mp) = read else { continue };
+        if !check_references(&mut mp, &tls_contexts, &resolvers, &mut cx) {
+            continue;
+        }
+        cx.check_service(&mp, m, default_resolver.as_deref(), &resolvers);
+        mappings.push(mp);
+    }
+
+    // Attach Mappings to virtual hosts.
+    let have_hosts = !vhosts.is_empty();
+    if !have_hosts {
+        vhosts.push(VHost {
+            vh: VirtualHost {
+                name: "ambassador-default".into(),
+                domains: vec!["*".into()],
+                source: None,
+                insecure: InsecureAction::Route,
+                routes: Vec::new(),
+                cors: None,
+            },
+            glob: "*".into(),
+            selector: BTreeMap::new(),
+        });
+    }
+    let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];
+    for (i, mp) in mappings.iter().enumerate() {
+        let Some(hostname) = &mp.hostname else {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::NoHostname,
+                    mp.r.span,
+                    format!(
+                        "Mapping `{}` sets neither `hostname` nor `host`, so no Host takes it",
+                        mp.r.id.name
+                    ),
+                )
+                .with_object(&mp.r.id),
+            );
+            continue;
+        };
+        let mut any = false;
+        for (v, vh) in vhosts.iter().enumerate() {
+            if globs_intersect(hostname, &vh.glob)
+                && vh
+                    .selector
+                    .iter()
+                    .all(|(k, val)| mp.r.labels.get(k) == Some(val))
+            {
+                attached[v].push(i);
+                any = true;
+            }
+        }
+        if !any {
+            let span = if mp.r.field("hostname").is_some() {
+                mp.r.key_span("hostname")
+            } else {
+                mp.r.key_span("host")
+            };
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::HostnameMatchesNoHost,
+                    span,
+                    format!("hostname `{hostname}` of Mapping `{}` matches no Host, so it is not routed", mp.r.id.name),
+                )
+                .with_object(&mp.r.id)
+                .with_help(format!(
+                    "the Hosts are: {}",
+                    vhosts.iter().map(|v| format!("`{}`", v.glob)).collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+    }
+
+    // Routes per virtual host.
+    let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
+    let mut out_vhosts = Vec::new();
+    let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
+    for (v, mut vh) in vhosts.into_iter().enumerate() {
+        let members: Vec<&Mapping> = attached[v].iter().map(|&i| &mappings[i]).collect();
+        let mut routes = build_routes(
+            &members,
+            &vh.glob,
+            &settings,
+            &mut clusters,
+            &mut cx,
+            &tls_contexts,
+            &resolvers,
+            default_resolver.as_deref(),
+        );
+        routes.sort_by_cached_key(|r| std::cmp::Reverse(order_key(r)));
+        vh.vh.routes = routes;
+        out_vhosts.push(vh.vh);
+    }
+    out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // Listeners.
+    let mut listeners = vec![Listener {
+        name: format!("ambassador-listener-{}", opts.http_port),
+        address: opts.listen_address.clone(),
+        port: opts.http_port,
+        route_config: ROUTE_CONFIG.into(),
+        tls: Vec::new(),
+    }];
+    if !server_tls.is_empty() {
+        server_tls.sort_by(|a, b| a.server_names.cmp(&b.server_names));
+        server_tls.dedup_by(|a, b| a.server_names == b.server_names);
+        listeners.push(Listener {
+            name: format!("ambassador-listener-{}", opts.https_port),
+            address: opts.listen_address.clone(),
+            port: opts.https_port,
+            route_config: ROUTE_CONFIG.into(),
+            tls: server_tls,
+        });
+    }
+
+    let tcp_listeners = tcp(
+        by_kind(Kind::TcpMapping),
+        &mut clusters,
+        &mut cx,
+        &tls_contexts,
+    );
+
+    let ir = Ir {
+        listeners,
+        virtual_hosts: out_vhosts,
+        clusters,
+        tcp_listeners,
+        settings,
+    };
+    let mut diags = cx.diags;
+    diags.retain(|d| reported.insert((d.code, d.span.unwrap_or_default(), d.message.clone())));
+    (ir, diags)
+}
+
+struct Cx {
+    diags: Vec<Diagnostic>,
+    known_namespaces: HashSet<String>,
+}
+
+impl Cx {
+    /// `service-not-found` and `load-balancer-needs-endpoints`.
+    fn check_service(
+        &mut self,
+        mp: &Mapping,
+        m: &Manifests,
+        default_resolver: Option<&str>,
+        resolvers: &HashMap<String, Kind>,
+    ) {
+        if mp.redirect.is_some() {
+            return;
+        }
+        let ns = &mp.r.id.namespace;
+        let known = |n: &str| self.known_namespaces.contains(n) || n == "default";
+        if let Some((name, namespace)) = mp.service.kubernetes_service(ns, &known) {
+            let found = m
+                .services
+                .iter()
+                .any(|s| s.name == name && s.namespace == namespace);
+            if !found {
+                self.diags.push(
+                    Diagnostic::at(
+                        Code::ServiceNotFound,
+                        mp.service_span,
+                        format!("Service `{namespace}/{name}` is not among the given manifests"),
+                    )
+                    .with_object(&mp.r.id)
+                    .with_field(mp.r.path("service")),
+                );
+            }
+        }
+        if let Some(lb_span) = mp.cluster.lb_span {
+            let resolver = mp
+                .cluster
+                .resolver
+                .as_ref()
+                .map(|(n, _)| n.as_str())
+                .or(default_resolver);
+            let kind = resolver
+                .and_then(|r| resolvers.get(r))
+                .copied()
+                .unwrap_or(Kind::KubernetesServiceResolver);
+            if kind == Kind::KubernetesServiceResolver && !mp.service.is_ip() {
+                self.diags.push(
+                    Diagnostic::at(
+                        Code::LoadBalancerNeedsEndpoints,
+                        lb_span,
+                        "`load_balancer` needs endpoint routing: with the `kubernetes-service` resolver Envoy sees one address",
+                    )
+                    .with_object(&mp.r.id)
+                    .with_field(mp.r.path("load_balancer")),
+                );
+            }
+        }
+    }
+}
+
+/// Drops all but the last of objects sharing kind, namespace and name, reporting each.
+fn dedupe<'a>(resources: &'a [Resource], diags: &mut Vec<Diagnostic>) -> Vec<&'a Resource> {
+    let mut last: HashMap<(&Kind, &str, &str), usize> = HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        if let Some(prev) = last.insert((&r.kind, &r.id.namespace, &r.id.name), i) {
+            let p = &resources[prev];
+            diags.push(
+                Diagnostic::at(
+                    Code::DuplicateName,
+                    r.span,
+                    format!(
+                        "{} `{}/{}` is defined twice; this one replaces the earlier",
+                        r.kind.as_str(),
+                        r.id.namespace,
+                        r.id.name
+                    ),
+                )
+                .with_object(&r.id)
+                .with_related(p.span, "the earlier definition"),
+            );
+        }
+    }
+    let keep: HashSet<usize> = last.into_values().collect();
+    resources
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r)
+        .collect()
+}
+
+fn module_settings<'a>(
+    modules: impl Iterator<Item = &'a Resource>,
+    diags: &mut Vec<Diagnostic>,
+) -> Settings {
+    let mut s = Settings::default();
+    for r in modules {
+        if r.id.name != "ambassador" {
+            if r.id.name != "tls" {
+                diags.push(
+                    Diagnostic::at(
+                        Code::UnknownModule,
+                        r.span,
+                        format!(
+                            "Module `{}` has no effect: only the Module named `ambassador` is read",
+                            r.id.name
+                        ),
+                    )
+                    .with_object(&r.id),
+                );
+            }
+            continue;
+        }
+        let Some(c) = r.field("config") else { continue };
+        if let Some(v) = c.get("cluster_request_timeout_ms").and_then(Node::as_int) {
+            s.default_timeout_ms = v.max(0) as u64;
+        }
+        if let Some(v) = c.get("use_remote_address").and_then(Node::as_bool) {
+            s.use_remote_address = v;
+        }
+        if let Some(v) = c.get("xff_num_trusted_hops").and_then(Node::as_int) {
+            s.xff_num_trusted_hops = v.clamp(0, u32::MAX as i64) as u32;
+        }
+        s.server_name = c
+            .get("server_name")
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        s.cors = c.get("cors").map(mapping::read_cors);
+    }
+    s
+}
+
+struct VHost {
+    vh: VirtualHost,
+    glob: String,
+    selector: BTreeMap<String, String>,
+}
+
+fn source_ref(r: &Resource) -> SourceRef {
+    SourceRef {
+        kind: r.kind.as_str().into(),
+        namespace: r.id.namespace.clone(),
+        name: r.id.name.clone(),
+        span: r.span,
+    }
+}
+
+fn hosts<'a>(
+    hosts: impl Iterator<Item = &'a Resource>,
+    tls_contexts: &HashMap<&str, &Resource>,
+    server_tls: &mut Vec<ServerTls>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<VHost> {
+    let mut out: Vec<VHost> = Vec::new();
+    for r in hosts {
+        let reader = Reader::new(r);
+        let glob = reader.str("hostname").unwrap_or("*").to_ascii_lowercase();
+        let selector = r
+            .field("mappingSelector")
+            .or_else(|| r.field("selector"))
+            .and_then(|s| s.get("matchLabels"))
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.scalar()?.to_string(), v.scalar()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut has_tls = false;
+        if let Some(secret) = r.field("tlsSecret") {
+            if let Some(name) = secret.get("name").and_then(Node::as_str) {
+                let ns = secret
+                    .get("namespace")
+                    .and_then(Node::as_str)
+                    .unwrap_or(&r.id.namespace);
+                let tls = r.field("tls");
+                let s = |k: &str| {
+                    tls.and_then(|t| t.get(k))
+                        .and_then(Node::as_str)
+                        .map(str::to_string)
+                };
+                server_tls.push(ServerTls {
+                    server_names: if glob == "*" {
+                        Vec::new()
+                    } else {
+                        vec![glob.clone()]
+                    },
+                    secret: format!("{ns}/{name}"),
+                    min_tls_version: s("min_tls_version"),
+                    max_tls_version: s("max_tls_version"),
+                    alpn_protocols: s("alpn_protocols")
+                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+                        .unwrap_or_default(),
+                });
+                has_tls = true;
+            }
+        }
+        if let Some(ctx) = r.field("tlsContext") {
+            let name = ctx.get("name").and_then(Node::as_str).unwrap_or_default();
+            match tls_contexts.get(name) {
+                Some(c) => {
+                    if let Some(secret) = c.field("secret").and_then(Node::as_str) {
+                        let names = if glob == "*" {
+                            Vec::new()
+                        } else {
+                            vec![glob.clone()]
+                        };
+                        server_tls.push(server_tls_from_context(c, names, secret));
+                        has_tls = true;
+                    }
+                }
+                None => diags.push(
+                    Diagnostic::at(
+                        Code::UndefinedTlsContext,
+                        ctx.span,
+                        format!(
+                            "Host `{}` names TLSContext `{name}`, which is not defined",
+                            r.id.name
+                        ),
+                    )
+                    .with_object(&r.id)
+                    .with_field(r.path("tlsContext.name")),
+                ),
+            }
+        }
+        let action = r
+            .field("requestPolicy")
+            .and_then(|p| p.get("insecure"))
+            .and_then(|i| i.get("action"))
+            .and_then(|a| Some((a.as_str()?, a.span)));
+        let insecure = match action {
+            Some(("Route", _)) => InsecureAction::Route,
+            Some(("Redirect", _)) => InsecureAction::Redirect,
+            Some(("Reject", _)) => InsecureAction::Reject,
+            Some((other, span)) => {
+                diags.push(
+                    Diagnostic::at(
+                        Code::InvalidValue,
+                        span,
+                        format!(
+                            "`insecure.action: {other}` must be one of Redirect, Route, Reject"
+                        ),
+                    )
+                    .with_object(&r.id)
+                    .with_field(r.path("requestPolicy.insecure.action")),
+                );
+                InsecureAction::Route
+            }
+            None if has_tls => InsecureAction::Redirect,
+            None => InsecureAction::Route,
+        };
+        if let Some(existing) = out.iter_mut().find(|v| v.glob == glob) {
+            diags.push(
+                Diagnostic::at(
+                    Code::DuplicateHostname,
+                    reader.span("hostname"),
+                    format!(
+                        "Host `{}` claims hostname `{glob}`, which another Host already claims",
+                        r.id.name
+                    ),
+                )
+                .with_object(&r.id)
+                .with_related(
+                    existing.vh.source.as_ref().map_or(r.span, |s| s.span),
+                    "the other Host",
+                ),
+            );
+            continue;
+        }
+        out.push(VHost {
+            vh: VirtualHost {
+                name: format!("host-{}-{}", r.id.namespace, r.id.name),
+                domains: vec![glob.clone()],
+                source: Some(source_ref(r)),
+                insecure,
+                routes: Vec::new(),
+                cors: None,
+            },
+            glob,
+            selector,
+        });
+    }
+    out
+}
+
+fn server_tls_from_context(c: &Resource, server_names: Vec<String>, secret: &str) -> ServerTls {
+    let s = |k: &str| c.field(k).and_then(Node::as_str).map(str::to_string);
+    let secret = if secret.contains('/') {
+        secret.to_string()
+    } else {
+        format!("{}/{secret}", c.id.namespace)
+    };
+    ServerTls {
+        server_names: server_names.into_iter().filter(|n| n != "*").collect(),
+        secret,
+        min_tls_version: s("min_tls_version"),
+        max_tls_version: s("max_tls_version"),
+        alpn_protocols: s("alpn_protocols")
+            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The TLSContext and resolver a Mapping names must exist.
+fn check_references(
+    mp: &mut Mapping,
+    tls_contexts: &HashMap<&str, &Resource>,
+    resolvers: &HashMap<String, Kind>,
+    cx: &mut Cx,
+) -> bool {
+    let mut ok = true;
+    if let Some(name) = &mp.cluster.tls_context {
+        if !tls_contexts.contains_key(name.as_str()) {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::UndefinedTlsContext,
+                    mp.cluster.tls_context_span.unwrap_or(mp.r.span),
+                    format!("TLSContext `{name}` is not defined"),
+                )
+                .with_object(&mp.r.id)
+                .with_field(mp.r.path("tls")),
+            );
+            ok = false;
+        }
+    }
+    if let Some((name, span)) = &mp.cluster.resolver {
+        if !resolvers.contains_key(name) {
+            let mut d = Diagnostic::at(
+                Code::UndefinedResolver,
+                *span,
+                format!("resolver `{name}` is not defined"),
+            )
+            .with_object(&mp.r.id)
+            .with_field(mp.r.path("resolver"));
+            if let Some(s) = crate::diag::did_you_mean(name, resolvers.keys().map(String::as_str)) {
+                d = d.with_help(format!("did you mean `{s}`?"));
+            }
+            cx.diags.push(d);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Whether two DNS globs (exact, `*.suffix`, `prefix*`, `*`) can match a common name.
+pub fn globs_intersect(a: &str, b: &str) -> bool {
+    if a == "*" || b == "*" {
+        return true;
+    }
+    match (
+        a.strip_prefix('*'),
+        a.strip_suffix('*'),
+        b.strip_prefix('*'),
+        b.strip_suffix('*'),
+    ) {
+        (Some(sa), _, Some(sb), _) => sa.ends_with(sb) || sb.ends_with(sa),
+        (_, Some(pa), _, Some(pb)) => pa.starts_with(pb) || pb.starts_with(pa),
+        (Some(_), _, _, Some(_)) | (_, Some(_), Some(_), _) => true,
+        (Some(s), _, None, None) => b.ends_with(s),
+        (_, Some(p), None, None) => b.starts_with(p),
+        (None, None, Some(s), _) => a.ends_with(s),
+        (None, None, _, Some(p)) => a.starts_with(p),
+        (None, None, None, None) => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// A DNS glob as an RE2 regex over `:authority` (with an optional port).
+fn glob_regex(glob: &str) -> String {
+    let mut out = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => out.push_str("[^:]*"),
+            '.' => out.push_str("\\."),
+            c => out.push(c),
+        }
+    }
+    out.push_str("(:[0-9]+)?");
+    out
+}
+
+/// What makes two Mappings members of one group.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    matcher: RouteMatch,
+    precedence: i64,
+}
+
+fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
+    let mut headers = mp.headers.clone();
+    if let Some(m) = &mp.method {
+        headers.push(HeaderMatch {
+            name: ":method".into(),
+            value: m.clone(),
+        });
+    }
+    match (&mp.authority, &mp.hostname) {
+        (Some(a), _) => headers.push(HeaderMatch {
+            name: ":authority".into(),
+            value: a.clone(),
+        }),
+        (None, Some(h)) if h != "*" && h != vhost_glob => {
+            let value = if h.contains('*') {
+                ValueMatch::Regex(glob_regex(h))
+            } else {
+                ValueMatch::Exact(h.clone())
+            };
+            headers.push(HeaderMatch {
+                name: ":authority".into(),
+                value,
+            });
+        }
+        _ => {}
+    }
+    headers.sort();
+    RouteMatch {
+        path: mp.path.clone(),
+        case_sensitive: mp.case_sensitive,
+        headers,
+        query_parameters: mp.query.clone(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_routes(
+    members: &[&Mapping],
+    vhost_glob: &str,
+    settings: &Settings,
+    clusters: &mut BTreeMap<String, Cluster>,
+    cx: &mut Cx,
+    tls_contexts: &HashMap<&str, &Resource>,
+    resolvers: &HashMap<String, Kind>,
+    default_resolver: Option<&str>,
+) -> Vec<Route> {
+    // Group, keeping first-seen order.
+    let mut index: HashMap<GroupKey, usize> = HashMap::new();
+    let mut groups: Vec<(GroupKey, Vec<&Mapping>)> = Vec::new();
+    for mp in members {
+        let key = GroupKey {
+            matcher: match_of(mp, vhost_glob),
+            precedence: mp.precedence,
+        };
+        match index.get(&key) {
+            Some(&g) => groups[g].1.push(mp),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![mp]));
+            }
+        }
+    }
+    canary_precedence(&groups, cx);
+
+    let mut routes = Vec::with_capacity(groups.len());
+    for (key, mut group) in groups {
+        group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
+        let (shadows, mut primaries): (Vec<&Mapping>, Vec<&Mapping>) =
+            group.iter().partition(|m| m.shadow);
+        if primaries.is_empty() {
+            for s in &shadows {
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::ShadowOnly,
+                        s.r.span,
+                        format!("shadow Mapping `{}` has no primary Mapping with the same match, so it produces no route", s.r.id.name),
+                    )
+                    .with_object(&s.r.id),
+                );
+            }
+            continue;
+        }
+        for extra in shadows.iter().skip(1) {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::CanaryMismatch,
+                    extra.r.span,
+                    format!(
+                        "only one shadow per group: `{}` is ignored in favour of `{}`",
+                        extra.r.id.name, shadows[0].r.id.name
+                    ),
+                )
+                .with_object(&extra.r.id)
+                .with_related(shadows[0].r.span, "the shadow that is used"),
+            );
+        }
+        // Core keys must agree with the first member.
+        let first = primaries[0];
+        primaries.retain(|m| {
+            if std::ptr::eq(*m, first) {
+                return true;
+            }
+            let bad = m.core.iter().find(|(k, v)| first.core.get(*k) != Some(*v)).map(|(k, _)| *k);
+            let bad = bad.or_else(|| (m.redirect.is_some() != first.redirect.is_some()).then_some("host_redirect"));
+            if let Some(k) = bad {
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::CanaryMismatch,
+                        m.r.key_span(k),
+                        format!("`{k}` of `{}` differs from `{}` in the same canary group, so it cannot join the group", m.r.id.name, first.r.id.name),
+                    )
+                    .with_object(&m.r.id)
+                    .with_field(m.r.path(k))
+                    .with_related(first.r.span, "the group's first member"),
+                );
+                return false;
+            }
+            true
+        });
+
+        let weights = weights(&primaries, cx);
+        // The main member (largest share) carries the route settings.
+        let leader = primaries
+            .iter()
+            .zip(&weights)
+            .max_by(|(a, wa), (b, wb)| wa.cmp(wb).then(b.r.id.cmp(&a.r.id)))
+            .map(|(m, _)| *m)
+            .unwrap_or(first);
+        let sources: Vec<SourceRef> = primaries
+            .iter()
+            .chain(shadows.first())
+            .map(|m| source_ref(m.r))
+            .collect();
+        let name = route_name(&key);
+
+        let action = if let Some(redirect) = &leader.redirect {
+            RouteAction::Redirect(Redirect {
+                host: leader.service.host.clone(),
+                port: leader.service.port,
+                https: leader.service.https,
+                path: redirect.path.clone(),
+                response_code: redirect.response_code,
+            })
+        } else {
+            for m in &primaries {
+                if m.route != leader.route && !std::ptr::eq(*m, leader) {
+                    let what = differing_setting(&m.route, &leader.route);
+                    cx.diags.push(
+                        Diagnostic::at(
+                            Code::CanarySettingsDiffer,
+                            m.r.span,
+                            format!("`{what}` of `{}` differs from `{}`, whose settings the group's route uses", m.r.id.name, leader.r.id.name),
+                        )
+                        .with_object(&m.r.id)
+                        .with_related(leader.r.span, "the main member"),
+                    );
+                }
+            }
+            let mut wc = Vec::new();
+            let mut unique = HashSet::new();
+            for (m, w) in primaries.iter().zip(&weights) {
+                let cluster = cluster_for(m, clusters, tls_contexts, resolvers, default_resolver);
+                if unique.insert(cluster.clone()) {
+                    wc.push(WeightedCluster {
+                        cluster,
+                        weight: *w,
+                        source: source_ref(m.r),
+                    });
+                } else if let Some(existing) = wc.iter_mut().find(|c| c.cluster == cluster) {
+                    existing.weight += *w;
+                }
+            }
+            let shadow = shadows.first().map(|s| Shadow {
+                cluster: cluster_for(s, clusters, tls_contexts, resolvers, default_resolver),
+                percent: s.weight.unwrap_or(100).min(100),
+                source: source_ref(s.r),
+            });
+            let rs = &leader.route;
+            RouteAction::Forward(Box::new(Forward {
+                clusters: wc,
+                prefix_rewrite: rs.prefix_rewrite.clone(),
+                regex_rewrite: rs.regex_rewrite.clone(),
+                timeout_ms: rs.timeout_ms.unwrap_or(settings.default_timeout_ms),
+                idle_timeout_ms: rs.idle_timeout_ms,
+                retry: rs.retry.clone(),
+                cors: rs.cors.clone().or_else(|| settings.cors.clone()),
+                shadow,
+                host_rewrite: rs.host_rewrite.clone(),
+                auto_host_rewrite: rs.auto_host_rewrite,
+                upgrades: rs.upgrades.clone(),
+                request_headers_to_add: rs.request_headers_to_add.clone(),
+                request_headers_to_remove: rs.request_headers_to_remove.clone(),
+                response_headers_to_add: rs.response_headers_to_add.clone(),
+                response_headers_to_remove: rs.response_headers_to_remove.clone(),
+                hash_policy: rs.hash_policy.clone(),
+            }))
+        };
+        routes.push(Route {
+            name,
+            matcher: key.matcher,
+            action,
+            precedence: key.precedence,
+            sources,
+        });
+    }
+    routes
+}
+
+fn differing_setting(a: &mapping::RouteSettings, b: &mapping::RouteSettings) -> &'static str {
+    if a.prefix_rewrite != b.prefix_rewrite || a.regex_rewrite != b.regex_rewrite {
+        "rewrite"
+    } else if a.timeout_ms != b.timeout_ms || a.idle_timeout_ms != b.idle_timeout_ms {
+        "timeout_ms"
+    } else if a.retry != b.retry {
+        "retry_policy"
+    } else if a.cors != b.cors {
+        "cors"
+    } else if a.upgrades != b.upgrades {
+        "allow_upgrade"
+    } else if a.host_rewrite != b.host_rewrite || a.auto_host_rewrite != b.auto_host_rewrite {
+        "host_rewrite"
+    } else {
+        "headers"
+    }
+}
+
+/// Ambassador's canary weights: weighted members keep their weight, the unweighted share
+/// what remains equally, and the last unweighted member takes the rounding.
+fn weights(members: &[&Mapping], cx: &mut Cx) -> Vec<u32> {
+    let mut ws: Vec<Option<u32>> = Vec::with_capacity(members.len());
+    for m in members {
+        match m.weight {
+            Some(w) if w > 100 => {
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::WeightOver100,
+                        m.weight_span.unwrap_or(m.r.span),
+                        format!(
+                            "`weight: {w}` of `{}` is over 100; it is taken as 100",
+                            m.r.id.name
+                        ),
+                    )
+                    .with_object(&m.r.id)
+                    .with_field(m.r.path("weight")),
+                );
+                ws.push(Some(100));
+            }
+            w => ws.push(w),
+        }
+    }
+    let total: u32 = ws.iter().flatten().sum();
+    let unweighted = ws.iter().filter(|w| w.is_none()).count() as u32;
+    let names = || {
+        members
+            .iter()
+            .map(|m| format!("`{}`", m.r.id.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if total > 100 {
+        let m = members
+            .iter()
+            .zip(&ws)
+            .rfind(|(_, w)| w.is_some())
+            .map(|(m, _)| *m)
+            .unwrap_or(members[0]);
+        cx.diags.push(
+            Diagnostic::at(
+                Code::WeightTotalOver100,
+                m.weight_span.unwrap_or(m.r.span),
+                format!(
+                    "the weights of {} add up to {total}; they are scaled to 100",
+                    names()
+                ),
+            )
+            .with_object(&m.r.id)
+            .with_field(m.r.path("weight")),
+        );
+        let mut out: Vec<u32> = ws.iter().map(|w| w.unwrap_or(0) * 100 / total).collect();
+        let rest = 100 - out.iter().sum::<u32>();
+        if let Some(last) = ws.iter().rposition(|w| w.is_some()) {
+            out[last] += rest;
+        }
+        return out;
+    }
+    if total < 100 && unweighted == 0 {
+        let m = members[members.len() - 1];
+        cx.diags.push(
+            Diagnostic::at(
+                Code::WeightTotalUnder100,
+                m.weight_span.unwrap_or(m.r.span),
+                format!(
+                    "the weights of {} add up to {total}, and no member takes the remaining {}",
+                    names(),
+                    100 - total
+                ),
+            )
+            .with_object(&m.r.id)
+            .with_field(m.r.path("weight")),
+        );
+    }
+    let remaining = 100u32.saturating_sub(total);
+    let share = if unweighted > 0 {
+        remaining / unweighted
+    } else {
+        0
+    };
+    let mut seen = 0;
+    let out: Vec<u32> = ws
+        .iter()
+        .map(|w| match w {
+            Some(w) => *w,
+            None => {
+                seen += 1;
+                if seen == unweighted {
+                    remaining - share * (unweighted - 1)
+                } else {
+                    share
+                }
+            }
+        })
+        .collect();
+    // The same route bound to different services without weights is a split nobody asked for.
+    if unweighted >= 2 && total == 0 {
+        let services: HashSet<&str> = members.iter().map(|m| m.service.host.as_str()).collect();
+        if services.len() > 1 {
+            for m in &members[1..] {
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::ImplicitSplit,
+                        m.r.span,
+                        format!(
+                            "`{}` and `{}` bind the same route to different services, so each gets {}% of the traffic",
+                            members[0].r.id.name,
+                            m.r.id.name,
+                            100 / unweighted
+                        ),
+                    )
+                    .with_object(&m.r.id)
+                    .with_related(members[0].r.span, "the other Mapping"),
+                );
+            }
+        }
+    }
+    for (m, w) in members.iter().zip(&out) {
+        if *w == 0 && members.len() > 1 {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::ZeroWeight,
+                    m.weight_span.unwrap_or(m.r.span),
+                    format!("`{}` receives no traffic in its canary group", m.r.id.name),
+                )
+                .with_object(&m.r.id),
+            );
+        }
+    }
+    out
+}
+
+/// Would-be canaries: the same match under different precedences never share traffic.
+fn canary_precedence(groups: &[(GroupKey, Vec<&Mapping>)], cx: &mut Cx) {
+    let mut by_match: HashMap<&RouteMatch, Vec<usize>> = HashMap::new();
+    for (i, (k, _)) in groups.iter().enumerate() {
+        by_match.entry(&k.matcher).or_default().push(i);
+    }
+    for idxs in by_match.values().filter(|v| v.len() > 1) {
+        let winner = *idxs
+            .iter()
+            .max_by_key(|&&i| groups[i].0.precedence)
+            .unwrap_or(&idxs[0]);
+        let w = groups[winner].1[0];
+        for &i in idxs.iter().filter(|&&i| i != winner) {
+            for m in &groups[i].1 {
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::CanaryPrecedence,
+                        m.r.key_span("precedence"),
+                        format!(
+                            "`{}` (precedence {}) has the same match as `{}` (precedence {}), so it never receives traffic",
+                            m.r.id.name, m.precedence, w.r.id.name, w.precedence
+                        ),
+                    )
+                    .with_object(&m.r.id)
+                    .with_related(w.r.span, "the Mapping that takes the traffic"),
+                );
+            }
+        }
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn route_name(key: &GroupKey) -> String {
+    let text = format!("{:?}|{}", key.matcher, key.precedence);
+    format!("route-{:016x}", fnv(&text))
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn cluster_for(
+    m: &Mapping,
+    clusters: &mut BTreeMap<String, Cluster>,
+    tls_contexts: &HashMap<&str, &Resource>,
+    resolvers: &HashMap<String, Kind>,
+    default_resolver: Option<&str>,
+) -> String {
+    let ns = &m.r.id.namespace;
+    let host = m.service.dns_name(ns);
+    let port = m.service.port_or_default();
+    let resolver = m
+        .cluster
+        .resolver
+        .as_ref()
+        .map(|(n, _)| n.as_str())
+        .or(default_resolver);
+    let resolver_kind = resolver
+        .and_then(|r| resolvers.get(r))
+        .copied()
+        .unwrap_or(Kind::KubernetesServiceResolver);
+    let discovery = if m.service.is_ip() {
+        Discovery::Static
+    } else if resolver_kind == Kind::KubernetesEndpointResolver {
+        let (svc, svc_ns) = host
+            .split_once('.')
+            .map_or((host.as_str(), ns.as_str()), |(a, b)| {
+                (a, b.split('.').next().unwrap_or(b))
+            });
+        Discovery::Eds {
+            service: svc.to_string(),
+            namespace: svc_ns.to_string(),
+            port,
+        }
+    } else {
+        Discovery::Dns
+    };
+    let tls = if let Some(ctx) = m
+        .cluster
+        .tls_context
+        .as_deref()
+        .and_then(|n| tls_contexts.get(n))
+    {
+        let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
+        let with_ns = |v: String| {
+            if v.contains('/') {
+                v
+            } else {
+                format!("{}/{v}", ctx.id.namespace)
+            }
+        };
+        Some(UpstreamTls {
+            sni: s("sni").or_else(|| (!m.service.is_ip()).then(|| host.clone())),
+            context: Some(ctx.id.name.clone()),
+            client_secret: s("secret").map(with_ns),
+            ca_secret: s("ca_secret").map(with_ns),
+            alpn_protocols: s("alpn_protocols")
+                .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default(),
+        })
+    } else if m.service.https || m.r.field("tls").and_then(Node::as_bool) == Some(true) {
+        Some(UpstreamTls {
+            sni: (!m.service.is_ip()).then(|| host.clone()),
+            context: None,
+            client_secret: None,
+            ca_secret: None,
+            alpn_protocols: Vec::new(),
+        })
+    } else {
+        None
+    };
+    let mut cluster = Cluster {
+        name: String::new(),
+        host: host.clone(),
+        port,
+        discovery,
+        tls,
+        http2: m.cluster.grpc,
+        connect_timeout_ms: m.cluster.connect_timeout_ms.unwrap_or(3000),
+        idle_timeout_ms: m.cluster.idle_timeout_ms,
+        max_connection_lifetime_ms: m.cluster.max_connection_lifetime_ms,
+        lb_policy: m.cluster.lb_policy.unwrap_or(LbPolicy::RoundRobin),
+        circuit_breakers: m.cluster.circuit_breakers.clone(),
+        sources: Vec::new(),
+    };
+    // The name says what the cluster is; a hash of the non-default settings keeps two
+    // clusters for the same upstream with different settings apart, and stays stable.
+    let mut name = format!("cluster_{}_{port}", sanitize(&host));
+    let defaults = Cluster {
+        name: String::new(),
+        sources: Vec::new(),
+        ..cluster.clone()
+    };
+    let plain = Cluster {
+        tls: None,
+        http2: false,
+        connect_timeout_ms: 3000,
+        idle_timeout_ms: None,
+        max_connection_lifetime_ms: None,
+        lb_policy: LbPolicy::RoundRobin,
+        circuit_breakers: Vec::new(),
+        ..defaults.clone()
+    };
+    if defaults != plain {
+        if defaults.tls.is_some() {
+            name.push_str("_tls");
+        }
+        if defaults.http2 {
+            name.push_str("_h2");
+        }
+        name.push_str(&format!("_{:08x}", fnv(&format!("{defaults:?}")) as u32));
+    }
+    cluster.name = name.clone();
+    let entry = clusters.entry(name.clone()).or_insert(cluster);
+    let src = source_ref(m.r);
+    if !entry.sources.contains(&src) {
+        entry.sources.push(src);
+    }
+    name
+}
+
+fn tcp<'a>(
+    tcp_mappings: impl Iterator<Item = &'a Resource>,
+    clusters: &mut BTreeMap<String, Cluster>,
+    cx: &mut Cx,
+    tls_contexts: &HashMap<&str, &Resource>,
+) -> Vec<TcpListener> {
+    let mut by_port: BTreeMap<u16, Vec<TcpRoute>> = BTreeMap::new();
+    for r in tcp_mappings {
+        let mut reader = Reader::new(r);
+        let Some(port) = reader.int("port") else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(port) else {
+            reader.push(
+                Code::InvalidValue,
+                reader.span("port"),
+                "port",
+                format!("port {port} is outside 1-65535"),
+            );
+            cx.diags.append(&mut reader.diags);
+            continue;
+        };
+        let service_span = reader.span("service");
+        let upstream = match reader.str("service").map(service::parse) {
+            Some(Ok(u)) => u,
+            Some(Err(message)) => {
+                reader.push(
+                    Code::InvalidService,
+                    service_span,
+                    "service",
+                    format!("invalid `service`: {message}"),
+                );
+                cx.diags.append(&mut reader.diags);
+                continue;
+            }
+            None => continue,
+        };
+        let host = upstream.dns_name(&r.id.namespace);
+        let tls = match reader.node("tls") {
+            Some(t) if t.as_bool() == Some(true) => Some(None),
+            Some(t) => match t.as_str().filter(|_| t.as_bool().is_none()) {
+                Some(name) if tls_contexts.contains_key(name) => Some(Some(name.to_string())),
+                Some(name) => {
+                    reader.push(
+                        Code::UndefinedTlsContext,
+                        t.span,
+                        "tls",
+                        format!("TLSContext `{name}` is not defined"),
+                    );
+                    cx.diags.append(&mut reader.diags);
+                    continue;
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let cluster = Cluster {
+            name: format!(
+                "cluster_tcp_{}_{}",
+                sanitize(&host),
+                upstream.port_or_default()
+            ),
+            host: host.clone(),
+            port: upstream.port_or_default(),
+            discovery: if upstream.is_ip() {
+                Discovery::Static
+            } else {
+                Discovery::Dns
+            },
+            tls: tls.map(|ctx| UpstreamTls {
+                sni: Some(host.clone()),
+                context: ctx,
+                client_secret: None,
+                ca_secret: None,
+                alpn_protocols: Vec::new(),
+            }),
+            http2: false,
+            connect_timeout_ms: 3000,
+            idle_timeout_ms: None,
+            max_connection_lifetime_ms: None,
+            lb_policy: LbPolicy::RoundRobin,
+            circuit_breakers: Vec::new(),
+            sources: vec![source_ref(r)],
+        };
+        let name = cluster.name.clone();
+        clusters.entry(name.clone()).or_insert(cluster);
+        by_port.entry(port).or_default().push(TcpRoute {
+            sni: reader.str("host").map(str::to_string),
+            clusters: vec![WeightedCluster {
+                cluster: name,
+                weight: 100,
+                source: source_ref(r),
+            }],
+            idle_timeout_ms: reader.uint("idle_timeout_ms"),
+            source: source_ref(r),
+        });
+        cx.diags.append(&mut reader.diags);
+    }
+    by_port
+        .into_iter()
+        .map(|(port, mut routes)| {
+            routes.sort_by(|a, b| a.sni.cmp(&b.sni).then(a.source.cmp(&b.source)));
+            TcpListener {
+                name: format!("ambassador-tcp-{port}"),
+                port,
+                routes,
+            }
+        })
+        .collect()
+}
+
+/// Emissary's ordering key: `[precedence, prefix length, header length, query length,
+/// prefix, method, headers..., query...]`, sorted descending. Headers count
+/// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers.
+fn order_key(
+    r: &Route,
+) -> (
+    i64,
+    usize,
+    usize,
+    usize,
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+) {
+    let m = &r.matcher;
+    let vlen = |v: &ValueMatch| match v {
+        ValueMatch::Exact(s) => s.len(),
+        ValueMatch::Regex(s) => s.len() + 1,
+        ValueMatch::Present => 1,
+    };
+    let vtext = |v: &ValueMatch| match v {
+        ValueMatch::Exact(s) | ValueMatch::Regex(s) => s.clone(),
+        ValueMatch::Present => "*".into(),
+    };
+    let header_len = m
+        .headers
+        .iter()
+        .map(|h| h.name.len() + vlen(&h.value))
+        .sum();
+    let query_len = m
+        .query_parameters
+        .iter()
+        .map(|q| q.name.len() + vlen(&q.value))
+        .sum();
+    let method = m
+        .headers
+        .iter()
+        .find(|h| h.name == ":method")
+        .map(|h| vtext(&h.value))
+        .unwrap_or_else(|| "GET".into());
+    (
+        r.precedence,
+        m.path.text().len(),
+        header_len,
+        query_len,
+        m.path.text().to_string(),
+        method,
+        m.headers
+            .iter()
+            .map(|h| format!("{}={}", h.name, vtext(&h.value)))
+            .collect(),
+        m.query_parameters
+            .iter()
+            .map(|q| format!("{}={}", q.name, vtext(&q.value)))
+            .collect(),
+    )
+}
+
+/// The object a source reference names.
+pub fn object_of(s: &SourceRef) -> ObjectRef {
+    ObjectRef {
+        kind: s.kind.clone(),
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+    }
+}
+
+/// Whether a path match is a redirect-only route (used by `routes`).
+pub fn is_redirect(r: &Route) -> bool {
+    matches!(r.action, RouteAction::Redirect(_))
+}
+
+/// The text of a redirect path, for display.
+pub fn redirect_path_text(p: &RedirectPath) -> String {
+    match p {
+        RedirectPath::Path(s) => format!("path {s}"),
+        RedirectPath::Prefix(s) => format!("prefix {s}"),
+        RedirectPath::Regex(r) => format!("regex {} -> {}", r.pattern, r.substitution),
+    }
+}
+
+/// Whether the path match is a literal prefix.
+pub fn is_prefix(p: &PathMatch) -> bool {
+    matches!(p, PathMatch::Prefix(_))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,828 @@
+//! A Mapping resource read into typed fields, with per-field checks that need no other object.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Code, Diagnostic};
+use crate::front::yaml::Node;
+use crate::front::{ApiVersion, Resource};
+use crate::ir::{
+    CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, PathMatch, QueryMatch,
+    RedirectPath, RegexRewrite, RetryPolicy, ValueMatch,
+};
+use crate::lower::service::{self, Upstream};
+use crate::re2;
+use crate::source::Span;
+
+/// Everything of a Mapping that decides which requests it takes.
+#[derive(Clone, Debug)]
+pub struct Mapping<'a> {
+    pub r: &'a Resource,
+    pub path: PathMatch,
+    pub path_span: Span,
+    pub case_sensitive: bool,
+    pub method: Option<ValueMatch>,
+    pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
+    /// `host` as an `:authority` condition.
+    pub authority: Option<ValueMatch>,
+    /// The DNS glob that picks Hosts: `hostname`, else `host`, else `*` before v3alpha1.
+    pub hostname: Option<String>,
+    pub precedence: i64,
+    pub weight: Option<u32>,
+    pub weight_span: Option<Span>,
+    pub shadow: bool,
+    pub service: Upstream,
+    pub service_span: Span,
+    pub route: RouteSettings,
+    pub cluster: ClusterSettings,
+    pub redirect: Option<RedirectSettings>,
+    /// The keys whose values must agree across a canary group, as canonical text.
+    pub core: BTreeMap<&'static str, String>,
+}
+
+/// Settings that belong to the route (shared by a canary group in one Envoy route).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RouteSettings {
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub retry: Option<RetryPolicy>,
+    pub cors: Option<Cors>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: bool,
+    pub upgrades: Vec<String>,
+    pub request_headers_to_add: Vec<HeaderValue>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValue>,
+    pub response_headers_to_remove: Vec<String>,
+    pub hash_policy: Option<HashPolicy>,
+}
+
+/// Settings that belong to the upstream cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ClusterSettings {
+    pub tls_context: Option<String>,
+    pub tls_context_span: Option<Span>,
+    pub grpc: bool,
+    pub connect_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connection_lifetime_ms: Option<u64>,
+    pub lb_policy: Option<LbPolicy>,
+    pub lb_span: Option<Span>,
+    pub circuit_breakers: Vec<CircuitBreaker>,
+    pub resolver: Option<(String, Span)>,
+}
+
+/// `host_redirect: true` and its companions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectSettings {
+    pub path: Option<RedirectPath>,
+    pub response_code: u16,
+}
+
+/// Reads fields of one resource, collecting diagnostics.
+pub struct Reader<'a> {
+    pub r: &'a Resource,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(r: &'a Resource) -> Reader<'a> {
+        Reader {
+            r,
+            diags: Vec::new(),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&'a Node> {
+        self.r.field(name)
+    }
+
+    pub fn str(&self, name: &str) -> Option<&'a str> {
+        let n = self.node(name)?;
+        if n.is_plain() && (n.as_bool().is_some() || n.as_float().is_some()) {
+            return None; // reported by the schema check
+        }
+        n.as_str()
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        let n = self.node(name)?;
+        n.as_bool().or_else(|| n.yaml11_bool())
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.node(name)?.as_int()
+    }
+
+    /// A non-negative integer, reported when negative.
+    pub fn uint(&mut self, name: &str) -> Option<u64> {
+        let n = self.node(name)?;
+        let v = n.as_int()?;
+        if v < 0 {
+            self.invalid(
+                n.span,
+                name,
+                format!("`{}` must not be negative", self.r.path(name)),
+            );
+            return None;
+        }
+        Some(v as u64)
+    }
+
+    pub fn span(&self, name: &str) -> Span {
+        self.node(name).map_or(self.r.span, |n| n.span)
+    }
+
+    pub fn push(&mut self, code: Code, span: Span, field: &str, message: String) {
+        self.diags.push(
+            Diagnostic::at(code, span, message)
+                .with_object(&self.r.id)
+                .with_field(self.r.path(field)),
+        );
+    }
+
+    fn invalid(&mut self, span: Span, field: &str, message: String) {
+        self.push(Code::InvalidValue, span, field, message);
+    }
+
+    /// Checks a regex as Envoy's RE2 will compile it.
+    pub fn regex(&mut self, pattern: &str, span: Span, field: &str) -> bool {
+        match re2::check(pattern) {
+            Ok(report) => {
+                for note in report.notes {
+                    self.push(
+                        Code::RegexDiffers,
+                        span,
+                        field,
+                        format!("in `{pattern}`: {}", note.message),
+                    );
+                }
+                true
+            }
+            Err(re2::Re2Error::TooLarge { size, limit }) => {
+                self.push(
+                    Code::RegexTooLarge,
+                    span,
+                    field,
+                    format!("`{pattern}` compiles to an RE2 program of about {size} instructions; Envoy refuses more than {limit}"),
+                );
+                false
+            }
+            Err(e) => {
+                self.push(Code::InvalidRegex, span, field, format!("`{pattern}`: {e}"));
+                false
+            }
+        }
+    }
+
+    /// A string-or-list field as a list.
+    pub fn str_list(&self, name: &str) -> Vec<String> {
+        match self.node(name) {
+            Some(n) => match n.as_seq() {
+                Some(items) => items
+                    .iter()
+                    .filter_map(Node::scalar)
+                    .map(str::to_string)
+                    .collect(),
+                None => n
+                    .scalar()
+                    .map(|s| {
+                        s.split(',')
+                            .map(|p| p.trim().to_string())
+                            .filter(|p| !p.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            None => Vec::new(),
+        }
+    }
+}
+
+fn list_of(n: Option<&Node>) -> Vec<String> {
+    match n {
+        Some(n) => match n.as_seq() {
+            Some(items) => items
+                .iter()
+                .filter_map(Node::scalar)
+                .map(str::to_string)
+                .collect(),
+            None => n
+                .scalar()
+                .map(|s| {
+                    s.split(',')
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        None => Vec::new(),
+    }
+}
+
+/// Reads a Mapping. Returns `None` when a required part is missing or unusable; the
+/// reasons are in `reader.diags`.
+pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
+    let r = reader.r;
+    let mut ok = true;
+
+    // The path.
+    let prefix = reader.str("prefix");
+    let prefix_span = reader.span("prefix");
+    let prefix_regex = reader.bool("prefix_regex").unwrap_or(false);
+    let prefix_exact = reader.bool("prefix_exact").unwrap_or(false);
+    let path = match prefix {
+        None => {
+            ok = false;
+            PathMatch::Prefix(String::new())
+        }
+        Some(p) if prefix_regex => {
+            ok &= reader.regex(p, prefix_span, "prefix");
+            PathMatch::Regex(p.to_string())
+        }
+        Some(p) => {
+            if !p.starts_with('/') {
+                reader.push(
+                    Code::PrefixWithoutSlash,
+                    prefix_span,
+                    "prefix",
+                    format!(
+                        "prefix `{p}` does not start with `/`, so no request path can match it"
+                    ),
+                );
+            }
+            if prefix_exact {
+                PathMatch::Exact(p.to_string())
+            } else {
+                PathMatch::Prefix(p.to_string())
+            }
+        }
+    };
+    let case_sensitive = reader.bool("case_sensitive").unwrap_or(true);
+
+    // Method, headers, query parameters, host.
+    let method = match reader.str("method") {
+        Some(m) if reader.bool("method_regex") == Some(true) => {
+            ok &= reader.regex(m, reader.span("method"), "method");
+            Some(ValueMatch::Regex(m.to_string()))
+        }
+        Some(m) => Some(ValueMatch::Exact(m.to_ascii_uppercase())),
+        None => None,
+    };
+    let mut headers = Vec::new();
+    ok &= read_matches(reader, "headers", "regex_headers", &mut |name, value| {
+        headers.push(HeaderMatch {
+            name: name.to_ascii_lowercase(),
+            value,
+        })
+    });
+    let mut query = Vec::new();
+    ok &= read_matches(
+        reader,
+        "query_parameters",
+        "regex_query_parameters",
+        &mut |name, value| query.push(QueryMatch { name, value }),
+    );
+    headers.sort();
+    query.sort();
+
+    let host = reader.str("host");
+    let host_regex = reader.bool("host_regex").unwrap_or(false);
+    let authority = match host {
+        Some(h) if host_regex => {
+            ok &= reader.regex(h, reader.span("host"), "host");
+            Some(ValueMatch::Regex(h.to_string()))
+        }
+        Some(h) => {
+            if h.contains('*') {
+                reader.push(
+                    Code::HostWildcard,
+                    reader.span("host"),
+                    "host",
+                    format!("`host: {h}` is matched exactly, so the `*` can never match"),
+                );
+                ok = false;
+            }
+            Some(ValueMatch::Exact(h.to_string()))
+        }
+        None => None,
+    };
+    let hostname = match (reader.str("hostname"), host) {
+        (Some(h), _) => Some(h.to_ascii_lowercase()),
+        (None, Some(h)) if !host_regex => Some(h.to_ascii_lowercase()),
+        (None, Some(_)) => Some("*".into()),
+        (None, None) if r.version < ApiVersion::V3alpha1 => Some("*".into()),
+        (None, None) => None,
+    };
+
+    // Weight and precedence.
+    let precedence = reader.int("precedence").unwrap_or(0);
+    let weight_span = reader.node("weight").map(|n| n.span);
+    let weight = match reader.int("weight") {
+        Some(w) if w < 0 => {
+            reader.invalid(
+                reader.span("weight"),
+                "weight",
+                format!("`weight: {w}` is negative"),
+            );
+            ok = false;
+            None
+        }
+        Some(w) => Some(w.min(u32::MAX as i64) as u32),
+        None => None,
+    };
+    let shadow = reader.bool("shadow").unwrap_or(false);
+
+    // The service.
+    let service_span = reader.span("service");
+    let service = match reader.str("service").map(service::parse) {
+        Some(Ok(u)) => u,
+        Some(Err(message)) => {
+            reader.push(
+                Code::InvalidService,
+                service_span,
+                "service",
+                format!("invalid `service`: {message}"),
+            );
+            return None;
+        }
+        None => return None,
+    };
+
+    if reader.node("outlier_detection").is_some() {
+        reader.push(
+            Code::UnsupportedOutlierDetection,
+            r.key_span("outlier_detection"),
+            "outlier_detection",
+            "`outlier_detection` is not supported".into(),
+        );
+        ok = false;
+    }
+
+    let route = read_route_settings(reader, &mut ok);
+    let cluster = read_cluster_settings(reader, &mut ok);
+    let redirect = read_redirect(reader, &mut ok);
+
+    // Keys that must agree across a canary group (Emissary's core keys).
+    let mut core = BTreeMap::new();
+    for key in [
+        "bypass_auth",
+        "circuit_breakers",
+        "cluster_idle_timeout_ms",
+        "cluster_max_connection_lifetime_ms",
+        "labels",
+        "load_balancer",
+        "connect_timeout_ms",
+    ] {
+        if let Some(n) = reader.node(key) {
+            core.insert(key, canonical(n));
+        }
+    }
+
+    ok.then_some(Mapping {
+        r,
+        path,
+        path_span: prefix_span,
+        case_sensitive,
+        method,
+        headers,
+        query,
+        authority,
+        hostname,
+        precedence,
+        weight,
+        weight_span,
+        shadow,
+        service,
+        service_span,
+        route,
+        cluster,
+        redirect,
+        core,
+    })
+}
+
+/// A node as compact canonical text, for comparing values across Mappings.
+pub fn canonical(n: &Node) -> String {
+    match (n.as_map(), n.as_seq()) {
+        (Some(entries), _) => {
+            let mut parts: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}:{}", k.scalar().unwrap_or("?"), canonical(v)))
+                .collect();
+            parts.sort();
+            format!("{{{}}}", parts.join(","))
+        }
+        (_, Some(items)) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        _ => n.scalar().unwrap_or_default().to_string(),
+    }
+}
+
+fn read_matches(
+    reader: &mut Reader,
+    exact_field: &str,
+    regex_field: &str,
+    push: &mut dyn FnMut(String, ValueMatch),
+) -> bool {
+    let mut ok = true;
+    if let Some(entries) = reader.node(exact_field).and_then(Node::as_map) {
+        for (k, v) in entries {
+            let Some(name) = k.scalar() else { continue };
+            let value = if v.is_null() || v.as_bool() == Some(true) {
+                ValueMatch::Present
+            } else {
+                ValueMatch::Exact(v.scalar().unwrap_or_default().to_string())
+            };
+            push(name.to_string(), value);
+        }
+    }
+    if let Some(entries) = reader.node(regex_field).and_then(Node::as_map) {
+        for (k, v) in entries {
+            let (Some(name), Some(pattern)) = (k.scalar(), v.scalar()) else {
+                continue;
+            };
+            ok &= reader.regex(pattern, v.span, &format!("{regex_field}.{name}"));
+            push(name.to_string(), ValueMatch::Regex(pattern.to_string()));
+        }
+    }
+    ok
+}
+
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "connect-failure",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "reset",
+    "retriable-headers",
+    "envoy-ratelimited",
+    "http3-post-connect-failure",
+];
+
+fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
+    let mut s = RouteSettings {
+        prefix_rewrite: reader
+            .node("rewrite")
+            .and_then(Node::scalar)
+            .map(str::to_string),
+        ..RouteSettings::default()
+    };
+    if let Some(rr) = reader.node("regex_rewrite") {
+        let pattern = rr.get("pattern").and_then(Node::scalar);
+        let substitution = rr
+            .get("substitution")
+            .and_then(Node::scalar)
+            .unwrap_or_default();
+        match pattern {
+            Some(p) => {
+                let span = rr.get("pattern").map_or(rr.span, |n| n.span);
+                *ok &= reader.regex(p, span, "regex_rewrite.pattern");
+                s.regex_rewrite = Some(RegexRewrite {
+                    pattern: p.to_string(),
+                    substitution: substitution.to_string(),
+                });
+            }
+            None => {
+                reader.push(
+                    Code::MissingField,
+                    rr.span,
+                    "regex_rewrite",
+                    "`regex_rewrite` has no `pattern`".into(),
+                );
+                *ok = false;
+            }
+        }
+        if reader.node("rewrite").is_some() {
+            reader.push(
+                Code::RewriteConflict,
+                reader.r.key_span("rewrite"),
+                "rewrite",
+                "both `rewrite` and `regex_rewrite` are set; `regex_rewrite` wins".into(),
+            );
+            s.prefix_rewrite = None;
+        }
+    } else if reader.node("rewrite").is_none() && reader.bool("prefix_regex") != Some(true) {
+        // Ambassador's default `rewrite` is `/`: the matched prefix is replaced by `/`.
+        s.prefix_rewrite = Some("/".into());
+    }
+    if s.prefix_rewrite.as_deref() == Some("") {
+        s.prefix_rewrite = None; // `rewrite: ""` keeps the path
+    }
+    s.timeout_ms = reader.uint("timeout_ms");
+    s.idle_timeout_ms = reader.uint("idle_timeout_ms");
+    if let Some(rp) = reader.node("retry_policy") {
+        let retry_on = rp
+            .get("retry_on")
+            .and_then(Node::scalar)
+            .map(str::to_string);
+        if let Some(on) = &retry_on {
+            for part in on.split(',').map(str::trim) {
+                if !RETRY_ON.contains(&part) {
+                    let span = rp.get("retry_on").map_or(rp.span, |n| n.span);
+                    reader.invalid(
+                        span,
+                        "retry_policy.retry_on",
+                        format!(
+                            "`retry_on: {part}` is not a retry condition; use one of {}",
+                            RETRY_ON[..6].join(", ")
+                        ),
+                    );
+                    *ok = false;
+                }
+            }
+        }
+        s.retry =
+            Some(RetryPolicy {
+                retry_on,
+                num_retries: rp
+                    .get("num_retries")
+                    .and_then(Node::as_int)
+                    .and_then(|n| u32::try_from(n).ok()),
+                per_try_timeout_ms: rp.get("per_try_timeout").and_then(Node::scalar).and_then(
+                    |t| {
+                        let ms = parse_duration_ms(t);
+                        if ms.is_none() {
+                            let span = rp.get("per_try_timeout").map_or(rp.span, |n| n.span);
+                            reader.invalid(
+                        span,
+                        "retry_policy.per_try_timeout",
+                        format!("`per_try_timeout: {t}` is not a duration such as `500ms` or `2s`"),
+                    );
+                        }
+                        ms
+                    },
+                ),
+            });
+    }
+    if let Some(c) = reader.node("cors") {
+        s.cors = Some(read_cors(c));
+    }
+    s.host_rewrite = reader.str("host_rewrite").map(str::to_string);
+    s.auto_host_rewrite = reader.bool("auto_host_rewrite").unwrap_or(false);
+    s.upgrades = reader
+        .str_list("allow_upgrade")
+        .into_iter()
+        .map(|u| u.to_ascii_lowercase())
+        .collect();
+    if reader.bool("use_websocket") == Some(true) && !s.upgrades.iter().any(|u| u == "websocket") {
+        s.upgrades.push("websocket".into());
+    }
+    s.hash_policy = hash_policy(reader);
+    s.request_headers_to_add = read_add_headers(reader.node("add_request_headers"));
+    s.response_headers_to_add = read_add_headers(reader.node("add_response_headers"));
+    s.request_headers_to_remove = reader.str_list("remove_request_headers");
+    s.response_headers_to_remove = reader.str_list("remove_response_headers");
+    s
+}
+
+/// Parses Envoy-style durations: `250ms`, `2s`, `1.5s`, `1m`.
+pub fn parse_duration_ms(t: &str) -> Option<u64> {
+    let t = t.trim();
+    let (num, unit) = t
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((t, "s"), |i| (&t[..i], &t[i..]));
+    let v: f64 = num.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    (v >= 0.0).then_some((v * factor).round() as u64)
+}
+
+pub fn read_cors(c: &Node) -> Cors {
+    Cors {
+        origins: list_of(c.get("origins")),
+        methods: list_of(c.get("methods")),
+        headers: list_of(c.get("headers")),
+        exposed_headers: list_of(c.get("exposed_headers")),
+        credentials: c.get("credentials").and_then(Node::as_bool),
+        max_age: c.get("max_age").and_then(Node::scalar).map(str::to_string),
+    }
+}
+
+fn read_add_headers(n: Option<&Node>) -> Vec<HeaderValue> {
+    let Some(entries) = n.and_then(Node::as_map) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.scalar()?.to_string();
+            if v.as_map().is_some() {
+                Some(HeaderValue {
+                    name,
+                    value: v
+                        .get("value")
+                        .and_then(Node::scalar)
+                        .unwrap_or_default()
+                        .to_string(),
+                    append: v.get("append").and_then(Node::as_bool).unwrap_or(true),
+                })
+            } else {
+                Some(HeaderValue {
+                    name,
+                    value: v.scalar()?.to_string(),
+                    append: true,
+                })
+            }
+        })
+        .collect()
+}
+
+fn read_cluster_settings(reader: &mut Reader, ok: &mut bool) -> ClusterSettings {
+    let mut s = ClusterSettings {
+        grpc: reader.bool("grpc").unwrap_or(false),
+        connect_timeout_ms: reader.uint("connect_timeout_ms"),
+        idle_timeout_ms: reader.uint("cluster_idle_timeout_ms"),
+        max_connection_lifetime_ms: reader.uint("cluster_max_connection_lifetime_ms"),
+        resolver: reader
+            .str("resolver")
+            .map(|s| (s.to_string(), reader.span("resolver"))),
+        ..ClusterSettings::default()
+    };
+    if let Some(tls) = reader.node("tls") {
+        if let Some(name) = tls.as_str().filter(|_| tls.as_bool().is_none()) {
+            s.tls_context = Some(name.to_string());
+            s.tls_context_span = Some(tls.span);
+        }
+    }
+    if let Some(lb) = reader.node("load_balancer") {
+        s.lb_span = Some(lb.span);
+        let policy = lb.get("policy").and_then(Node::scalar);
+        s.lb_policy = match policy {
+            Some("round_robin") => Some(LbPolicy::RoundRobin),
+            Some("least_request") => Some(LbPolicy::LeastRequest),
+            Some("ring_hash") => Some(LbPolicy::RingHash),
+            Some("maglev") => Some(LbPolicy::Maglev),
+            Some(other) => {
+                let span = lb.get("policy").map_or(lb.span, |n| n.span);
+                reader.invalid(
+                    span,
+                    "load_balancer.policy",
+                    format!("`policy: {other}` is not one of round_robin, least_request, ring_hash, maglev"),
+                );
+                *ok = false;
+                None
+            }
+            None => {
+                reader.push(
+                    Code::MissingField,
+                    lb.span,
+                    "load_balancer",
+                    "`load_balancer` has no `policy`".into(),
+                );
+                *ok = false;
+                None
+            }
+        };
+    }
+    if let Some(items) = reader.node("circuit_breakers").and_then(Node::as_seq) {
+        for item in items {
+            let int = |k: &str| {
+                item.get(k)
+                    .and_then(Node::as_int)
+                    .and_then(|v| u32::try_from(v).ok())
+            };
+            let priority = item
+                .get("priority")
+                .and_then(Node::scalar)
+                .unwrap_or("default")
+                .to_string();
+            if priority != "default" && priority != "high" {
+                let span = item.get("priority").map_or(item.span, |n| n.span);
+                reader.invalid(
+                    span,
+                    "circuit_breakers.priority",
+                    format!("`priority: {priority}` must be `default` or `high`"),
+                );
+                *ok = false;
+            }
+            s.circuit_breakers.push(CircuitBreaker {
+                priority,
+                max_connections: int("max_connections"),
+                max_pending_requests: int("max_pending_requests"),
+                max_requests: int("max_requests"),
+                max_retries: int("max_retries"),
+            });
+        }
+    }
+    s
+}
+
+/// Reads the hash policy for ring_hash and maglev into the route settings.
+pub fn hash_policy(reader: &Reader) -> Option<HashPolicy> {
+    let lb = reader.node("load_balancer")?;
+    if let Some(c) = lb.get("cookie") {
+        return Some(HashPolicy::Cookie {
+            name: c
+                .get("name")
+                .and_then(Node::scalar)
+                .unwrap_or("ambassador-session")
+                .to_string(),
+            ttl: c.get("ttl").and_then(Node::scalar).map(str::to_string),
+            path: c.get("path").and_then(Node::scalar).map(str::to_string),
+        });
+    }
+    if let Some(h) = lb.get("header").and_then(Node::scalar) {
+        return Some(HashPolicy::Header {
+            name: h.to_string(),
+        });
+    }
+    if lb.get("source_ip").and_then(Node::as_bool) == Some(true) {
+        return Some(HashPolicy::SourceIp);
+    }
+    None
+}
+
+fn read_redirect(reader: &mut Reader, ok: &mut bool) -> Option<RedirectSettings> {
+    let kinds: Vec<&str> = ["path_redirect", "prefix_redirect", "regex_redirect"]
+        .into_iter()
+        .filter(|k| reader.node(k).is_some())
+        .collect();
+    let enabled = reader.bool("host_redirect") == Some(true);
+    if !enabled {
+        let stray: Vec<&str> = kinds
+            .iter()
+            .copied()
+            .chain(
+                reader
+                    .node("redirect_response_code")
+                    .map(|_| "redirect_response_code"),
+            )
+            .collect();
+        if let Some(first) = stray.first() {
+            reader.push(
+                Code::RedirectWithoutHostRedirect,
+                reader.r.key_span(first),
+                first,
+                format!("`{first}` has no effect without `host_redirect: true`"),
+            );
+        }
+        return None;
+    }
+    if kinds.len() > 1 {
+        reader.push(
+            Code::RedirectConflict,
+            reader.r.key_span(kinds[1]),
+            kinds[1],
+            format!("`{}` and `{}` cannot both be set", kinds[0], kinds[1]),
+        );
+        *ok = false;
+    }
+    let path = match kinds.first() {
+        Some(&"path_redirect") => reader
+            .str("path_redirect")
+            .map(|p| RedirectPath::Path(p.to_string())),
+        Some(&"prefix_redirect") => reader
+            .str("prefix_redirect")
+            .map(|p| RedirectPath::Prefix(p.to_string())),
+        Some(_) => {
+            let rr = reader.node("regex_redirect")?;
+            let pattern = rr
+                .get("pattern")
+                .and_then(Node::scalar)
+                .unwrap_or_default()
+                .to_string();
+            let span = rr.get("pattern").map_or(rr.span, |n| n.span);
+            *ok &= reader.regex(&pattern, span, "regex_redirect.pattern");
+            let substitution = rr
+                .get("substitution")
+                .and_then(Node::scalar)
+                .unwrap_or_default()
+                .to_string();
+            Some(RedirectPath::Regex(RegexRewrite {
+                pattern,
+                substitution,
+            }))
+        }
+        None => None,
+    };
+    let response_code = match reader.int("redirect_response_code") {
+        None => 301,
+        Some(c @ (301 | 302 | 303 | 307 | 308)) => c as u16,
+        Some(c) => {
+            reader.invalid(
+                reader.span("redirect_response_code"),
+                "redirect_response_code",
+                format!("`redirect_response_code: {c}` must be one of 301, 302, 303, 307, 308"),
+            );
+            *ok = false;
+            301
+        }
+    };
+    Some(RedirectSettings {
+        path,
+        response_code,
+    })
+}

@@ -1,0 +1,119 @@
+//! Lowering tests: small manifests in, IR and diagnostics out.
+
+use crate::ir::{PathMatch, RouteAction};
+use crate::{compile_one, Compilation};
+
+fn compile(text: &str) -> Compilation {
+    compile_one("t.yaml", text)
+}
+
+fn codes(c: &Compilation) -> Vec<&'static str> {
+    c.diagnostics.iter().map(|d| d.code.as_str()).collect()
+}
+
+fn svc(name: &str, annotation: &str) -> String {
+    let body: String = annotation.lines().map(|l| format!("      {l}\n")).collect();
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  annotations:\n    getambassador.io/config: |\n{body}spec:\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+#[test]
+fn canary_weights_follow_ambassador() {
+    let text = svc(
+        "a",
+        "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: a\nprefix: /x/\nservice: a\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: b\nprefix: /x/\nservice: b\nweight: 10\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: c\nprefix: /x/\nservice: c\n",
+    ) + &svc("b", "") + &svc("c", "");
+    let c = compile(&text);
+    let routes = &c.ir.virtual_hosts[0].routes;
+    assert_eq!(routes.len(), 1);
+    let RouteAction::Forward(f) = &routes[0].action else {
+        panic!()
+    };
+    let ws: Vec<(String, u32)> = f
+        .clusters
+        .iter()
+        .map(|w| (w.source.name.clone(), w.weight))
+        .collect();
+    assert_eq!(
+        ws,
+        vec![
+            ("b".to_string(), 10),
+            ("a".to_string(), 45),
+            ("c".to_string(), 45)
+        ]
+    );
+}
+
+#[test]
+fn three_unweighted_split_33_33_34() {
+    let mut ann = String::new();
+    for n in ["a", "b", "c"] {
+        ann.push_str(&format!("---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: {n}\nprefix: /x/\nservice: {n}\n"));
+    }
+    let c = compile(&(svc("a", &ann) + &svc("b", "") + &svc("c", "")));
+    let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
+        panic!()
+    };
+    let ws: Vec<u32> = f.clusters.iter().map(|w| w.weight).collect();
+    assert_eq!(ws, vec![33, 33, 34]);
+    assert!(codes(&c).contains(&"AMB307"), "{:?}", codes(&c));
+}
+
+#[test]
+fn precedence_then_prefix_length_orders_routes() {
+    let ann = "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: short\nprefix: /a/\nservice: a\nprecedence: 1\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: long\nprefix: /a/b/c/\nservice: a\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: mid\nprefix: /a/b/\nservice: a\n";
+    let c = compile(&svc("a", ann));
+    let order: Vec<&str> = c.ir.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| r.sources[0].name.as_str())
+        .collect();
+    assert_eq!(order, vec!["short", "long", "mid"]);
+}
+
+#[test]
+fn v3_mapping_without_hostname_is_not_routed() {
+    let ann =
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nname: m\nprefix: /m/\nservice: a\n";
+    let c = compile(&svc("a", ann));
+    assert!(c.ir.virtual_hosts[0].routes.is_empty());
+    assert!(codes(&c).contains(&"AMB405"));
+}
+
+#[test]
+fn invalid_service_leaves_the_mapping_out_and_keeps_the_rest() {
+    let ann = "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: bad\nprefix: /bad/\nservice: a:99999\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: good\nprefix: /good/\nservice: a\n";
+    let c = compile(&svc("a", ann));
+    let routes = &c.ir.virtual_hosts[0].routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].matcher.path, PathMatch::Prefix("/good/".into()));
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "AMB205")
+        .expect("invalid-service");
+    let span = d.span.unwrap();
+    // `service: a:99999` is on line 13 of the file, the value at column 16.
+    assert_eq!((span.start.line, span.start.column), (13, 16));
+}
+
+#[test]
+fn hostname_glob_attaches_to_matching_hosts_only() {
+    let text = "---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {name: one}\nspec: {hostname: one.example.com}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {name: two}\nspec: {hostname: two.example.com}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: /m/, service: a, hostname: '*.example.com'}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: n}\nspec: {prefix: /n/, service: a, hostname: three.example.com}\n";
+    let c = compile(text);
+    let counts: Vec<usize> = c.ir.virtual_hosts.iter().map(|v| v.routes.len()).collect();
+    assert_eq!(counts, vec![1, 1]);
+    assert!(codes(&c).contains(&"AMB404"));
+}
+
+#[test]
+fn default_rewrite_is_slash() {
+    let ann = "apiVersion: getambassador.io/v2\nkind: Mapping\nname: m\nprefix: /m/\nservice: a\n";
+    let c = compile(&svc("a", ann));
+    let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
+        panic!()
+    };
+    assert_eq!(f.prefix_rewrite.as_deref(), Some("/"));
+    assert_eq!(f.timeout_ms, 3000);
+}
