@@ -935,11 +935,7 @@ fn weights(members: &[&Mapping], cx: &mut Cx) -> Vec<u32> {
         );
     }
     let remaining = 100u32.saturating_sub(total);
-    let share = if unweighted > 0 {
-        remaining / unweighted
-    } else {
-        0
-    };
+    let share = remaining.checked_div(unweighted).unwrap_or(0);
     let mut seen = 0;
     let out: Vec<u32> = ws
         .iter()

@@ -142,7 +142,7 @@ mod tests {
         assert!(u.https);
         assert_eq!(u.port_or_default(), 443);
         assert_eq!(parse("[::1]:9000").unwrap().host, "::1");
-        assert_eq!(parse("svc:8443").unwrap().https, false);
+        assert!(!parse("svc:8443").unwrap().https);
     }
 
     #[test]
