@@ -8,6 +8,7 @@
 //! Every pass returns its result together with [`diag::Diagnostic`]s and never fails on user
 //! input. The crate does no I/O: callers hand it text.
 
+pub mod check;
 pub mod diag;
 pub mod front;
 pub mod ir;
@@ -34,6 +35,7 @@ pub struct Compilation {
 pub fn compile(sources: &Sources, opts: &Options, lower_opts: &LowerOptions) -> Compilation {
     let mut manifests = front::read_all(sources, opts);
     let (ir, mut diags) = lower::lower(&manifests, lower_opts);
+    check::check(&ir, &mut diags);
     let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
     diagnostics.append(&mut diags);
     diag::sort(&mut diagnostics);
