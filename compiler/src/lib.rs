@@ -33,7 +33,22 @@ pub struct Compilation {
 
 /// Reads, lowers and checks every file of `sources`.
 pub fn compile(sources: &Sources, opts: &Options, lower_opts: &LowerOptions) -> Compilation {
-    let mut manifests = front::read_all(sources, opts);
+    compile_files(sources, &[], opts, lower_opts)
+}
+
+/// Like [`compile`], leaving out the files in `skip` (e.g. files that are not text).
+pub fn compile_files(
+    sources: &Sources,
+    skip: &[source::FileId],
+    opts: &Options,
+    lower_opts: &LowerOptions,
+) -> Compilation {
+    let mut manifests = Manifests::default();
+    for (id, _) in sources.iter() {
+        if !skip.contains(&id) {
+            front::read_file(sources, id, opts, &mut manifests);
+        }
+    }
     let (ir, mut diags) = lower::lower(&manifests, lower_opts);
     check::check(&ir, &mut diags);
     let mut diagnostics = std::mem::take(&mut manifests.diagnostics);

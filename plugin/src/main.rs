@@ -1,3 +1,182 @@
-//! `kubectl ambassador`: lint, routes, trace and preview.
+//! `kubectl ambassador`: lint Ambassador configuration and show the routes it compiles to.
+//!
+//! A thin shell around `ambassador-compiler`: read files (or the cluster), compile, render.
+//! Exit codes are the same for every output format: 0 when nothing reaches the failure
+//! threshold, 1 when something does, 2 for a usage error or input that could not be read.
 
-fn main() {}
+mod cli;
+mod cluster;
+mod input;
+mod render;
+mod routes;
+mod yaml_out;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use ambassador_compiler::diag::Severity;
+use ambassador_compiler::front::Options;
+use ambassador_compiler::lower::LowerOptions;
+use ambassador_compiler::Compilation;
+use clap::Parser;
+
+use cli::{Cli, ColorChoice, Command, LintFormat, RoutesFormat, SourceArgs, Threshold};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Lint(args) => lint(args),
+        Command::Routes(args) => routes(args),
+    };
+    ExitCode::from(code)
+}
+
+fn set_color(choice: ColorChoice) {
+    use std::io::IsTerminal;
+    let on = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    colored::control::set_override(on);
+}
+
+/// Everything read and compiled for one command.
+struct Loaded {
+    input: input::Input,
+    compilation: Compilation,
+    read_errors: Vec<String>,
+}
+
+fn load(args: &SourceArgs) -> Result<Loaded, String> {
+    let mut input = if args.filename.is_empty() {
+        cluster::read(args).map_err(|e| format!("reading the cluster: {e}"))?
+    } else {
+        input::read(&args.filename, args.recursive)
+    };
+    let read_errors: Vec<String> = input.errors.iter().map(ToString::to_string).collect();
+    let opts = Options {
+        ambassador_id: args.ambassador_id.clone(),
+        default_namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
+    };
+    let skip = input::unreadable(&input);
+    let mut compilation =
+        ambassador_compiler::compile_files(&input.sources, &skip, &opts, &LowerOptions::default());
+    compilation.diagnostics.append(&mut input.diagnostics);
+    ambassador_compiler::diag::sort(&mut compilation.diagnostics);
+    Ok(Loaded {
+        input,
+        compilation,
+        read_errors,
+    })
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing output: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn lint(args: cli::LintArgs) -> u8 {
+    set_color(args.source.color);
+    let loaded = match load(&args.source) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "{}: {e}",
+                colored::Colorize::bold(colored::Colorize::red("error"))
+            );
+            return 2;
+        }
+    };
+    let c = &loaded.compilation;
+    let sources = &loaded.input.sources;
+    let summary = render::Summary::of(&c.diagnostics, sources.len(), c.manifests.objects);
+    match args.output {
+        LintFormat::Text => emit(&render::text(
+            &c.diagnostics,
+            sources,
+            summary,
+            &loaded.read_errors,
+        )),
+        LintFormat::Json => {
+            let v = render::json_report(&c.diagnostics, sources, summary, &loaded.read_errors);
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
+        }
+        LintFormat::Yaml => {
+            let v = render::json_report(&c.diagnostics, sources, summary, &loaded.read_errors);
+            emit(&yaml_out::to_string(&v));
+        }
+        LintFormat::Sarif => {
+            let v = render::sarif(&c.diagnostics, sources);
+            emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
+        }
+    }
+    if !loaded.read_errors.is_empty() {
+        if args.output != LintFormat::Text {
+            for e in &loaded.read_errors {
+                eprintln!("error: {e}");
+            }
+        }
+        return 2;
+    }
+    let threshold = match args.failure_threshold {
+        Threshold::Error => Severity::Error,
+        Threshold::Warning => Severity::Warning,
+    };
+    u8::from(c.diagnostics.iter().any(|d| d.severity >= threshold))
+}
+
+fn routes(args: cli::RoutesArgs) -> u8 {
+    set_color(args.source.color);
+    let loaded = match load(&args.source) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    for e in &loaded.read_errors {
+        eprintln!("error: {e}");
+    }
+    let errors = loaded
+        .compilation
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        eprintln!(
+            "warning: {errors} error(s) in the configuration; objects with errors are left out of the table (run `kubectl ambassador lint`)"
+        );
+    }
+    let rows = routes::rows(&loaded.compilation.ir, &loaded.input.sources);
+    match args.output {
+        RoutesFormat::Table => emit(&routes::table(&rows)),
+        RoutesFormat::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::Value::Array(rows)).unwrap_or_default()
+        )),
+        RoutesFormat::Yaml => emit(&yaml_out::to_string(&serde_json::Value::Array(rows))),
+    }
+    if loaded.read_errors.is_empty() {
+        0
+    } else {
+        2
+    }
+}

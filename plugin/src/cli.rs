@@ -1,0 +1,102 @@
+//! Command-line flags. kubectl refuses global flags before a plugin's name, so the plugin parses them itself.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl ambassador",
+    bin_name = "kubectl ambassador",
+    version,
+    about = "Lint, list and preview Ambassador configuration before it reaches traffic",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Report everything wrong in Ambassador configuration, with exact positions.
+    Lint(LintArgs),
+    /// Show the route table the configuration compiles to, in Envoy's evaluation order.
+    Routes(RoutesArgs),
+}
+
+/// Where configuration comes from: files, or the cluster kubeconfig points at.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Files or directories to read (`-` for stdin). Without it, read the cluster.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filename: Vec<String>,
+    /// Read directories recursively.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Only objects whose ambassador_id includes this id apply.
+    #[arg(long, default_value = "default", value_name = "ID")]
+    pub ambassador_id: String,
+    /// Namespace for objects that name none; with a cluster, the namespace to read.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// With a cluster: read every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Path to the kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// When to colour the output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Args, Debug)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = LintFormat::Text)]
+    pub output: LintFormat,
+    /// The lowest severity that makes the run fail (exit 1).
+    #[arg(long, value_enum, default_value_t = Threshold::Error)]
+    pub failure_threshold: Threshold,
+}
+
+#[derive(Args, Debug)]
+pub struct RoutesArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = RoutesFormat::Table)]
+    pub output: RoutesFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LintFormat {
+    Text,
+    Json,
+    Yaml,
+    Sarif,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoutesFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threshold {
+    Error,
+    Warning,
+}

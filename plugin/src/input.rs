@@ -1,0 +1,173 @@
+//! Reading `-f` paths: files, directories (`-R`), stdin; text checks before the compiler sees anything.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ambassador_compiler::diag::{Code, Diagnostic};
+use ambassador_compiler::source::{Pos, Sources, Span};
+
+/// Files larger than this are refused: no manifest set comes near it.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A file that could not be read at all. The run goes on with the others, and exits 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the file is {size} bytes; files over {MAX_FILE_BYTES} bytes are not read")]
+    TooLarge { path: String, size: u64 },
+    #[error("{path}: no such file or directory")]
+    Missing { path: String },
+}
+
+/// What was read: the sources, plus diagnostics for files that are not text.
+#[derive(Default)]
+pub struct Input {
+    pub sources: Sources,
+    pub diagnostics: Vec<Diagnostic>,
+    pub errors: Vec<ReadError>,
+}
+
+/// Reads every path. Directories are read one level deep, or recursively with `recursive`;
+/// inside directories only `.yaml`, `.yml` and `.json` files count, as with kubectl.
+pub fn read(paths: &[String], recursive: bool) -> Input {
+    let mut input = Input::default();
+    for p in paths {
+        if p == "-" {
+            let mut buf = Vec::new();
+            match std::io::stdin()
+                .take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut buf)
+            {
+                Ok(n) if n as u64 > MAX_FILE_BYTES => input.errors.push(ReadError::TooLarge {
+                    path: "<stdin>".into(),
+                    size: n as u64,
+                }),
+                Ok(_) => add(&mut input, "<stdin>".into(), buf),
+                Err(source) => input.errors.push(ReadError::Io {
+                    path: "<stdin>".into(),
+                    source,
+                }),
+            }
+            continue;
+        }
+        let path = Path::new(p);
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                input.errors.push(ReadError::Missing { path: p.clone() })
+            }
+            Err(source) => input.errors.push(ReadError::Io {
+                path: p.clone(),
+                source,
+            }),
+            Ok(md) if md.is_dir() => {
+                let mut files = Vec::new();
+                walk(path, recursive, &mut files, &mut input.errors);
+                files.sort();
+                for f in files {
+                    read_file(&f, &mut input);
+                }
+            }
+            Ok(_) => read_file(path, &mut input),
+        }
+    }
+    input
+}
+
+fn walk(dir: &Path, recursive: bool, files: &mut Vec<PathBuf>, errors: &mut Vec<ReadError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(source) => {
+            errors.push(ReadError::Io {
+                path: dir.display().to_string(),
+                source,
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            if recursive {
+                walk(&path, recursive, files, errors);
+            }
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            files.push(path);
+        }
+    }
+}
+
+fn read_file(path: &Path, input: &mut Input) {
+    let name = path.display().to_string();
+    match std::fs::metadata(path) {
+        Ok(md) if md.len() > MAX_FILE_BYTES => {
+            input.errors.push(ReadError::TooLarge {
+                path: name,
+                size: md.len(),
+            });
+            return;
+        }
+        Err(source) => {
+            input.errors.push(ReadError::Io { path: name, source });
+            return;
+        }
+        Ok(_) => {}
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => add(input, name, bytes),
+        Err(source) => input.errors.push(ReadError::Io { path: name, source }),
+    }
+}
+
+/// Adds a file's bytes; binary or non-UTF-8 content becomes a diagnostic, not a panic.
+pub fn add(input: &mut Input, name: String, bytes: Vec<u8>) {
+    let head = &bytes[..bytes.len().min(8192)];
+    if head.contains(&0) {
+        let id = input.sources.add(name, String::new());
+        input.diagnostics.push(Diagnostic::at(
+            Code::NotText,
+            Span::point(id, Pos::new(1, 1)),
+            "this is a binary file (it contains NUL bytes), not YAML",
+        ));
+        return;
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            let text = text
+                .strip_prefix('\u{feff}')
+                .map(str::to_string)
+                .unwrap_or(text);
+            input.sources.add(name, text);
+        }
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let before = String::from_utf8_lossy(&bytes[..valid]);
+            let line = before.matches('\n').count() as u32 + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let id = input.sources.add(name, text);
+            input.diagnostics.push(Diagnostic::at(
+                Code::NotText,
+                Span::point(id, Pos::new(line, column)),
+                format!("invalid UTF-8 byte 0x{:02x}", bytes[valid]),
+            ));
+        }
+    }
+}
+
+/// Which files were added with a text diagnostic, so the compiler skips them.
+pub fn unreadable(input: &Input) -> Vec<ambassador_compiler::source::FileId> {
+    input
+        .diagnostics
+        .iter()
+        .filter_map(|d| d.span.map(|s| s.file))
+        .collect()
+}
