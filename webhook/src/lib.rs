@@ -1,1 +1,15 @@
 //! The in-cluster server: validating admission webhook and ADS publisher.
+//!
+//! - [`admission`]: AdmissionReview in, verdict out; the [`admission::Validate`]
+//!   trait is the seam the compiler plugs into.
+//! - [`server`]: HTTPS routes and the hardened accept loop.
+//! - [`tls`]: the serving certificate, reloaded when the mounted Secret changes.
+//! - [`certs`]: self-signed CA and serving certificate for bootstrap and local use.
+//! - [`metrics`], [`telemetry`]: Prometheus text metrics and structured logs.
+
+pub mod admission;
+pub mod certs;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

@@ -1,3 +1,229 @@
 //! `ambassador-webhook`: serves admission and ADS from one watched view.
+//!
+//! The binary is thin: it parses flags, builds the pieces the library offers
+//! and runs them until SIGTERM. Components run side by side in one process and
+//! share the [`Metrics`] and [`Readiness`] handles:
+//!
+//! - the admission webhook (here);
+//! - the cluster view, which sets readiness after its initial sync and the
+//!   watched-objects gauge (wired in by the lead);
+//! - the ADS publisher (its flags go in [`ServeArgs`] next to [`WebhookArgs`],
+//!   its task next to the webhook's in [`serve`]).
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ambassador_webhook::admission::{AllowAll, Validate};
+use ambassador_webhook::metrics::Metrics;
+use ambassador_webhook::server::{self, AppState, Limits, Readiness};
+use ambassador_webhook::telemetry::{self, LogFormat};
+use ambassador_webhook::{certs, tls};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ambassador-webhook", version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "AMBASSADOR_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Default log filter; `RUST_LOG` overrides it.
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "AMBASSADOR_LOG_LEVEL"
+    )]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the in-cluster server.
+    Serve(ServeArgs),
+    /// Certificate helpers.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// Flags of `serve`: one flattened group per component in the process.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    /// Seconds to keep serving after SIGTERM while reporting not ready, so the
+    /// endpoint is removed from the Service before connections are refused.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    shutdown_delay: u64,
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// Directory holding `tls.crt` and `tls.key` (a mounted kubernetes.io/tls Secret).
+    #[arg(long, value_name = "DIR", env = "AMBASSADOR_WEBHOOK_TLS_DIR")]
+    tls_dir: PathBuf,
+    /// Address of the HTTPS listener.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Largest accepted AdmissionReview body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Seconds a client has to finish the TLS handshake, the request head, and the body (each).
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    read_timeout: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds between re-reads of the certificate directory, in case a change event is missed.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    cert_poll_interval: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Write a self-signed CA (`ca.crt`) and a serving certificate (`tls.crt`, `tls.key`) signed by it.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// DNS name or IP address for the serving certificate; repeat for more.
+    /// In a cluster: `ambassador-webhook.ambassador-system.svc`.
+    #[arg(long = "dns-name", value_name = "NAME", required = true)]
+    dns_names: Vec<String>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    valid_days: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(serve(args))),
+        Command::Cert(CertCommand::Generate(args)) => generate(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: &GenerateArgs) -> Result<(), String> {
+    let generated = certs::generate(&certs::Request {
+        names: args.dns_names.clone(),
+        valid_days: args.valid_days,
+    })
+    .map_err(|e| e.to_string())?;
+    generated.write_to(&args.out).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key",
+        dir = args.out.display()
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    tls::install_crypto_provider();
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+
+    let webhook = &args.webhook;
+    let timeout = Duration::from_secs(webhook.read_timeout);
+    let limits = Limits {
+        max_body_bytes: webhook.max_body_bytes,
+        handshake_timeout: timeout,
+        header_read_timeout: timeout,
+        body_read_timeout: timeout,
+        max_connections: webhook.max_connections,
+        ..Limits::default()
+    };
+    let resolver = Arc::new(tls::ReloadingCert::load(&webhook.tls_dir).map_err(|e| e.to_string())?);
+    let _watcher = tls::CertWatcher::spawn(
+        Arc::clone(&resolver),
+        Arc::clone(&metrics),
+        Duration::from_secs(webhook.cert_poll_interval.max(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
+
+    // The compiler-backed validator replaces this once the compiler exposes it.
+    let validator: Arc<dyn Validate> = Arc::new(AllowAll);
+    tracing::warn!("no compiler-backed validator in this build: every object is admitted");
+
+    let app = server::router(AppState {
+        validator,
+        metrics: Arc::clone(&metrics),
+        readiness: readiness.clone(),
+        limits: limits.clone(),
+    });
+    let listener = server::bind(webhook.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(listen = %webhook.listen, tls_dir = %webhook.tls_dir.display(), "admission webhook listening");
+
+    // No cluster view runs in this process yet, so there is no initial sync to
+    // wait for. Once it is wired in, it calls `readiness.set_ready(true)` itself
+    // and this line goes away.
+    readiness.set_ready(true);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown_delay = Duration::from_secs(args.shutdown_delay);
+    let signals = {
+        let readiness = readiness.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!(
+                ?shutdown_delay,
+                "termination requested; reporting not ready"
+            );
+            readiness.set_ready(false);
+            tokio::time::sleep(shutdown_delay).await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::spawn(signals);
+    let mut stop = stop_rx;
+    server::serve(listener, tls_config, app, limits, metrics, async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
