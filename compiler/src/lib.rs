@@ -8,5 +8,6 @@
 //! Every pass returns its result together with [`diag::Diagnostic`]s and never fails on user
 //! input. The crate does no I/O: callers hand it text.
 
+pub mod envoy;
 pub mod ir;
 pub mod source;
