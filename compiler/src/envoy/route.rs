@@ -124,7 +124,7 @@ fn route(r: &Route) -> EnvoyRoute {
     };
     match &r.action {
         IrAction::Forward(f) => {
-            out.action = Some(forward(f, &r.matcher.path));
+            out.action = Some(forward(f));
             out.request_headers_to_add =
                 f.request_headers_to_add.iter().map(header_option).collect();
             out.request_headers_to_remove = f.request_headers_to_remove.clone();
@@ -200,7 +200,7 @@ fn query_matcher(name: &str, value: &ValueMatch) -> QueryParameterMatcher {
     }
 }
 
-fn forward(f: &Forward, path: &PathMatch) -> route::Action {
+fn forward(f: &Forward) -> route::Action {
     let cluster = match f.clusters.as_slice() {
         // The IR promises at least one backend; should a route arrive without one, answer
         // 503 as Envoy does for an unknown cluster instead of emitting an invalid route.
@@ -264,18 +264,9 @@ fn forward(f: &Forward, path: &PathMatch) -> route::Action {
         // `regex_rewrite` wins over `rewrite` (Ambassador's rule, and Envoy refuses both).
         a.regex_rewrite = Some(regex_substitute(rr));
     } else if let Some(prefix) = &f.prefix_rewrite {
-        match path {
-            PathMatch::Prefix(_) | PathMatch::Exact(_) => a.prefix_rewrite = prefix.clone(),
-            // Ambassador's `rewrite` on a `prefix_regex` Mapping replaces the whole path
-            // (the "prefix" is the whole match); Envoy refuses `prefix_rewrite` on a regex
-            // route, so say it with `regex_rewrite`.
-            PathMatch::Regex(re) => {
-                a.regex_rewrite = Some(regex_substitute(&RegexRewrite {
-                    pattern: re.clone(),
-                    substitution: prefix.clone(),
-                }))
-            }
-        }
+        // On a regex route the "prefix" Envoy replaces is the whole path the regex matched,
+        // which is Ambassador's meaning of `rewrite` with `prefix_regex: true`.
+        a.prefix_rewrite = prefix.clone();
     }
     if let Some(host) = &f.host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
