@@ -183,13 +183,12 @@ impl<T: XdsResource> Collection<T> {
     /// Envoy would refuse a response that names a resource twice, and the checks report
     /// duplicates before this point.
     pub fn new(messages: Vec<T>) -> Collection<T> {
+        let mut seen = std::collections::HashSet::with_capacity(messages.len());
         let mut resources: Vec<Resource<T>> = Vec::with_capacity(messages.len());
         for message in messages {
-            let name = message.resource_name();
-            if resources.iter().any(|r| r.name == name) {
-                continue;
+            if seen.insert(message.resource_name().to_owned()) {
+                resources.push(Resource::new(message));
             }
-            resources.push(Resource::new(message));
         }
         resources.sort_by(|a, b| a.name.cmp(&b.name));
         let mut c = Collection {

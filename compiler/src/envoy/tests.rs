@@ -1574,3 +1574,21 @@ fn type_filters_parse() {
         "unknown resource type `secret`: expected listener, route, cluster or endpoint"
     );
 }
+
+#[test]
+fn duplicate_names_keep_the_first() {
+    let mut a = listener(8080, Vec::new());
+    a.route_config = "first".into();
+    let mut b = listener(8080, Vec::new());
+    b.route_config = "second".into();
+    let mut i = ir(vec![route_to("a", prefix("/"), to("a"))]);
+    i.listeners = vec![a, b];
+    let res = emit(&i);
+    assert_eq!(res.listeners.resources.len(), 1);
+    assert_eq!(res.listeners.resources[0].name, "ambassador-listener-8080");
+    let h = hcm(&res.listeners.resources[0].message, 0);
+    let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = h.route_specifier else {
+        panic!("no rds")
+    };
+    assert_eq!(rds.route_config_name, "first");
+}
