@@ -35,9 +35,10 @@ pub(crate) fn listeners(ir: &Ir) -> Vec<Listener> {
 }
 
 /// Every upgrade type a route allows, and always `websocket`. The connection manager declares
-/// them all disabled and the routes that allow one enable it (Envoy: a route's
-/// `upgrade_configs` entry overrides the connection manager's `enabled`). Declaring
-/// `websocket` unconditionally means the common case never changes the listener.
+/// them all disabled and the routes that allow one enable it. Envoy's upgrade docs: "Any
+/// per-route enabling/disabling automatically overrides HttpConnectionManager configuration"
+/// (HCM disabled, route enabled: upgrade enabled). Declaring `websocket` unconditionally
+/// means the common case never changes, and so never drains, the listener.
 fn upgrade_types(ir: &Ir) -> BTreeSet<String> {
     let mut types = BTreeSet::from(["websocket".to_owned()]);
     for vh in &ir.virtual_hosts {
