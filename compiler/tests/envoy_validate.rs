@@ -60,18 +60,16 @@ fn validate(name: &str, bootstrap: &Value) -> Result<(), String> {
         .arg(&file)
         .output()
         .expect("envoy runs");
-    let result = if out.status.success() {
-        std::fs::remove_file(&file).ok();
+    std::fs::remove_file(&file).ok();
+    if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "envoy refused `{name}` (kept at {}):\n{}{}",
-            file.display(),
+            "envoy refused `{name}`:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
-    };
-    result
+    }
 }
 
 /// The emitted resources as a static bootstrap, built from the crate's JSON rendering.
