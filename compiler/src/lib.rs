@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod diag;
+pub mod envoy;
 pub mod front;
 pub mod ir;
 pub mod lower;

@@ -1,0 +1,367 @@
+//! The Envoy back end: the IR in, Envoy v3 xDS resources (typed and packed, with versions) out.
+//!
+//! [`emit`] is a straight translation of the [`Ir`] into the four resource types the control
+//! plane serves over ADS: Listeners, RouteConfigurations, Clusters and ClusterLoadAssignments.
+//! **Architecture invariant:** this module is the only one that knows Envoy protos; the rest
+//! of the compiler speaks the IR, and callers outside the crate see [`Resources`].
+//!
+//! Choices that keep Envoy's connections alive and its warming short, from
+//! `shared/reference/envoy-xds.md`:
+//!
+//! - Listeners never carry routes inline: the HTTP connection manager takes them from RDS over
+//!   ADS, because a Listener change drains every connection while a RouteConfiguration push
+//!   drops none. For the same reason, everything a route may switch on is already in the
+//!   listener: the CORS filter is always installed, and `websocket` upgrades are always
+//!   declared (disabled) so a route can enable them without touching the listener.
+//! - EDS clusters get a ClusterLoadAssignment from the start (empty until endpoints are known),
+//!   so Envoy's cluster warming never waits on a resource nobody will send.
+//! - Resource names come from the IR names, and every version is a hash of the encoded
+//!   resource: the same IR gives byte-identical output, and a change to one route changes
+//!   only the versions of the resources that contain it.
+//!
+//! The JSON rendering of the resources, in the shape of Envoy's `/config_dump`, is in
+//! [`json`].
+
+mod cluster;
+mod common;
+pub mod json;
+mod listener;
+mod route;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+
+use crate::ir::Ir;
+
+pub use cluster::{eds_service_name, endpoints};
+pub use json::to_config_dump_json;
+
+/// Type URL of `envoy.config.listener.v3.Listener`.
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// Type URL of `envoy.config.route.v3.RouteConfiguration`.
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Type URL of `envoy.config.cluster.v3.Cluster`.
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Type URL of `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+pub const ENDPOINT_TYPE: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// Translates the IR into Envoy resources. Total: every IR has an output, and the output
+/// depends on nothing but the IR.
+pub fn emit(ir: &Ir) -> Resources {
+    let clusters = cluster::clusters(ir);
+    let endpoints = cluster::initial_endpoints(ir);
+    Resources {
+        listeners: Collection::new(listener::listeners(ir)),
+        routes: Collection::new(route::route_configurations(ir)),
+        clusters: Collection::new(clusters),
+        endpoints: Collection::new(endpoints),
+    }
+}
+
+/// A message that is one of the four xDS resource types: it knows its resource name.
+pub trait XdsResource: Message + Name + Clone + Default {
+    /// The name Envoy knows the resource by (`name`, or `cluster_name` for an assignment).
+    fn resource_name(&self) -> &str;
+}
+
+impl XdsResource for Listener {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl XdsResource for RouteConfiguration {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl XdsResource for Cluster {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl XdsResource for ClusterLoadAssignment {
+    fn resource_name(&self) -> &str {
+        &self.cluster_name
+    }
+}
+
+/// All resources of one compilation, per type.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    pub listeners: Collection<Listener>,
+    pub routes: Collection<RouteConfiguration>,
+    pub clusters: Collection<Cluster>,
+    pub endpoints: Collection<ClusterLoadAssignment>,
+}
+
+impl Resources {
+    /// The packed resources of one type URL, for an xDS response; `None` for a type this
+    /// back end does not produce.
+    pub fn packed(&self, type_url: &str) -> Option<PackedSet<'_>> {
+        fn view<T: XdsResource>(c: &Collection<T>) -> PackedSet<'_> {
+            PackedSet {
+                type_url: c.type_url(),
+                version: &c.version,
+                resources: c
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.version.as_str(), &r.packed))
+                    .collect(),
+            }
+        }
+        match type_url {
+            LISTENER_TYPE => Some(view(&self.listeners)),
+            ROUTE_TYPE => Some(view(&self.routes)),
+            CLUSTER_TYPE => Some(view(&self.clusters)),
+            ENDPOINT_TYPE => Some(view(&self.endpoints)),
+            _ => None,
+        }
+    }
+
+    /// Replaces (or adds) the endpoints of one EDS service, e.g. from a Kubernetes
+    /// EndpointSlice, built with [`endpoints`]. Only the endpoint versions change.
+    pub fn set_endpoints(&mut self, assignment: ClusterLoadAssignment) {
+        self.endpoints.upsert(assignment);
+    }
+
+    /// The EDS service names the clusters ask for: the assignments a caller should keep
+    /// filled with [`Resources::set_endpoints`].
+    pub fn eds_services(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .clusters
+            .resources
+            .iter()
+            .filter_map(|r| r.message.eds_cluster_config.as_ref())
+            .map(|eds| eds.service_name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The packed view of one resource type: its version and `(name, version, Any)` per resource,
+/// sorted by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedSet<'a> {
+    pub type_url: &'static str,
+    pub version: &'a str,
+    pub resources: Vec<(&'a str, &'a str, &'a Any)>,
+}
+
+/// The resources of one type, sorted by name, with a version for the whole set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collection<T> {
+    /// A hash of the names and versions of all resources: the state-of-the-world version.
+    pub version: String,
+    /// Sorted by name, names unique.
+    pub resources: Vec<Resource<T>>,
+}
+
+impl<T: XdsResource> Default for Collection<T> {
+    fn default() -> Self {
+        Collection::new(Vec::new())
+    }
+}
+
+impl<T: XdsResource> Collection<T> {
+    /// Builds a collection. When two messages have the same name the first one is kept:
+    /// Envoy would refuse a response that names a resource twice, and the checks report
+    /// duplicates before this point.
+    pub fn new(messages: Vec<T>) -> Collection<T> {
+        let mut seen = std::collections::HashSet::with_capacity(messages.len());
+        let mut resources: Vec<Resource<T>> = Vec::with_capacity(messages.len());
+        for message in messages {
+            if seen.insert(message.resource_name().to_owned()) {
+                resources.push(Resource::new(message));
+            }
+        }
+        resources.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut c = Collection {
+            version: String::new(),
+            resources,
+        };
+        c.version = c.compute_version();
+        c
+    }
+
+    /// The type URL of `T`.
+    pub fn type_url(&self) -> &'static str {
+        match T::full_name().as_str() {
+            "envoy.config.listener.v3.Listener" => LISTENER_TYPE,
+            "envoy.config.route.v3.RouteConfiguration" => ROUTE_TYPE,
+            "envoy.config.cluster.v3.Cluster" => CLUSTER_TYPE,
+            _ => ENDPOINT_TYPE,
+        }
+    }
+
+    /// The resource with this name.
+    pub fn get(&self, name: &str) -> Option<&Resource<T>> {
+        self.resources
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.resources[i])
+    }
+
+    fn upsert(&mut self, message: T) {
+        let resource = Resource::new(message);
+        match self
+            .resources
+            .binary_search_by(|r| r.name.cmp(&resource.name))
+        {
+            Ok(i) => self.resources[i] = resource,
+            Err(i) => self.resources.insert(i, resource),
+        }
+        self.version = self.compute_version();
+    }
+
+    fn compute_version(&self) -> String {
+        let mut h = Fnv1a::new();
+        for r in &self.resources {
+            h.write(r.name.as_bytes());
+            h.write(&[0]);
+            h.write(r.version.as_bytes());
+            h.write(&[0]);
+        }
+        h.hex()
+    }
+}
+
+/// One resource: the typed message, the same message packed into an `Any`, and its version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource<T> {
+    pub name: String,
+    /// FNV-1a 64 of the encoded message, in hex.
+    pub version: String,
+    pub message: T,
+    pub packed: Any,
+}
+
+impl<T: XdsResource> Resource<T> {
+    fn new(message: T) -> Resource<T> {
+        let value = message.encode_to_vec();
+        let mut h = Fnv1a::new();
+        h.write(&value);
+        Resource {
+            name: message.resource_name().to_owned(),
+            version: h.hex(),
+            packed: Any {
+                type_url: T::type_url(),
+                value,
+            },
+            message,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a stable, dependency-free hash for versions. Collisions only cost a
+/// missed update if two different encodings of the same resource collided, which at 64 bits
+/// and a handful of versions per resource is not a practical concern.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// A resource type, to restrict [`to_config_dump_json`] to one kind
+/// (`kubectl ambassador preview --type listener|route|cluster|endpoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TypeFilter {
+    Listener,
+    Route,
+    Cluster,
+    Endpoint,
+}
+
+impl TypeFilter {
+    pub const ALL: [TypeFilter; 4] = [
+        TypeFilter::Listener,
+        TypeFilter::Route,
+        TypeFilter::Cluster,
+        TypeFilter::Endpoint,
+    ];
+
+    /// The word used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeFilter::Listener => "listener",
+            TypeFilter::Route => "route",
+            TypeFilter::Cluster => "cluster",
+            TypeFilter::Endpoint => "endpoint",
+        }
+    }
+
+    /// The type URL of the resources this filter selects.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            TypeFilter::Listener => LISTENER_TYPE,
+            TypeFilter::Route => ROUTE_TYPE,
+            TypeFilter::Cluster => CLUSTER_TYPE,
+            TypeFilter::Endpoint => ENDPOINT_TYPE,
+        }
+    }
+}
+
+impl fmt::Display for TypeFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`TypeFilter`] from text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownType(pub String);
+
+impl fmt::Display for UnknownType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown resource type `{}`: expected listener, route, cluster or endpoint",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownType {}
+
+impl FromStr for TypeFilter {
+    type Err = UnknownType;
+
+    /// Accepts the singular and plural words and the usual short forms.
+    fn from_str(s: &str) -> Result<TypeFilter, UnknownType> {
+        match s.to_ascii_lowercase().as_str() {
+            "listener" | "listeners" | "lds" => Ok(TypeFilter::Listener),
+            "route" | "routes" | "rds" => Ok(TypeFilter::Route),
+            "cluster" | "clusters" | "cds" => Ok(TypeFilter::Cluster),
+            "endpoint" | "endpoints" | "eds" => Ok(TypeFilter::Endpoint),
+            _ => Err(UnknownType(s.to_owned())),
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! Proto3 JSON of the emitted resources, in the shape of Envoy's `/config_dump`.
+//!
+//! envoy-types has neither JSON support nor reflection, so something has to say which field
+//! is which. Writing a JSON builder per message next to the proto builders would state every
+//! field twice and let the two drift. Instead the renderer reads the **encoded bytes** of a
+//! resource (the same bytes that are packed into the `Any`, hashed into the version and sent
+//! to Envoy) with a small table, [`fields`], that gives the number, proto name and kind of
+//! every field the back end sets. So the JSON shows exactly what is on the wire:
+//!
+//! - proto3 JSON omits default values, and proto3 encoding does not write them, so that rule
+//!   comes for free; fields of a `oneof` and wrapper messages are written when set, and shown.
+//! - Names are the proto field names in snake_case, as `config_dump` prints them; enums print
+//!   their proto names (from prost's `as_str_name`); wrappers (`BoolValue`, `UInt32Value`)
+//!   print their plain value; `Duration` prints as `"3s"` or `"0.250s"`; an `Any` prints its
+//!   `@type` and the fields of the message inside.
+//! - Keys are inserted in sorted order, so the output is the same whether or not serde_json's
+//!   `preserve_order` feature is on somewhere in the build.
+//! - A field the table does not know is printed as `"[N]": "unknown field"` (and an unknown
+//!   `Any` type as `"[unknown type]"`) rather than dropped; the tests render every feature
+//!   and fail on such markers, so the table cannot fall behind the emitter unnoticed.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster;
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option, socket_address, ApiVersion, RoutingPriority,
+};
+use envoy_types::pb::envoy::config::route::v3::{redirect_action, virtual_host};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters;
+use envoy_types::pb::envoy::r#type::v3::fractional_percent;
+use envoy_types::pb::google::protobuf::Any;
+use serde_json::{json, Map, Value};
+
+use super::{Collection, Resources, TypeFilter, XdsResource};
+
+/// The resources as Envoy's `/config_dump?include_eds` would print them once it has accepted
+/// them: `{"configs": [...]}` with one `*ConfigDump` per type (clusters, endpoints, listeners,
+/// routes), each resource with its `version_info`. `filter` keeps one type only.
+pub fn to_config_dump_json(res: &Resources, filter: Option<TypeFilter>) -> Value {
+    let wanted = |t: TypeFilter| filter.is_none_or(|f| f == t);
+    let mut configs = Vec::new();
+    if wanted(TypeFilter::Cluster) {
+        configs.push(object([
+            (
+                "@type",
+                json!("type.googleapis.com/envoy.admin.v3.ClustersConfigDump"),
+            ),
+            ("version_info", json!(res.clusters.version)),
+            (
+                "dynamic_active_clusters",
+                entries(&res.clusters, |r| object([("cluster", r)])),
+            ),
+        ]));
+    }
+    if wanted(TypeFilter::Endpoint) {
+        configs.push(object([
+            (
+                "@type",
+                json!("type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"),
+            ),
+            (
+                "dynamic_endpoint_configs",
+                entries(&res.endpoints, |r| object([("endpoint_config", r)])),
+            ),
+        ]));
+    }
+    if wanted(TypeFilter::Listener) {
+        let listeners = res
+            .listeners
+            .resources
+            .iter()
+            .map(|r| {
+                object([
+                    ("name", json!(r.name)),
+                    (
+                        "active_state",
+                        object([
+                            ("version_info", json!(r.version)),
+                            ("listener", any_to_json(&r.packed)),
+                        ]),
+                    ),
+                ])
+            })
+            .collect();
+        configs.push(object([
+            (
+                "@type",
+                json!("type.googleapis.com/envoy.admin.v3.ListenersConfigDump"),
+            ),
+            ("version_info", json!(res.listeners.version)),
+            ("dynamic_listeners", Value::Array(listeners)),
+        ]));
+    }
+    if wanted(TypeFilter::Route) {
+        configs.push(object([
+            (
+                "@type",
+                json!("type.googleapis.com/envoy.admin.v3.RoutesConfigDump"),
+            ),
+            (
+                "dynamic_route_configs",
+                entries(&res.routes, |r| object([("route_config", r)])),
+            ),
+        ]));
+    }
+    object([("configs", Value::Array(configs))])
+}
+
+/// One `{version_info, <kind>: resource}` entry per resource.
+fn entries<T: XdsResource>(c: &Collection<T>, wrap: impl Fn(Value) -> Value) -> Value {
+    Value::Array(
+        c.resources
+            .iter()
+            .map(|r| {
+                let mut entry = wrap(any_to_json(&r.packed));
+                if let Value::Object(m) = &mut entry {
+                    m.insert("version_info".to_owned(), json!(r.version));
+                }
+                sorted(entry)
+            })
+            .collect(),
+    )
+}
+
+/// One packed resource (or any packed message this back end emits) as proto3 JSON, with its
+/// `@type`.
+pub fn any_to_json(any: &Any) -> Value {
+    render_any(&any.type_url, &any.value)
+}
+
+/// An object with its keys in sorted order.
+fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    let sorted: BTreeMap<String, Value> =
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    Value::Object(sorted.into_iter().collect())
+}
+
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<String, Value> = m.into_iter().collect();
+            Value::Object(sorted.into_iter().collect())
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The wire reader.
+
+/// One field value as the wire has it.
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    /// A fixed 32- or 64-bit value: no field this back end emits has one, so only its
+    /// presence matters.
+    Fixed,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.buf.split_first()?;
+            self.buf = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+
+    /// The next field, or `None` at the end. `Err` on bytes that are not a valid encoding.
+    fn field(&mut self) -> Result<Option<(u32, Wire<'a>)>, ()> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let key = self.varint().ok_or(())?;
+        let number = u32::try_from(key >> 3).map_err(|_| ())?;
+        let wire = match key & 7 {
+            0 => Wire::Varint(self.varint().ok_or(())?),
+            1 => {
+                self.take(8).ok_or(())?;
+                Wire::Fixed
+            }
+            2 => {
+                let len = usize::try_from(self.varint().ok_or(())?).map_err(|_| ())?;
+                Wire::Bytes(self.take(len).ok_or(())?)
+            }
+            5 => {
+                self.take(4).ok_or(())?;
+                Wire::Fixed
+            }
+            _ => return Err(()),
+        };
+        Ok(Some((number, wire)))
+    }
+}
+
+/// Every field of a message, in wire order. `None` if the bytes are not a valid encoding.
+fn read_fields(bytes: &[u8]) -> Option<Vec<(u32, Wire<'_>)>> {
+    let mut r = Reader { buf: bytes };
+    let mut out = Vec::new();
+    while let Some(f) = r.field().ok()? {
+        out.push(f);
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering.
+
+const UNKNOWN_FIELD: &str = "unknown field";
+const UNKNOWN_TYPE: &str = "[unknown type]";
+const INVALID: &str = "[invalid encoding]";
+
+fn render_any(type_url: &str, value: &[u8]) -> Value {
+    let name = type_url.rsplit('/').next().unwrap_or(type_url);
+    let mut m = match render_message(name, value) {
+        Value::Object(m) => m,
+        // A well-known type with a scalar JSON form goes under `value`, as proto3 JSON says.
+        other => Map::from_iter([("value".to_owned(), other)]),
+    };
+    m.insert("@type".to_owned(), json!(type_url));
+    sorted(Value::Object(m))
+}
+
+fn render_message(name: &str, bytes: &[u8]) -> Value {
+    let Some(wire) = read_fields(bytes) else {
+        return marker(INVALID, name);
+    };
+    match name {
+        "google.protobuf.Duration" => return duration(&wire),
+        "google.protobuf.BoolValue" => return wrapped(&wire, |v| json!(v != 0)),
+        "google.protobuf.UInt32Value" => return wrapped(&wire, |v| json!(v as u32)),
+        "google.protobuf.Any" => {
+            let url = wire.iter().find_map(|(n, w)| match (n, w) {
+                (1, Wire::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            });
+            let value = wire.iter().find_map(|(n, w)| match (n, w) {
+                (2, Wire::Bytes(b)) => Some(*b),
+                _ => None,
+            });
+            return render_any(&url.unwrap_or_default(), value.unwrap_or_default());
+        }
+        _ => {}
+    }
+    let Some(table) = fields(name) else {
+        return marker(UNKNOWN_TYPE, name);
+    };
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    for (number, w) in wire {
+        let Some(f) = table.iter().find(|f| f.number == number) else {
+            out.insert(format!("[{number}]"), json!(UNKNOWN_FIELD));
+            continue;
+        };
+        match f.card {
+            Card::One => {
+                out.insert(f.name.to_owned(), value(&f.kind, &w));
+            }
+            Card::Many => {
+                let slot = out
+                    .entry(f.name.to_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(items) = slot {
+                    match (&f.kind, &w) {
+                        // Packed repeated scalars: one length-delimited run of varints.
+                        (Kind::U32 | Kind::Bool | Kind::Enum(_), Wire::Bytes(b)) => {
+                            let mut r = Reader { buf: b };
+                            while let Some(v) = r.varint() {
+                                items.push(value(&f.kind, &Wire::Varint(v)));
+                            }
+                        }
+                        _ => items.push(value(&f.kind, &w)),
+                    }
+                }
+            }
+            Card::Map => {
+                let slot = out
+                    .entry(f.name.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let (Value::Object(entries), Wire::Bytes(b)) = (slot, &w) {
+                    let (k, v) = map_entry(&f.kind, b);
+                    entries.insert(k, v);
+                }
+            }
+        }
+    }
+    // Map entries were inserted in wire order: sort them too.
+    Value::Object(out.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+}
+
+fn marker(key: &str, name: &str) -> Value {
+    Value::Object(Map::from_iter([(key.to_owned(), json!(name))]))
+}
+
+fn map_entry(kind: &Kind, bytes: &[u8]) -> (String, Value) {
+    let mut key = String::new();
+    let mut val = Value::Null;
+    for (n, w) in read_fields(bytes).unwrap_or_default() {
+        match (n, &w) {
+            (1, Wire::Bytes(b)) => key = String::from_utf8_lossy(b).into_owned(),
+            (2, _) => val = value(kind, &w),
+            _ => {}
+        }
+    }
+    (key, val)
+}
+
+fn value(kind: &Kind, w: &Wire<'_>) -> Value {
+    match (kind, w) {
+        (Kind::Str, Wire::Bytes(b)) => json!(String::from_utf8_lossy(b)),
+        (Kind::Bool, Wire::Varint(v)) => json!(*v != 0),
+        (Kind::U32, Wire::Varint(v)) => json!(*v as u32),
+        (Kind::Enum(names), Wire::Varint(v)) => match names(*v as i32) {
+            Some(n) => json!(n),
+            None => json!(*v as i32),
+        },
+        (Kind::Msg(name), Wire::Bytes(b)) => render_message(name, b),
+        _ => json!(INVALID),
+    }
+}
+
+/// `google.protobuf.Duration` as proto3 JSON: seconds with 0, 3, 6 or 9 fractional digits.
+fn duration(wire: &[(u32, Wire<'_>)]) -> Value {
+    let (mut seconds, mut nanos) = (0i64, 0i32);
+    for (n, w) in wire {
+        match (n, w) {
+            (1, Wire::Varint(v)) => seconds = *v as i64,
+            (2, Wire::Varint(v)) => nanos = *v as i32,
+            _ => {}
+        }
+    }
+    let sign = if seconds < 0 || nanos < 0 { "-" } else { "" };
+    let (s, n) = (seconds.unsigned_abs(), nanos.unsigned_abs());
+    let text = if n == 0 {
+        format!("{sign}{s}s")
+    } else if n % 1_000_000 == 0 {
+        format!("{sign}{s}.{:03}s", n / 1_000_000)
+    } else if n % 1_000 == 0 {
+        format!("{sign}{s}.{:06}s", n / 1_000)
+    } else {
+        format!("{sign}{s}.{n:09}s")
+    };
+    json!(text)
+}
+
+/// A wrapper message (`BoolValue`, `UInt32Value`): its field 1, or the default when absent.
+fn wrapped(wire: &[(u32, Wire<'_>)], f: impl Fn(u64) -> Value) -> Value {
+    let v = wire.iter().find_map(|(n, w)| match (n, w) {
+        (1, Wire::Varint(v)) => Some(*v),
+        _ => None,
+    });
+    f(v.unwrap_or(0))
+}
+
+// ---------------------------------------------------------------------------------------
+// The table.
+
+/// How a field is laid out.
+#[derive(Clone, Copy)]
+enum Card {
+    One,
+    Many,
+    /// `map<string, V>`: repeated entries with the key in field 1 and the value in field 2.
+    Map,
+}
+
+/// What a field holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    U32,
+    /// An enum, with the function that names its values.
+    Enum(fn(i32) -> Option<&'static str>),
+    /// A message, by full proto name.
+    Msg(&'static str),
+}
+
+struct Field {
+    number: u32,
+    name: &'static str,
+    kind: Kind,
+    card: Card,
+}
+
+const fn one(number: u32, name: &'static str, kind: Kind) -> Field {
+    Field {
+        number,
+        name,
+        kind,
+        card: Card::One,
+    }
+}
+
+const fn many(number: u32, name: &'static str, kind: Kind) -> Field {
+    Field {
+        number,
+        name,
+        kind,
+        card: Card::Many,
+    }
+}
+
+const fn map(number: u32, name: &'static str, kind: Kind) -> Field {
+    Field {
+        number,
+        name,
+        kind,
+        card: Card::Map,
+    }
+}
+
+use Kind::{Bool, Msg, Str, U32};
+
+const ANY: Kind = Msg("google.protobuf.Any");
+const DURATION: Kind = Msg("google.protobuf.Duration");
+const BOOL_VALUE: Kind = Msg("google.protobuf.BoolValue");
+const U32_VALUE: Kind = Msg("google.protobuf.UInt32Value");
+const ADDRESS: Kind = Msg("envoy.config.core.v3.Address");
+const CONFIG_SOURCE: Kind = Msg("envoy.config.core.v3.ConfigSource");
+const HEADER_OPTION: Kind = Msg("envoy.config.core.v3.HeaderValueOption");
+const TRANSPORT_SOCKET: Kind = Msg("envoy.config.core.v3.TransportSocket");
+const REGEX: Kind = Msg("envoy.type.matcher.v3.RegexMatcher");
+const STRING_MATCHER: Kind = Msg("envoy.type.matcher.v3.StringMatcher");
+const REGEX_SUBSTITUTE: Kind = Msg("envoy.type.matcher.v3.RegexMatchAndSubstitute");
+const SDS: Kind = Msg("envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig");
+
+/// Names the values of a prost enum with its `as_str_name`.
+macro_rules! enum_names {
+    ($($f:ident: $t:ty;)*) => {
+        $(fn $f(v: i32) -> Option<&'static str> {
+            <$t>::try_from(v).ok().map(|e| e.as_str_name())
+        })*
+    };
+}
+
+enum_names! {
+    api_version: ApiVersion;
+    append_action: header_value_option::HeaderAppendAction;
+    codec_type: http_connection_manager::CodecType;
+    denominator: fractional_percent::DenominatorType;
+    discovery_type: cluster::DiscoveryType;
+    lb_policy: cluster::LbPolicy;
+    protocol: socket_address::Protocol;
+    redirect_code: redirect_action::RedirectResponseCode;
+    routing_priority: RoutingPriority;
+    tls_protocol: tls_parameters::TlsProtocol;
+    tls_requirement: virtual_host::TlsRequirementType;
+}
+
+/// The fields the back end sets, per message. Numbers are the proto field numbers of the
+/// Envoy API (as in envoy-types' generated code); names are the proto names.
+fn fields(message: &str) -> Option<&'static [Field]> {
+    let table: &'static [Field] = match message {
+        // envoy.config.listener.v3
+        "envoy.config.listener.v3.Listener" => const { &[
+            one(1, "name", Str),
+            one(2, "address", ADDRESS),
+            many(3, "filter_chains", Msg("envoy.config.listener.v3.FilterChain")),
+            many(9, "listener_filters", Msg("envoy.config.listener.v3.ListenerFilter")),
+        ] },
+        "envoy.config.listener.v3.FilterChain" => const { &[
+            one(1, "filter_chain_match", Msg("envoy.config.listener.v3.FilterChainMatch")),
+            many(3, "filters", Msg("envoy.config.listener.v3.Filter")),
+            one(6, "transport_socket", TRANSPORT_SOCKET),
+            one(7, "name", Str),
+        ] },
+        "envoy.config.listener.v3.FilterChainMatch" => const { &[many(11, "server_names", Str)] },
+        "envoy.config.listener.v3.Filter" => const { &[one(1, "name", Str), one(4, "typed_config", ANY)] },
+        "envoy.config.listener.v3.ListenerFilter" => const { &[one(1, "name", Str), one(3, "typed_config", ANY)] },
+
+        // envoy.config.core.v3 and envoy.type
+        "envoy.config.core.v3.Address" => const { &[one(1, "socket_address", Msg("envoy.config.core.v3.SocketAddress"))] },
+        "envoy.config.core.v3.SocketAddress" => const { &[
+            one(1, "protocol", Kind::Enum(protocol)),
+            one(2, "address", Str),
+            one(3, "port_value", U32),
+        ] },
+        "envoy.config.core.v3.TransportSocket" => const { &[one(1, "name", Str), one(3, "typed_config", ANY)] },
+        "envoy.config.core.v3.ConfigSource" => const { &[
+            one(3, "ads", Msg("envoy.config.core.v3.AggregatedConfigSource")),
+            one(6, "resource_api_version", Kind::Enum(api_version)),
+        ] },
+        "envoy.config.core.v3.AggregatedConfigSource"
+        | "envoy.config.core.v3.Http1ProtocolOptions"
+        | "envoy.config.core.v3.Http2ProtocolOptions"
+        | "envoy.extensions.filters.http.router.v3.Router"
+        | "envoy.extensions.filters.http.cors.v3.Cors"
+        | "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" => const { &[] },
+        "envoy.config.core.v3.HeaderValueOption" => const { &[
+            one(1, "header", Msg("envoy.config.core.v3.HeaderValue")),
+            one(3, "append_action", Kind::Enum(append_action)),
+        ] },
+        "envoy.config.core.v3.HeaderValue" => const { &[one(1, "key", Str), one(2, "value", Str)] },
+        "envoy.config.core.v3.RuntimeFractionalPercent" => const { &[
+            one(1, "default_value", Msg("envoy.type.v3.FractionalPercent")),
+            one(2, "runtime_key", Str),
+        ] },
+        "envoy.type.v3.FractionalPercent" => const { &[one(1, "numerator", U32), one(2, "denominator", Kind::Enum(denominator))] },
+        "envoy.config.core.v3.HttpProtocolOptions" => const { &[
+            one(1, "idle_timeout", DURATION),
+            one(3, "max_connection_duration", DURATION),
+        ] },
+        "envoy.type.matcher.v3.StringMatcher" => const { &[
+            one(1, "exact", Str),
+            one(5, "safe_regex", REGEX),
+            one(6, "ignore_case", Bool),
+        ] },
+        "envoy.type.matcher.v3.RegexMatcher" => const { &[one(2, "regex", Str)] },
+        "envoy.type.matcher.v3.RegexMatchAndSubstitute" => const { &[one(1, "pattern", REGEX), one(2, "substitution", Str)] },
+
+        // The HTTP connection manager.
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => const { &[
+            one(1, "codec_type", Kind::Enum(codec_type)),
+            one(2, "stat_prefix", Str),
+            one(3, "rds", Msg("envoy.extensions.filters.network.http_connection_manager.v3.Rds")),
+            many(5, "http_filters", Msg("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter")),
+            one(10, "server_name", Str),
+            one(14, "use_remote_address", BOOL_VALUE),
+            one(19, "xff_num_trusted_hops", U32),
+            many(
+                23,
+                "upgrade_configs",
+                Msg("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig"),
+            ),
+        ] },
+        "envoy.extensions.filters.network.http_connection_manager.v3.Rds" => const { &[
+            one(1, "config_source", CONFIG_SOURCE),
+            one(2, "route_config_name", Str),
+        ] },
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter" => const { &[
+            one(1, "name", Str),
+            one(4, "typed_config", ANY),
+        ] },
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig" => const { &[
+            one(1, "upgrade_type", Str),
+            one(3, "enabled", BOOL_VALUE),
+        ] },
+
+        // TLS.
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => const { &[one(
+            1,
+            "common_tls_context",
+            Msg("envoy.extensions.transport_sockets.tls.v3.CommonTlsContext"),
+        )] },
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" => const { &[
+            one(1, "common_tls_context", Msg("envoy.extensions.transport_sockets.tls.v3.CommonTlsContext")),
+            one(2, "sni", Str),
+        ] },
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext" => const { &[
+            one(1, "tls_params", Msg("envoy.extensions.transport_sockets.tls.v3.TlsParameters")),
+            many(4, "alpn_protocols", Str),
+            many(6, "tls_certificate_sds_secret_configs", SDS),
+            one(7, "validation_context_sds_secret_config", SDS),
+        ] },
+        "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => const { &[
+            one(1, "tls_minimum_protocol_version", Kind::Enum(tls_protocol)),
+            one(2, "tls_maximum_protocol_version", Kind::Enum(tls_protocol)),
+        ] },
+        "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig" => const { &[
+            one(1, "name", Str),
+            one(2, "sds_config", CONFIG_SOURCE),
+        ] },
+
+        // tcp_proxy.
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => const { &[
+            one(1, "stat_prefix", Str),
+            one(2, "cluster", Str),
+            one(8, "idle_timeout", DURATION),
+            one(10, "weighted_clusters", Msg("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster")),
+        ] },
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster" => const { &[many(
+            1,
+            "clusters",
+            Msg("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight"),
+        )] },
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight" => const { &[
+            one(1, "name", Str),
+            one(2, "weight", U32),
+        ] },
+
+        // envoy.config.route.v3
+        "envoy.config.route.v3.RouteConfiguration" => const { &[
+            one(1, "name", Str),
+            many(2, "virtual_hosts", Msg("envoy.config.route.v3.VirtualHost")),
+        ] },
+        "envoy.config.route.v3.VirtualHost" => const { &[
+            one(1, "name", Str),
+            many(2, "domains", Str),
+            many(3, "routes", Msg("envoy.config.route.v3.Route")),
+            one(4, "require_tls", Kind::Enum(tls_requirement)),
+            map(15, "typed_per_filter_config", ANY),
+        ] },
+        "envoy.config.route.v3.Route" => const { &[
+            one(1, "match", Msg("envoy.config.route.v3.RouteMatch")),
+            one(2, "route", Msg("envoy.config.route.v3.RouteAction")),
+            one(3, "redirect", Msg("envoy.config.route.v3.RedirectAction")),
+            one(7, "direct_response", Msg("envoy.config.route.v3.DirectResponseAction")),
+            many(9, "request_headers_to_add", HEADER_OPTION),
+            many(10, "response_headers_to_add", HEADER_OPTION),
+            many(11, "response_headers_to_remove", Str),
+            many(12, "request_headers_to_remove", Str),
+            map(13, "typed_per_filter_config", ANY),
+            one(14, "name", Str),
+        ] },
+        "envoy.config.route.v3.RouteMatch" => const { &[
+            one(1, "prefix", Str),
+            one(2, "path", Str),
+            one(4, "case_sensitive", BOOL_VALUE),
+            many(6, "headers", Msg("envoy.config.route.v3.HeaderMatcher")),
+            many(7, "query_parameters", Msg("envoy.config.route.v3.QueryParameterMatcher")),
+            one(10, "safe_regex", REGEX),
+        ] },
+        "envoy.config.route.v3.HeaderMatcher" => const { &[
+            one(1, "name", Str),
+            one(7, "present_match", Bool),
+            one(13, "string_match", STRING_MATCHER),
+        ] },
+        "envoy.config.route.v3.QueryParameterMatcher" => const { &[
+            one(1, "name", Str),
+            one(5, "string_match", STRING_MATCHER),
+            one(6, "present_match", Bool),
+        ] },
+        "envoy.config.route.v3.RouteAction" => const { &[
+            one(1, "cluster", Str),
+            one(3, "weighted_clusters", Msg("envoy.config.route.v3.WeightedCluster")),
+            one(5, "prefix_rewrite", Str),
+            one(6, "host_rewrite_literal", Str),
+            one(7, "auto_host_rewrite", BOOL_VALUE),
+            one(8, "timeout", DURATION),
+            one(9, "retry_policy", Msg("envoy.config.route.v3.RetryPolicy")),
+            many(15, "hash_policy", Msg("envoy.config.route.v3.RouteAction.HashPolicy")),
+            one(24, "idle_timeout", DURATION),
+            many(25, "upgrade_configs", Msg("envoy.config.route.v3.RouteAction.UpgradeConfig")),
+            many(30, "request_mirror_policies", Msg("envoy.config.route.v3.RouteAction.RequestMirrorPolicy")),
+            one(32, "regex_rewrite", REGEX_SUBSTITUTE),
+        ] },
+        "envoy.config.route.v3.WeightedCluster" => const { &[many(
+            1,
+            "clusters",
+            Msg("envoy.config.route.v3.WeightedCluster.ClusterWeight"),
+        )] },
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight" => const { &[one(1, "name", Str), one(2, "weight", U32_VALUE)] },
+        "envoy.config.route.v3.RetryPolicy" => const { &[
+            one(1, "retry_on", Str),
+            one(2, "num_retries", U32_VALUE),
+            one(3, "per_try_timeout", DURATION),
+        ] },
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy" => const { &[
+            one(1, "cluster", Str),
+            one(3, "runtime_fraction", Msg("envoy.config.core.v3.RuntimeFractionalPercent")),
+        ] },
+        "envoy.config.route.v3.RouteAction.HashPolicy" => const { &[
+            one(1, "header", Msg("envoy.config.route.v3.RouteAction.HashPolicy.Header")),
+            one(2, "cookie", Msg("envoy.config.route.v3.RouteAction.HashPolicy.Cookie")),
+            one(3, "connection_properties", Msg("envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties")),
+            one(4, "terminal", Bool),
+        ] },
+        "envoy.config.route.v3.RouteAction.HashPolicy.Header" => const { &[one(1, "header_name", Str)] },
+        "envoy.config.route.v3.RouteAction.HashPolicy.Cookie" => const { &[
+            one(1, "name", Str),
+            one(2, "ttl", DURATION),
+            one(3, "path", Str),
+        ] },
+        "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties" => const { &[one(1, "source_ip", Bool)] },
+        "envoy.config.route.v3.RouteAction.UpgradeConfig" => const { &[one(1, "upgrade_type", Str), one(2, "enabled", BOOL_VALUE)] },
+        "envoy.config.route.v3.RedirectAction" => const { &[
+            one(1, "host_redirect", Str),
+            one(2, "path_redirect", Str),
+            one(3, "response_code", Kind::Enum(redirect_code)),
+            one(4, "https_redirect", Bool),
+            one(5, "prefix_rewrite", Str),
+            one(8, "port_redirect", U32),
+            one(9, "regex_rewrite", REGEX_SUBSTITUTE),
+        ] },
+        "envoy.config.route.v3.DirectResponseAction" => const { &[one(1, "status", U32)] },
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy" => const { &[
+            many(1, "allow_origin_string_match", STRING_MATCHER),
+            one(2, "allow_methods", Str),
+            one(3, "allow_headers", Str),
+            one(4, "expose_headers", Str),
+            one(5, "max_age", Str),
+            one(6, "allow_credentials", BOOL_VALUE),
+        ] },
+
+        // envoy.config.cluster.v3 and envoy.config.endpoint.v3
+        "envoy.config.cluster.v3.Cluster" => const { &[
+            one(1, "name", Str),
+            one(2, "type", Kind::Enum(discovery_type)),
+            one(3, "eds_cluster_config", Msg("envoy.config.cluster.v3.Cluster.EdsClusterConfig")),
+            one(4, "connect_timeout", DURATION),
+            one(6, "lb_policy", Kind::Enum(lb_policy)),
+            one(10, "circuit_breakers", Msg("envoy.config.cluster.v3.CircuitBreakers")),
+            one(24, "transport_socket", TRANSPORT_SOCKET),
+            one(33, "load_assignment", Msg("envoy.config.endpoint.v3.ClusterLoadAssignment")),
+            map(36, "typed_extension_protocol_options", ANY),
+        ] },
+        "envoy.config.cluster.v3.Cluster.EdsClusterConfig" => const { &[
+            one(1, "eds_config", CONFIG_SOURCE),
+            one(2, "service_name", Str),
+        ] },
+        "envoy.config.cluster.v3.CircuitBreakers" => const { &[many(
+            1,
+            "thresholds",
+            Msg("envoy.config.cluster.v3.CircuitBreakers.Thresholds"),
+        )] },
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds" => const { &[
+            one(1, "priority", Kind::Enum(routing_priority)),
+            one(2, "max_connections", U32_VALUE),
+            one(3, "max_pending_requests", U32_VALUE),
+            one(4, "max_requests", U32_VALUE),
+            one(5, "max_retries", U32_VALUE),
+        ] },
+        "envoy.config.endpoint.v3.ClusterLoadAssignment" => const { &[
+            one(1, "cluster_name", Str),
+            many(2, "endpoints", Msg("envoy.config.endpoint.v3.LocalityLbEndpoints")),
+        ] },
+        "envoy.config.endpoint.v3.LocalityLbEndpoints" => const { &[many(
+            2,
+            "lb_endpoints",
+            Msg("envoy.config.endpoint.v3.LbEndpoint"),
+        )] },
+        "envoy.config.endpoint.v3.LbEndpoint" => const { &[one(1, "endpoint", Msg("envoy.config.endpoint.v3.Endpoint"))] },
+        "envoy.config.endpoint.v3.Endpoint" => const { &[one(1, "address", ADDRESS)] },
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" => const { &[
+            one(1, "common_http_protocol_options", Msg("envoy.config.core.v3.HttpProtocolOptions")),
+            one(
+                3,
+                "explicit_http_config",
+                Msg("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig"),
+            ),
+        ] },
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig" => const { &[
+            one(1, "http_protocol_options", Msg("envoy.config.core.v3.Http1ProtocolOptions")),
+            one(2, "http2_protocol_options", Msg("envoy.config.core.v3.Http2ProtocolOptions")),
+        ] },
+        _ => return None,
+    };
+    Some(table)
+}
+
+/// Every place in `v` where the renderer met something its table does not describe: unknown
+/// fields, unknown types, invalid encodings. Empty for everything [`super::emit`] produces.
+pub fn unrendered(v: &Value) -> Vec<String> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k.starts_with('[') || v == UNKNOWN_FIELD || v == INVALID {
+                        out.push(format!("{path}/{k}"));
+                    } else {
+                        walk(v, &format!("{path}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out
+}

@@ -1,0 +1,240 @@
+//! Listeners: HTTP connection managers fed by RDS, TLS by SNI, and tcp_proxy for TCPMappings.
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, TlsParameters,
+};
+
+use super::common::{
+    ads, any, bool_value, millis, sds_secret, socket_address, tls_transport_socket, CORS_FILTER,
+    HCM_FILTER, ROUTER_FILTER, TCP_PROXY_FILTER, TLS_INSPECTOR,
+};
+use crate::ir::{Ir, Listener as IrListener, RouteAction, ServerTls, TcpListener, TcpRoute};
+
+/// The HTTP listeners, then the TCP listeners.
+pub(crate) fn listeners(ir: &Ir) -> Vec<Listener> {
+    let upgrades = upgrade_types(ir);
+    let mut out: Vec<Listener> = ir
+        .listeners
+        .iter()
+        .map(|l| http_listener(l, ir, &upgrades))
+        .collect();
+    out.extend(ir.tcp_listeners.iter().filter_map(tcp_listener));
+    out
+}
+
+/// Every upgrade type a route allows, and always `websocket`. The connection manager declares
+/// them all disabled and the routes that allow one enable it. Envoy's upgrade docs: "Any
+/// per-route enabling/disabling automatically overrides HttpConnectionManager configuration"
+/// (HCM disabled, route enabled: upgrade enabled). Declaring `websocket` unconditionally
+/// means the common case never changes, and so never drains, the listener.
+fn upgrade_types(ir: &Ir) -> BTreeSet<String> {
+    let mut types = BTreeSet::from(["websocket".to_owned()]);
+    for vh in &ir.virtual_hosts {
+        for r in &vh.routes {
+            if let RouteAction::Forward(f) = &r.action {
+                types.extend(f.upgrades.iter().cloned());
+            }
+        }
+    }
+    types
+}
+
+fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: l.name.clone(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: l.route_config.clone(),
+        })),
+        // CORS is always installed: it does nothing on routes without a policy, and adding
+        // the first policy must not change (and drain) the listener.
+        http_filters: vec![
+            HttpFilter {
+                name: CORS_FILTER.to_owned(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(Cors {}))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: ROUTER_FILTER.to_owned(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),
+                ..Default::default()
+            },
+        ],
+        upgrade_configs: upgrades
+            .iter()
+            .map(|u| http_connection_manager::UpgradeConfig {
+                upgrade_type: u.clone(),
+                enabled: Some(bool_value(false)),
+                ..Default::default()
+            })
+            .collect(),
+        use_remote_address: Some(bool_value(ir.settings.use_remote_address)),
+        xff_num_trusted_hops: ir.settings.xff_num_trusted_hops,
+        server_name: ir.settings.server_name.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let hcm = Filter {
+        name: HCM_FILTER.to_owned(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(hcm))),
+    };
+    let (filter_chains, listener_filters) = if l.tls.is_empty() {
+        (
+            vec![FilterChain {
+                filters: vec![hcm],
+                ..Default::default()
+            }],
+            Vec::new(),
+        )
+    } else {
+        let chains = l
+            .tls
+            .iter()
+            .map(|t| FilterChain {
+                filter_chain_match: server_names_match(&t.server_names),
+                filters: vec![hcm.clone()],
+                transport_socket: Some(tls_transport_socket(any(downstream_tls(t)))),
+                ..Default::default()
+            })
+            .collect();
+        (chains, vec![tls_inspector()])
+    };
+    Listener {
+        name: l.name.clone(),
+        address: Some(socket_address(&l.address, l.port)),
+        filter_chains,
+        listener_filters,
+        ..Default::default()
+    }
+}
+
+/// A filter chain for these SNI names; no names is the catch-all chain.
+fn server_names_match(names: &[String]) -> Option<FilterChainMatch> {
+    (!names.is_empty()).then(|| FilterChainMatch {
+        server_names: names.to_vec(),
+        ..Default::default()
+    })
+}
+
+/// The TLS inspector reads the SNI out of the ClientHello so filter chains can match on it.
+fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: TLS_INSPECTOR.to_owned(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+fn downstream_tls(t: &ServerTls) -> DownstreamTlsContext {
+    let min = t
+        .min_tls_version
+        .as_deref()
+        .map(tls_protocol)
+        .unwrap_or(TlsProtocol::TlsAuto);
+    let max = t
+        .max_tls_version
+        .as_deref()
+        .map(tls_protocol)
+        .unwrap_or(TlsProtocol::TlsAuto);
+    let tls_params =
+        (min != TlsProtocol::TlsAuto || max != TlsProtocol::TlsAuto).then(|| TlsParameters {
+            tls_minimum_protocol_version: min as i32,
+            tls_maximum_protocol_version: max as i32,
+            ..Default::default()
+        });
+    DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_params,
+            tls_certificate_sds_secret_configs: vec![sds_secret(&t.secret)],
+            alpn_protocols: t.alpn_protocols.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Ambassador writes TLS versions as `v1.2`; Envoy's own names (`TLSv1_2`) are accepted too.
+/// Anything else leaves the choice to Envoy.
+fn tls_protocol(version: &str) -> TlsProtocol {
+    let v = version.trim().to_ascii_lowercase();
+    match v
+        .trim_start_matches("tls")
+        .trim_start_matches('v')
+        .replace('_', ".")
+        .as_str()
+    {
+        "1.0" => TlsProtocol::TlSv10,
+        "1.1" => TlsProtocol::TlSv11,
+        "1.2" => TlsProtocol::TlSv12,
+        "1.3" => TlsProtocol::TlSv13,
+        _ => TlsProtocol::TlsAuto,
+    }
+}
+
+/// A TCP listener on all addresses, one filter chain per TCPMapping. A TCPMapping without
+/// a backend gets no chain, and a listener without chains is left out (Envoy refuses one).
+fn tcp_listener(t: &TcpListener) -> Option<Listener> {
+    let chains: Vec<FilterChain> = t.routes.iter().filter_map(|r| tcp_chain(t, r)).collect();
+    if chains.is_empty() {
+        return None;
+    }
+    // SNI routing of TLS passthrough needs the TLS inspector.
+    let listener_filters = if t.routes.iter().any(|r| r.sni.is_some()) {
+        vec![tls_inspector()]
+    } else {
+        Vec::new()
+    };
+    Some(Listener {
+        name: t.name.clone(),
+        address: Some(socket_address("0.0.0.0", t.port)),
+        filter_chains: chains,
+        listener_filters,
+        ..Default::default()
+    })
+}
+
+fn tcp_chain(t: &TcpListener, r: &TcpRoute) -> Option<FilterChain> {
+    // Envoy refuses a weight of 0 in tcp_proxy, so a backend with no share is left out.
+    let weighted: Vec<_> = r.clusters.iter().filter(|c| c.weight > 0).collect();
+    let specifier = match weighted.as_slice() {
+        [] => tcp_proxy::ClusterSpecifier::Cluster(r.clusters.first()?.cluster.clone()),
+        [one] => tcp_proxy::ClusterSpecifier::Cluster(one.cluster.clone()),
+        many => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+            clusters: many
+                .iter()
+                .map(|c| tcp_proxy::weighted_cluster::ClusterWeight {
+                    name: c.cluster.clone(),
+                    weight: c.weight,
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    };
+    let proxy = TcpProxy {
+        stat_prefix: t.name.clone(),
+        cluster_specifier: Some(specifier),
+        idle_timeout: r.idle_timeout_ms.map(millis),
+        ..Default::default()
+    };
+    Some(FilterChain {
+        filter_chain_match: server_names_match(r.sni.as_slice()),
+        filters: vec![Filter {
+            name: TCP_PROXY_FILTER.to_owned(),
+            config_type: Some(filter::ConfigType::TypedConfig(any(proxy))),
+        }],
+        ..Default::default()
+    })
+}
