@@ -68,3 +68,65 @@ pub fn compile_one(name: &str, text: &str) -> Compilation {
     sources.add(name, text);
     compile(&sources, &Options::default(), &LowerOptions::default())
 }
+
+/// The ready addresses of a Kubernetes Service's port, from the Endpoints and EndpointSlices
+/// in `m`: the Service port is mapped to its endpoint port by name (or, for a one-port
+/// Service, directly), as kube-proxy does.
+pub fn endpoints_of(
+    m: &Manifests,
+    namespace: &str,
+    service: &str,
+    port: u16,
+) -> Vec<(String, u16)> {
+    let svc_port = m
+        .services
+        .iter()
+        .find(|s| s.namespace == namespace && s.name == service)
+        .and_then(|s| {
+            s.ports
+                .iter()
+                .find(|p| p.port == port)
+                .cloned()
+                .map(|p| (p, s.ports.len()))
+        });
+    let mut out = Vec::new();
+    for e in m
+        .endpoints
+        .iter()
+        .filter(|e| e.namespace == namespace && e.service == service)
+    {
+        let target = match &svc_port {
+            Some((p, _)) if p.name.is_some() => {
+                e.ports.iter().find(|(n, _)| n == &p.name).map(|(_, n)| *n)
+            }
+            Some((p, _)) => p
+                .target_port
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .or_else(|| e.ports.first().map(|(_, n)| *n)),
+            None => e.ports.first().map(|(_, n)| *n),
+        };
+        if let Some(target) = target {
+            out.extend(e.addresses.iter().map(|a| (a.clone(), target)));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Envoy resources of a compilation, with EDS endpoints filled from the manifests.
+pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
+    let mut res = envoy::emit(&c.ir);
+    let wanted: Vec<String> = res.eds_services().into_iter().map(str::to_string).collect();
+    for name in wanted {
+        if let Some((ns, rest)) = name.split_once('/') {
+            if let Some((svc, port)) = rest.rsplit_once(':') {
+                let port: u16 = port.parse().unwrap_or(0);
+                let addrs = endpoints_of(&c.manifests, ns, svc, port);
+                res.set_endpoints(envoy::endpoints(&name, &addrs));
+            }
+        }
+    }
+    res
+}

@@ -21,6 +21,8 @@ pub enum Command {
     Lint(LintArgs),
     /// Show the route table the configuration compiles to, in Envoy's evaluation order.
     Routes(RoutesArgs),
+    /// Print the Envoy resources the configuration compiles to, in the shape of Envoy's /config_dump.
+    Preview(PreviewArgs),
 }
 
 /// Where configuration comes from: files, or the cluster kubeconfig points at.
@@ -71,6 +73,32 @@ pub struct RoutesArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = RoutesFormat::Table)]
     pub output: RoutesFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = DataFormat::Yaml)]
+    pub output: DataFormat,
+    /// Only resources of this type.
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ResourceType>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceType {
+    Listener,
+    Route,
+    Cluster,
+    Endpoint,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

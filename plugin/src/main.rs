@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Lint(args) => lint(args),
         Command::Routes(args) => routes(args),
+        Command::Preview(args) => preview(args),
     };
     ExitCode::from(code)
 }
@@ -173,6 +174,52 @@ fn routes(args: cli::RoutesArgs) -> u8 {
             serde_json::to_string_pretty(&serde_json::Value::Array(rows)).unwrap_or_default()
         )),
         RoutesFormat::Yaml => emit(&yaml_out::to_string(&serde_json::Value::Array(rows))),
+    }
+    if loaded.read_errors.is_empty() {
+        0
+    } else {
+        2
+    }
+}
+
+fn preview(args: cli::PreviewArgs) -> u8 {
+    use ambassador_compiler::envoy::TypeFilter;
+    set_color(args.source.color);
+    let loaded = match load(&args.source) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    for e in &loaded.read_errors {
+        eprintln!("error: {e}");
+    }
+    let errors = loaded
+        .compilation
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        eprintln!(
+            "warning: {errors} error(s) in the configuration; objects with errors are left out (run `kubectl ambassador lint`)"
+        );
+    }
+    let filter = args.kind.map(|k| match k {
+        cli::ResourceType::Listener => TypeFilter::Listener,
+        cli::ResourceType::Route => TypeFilter::Route,
+        cli::ResourceType::Cluster => TypeFilter::Cluster,
+        cli::ResourceType::Endpoint => TypeFilter::Endpoint,
+    });
+    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
+    let dump = ambassador_compiler::envoy::to_config_dump_json(&resources, filter);
+    match args.output {
+        cli::DataFormat::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&dump).unwrap_or_default()
+        )),
+        cli::DataFormat::Yaml => emit(&yaml_out::to_string(&dump)),
     }
     if loaded.read_errors.is_empty() {
         0
