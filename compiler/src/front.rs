@@ -530,6 +530,38 @@ fn read_annotation(
     }
 }
 
+/// Reads a file whose whole text is the value of a `getambassador.io/config` annotation of
+/// `owner`: positions are then lines and columns inside the annotation, which is what the
+/// admission webhook reports.
+pub fn read_annotation_file(
+    sources: &Sources,
+    file: FileId,
+    owner: &ObjectRef,
+    labels: &BTreeMap<String, String>,
+    opts: &Options,
+    out: &mut Manifests,
+) {
+    let text = &sources.get(file).text;
+    if text.trim().is_empty() {
+        out.diagnostics.push(
+            Diagnostic::new(
+                Code::EmptyAnnotation,
+                None,
+                format!("`{ANNOTATION}` is empty"),
+            )
+            .with_object(owner),
+        );
+        return;
+    }
+    for doc in yaml::parse(text, file, &Shift { first_line: 1 }) {
+        match doc.root {
+            Err(e) => out.diagnostics.push(parse_error(file, e, Some(owner))),
+            Ok(None) => {}
+            Ok(Some(root)) => read_annotation_doc(&root, owner, labels, opts, out),
+        }
+    }
+}
+
 fn read_annotation_doc(
     root: &Node,
     owner: &ObjectRef,

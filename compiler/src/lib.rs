@@ -8,6 +8,7 @@
 //! Every pass returns its result together with [`diag::Diagnostic`]s and never fails on user
 //! input. The crate does no I/O: callers hand it text.
 
+pub mod admission;
 pub mod check;
 pub mod diag;
 pub mod envoy;

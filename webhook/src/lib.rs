@@ -5,6 +5,7 @@
 //! - [`server`]: HTTPS routes and the hardened accept loop.
 //! - [`tls`]: the serving certificate, reloaded when the mounted Secret changes.
 //! - [`certs`]: self-signed CA and serving certificate for bootstrap and local use.
+//! - [`validator`]: the compiler-backed [`admission::Validate`].
 //! - [`metrics`], [`telemetry`]: Prometheus text metrics and structured logs.
 
 pub mod admission;
@@ -13,3 +14,4 @@ pub mod metrics;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod validator;

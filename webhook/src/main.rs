@@ -16,10 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambassador_webhook::admission::{AllowAll, Validate};
+use ambassador_webhook::admission::Validate;
 use ambassador_webhook::metrics::Metrics;
 use ambassador_webhook::server::{self, AppState, Limits, Readiness};
 use ambassador_webhook::telemetry::{self, LogFormat};
+use ambassador_webhook::validator::CompilerValidator;
 use ambassador_webhook::{certs, tls};
 use clap::{Args, Parser, Subcommand};
 
@@ -81,6 +82,14 @@ struct WebhookArgs {
     /// Seconds between re-reads of the certificate directory, in case a change event is missed.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     cert_poll_interval: u64,
+    /// Only objects whose ambassador_id includes this id are this instance's.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "ID",
+        env = "AMBASSADOR_ID"
+    )]
+    ambassador_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,9 +171,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
 
-    // The compiler-backed validator replaces this once the compiler exposes it.
-    let validator: Arc<dyn Validate> = Arc::new(AllowAll);
-    tracing::warn!("no compiler-backed validator in this build: every object is admitted");
+    let validator: Arc<dyn Validate> =
+        Arc::new(CompilerValidator::new(webhook.ambassador_id.clone()));
 
     let app = server::router(AppState {
         validator,

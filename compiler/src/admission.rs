@@ -1,0 +1,135 @@
+//! One Kubernetes object, as the admission webhook receives it, checked exactly as `lint` checks a file holding it.
+//!
+//! A Service's annotation is read as a text of its own, so positions are lines and columns
+//! inside the annotation, which is what a person can find in the object they apply. A
+//! custom resource is read from its JSON; its findings name fields, not positions.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::diag::{Diagnostic, ObjectRef};
+use crate::front::{self, Manifests, Options, ANNOTATION};
+use crate::lower::{self, LowerOptions};
+use crate::source::{FileId, Sources};
+
+/// The findings for one object.
+#[derive(Debug)]
+pub struct ObjectCheck {
+    pub object: ObjectRef,
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+    /// The file holding the annotation text, when the object is an annotated Service: its
+    /// positions are inside the annotation.
+    pub annotation: Option<FileId>,
+}
+
+/// Whether the webhook has anything to check in this object.
+pub fn is_ambassador_object(obj: &Value) -> bool {
+    let group = obj["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    group == "getambassador.io" || obj["metadata"]["annotations"].get(ANNOTATION).is_some()
+}
+
+/// Checks one object (an AdmissionRequest's `object`).
+pub fn check_object(obj: &Value, opts: &Options) -> ObjectCheck {
+    let meta = &obj["metadata"];
+    let object = ObjectRef {
+        kind: obj["kind"].as_str().unwrap_or_default().to_string(),
+        namespace: meta["namespace"]
+            .as_str()
+            .unwrap_or(&opts.default_namespace)
+            .to_string(),
+        name: meta["name"].as_str().unwrap_or_default().to_string(),
+    };
+    let mut sources = Sources::new();
+    let mut manifests = Manifests::default();
+    let mut annotation = None;
+    let group = obj["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let opts = Options {
+        default_namespace: object.namespace.clone(),
+        ..opts.clone()
+    };
+    if group != "getambassador.io" {
+        if let Some(value) = meta["annotations"].get(ANNOTATION) {
+            match value.as_str() {
+                Some(text) => {
+                    let file = sources.add(format!("{ANNOTATION} of {object}"), text);
+                    let labels: BTreeMap<String, String> = meta["labels"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    front::read_annotation_file(
+                        &sources,
+                        file,
+                        &object,
+                        &labels,
+                        &opts,
+                        &mut manifests,
+                    );
+                    if object.kind == "Service" {
+                        // The Service being applied exists, whatever the cluster holds.
+                        let ports = obj["spec"]["ports"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| {
+                                Some(front::ServicePort {
+                                    name: p["name"].as_str().map(str::to_string),
+                                    port: u16::try_from(p["port"].as_u64()?).ok()?,
+                                    target_port: p
+                                        .get("targetPort")
+                                        .map(|t| t.to_string().trim_matches('"').to_string()),
+                                })
+                            })
+                            .collect();
+                        manifests.services.push(front::ServiceInfo {
+                            namespace: object.namespace.clone(),
+                            name: object.name.clone(),
+                            ports,
+                            span: crate::source::Span::default(),
+                        });
+                    }
+                    annotation = Some(file);
+                }
+                None => manifests.diagnostics.push(
+                    Diagnostic::new(
+                        crate::diag::Code::AnnotationNotString,
+                        None,
+                        format!("`{ANNOTATION}` must be a string holding YAML"),
+                    )
+                    .with_object(&object),
+                ),
+            }
+        }
+    } else {
+        // JSON is YAML: the object is read as it came, and findings name its fields.
+        let text = serde_json::to_string_pretty(obj).unwrap_or_default();
+        let file = sources.add(format!("{object}"), text);
+        front::read_file(&sources, file, &opts, &mut manifests);
+    }
+    let (ir, mut diags) = lower::lower(&manifests, &LowerOptions::default());
+    crate::check::check(&ir, &mut diags);
+    let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
+    diagnostics.append(&mut diags);
+    crate::diag::sort(&mut diagnostics);
+    ObjectCheck {
+        object,
+        diagnostics,
+        sources,
+        annotation,
+    }
+}
