@@ -1,1 +1,4 @@
 //! The in-cluster server: validating admission webhook and ADS publisher.
+
+pub mod ads;
+pub mod bootstrap;
