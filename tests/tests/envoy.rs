@@ -94,6 +94,13 @@ impl World {
     }
 }
 
+/// Waits until `node` ACKed the latest of every type, or fails with the publisher's status.
+async fn converged(cp: &ControlPlane, node: &str) -> NodeStatus {
+    cp.wait_node(node, APPLIED, all_acked)
+        .await
+        .unwrap_or_else(|| panic!("{node} did not ACK everything: {:#?}", cp.status()))
+}
+
 fn all_acked(s: &NodeStatus) -> bool {
     [
         type_url::CLUSTER,
@@ -118,10 +125,7 @@ async fn serves_through_envoy(api: ApiType) {
     let cp = ControlPlane::start(world.initial()).await.unwrap();
     let envoy = Envoy::start(&cp.bootstrap("edge-1", api)).await.unwrap();
 
-    let status = cp
-        .wait_node("edge-1", APPLIED, all_acked)
-        .await
-        .unwrap_or_else(|| panic!("not all types ACKed: {:#?}", cp.status()));
+    let status = converged(&cp, "edge-1").await;
     assert_eq!(status.protocol, protocol(api));
     assert_eq!(status.node_cluster, "e2e");
 
@@ -182,12 +186,7 @@ async fn route_change(api: ApiType) {
     let world = World::new().await;
     let cp = ControlPlane::start(world.initial()).await.unwrap();
     let _envoy = Envoy::start(&cp.bootstrap("edge-1", api)).await.unwrap();
-    let before = cp
-        .wait_node("edge-1", APPLIED, all_acked)
-        .await
-        .unwrap()
-        .recent
-        .len();
+    let before = converged(&cp, "edge-1").await.recent.len();
     world.wait_backend(world.port_a, "a").await;
 
     let pushed = Instant::now();
@@ -197,7 +196,7 @@ async fn route_change(api: ApiType) {
     ));
     world.wait_backend(world.port_a, "b").await;
     let applied = pushed.elapsed();
-    let status = cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    let status = converged(&cp, "edge-1").await;
     let acked = status
         .type_status(type_url::ROUTE)
         .unwrap()
@@ -230,7 +229,7 @@ async fn nack(api: ApiType) {
     let world = World::new().await;
     let cp = ControlPlane::start(world.initial()).await.unwrap();
     let envoy = Envoy::start(&cp.bootstrap("edge-1", api)).await.unwrap();
-    cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    converged(&cp, "edge-1").await;
 
     cp.publish(world.snapshot(
         vec![
@@ -274,7 +273,7 @@ async fn nack(api: ApiType) {
         vec![prefix_route("/", "backend-b")],
     ));
     world.wait_backend(world.port_a, "b").await;
-    let status = cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    let status = converged(&cp, "edge-1").await;
     assert!(status
         .type_status(type_url::ROUTE)
         .unwrap()
@@ -316,9 +315,7 @@ async fn two_envoys_at_once() {
         .await
         .unwrap();
     for node in ["edge-1", "edge-2"] {
-        cp.wait_node(node, APPLIED, all_acked)
-            .await
-            .unwrap_or_else(|| panic!("{node} did not converge: {:#?}", cp.status()));
+        converged(&cp, node).await;
     }
     assert_eq!(cp.status().len(), 2);
     world.wait_backend(world.port_a, "a").await;
@@ -336,7 +333,7 @@ async fn publisher_restart(api: ApiType) {
     let cp = ControlPlane::start(world.initial()).await.unwrap();
     let addr = cp.addr();
     let envoy = Envoy::start(&cp.bootstrap("edge-1", api)).await.unwrap();
-    cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    converged(&cp, "edge-1").await;
     cp.stop().await.unwrap();
 
     assert_eq!(
@@ -381,7 +378,7 @@ async fn publisher_restart(api: ApiType) {
         "{api:?}: converged {waited:?} after the publisher came back ({:?} since restart)",
         restarted.elapsed()
     );
-    cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    converged(&cp, "edge-1").await;
 }
 
 #[tokio::test]
@@ -418,7 +415,7 @@ async fn cluster_swap(api: ApiType) {
     };
     let cp = ControlPlane::start(blue(&world)).await.unwrap();
     let envoy = Envoy::start(&cp.bootstrap("edge-1", api)).await.unwrap();
-    cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    converged(&cp, "edge-1").await;
     world.wait_backend(world.port_a, "a").await;
 
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
@@ -440,7 +437,7 @@ async fn cluster_swap(api: ApiType) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     cp.publish(green(&world));
     world.wait_backend(world.port_a, "b").await;
-    cp.wait_node("edge-1", APPLIED, all_acked).await.unwrap();
+    converged(&cp, "edge-1").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = tx.send(());
     let codes = hammer.await.unwrap();

@@ -258,8 +258,11 @@ impl Session {
             (Added::Names(names), false) => st.stale(snap, &req.type_url, Some(names)),
         };
         // Envoy's initialisation waits for a first answer to LDS and CDS, even an empty one;
-        // a named resource that does not exist yet is simply not answered.
-        if upserts.is_empty() && !(first && st.subscription.is_wildcard()) {
+        // a named resource that does not exist yet is simply not answered. A delta
+        // reconnect that holds everything already gets an empty answer too, so that its
+        // ACK shows in the status that this stream is up to date.
+        if upserts.is_empty() && !(first && (st.subscription.is_wildcard() || !st.held.is_empty()))
+        {
             return None;
         }
         Some(self.emit(&req.type_url, upserts, Vec::new(), Reason::Request, now))
