@@ -29,6 +29,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -169,6 +170,10 @@ pub async fn serve_with_shutdown(
 ) -> Result<(), Error> {
     let service = publisher.service();
     tonic::transport::Server::builder()
+        // An Envoy whose pod vanished never closes its stream; HTTP/2 pings find out, so
+        // that its session leaves the status instead of lingering until TCP gives up.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             signal.await;
