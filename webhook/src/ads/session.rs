@@ -499,3 +499,6 @@ fn apply_names(st: &mut TypeState, type_url: &str, change: NameChange, first: bo
     st.subscription = new;
     added
 }
+
+#[cfg(test)]
+mod tests;
