@@ -84,7 +84,13 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct Publisher {
     shared: Arc<Shared>,
+    ack_timeout: Duration,
 }
+
+/// How long a push waits for Envoy to answer a response before it goes on anyway (see
+/// [`Publisher::with_ack_timeout`]). Envoy answers in milliseconds, even for 100,000 routes
+/// it takes a third of a second.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,7 +110,15 @@ impl Publisher {
                 next_stream: AtomicU64::new(1),
                 shutdown: watch::Sender::new(false),
             }),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
+    }
+
+    /// Sets how long each make-before-break stage waits for Envoy's ACK or NACK before it
+    /// goes on without it (and logs a warning). Applies to streams opened afterwards.
+    pub fn with_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
     }
 
     /// The tonic service, to add to a `tonic::transport::Server` (see [`serve`]).
@@ -138,6 +152,7 @@ impl AggregatedDiscoveryService for Publisher {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         Ok(Response::new(stream::open::<sotw::Sotw>(
             &self.shared,
+            self.ack_timeout,
             request.into_inner(),
         )))
     }
@@ -148,6 +163,7 @@ impl AggregatedDiscoveryService for Publisher {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         Ok(Response::new(stream::open::<delta::Delta>(
             &self.shared,
+            self.ack_timeout,
             request.into_inner(),
         )))
     }

@@ -87,8 +87,12 @@ struct Server {
 
 impl Server {
     async fn start(snapshot: Snapshot) -> Self {
+        Self::start_with(snapshot, ambassador_webhook::ads::DEFAULT_ACK_TIMEOUT).await
+    }
+
+    async fn start_with(snapshot: Snapshot, ack_timeout: Duration) -> Self {
         let (snapshots, rx) = watch::channel(Arc::new(snapshot));
-        let publisher = Publisher::new(rx);
+        let publisher = Publisher::new(rx).with_ack_timeout(ack_timeout);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -732,4 +736,28 @@ async fn delta_unsubscribe_forgets_and_resubscribe_resends() {
     c.subscribe(type_url::ENDPOINT, &["c2"]).await;
     let again = c.recv().await;
     assert_eq!(delta_names(&again), [("c2", endpoints("c2").version())]);
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_stalls_pushes_only_until_the_ack_timeout() {
+    let server = Server::start_with(base(), Duration::from_millis(400)).await;
+    let mut c = Sotw::connect(&server, "n").await;
+    c.send(type_url::CLUSTER, &[], "", "", None).await;
+    let cds = c.recv().await;
+    c.ack(&cds, &[]).await;
+    c.send(type_url::ROUTE, &["r1"], "", "", None).await;
+    let rds = c.recv().await;
+    c.ack(&rds, &["r1"]).await;
+    c.expect_nothing().await;
+
+    server.publish(base().with(cluster("c9", 1)).with(route("r1", "changed")));
+    let sent = std::time::Instant::now();
+    let cds = c.recv().await;
+    assert_eq!(cds.type_url, type_url::CLUSTER);
+    // No ACK: routes wait for the timeout, then go.
+    let next = c.recv().await;
+    let waited = sent.elapsed();
+    assert_eq!(next.type_url, type_url::ROUTE);
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
 }

@@ -61,6 +61,7 @@ struct Held {
 struct InFlight {
     version: String,
     changed: Vec<String>,
+    sent_at: SystemTime,
 }
 
 #[derive(Debug)]
@@ -318,6 +319,36 @@ impl Session {
         None
     }
 
+    /// When the oldest response still waiting for an answer was sent.
+    pub fn oldest_in_flight(&self) -> Option<SystemTime> {
+        self.types
+            .values()
+            .flat_map(|st| st.in_flight.values())
+            .map(|f| f.sent_at)
+            .min()
+    }
+
+    /// Stops waiting for answers to responses sent at or before `cutoff`, so that pushes
+    /// go on. Envoy answers every response of a type it watches, so this only happens
+    /// with a client that does not; the responses stay sent, and the next push builds on them.
+    pub fn give_up_waiting(&mut self, cutoff: SystemTime) {
+        for (type_url, st) in &mut self.types {
+            st.in_flight.retain(|nonce, f| {
+                let keep = f.sent_at > cutoff;
+                if !keep {
+                    tracing::warn!(
+                        node = %self.node_id,
+                        %type_url,
+                        %nonce,
+                        resources = ?f.changed,
+                        "no ACK or NACK in time; going on without it"
+                    );
+                }
+                keep
+            });
+        }
+    }
+
     fn emit(
         &mut self,
         type_url: &str,
@@ -377,6 +408,7 @@ impl Session {
             InFlight {
                 version: version.clone(),
                 changed,
+                sent_at: now,
             },
         );
         st.last_nonce = Some(nonce.clone());

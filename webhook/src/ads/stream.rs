@@ -1,7 +1,7 @@
 //! Drives one ADS stream: reads requests and snapshots, feeds the session, writes its responses.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
@@ -29,6 +29,7 @@ pub(crate) trait Wire: 'static {
 /// Registers a session for a new stream and spawns the task that serves it.
 pub(crate) fn open<W: Wire>(
     shared: &Arc<Shared>,
+    ack_timeout: Duration,
     requests: Streaming<W::Request>,
 ) -> ReceiverStream<Result<W::Response, Status>> {
     let id = shared
@@ -37,7 +38,14 @@ pub(crate) fn open<W: Wire>(
     let session = Arc::new(Mutex::new(Session::new(W::PROTOCOL, id, SystemTime::now())));
     lock(&shared.sessions).insert(id, Arc::clone(&session));
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
-    tokio::spawn(drive::<W>(Arc::clone(shared), id, session, requests, tx));
+    tokio::spawn(drive::<W>(
+        Arc::clone(shared),
+        id,
+        session,
+        ack_timeout,
+        requests,
+        tx,
+    ));
     ReceiverStream::new(rx)
 }
 
@@ -45,6 +53,7 @@ async fn drive<W: Wire>(
     shared: Arc<Shared>,
     id: u64,
     session: Arc<Mutex<Session>>,
+    ack_timeout: Duration,
     mut requests: Streaming<W::Request>,
     tx: mpsc::Sender<Result<W::Response, Status>>,
 ) {
@@ -53,6 +62,11 @@ async fn drive<W: Wire>(
     // When the sender of snapshots is gone, the stream goes on serving the last one.
     let mut watching = true;
     'stream: loop {
+        // Pushes wait for Envoy to answer what was sent; not forever.
+        let patience = lock(&session).oldest_in_flight().map(|sent| {
+            let waited = SystemTime::now().duration_since(sent).unwrap_or_default();
+            ack_timeout.saturating_sub(waited)
+        });
         let out: Vec<Outgoing> = tokio::select! {
             msg = requests.message() => match msg {
                 Ok(Some(req)) => {
@@ -83,6 +97,13 @@ async fn drive<W: Wire>(
                 }
                 let snap = Arc::clone(&snapshots.borrow_and_update());
                 lock(&session).next_push(&snap, SystemTime::now()).into_iter().collect()
+            }
+            () = tokio::time::sleep(patience.unwrap_or_default()), if patience.is_some() => {
+                let snap = Arc::clone(&snapshots.borrow_and_update());
+                let now = SystemTime::now();
+                let mut s = lock(&session);
+                s.give_up_waiting(now.checked_sub(ack_timeout).unwrap_or(SystemTime::UNIX_EPOCH));
+                s.next_push(&snap, now).into_iter().collect()
             }
             () = shut_down(&mut shutdown) => {
                 // UNAVAILABLE makes Envoy reconnect with its usual back-off.
