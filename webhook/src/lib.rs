@@ -1,5 +1,6 @@
 //! The in-cluster server: validating admission webhook and ADS publisher.
 //!
+//! - [`ads`]: the ADS publisher (state of the world and delta) and [`bootstrap`] for Envoy.
 //! - [`admission`]: AdmissionReview in, verdict out; the [`admission::Validate`]
 //!   trait is the seam the compiler plugs into.
 //! - [`server`]: HTTPS routes and the hardened accept loop.
@@ -9,6 +10,8 @@
 //! - [`metrics`], [`telemetry`]: Prometheus text metrics and structured logs.
 
 pub mod admission;
+pub mod ads;
+pub mod bootstrap;
 pub mod certs;
 pub mod metrics;
 pub mod server;
