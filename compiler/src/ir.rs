@@ -273,8 +273,14 @@ pub struct HeaderValue {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HashPolicy {
-    Header { name: String },
-    Cookie { name: String, ttl: Option<String>, path: Option<String> },
+    Header {
+        name: String,
+    },
+    Cookie {
+        name: String,
+        ttl: Option<String>,
+        path: Option<String>,
+    },
     SourceIp,
 }
 
@@ -330,7 +336,11 @@ pub enum Discovery {
     Dns,
     /// Endpoints are pushed through EDS (`kubernetes-endpoint` resolver), keyed by the
     /// Kubernetes Service `namespace/name` and port.
-    Eds { service: String, namespace: String, port: u16 },
+    Eds {
+        service: String,
+        namespace: String,
+        port: u16,
+    },
     /// A literal IP address.
     Static,
 }

@@ -9,4 +9,5 @@
 //! input. The crate does no I/O: callers hand it text.
 
 pub mod ir;
+pub mod re2;
 pub mod source;

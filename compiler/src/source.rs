@@ -33,7 +33,11 @@ impl Span {
     }
 
     pub const fn point(file: FileId, at: Pos) -> Span {
-        Span { file, start: at, end: at }
+        Span {
+            file,
+            start: at,
+            end: at,
+        }
     }
 }
 
@@ -53,7 +57,11 @@ impl SourceFile {
                 line_starts.push(i as u32 + 1);
             }
         }
-        SourceFile { name, text, line_starts }
+        SourceFile {
+            name,
+            text,
+            line_starts,
+        }
     }
 
     /// The text of a 1-based line, without its line break.
@@ -66,7 +74,11 @@ impl SourceFile {
             .map(|e| *e as usize)
             .unwrap_or(self.text.len());
         let l = &self.text[start..end];
-        Some(l.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(l))
+        Some(
+            l.strip_suffix('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .unwrap_or(l),
+        )
     }
 
     /// Byte offset of a position, if it lies in the file.
@@ -115,7 +127,10 @@ impl Sources {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
-        self.files.iter().enumerate().map(|(i, f)| (FileId(i as u32), f))
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FileId(i as u32), f))
     }
 
     pub fn len(&self) -> usize {
