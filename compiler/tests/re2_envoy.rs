@@ -107,8 +107,8 @@ fn validate(patterns: &[&str], error_level: Option<u32>) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .find_map(|l| {

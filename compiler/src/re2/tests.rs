@@ -53,7 +53,12 @@ fn corpus_agrees_with_recorded_envoy_verdicts_and_sizes() {
             ));
         }
     }
-    assert!(wrong.is_empty(), "{} disagreements:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} disagreements:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -66,7 +71,10 @@ fn size_limit_examples_from_the_reference() {
         })
     );
     assert_eq!(check("[a-z]{50}").map(|r| r.program_size), Ok(54));
-    assert_eq!(check_with_limit("[a-z]{50}", 50).map_err(|e| e.to_string()), Err("RE2 program size 54 is over Envoy's limit of 50".to_string()));
+    assert_eq!(
+        check_with_limit("[a-z]{50}", 50).map_err(|e| e.to_string()),
+        Err("RE2 program size 54 is over Envoy's limit of 50".to_string())
+    );
 }
 
 fn unsupported_construct(pattern: &str) -> (usize, String) {
@@ -113,7 +121,14 @@ fn constructs_other_engines_have_are_unsupported() {
 
 #[test]
 fn syntax_errors_point_at_the_problem() {
-    for (pattern, offset) in [("a**", 1), ("[a", 0), ("a)", 1), ("\\q", 0), ("*", 0), ("a\\", 1)] {
+    for (pattern, offset) in [
+        ("a**", 1),
+        ("[a", 0),
+        ("a)", 1),
+        ("\\q", 0),
+        ("*", 0),
+        ("a\\", 1),
+    ] {
         match check(pattern) {
             Err(Re2Error::Syntax { offset: got, .. }) => assert_eq!(got, offset, "{pattern}"),
             other => panic!("`{pattern}`: expected a syntax error, got {other:?}"),
@@ -142,7 +157,9 @@ fn notes_for_constructs_rust_reads_differently() {
     let has = |pattern: &str, offset: usize, needle: &str| {
         let notes = note_offsets(pattern);
         assert!(
-            notes.iter().any(|(o, m)| *o == offset && m.contains(needle)),
+            notes
+                .iter()
+                .any(|(o, m)| *o == offset && m.contains(needle)),
             "`{pattern}`: no note at {offset} containing `{needle}` in {notes:?}"
         );
     };
@@ -196,11 +213,70 @@ impl Rng {
 #[test]
 fn random_patterns_never_panic() {
     const PIECES: &[&str] = &[
-        "a", "b", "z", "A", "0", "9", "_", "-", "/", ".", "*", "+", "?", "|", "(", ")", "(?:",
-        "(?i)", "(?s:", "(?P<n>", "(?=", "[", "]", "[^", "^", "$", "{", "}", "{2}", "{1,3}",
-        "{,4}", "{1000}", ",", "\\", "\\d", "\\w", "\\s", "\\b", "\\B", "\\pL", "\\p{", "\\P{Lu}",
-        "\\p{Greek}", "\\x", "\\x{", "\\xff", "\\0", "\\7", "\\Q", "\\E", "\\C", "\\z", "\\A",
-        "[:alpha:]", "[[:", ":]", "&&", "é", "ü", "😀", "\t", "\n", " ", "\u{0}",
+        "a",
+        "b",
+        "z",
+        "A",
+        "0",
+        "9",
+        "_",
+        "-",
+        "/",
+        ".",
+        "*",
+        "+",
+        "?",
+        "|",
+        "(",
+        ")",
+        "(?:",
+        "(?i)",
+        "(?s:",
+        "(?P<n>",
+        "(?=",
+        "[",
+        "]",
+        "[^",
+        "^",
+        "$",
+        "{",
+        "}",
+        "{2}",
+        "{1,3}",
+        "{,4}",
+        "{1000}",
+        ",",
+        "\\",
+        "\\d",
+        "\\w",
+        "\\s",
+        "\\b",
+        "\\B",
+        "\\pL",
+        "\\p{",
+        "\\P{Lu}",
+        "\\p{Greek}",
+        "\\x",
+        "\\x{",
+        "\\xff",
+        "\\0",
+        "\\7",
+        "\\Q",
+        "\\E",
+        "\\C",
+        "\\z",
+        "\\A",
+        "[:alpha:]",
+        "[[:",
+        ":]",
+        "&&",
+        "é",
+        "ü",
+        "😀",
+        "\t",
+        "\n",
+        " ",
+        "\u{0}",
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut accepted, mut refused) = (0, 0);
@@ -235,7 +311,10 @@ fn random_patterns_never_panic() {
         }
     }
     // Both outcomes must occur, or the generator tests nothing.
-    assert!(accepted > 1000 && refused > 1000, "{accepted} accepted, {refused} refused");
+    assert!(
+        accepted > 1000 && refused > 1000,
+        "{accepted} accepted, {refused} refused"
+    );
 }
 
 #[test]
@@ -243,7 +322,10 @@ fn deep_nesting_is_handled_without_recursion_overflow() {
     let deep_group = format!("{}a{}", "(?:".repeat(5000), ")".repeat(5000));
     assert_eq!(check(&deep_group).map(|r| r.program_size), Ok(5));
     let deep_capture = format!("{}a{}", "(".repeat(5000), ")".repeat(5000));
-    assert!(matches!(check(&deep_capture), Err(Re2Error::TooLarge { .. })));
+    assert!(matches!(
+        check(&deep_capture),
+        Err(Re2Error::TooLarge { .. })
+    ));
     let long = "a{1000}".repeat(200);
     assert!(matches!(check(&long), Err(Re2Error::TooLarge { .. })));
 }
