@@ -166,7 +166,7 @@ impl<'a> Reader<'a> {
                     Code::RegexTooLarge,
                     span,
                     field,
-                    format!("`{pattern}` compiles to an RE2 program of about {size} instructions; Envoy refuses more than {limit}"),
+                    format!("`{pattern}` compiles to an RE2 program of {size} instructions; Envoy refuses more than {limit}"),
                 );
                 false
             }
