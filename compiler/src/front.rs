@@ -851,7 +851,7 @@ fn admit(mut r: Resource, skip: &[&str], opts: &Options, out: &mut Manifests) {
     if !r.kind.applied() {
         out.diagnostics.push(
             Diagnostic::at(
-                Code::UnsupportedField,
+                Code::UnsupportedKind,
                 r.span,
                 format!(
                     "{} is checked but not compiled into Envoy configuration by this compiler",
