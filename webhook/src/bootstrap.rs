@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Where the publisher listens inside the cluster: the webhook's Service.
-pub const IN_CLUSTER_XDS_HOST: &str = "ambassador-webhook.ambassador.svc";
+pub const IN_CLUSTER_XDS_HOST: &str = "ambassador-webhook.ambassador-system.svc";
 /// The publisher's gRPC port.
 pub const IN_CLUSTER_XDS_PORT: u16 = 18000;
 /// Envoy's admin port inside the pod, Ambassador's usual one; it listens on loopback only.
@@ -177,7 +177,7 @@ mod tests {
         assert!(local.contains("type: STATIC\n"), "{local}");
         let remote = Bootstrap::in_cluster().to_yaml();
         assert!(remote.contains("type: STRICT_DNS\n"), "{remote}");
-        assert!(remote.contains("\"ambassador-webhook.ambassador.svc\", port_value: 18000"));
+        assert!(remote.contains("\"ambassador-webhook.ambassador-system.svc\", port_value: 18000"));
     }
 
     #[test]
