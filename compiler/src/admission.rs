@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::diag::{Diagnostic, ObjectRef};
-use crate::front::{self, Manifests, Options, ANNOTATION};
+use crate::front::{self, Manifests, Options, Resource, ServiceInfo, ANNOTATION};
+use crate::ir::Ir;
 use crate::lower::{self, LowerOptions};
 use crate::source::{FileId, Sources};
 
@@ -22,6 +23,10 @@ pub struct ObjectCheck {
     /// The file holding the annotation text, when the object is an annotated Service: its
     /// positions are inside the annotation.
     pub annotation: Option<FileId>,
+    /// The Ambassador resources the object holds (one per annotation document).
+    pub resources: Vec<Resource>,
+    /// The object compiled on its own (with the shared resources it was given).
+    pub ir: Ir,
 }
 
 /// Whether the webhook has anything to check in this object.
@@ -35,8 +40,20 @@ pub fn is_ambassador_object(obj: &Value) -> bool {
     group == "getambassador.io" || obj["metadata"]["annotations"].get(ANNOTATION).is_some()
 }
 
-/// Checks one object (an AdmissionRequest's `object`).
+/// Checks one object (an AdmissionRequest's `object`) on its own.
 pub fn check_object(obj: &Value, opts: &Options) -> ObjectCheck {
+    check_object_with(obj, opts, &[], &[])
+}
+
+/// Checks one object with resources it may refer to (Hosts, TLSContexts, resolvers, the
+/// Module) and the Services that exist, taken from the cluster's view. Findings about those
+/// other resources are not reported.
+pub fn check_object_with(
+    obj: &Value,
+    opts: &Options,
+    shared: &[Resource],
+    services: &[ServiceInfo],
+) -> ObjectCheck {
     let meta = &obj["metadata"];
     let object = ObjectRef {
         kind: obj["kind"].as_str().unwrap_or_default().to_string(),
@@ -121,9 +138,23 @@ pub fn check_object(obj: &Value, opts: &Options) -> ObjectCheck {
         let file = sources.add(format!("{object}"), text);
         front::read_file(&sources, file, &opts, &mut manifests);
     }
+    let own: Vec<Resource> = std::mem::take(&mut manifests.resources);
+    let own_ids: Vec<ObjectRef> = own.iter().map(|r| r.id.clone()).collect();
+    manifests.resources = shared
+        .iter()
+        .filter(|r| !own_ids.contains(&r.id))
+        .cloned()
+        .collect();
+    manifests.resources.extend(own.iter().cloned());
+    manifests.services.extend(services.iter().cloned());
     let (ir, mut diags) = lower::lower(&manifests, &LowerOptions::default());
     crate::check::check(&ir, &mut diags);
     let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
+    diags.retain(|d| {
+        d.object
+            .as_ref()
+            .is_none_or(|o| *o == object || own_ids.contains(o))
+    });
     diagnostics.append(&mut diags);
     crate::diag::sort(&mut diagnostics);
     ObjectCheck {
@@ -131,5 +162,7 @@ pub fn check_object(obj: &Value, opts: &Options) -> ObjectCheck {
         diagnostics,
         sources,
         annotation,
+        resources: own,
+        ir,
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod check;
+pub mod context;
 pub mod diag;
 pub mod envoy;
 pub mod front;

@@ -1276,12 +1276,8 @@ fn tcp<'a>(
         .collect()
 }
 
-/// Emissary's ordering key: `[precedence, prefix length, header length, query length,
-/// prefix, method, headers..., query...]`, sorted descending. Headers count
-/// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers.
-fn order_key(
-    r: &Route,
-) -> (
+/// The key routes are sorted by, descending.
+pub type OrderKey = (
     i64,
     usize,
     usize,
@@ -1290,7 +1286,12 @@ fn order_key(
     String,
     Vec<String>,
     Vec<String>,
-) {
+);
+
+/// Emissary's ordering key: `[precedence, prefix length, header length, query length,
+/// prefix, method, headers..., query...]`, sorted descending. Headers count
+/// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers.
+pub fn order_key(r: &Route) -> OrderKey {
     let m = &r.matcher;
     let vlen = |v: &ValueMatch| match v {
         ValueMatch::Exact(s) => s.len(),

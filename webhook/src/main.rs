@@ -82,6 +82,11 @@ struct WebhookArgs {
     /// Seconds between re-reads of the certificate directory, in case a change event is missed.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     cert_poll_interval: u64,
+    /// Deny objects that conflict with what the cluster already holds (the same route bound to
+    /// another service, shadowing, a canary that cannot join its group, a duplicate name)
+    /// instead of admitting them with a warning.
+    #[arg(long, env = "AMBASSADOR_WEBHOOK_REJECT_CONFLICTS")]
+    reject_conflicts: bool,
     /// Only objects whose ambassador_id includes this id are this instance's.
     #[arg(
         long,
@@ -171,8 +176,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
 
-    let validator: Arc<dyn Validate> =
-        Arc::new(CompilerValidator::new(webhook.ambassador_id.clone()));
+    let validator: Arc<dyn Validate> = Arc::new(
+        CompilerValidator::new(webhook.ambassador_id.clone())
+            .reject_conflicts(webhook.reject_conflicts),
+    );
 
     let app = server::router(AppState {
         validator,

@@ -1,32 +1,61 @@
-//! The compiler-backed validator: the same checks as `kubectl ambassador lint`, one object at a time.
+//! The compiler-backed validator: the same checks as `kubectl ambassador lint`, one object at a time, against the watched view.
 
-use ambassador_compiler::admission::check_object;
+use std::sync::{Arc, RwLock};
+
+use ambassador_compiler::context::Context;
 use ambassador_compiler::diag::Severity as DiagSeverity;
 use ambassador_compiler::front::Options;
+use ambassador_compiler::source::Sources;
 
 use crate::admission::{Finding, Severity, Validate};
 
-/// Validates objects with the compiler. Errors deny; warnings are returned to kubectl;
-/// notes (such as an object excluded by `ambassador_id`) are not sent.
-#[derive(Debug, Clone)]
+/// Validates objects with the compiler against the current view of the cluster. Errors
+/// deny; warnings are returned to kubectl; notes (such as an object excluded by
+/// `ambassador_id`) are not sent. Conflicts with the view (the same route bound to another
+/// service, shadowing, a canary that cannot join its group, a duplicate name) are warnings,
+/// or errors when `reject_conflicts` is set.
 pub struct CompilerValidator {
-    pub options: Options,
+    options: Options,
+    reject_conflicts: bool,
+    context: RwLock<Arc<Context>>,
 }
 
 impl CompilerValidator {
     pub fn new(ambassador_id: impl Into<String>) -> CompilerValidator {
+        let options = Options {
+            ambassador_id: ambassador_id.into(),
+            ..Options::default()
+        };
+        let context = RwLock::new(Arc::new(Context::build(&Sources::new(), &options)));
         CompilerValidator {
-            options: Options {
-                ambassador_id: ambassador_id.into(),
-                ..Options::default()
-            },
+            options,
+            reject_conflicts: false,
+            context,
         }
+    }
+
+    /// Rejects conflicts with the view instead of warning about them.
+    pub fn reject_conflicts(mut self, on: bool) -> CompilerValidator {
+        self.reject_conflicts = on;
+        self
+    }
+
+    /// Replaces the view the validator checks against (called when the watched view changes).
+    pub fn set_view(&self, sources: &Sources) {
+        let ctx = Arc::new(Context::build(sources, &self.options));
+        *self.context.write().unwrap_or_else(|e| e.into_inner()) = ctx;
+    }
+
+    /// The number of Ambassador resources in the current view.
+    pub fn view_size(&self) -> usize {
+        self.context.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
 impl Validate for CompilerValidator {
     fn validate(&self, object: &serde_json::Value) -> Vec<Finding> {
-        let checked = check_object(object, &self.options);
+        let ctx = Arc::clone(&self.context.read().unwrap_or_else(|e| e.into_inner()));
+        let checked = ctx.check(object, &self.options, self.reject_conflicts);
         checked
             .diagnostics
             .iter()

@@ -1,0 +1,438 @@
+//! The cluster's configuration as the admission webhook sees it, indexed so that checking one incoming object against it costs lookups, not a recompile.
+//!
+//! [`Context::build`] compiles the watched view once per change. [`Context::check`] then
+//! compiles only the incoming object, together with the view's Hosts, TLSContexts, resolvers,
+//! Modules and Services (so references resolve as they will in the cluster), and looks its
+//! routes and names up in the indexes: the same route bound to another service, a would-be
+//! canary under another precedence, shadowing in either direction, and duplicate names.
+//! Objects that belong to the incoming object itself (its previous version, on UPDATE) are
+//! not conflicts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::admission::{self, ObjectCheck};
+use crate::diag::{Code, Diagnostic, ObjectRef, Severity};
+use crate::front::{Kind, Options, Origin, Resource};
+use crate::ir::{PathMatch, Route, RouteMatch};
+use crate::lower::{object_of, order_key, OrderKey};
+use crate::source::Sources;
+use crate::Compilation;
+
+/// At most this many existing routes are reported as newly shadowed by one object.
+const MAX_SHADOWED_REPORTS: usize = 20;
+
+/// One route of the view, as the indexes hold it.
+#[derive(Clone, Debug)]
+struct Entry {
+    key: OrderKey,
+    route: Route,
+    /// The objects whose resources form this route (Services for annotations).
+    owners: Vec<ObjectRef>,
+}
+
+/// The watched view, compiled and indexed.
+pub struct Context {
+    compilation: Compilation,
+    /// Kinds the incoming object may refer to, taken into its own compilation.
+    shared: Vec<Resource>,
+    /// `(kind, namespace, name)` of every Ambassador resource, with its owner.
+    names: HashMap<(String, String, String), ObjectRef>,
+    /// Routes by virtual host and match.
+    by_match: HashMap<(String, RouteMatch), Vec<usize>>,
+    /// Literal, case-sensitive prefix routes by virtual host and prefix text.
+    prefixes: BTreeMap<(String, String), Vec<usize>>,
+    entries: Vec<Entry>,
+    /// Resources by `(kind, namespace, name)`, for reading a member's `weight`.
+    weighted: HashMap<(String, String, String), bool>,
+}
+
+/// The owner of a resource: the annotated object, or the resource itself.
+fn owner_of(r: &Resource) -> ObjectRef {
+    match &r.origin {
+        Origin::Annotation { object } => object.clone(),
+        Origin::CustomResource => r.id.clone(),
+    }
+}
+
+fn id_key(o: &ObjectRef) -> (String, String, String) {
+    (o.kind.clone(), o.namespace.clone(), o.name.clone())
+}
+
+impl Context {
+    /// Compiles the view and builds the indexes.
+    pub fn build(sources: &Sources, opts: &Options) -> Context {
+        let compilation = crate::compile(sources, opts, &crate::lower::LowerOptions::default());
+        Context::from_compilation(compilation)
+    }
+
+    /// Indexes an existing compilation of the view.
+    pub fn from_compilation(compilation: Compilation) -> Context {
+        let mut names = HashMap::new();
+        let mut weighted = HashMap::new();
+        let mut shared = Vec::new();
+        for r in &compilation.manifests.resources {
+            names.insert(id_key(&r.id), owner_of(r));
+            weighted.insert(id_key(&r.id), r.field("weight").is_some());
+            if matches!(
+                r.kind,
+                Kind::Host
+                    | Kind::TlsContext
+                    | Kind::Module
+                    | Kind::KubernetesServiceResolver
+                    | Kind::KubernetesEndpointResolver
+                    | Kind::ConsulResolver
+            ) {
+                shared.push(r.clone());
+            }
+        }
+        let mut entries = Vec::new();
+        let mut by_match: HashMap<(String, RouteMatch), Vec<usize>> = HashMap::new();
+        let mut prefixes: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for vh in &compilation.ir.virtual_hosts {
+            for route in &vh.routes {
+                let owners = route
+                    .sources
+                    .iter()
+                    .filter_map(|s| {
+                        names
+                            .get(&(s.kind.clone(), s.namespace.clone(), s.name.clone()))
+                            .cloned()
+                    })
+                    .collect();
+                let i = entries.len();
+                entries.push(Entry {
+                    key: order_key(route),
+                    route: route.clone(),
+                    owners,
+                });
+                by_match
+                    .entry((vh.name.clone(), route.matcher.clone()))
+                    .or_default()
+                    .push(i);
+                if let PathMatch::Prefix(p) = &route.matcher.path {
+                    if route.matcher.case_sensitive {
+                        prefixes
+                            .entry((vh.name.clone(), p.clone()))
+                            .or_default()
+                            .push(i);
+                    }
+                }
+            }
+        }
+        Context {
+            compilation,
+            shared,
+            names,
+            by_match,
+            prefixes,
+            entries,
+            weighted,
+        }
+    }
+
+    /// The compiled view.
+    pub fn compilation(&self) -> &Compilation {
+        &self.compilation
+    }
+
+    /// How many Ambassador resources the view holds.
+    pub fn len(&self) -> usize {
+        self.compilation.manifests.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks one incoming object against the view. Conflicts are warnings, or errors when
+    /// `reject_conflicts` is set.
+    pub fn check(&self, obj: &Value, opts: &Options, reject_conflicts: bool) -> ObjectCheck {
+        let mut checked = admission::check_object_with(
+            obj,
+            opts,
+            &self.shared,
+            &self.compilation.manifests.services,
+        );
+        let owner = checked.object.clone();
+        let mut conflicts = Vec::new();
+        for r in &checked.resources {
+            if let Some(other) = self.names.get(&id_key(&r.id)) {
+                if *other != owner {
+                    conflicts.push(
+                        Diagnostic::at(
+                            Code::DuplicateName,
+                            r.span,
+                            format!(
+                                "{} `{}/{}` is already defined by {other}",
+                                r.kind.as_str(),
+                                r.id.namespace,
+                                r.id.name
+                            ),
+                        )
+                        .with_object(&r.id),
+                    );
+                }
+            }
+        }
+        for vh in &checked.ir.virtual_hosts {
+            for route in &vh.routes {
+                self.route_conflicts(&vh.name, route, &owner, &checked, &mut conflicts);
+            }
+        }
+        for mut d in conflicts {
+            d.severity = if reject_conflicts {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            checked.diagnostics.push(d);
+        }
+        crate::diag::sort(&mut checked.diagnostics);
+        checked
+    }
+
+    fn foreign<'a>(
+        &'a self,
+        idxs: Option<&'a Vec<usize>>,
+        owner: &'a ObjectRef,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        idxs.into_iter()
+            .flatten()
+            .map(move |&i| &self.entries[i])
+            .filter(move |e| !e.owners.iter().any(|o| o == owner))
+    }
+
+    fn route_conflicts(
+        &self,
+        vhost: &str,
+        route: &Route,
+        owner: &ObjectRef,
+        checked: &ObjectCheck,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let src = &route.sources[0];
+        let me = object_of(src);
+        let is_weighted = |o: &ObjectRef| -> bool {
+            self.weighted.get(&id_key(o)).copied().unwrap_or(false)
+                || checked
+                    .resources
+                    .iter()
+                    .any(|r| r.id == *o && r.field("weight").is_some())
+        };
+        // The same match: a canary group, an implicit split, or a precedence that splits it.
+        for e in self.foreign(
+            self.by_match
+                .get(&(vhost.to_string(), route.matcher.clone())),
+            owner,
+        ) {
+            let theirs = &e.route.sources[0];
+            if e.route.precedence == route.precedence {
+                let all_unweighted = !is_weighted(&me)
+                    && e.route.sources.iter().all(|s| !is_weighted(&object_of(s)));
+                let services_differ = e.route.sources.iter().all(|s| s.name != src.name);
+                if all_unweighted && services_differ {
+                    out.push(
+                        Diagnostic::at(
+                            Code::ImplicitSplit,
+                            src.span,
+                            format!(
+                                "`{}` binds the route `{}` that {} `{}/{}` already serves; traffic would be split between them",
+                                src.name,
+                                route.matcher.path.text(),
+                                theirs.kind,
+                                theirs.namespace,
+                                theirs.name
+                            ),
+                        )
+                        .with_object(&me),
+                    );
+                }
+            } else {
+                out.push(
+                    Diagnostic::at(
+                        Code::CanaryPrecedence,
+                        src.span,
+                        format!(
+                            "`{}` (precedence {}) has the same match as {} `{}/{}` (precedence {}), so one of them never receives traffic",
+                            src.name, route.precedence, theirs.kind, theirs.namespace, theirs.name, e.route.precedence
+                        ),
+                    )
+                    .with_object(&me),
+                );
+            }
+        }
+        let PathMatch::Prefix(q) = &route.matcher.path else {
+            return;
+        };
+        if !route.matcher.case_sensitive {
+            return;
+        }
+        let key = order_key(route);
+        // Shadowed by an existing route: a shorter (or equal) prefix that comes first.
+        for (k, _) in q.char_indices().chain(std::iter::once((q.len(), ' '))) {
+            let idxs = self.prefixes.get(&(vhost.to_string(), q[..k].to_string()));
+            for e in self.foreign(idxs, owner) {
+                if e.key > key && covers(&e.route, route) {
+                    let theirs = &e.route.sources[0];
+                    out.push(
+                        Diagnostic::at(
+                            Code::ShadowedRoute,
+                            src.span,
+                            format!(
+                                "route `{q}` of `{}` would never match: `{}` of {} `{}/{}` comes first and matches everything it does",
+                                src.name,
+                                e.route.matcher.path.text(),
+                                theirs.kind,
+                                theirs.namespace,
+                                theirs.name
+                            ),
+                        )
+                        .with_object(&me),
+                    );
+                    return;
+                }
+            }
+        }
+        // Shadowing existing routes: longer prefixes that this route would now come before.
+        let start = (vhost.to_string(), q.clone());
+        let mut reported = 0;
+        for ((v, p), idxs) in self.prefixes.range(start..) {
+            if v != vhost || !p.starts_with(q.as_str()) || reported >= MAX_SHADOWED_REPORTS {
+                break;
+            }
+            for e in self.foreign(Some(idxs), owner) {
+                if key > e.key && covers(route, &e.route) {
+                    let theirs = &e.route.sources[0];
+                    out.push(
+                        Diagnostic::at(
+                            Code::ShadowedRoute,
+                            src.span,
+                            format!(
+                                "route `{q}` of `{}` would come first and take all traffic of `{p}` of {} `{}/{}`",
+                                src.name, theirs.kind, theirs.namespace, theirs.name
+                            ),
+                        )
+                        .with_object(&me),
+                    );
+                    reported += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `a` matches every request `b` matches, as far as headers and query go.
+fn covers(a: &Route, b: &Route) -> bool {
+    use crate::ir::ValueMatch;
+    let implied =
+        |need: &ValueMatch, have: &ValueMatch| need == have || matches!(need, ValueMatch::Present);
+    a.matcher.headers.iter().all(|h| {
+        b.matcher
+            .headers
+            .iter()
+            .any(|c| c.name == h.name && implied(&h.value, &c.value))
+    }) && a.matcher.query_parameters.iter().all(|q| {
+        b.matcher
+            .query_parameters
+            .iter()
+            .any(|c| c.name == q.name && implied(&q.value, &c.value))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view() -> Context {
+        let mut s = Sources::new();
+        s.add(
+            "view.yaml",
+            "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: api, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api}\n---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata: {name: upstream, namespace: default}\nspec: {secret: upstream-cert}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: default}\nspec: {ports: [{port: 80}]}\n",
+        );
+        Context::build(&s, &Options::default())
+    }
+
+    fn mapping(name: &str, spec: Value) -> Value {
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    }
+
+    fn codes(c: &ObjectCheck) -> Vec<(&'static str, Severity)> {
+        c.diagnostics
+            .iter()
+            .map(|d| (d.code.as_str(), d.severity))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_route_to_another_service_is_a_warning_or_an_error() {
+        let ctx = view();
+        let obj = mapping(
+            "api2",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api"}),
+        );
+        let c = ctx.check(&obj, &Options::default(), false);
+        assert!(
+            codes(&c).contains(&("AMB307", Severity::Warning)),
+            "{:?}",
+            codes(&c)
+        );
+        let c = ctx.check(&obj, &Options::default(), true);
+        assert!(codes(&c).contains(&("AMB307", Severity::Error)));
+    }
+
+    #[test]
+    fn updating_an_object_is_not_a_conflict_with_itself() {
+        let ctx = view();
+        let obj = mapping(
+            "api",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api", "timeout_ms": 100}),
+        );
+        let c = ctx.check(&obj, &Options::default(), true);
+        assert!(c.diagnostics.is_empty(), "{:?}", codes(&c));
+    }
+
+    #[test]
+    fn references_resolve_against_the_view() {
+        let ctx = view();
+        let obj = mapping(
+            "tls",
+            json!({"hostname": "*", "prefix": "/t/", "service": "api", "tls": "upstream"}),
+        );
+        let c = ctx.check(&obj, &Options::default(), false);
+        assert!(c.diagnostics.is_empty(), "{:?}", codes(&c));
+    }
+
+    #[test]
+    fn shadowing_in_both_directions() {
+        let ctx = view();
+        let longer = mapping(
+            "v1",
+            json!({"hostname": "*", "prefix": "/api/v1/", "service": "api", "precedence": -1}),
+        );
+        assert!(codes(&ctx.check(&longer, &Options::default(), false))
+            .contains(&("AMB402", Severity::Warning)));
+        let catch_all = mapping(
+            "all",
+            json!({"hostname": "*", "prefix": "/", "service": "api", "precedence": 5}),
+        );
+        assert!(codes(&ctx.check(&catch_all, &Options::default(), false))
+            .contains(&("AMB402", Severity::Warning)));
+    }
+
+    #[test]
+    fn precedence_split_and_duplicate_names() {
+        let ctx = view();
+        let other = mapping(
+            "api-canary",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 10, "precedence": 2}),
+        );
+        assert!(codes(&ctx.check(&other, &Options::default(), false))
+            .contains(&("AMB304", Severity::Warning)));
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other", "namespace": "default", "annotations": {"getambassador.io/config": "apiVersion: getambassador.io/v2\nkind: Mapping\nname: api\nprefix: /x/\nservice: api\n"}}});
+        assert!(codes(&ctx.check(&svc, &Options::default(), false))
+            .contains(&("AMB401", Severity::Warning)));
+    }
+}
