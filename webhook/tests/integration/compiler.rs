@@ -1,0 +1,151 @@
+//! The compiler-backed validator over real TLS: lint passes on an object if and only if the
+//! webhook admits it, and conflicts with the watched view are warnings (or denials).
+
+use std::path::Path;
+
+use ambassador_compiler::admission::is_ambassador_object;
+use ambassador_compiler::diag::Severity;
+use ambassador_compiler::source::Sources;
+use ambassador_webhook::validator::CompilerValidator;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Every Ambassador object of `examples/`, as `(its YAML text, its JSON)`.
+fn example_objects() -> Vec<(String, String, Value)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut out = Vec::new();
+    let mut files = Vec::new();
+    for dir in ["good", "broken"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            files.push(e.path());
+        }
+    }
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else {
+                continue;
+            };
+            let items = if v["kind"] == "List" {
+                v["items"].as_array().cloned().unwrap_or_default()
+            } else {
+                vec![v]
+            };
+            for item in items {
+                if item.is_object() && is_ambassador_object(&item) {
+                    let yaml = serde_yaml_ng::to_string(&item).unwrap();
+                    out.push((path.display().to_string(), yaml, item));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_passes_on_an_object_if_and_only_if_the_webhook_admits_it() {
+    let server = TestServer::start_with(CompilerValidator::new("default"), test_limits()).await;
+    let objects = example_objects();
+    assert!(
+        objects.len() >= 20,
+        "examples hold at least 20 Ambassador objects"
+    );
+    let (mut admitted, mut denied) = (0, 0);
+    for (i, (file, yaml, obj)) in objects.iter().enumerate() {
+        let lint = ambassador_compiler::compile_one("object.yaml", yaml);
+        let lint_passes = !lint
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error);
+        let reply = server
+            .post_review(&review(
+                &format!("uid-{i}"),
+                "CREATE",
+                obj.clone(),
+                Value::Null,
+            ))
+            .await;
+        let body = reply.json();
+        let allowed = body["response"]["allowed"].as_bool().unwrap();
+        assert_eq!(
+            allowed,
+            lint_passes,
+            "{file}: {}\nlint: {:?}\nwebhook: {body}",
+            obj["metadata"]["name"],
+            lint.diagnostics
+                .iter()
+                .map(|d| d.code.as_str())
+                .collect::<Vec<_>>()
+        );
+        if allowed {
+            admitted += 1;
+        } else {
+            denied += 1;
+        }
+    }
+    assert!(
+        admitted >= 5 && denied >= 5,
+        "admitted {admitted}, denied {denied}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_names_the_object_field_position_and_code() {
+    let server = TestServer::start_with(CompilerValidator::new("default"), test_limits()).await;
+    let annotation = "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: billing\nprefix: /billing/\nservice: billing:8080\ntimout_ms: 10000\n";
+    let obj = service("billing", Some(annotation));
+    let body = server
+        .post_review(&review("u", "CREATE", obj, Value::Null))
+        .await
+        .json();
+    assert_eq!(body["response"]["allowed"], false);
+    let message = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Service default/billing: 1 error"),
+        "{message}"
+    );
+    assert!(
+        message.contains("timout_ms at 7:1: [AMB105] unknown field `timout_ms` in Mapping; did you mean `timeout_ms`?"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_with_the_view_warn_by_default_and_deny_when_asked() {
+    let view = {
+        let mut s = Sources::new();
+        s.add(
+            "cluster",
+            "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: api, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api}\n",
+        );
+        s
+    };
+    let candidate = json!({
+        "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+        "metadata": {"name": "api-two", "namespace": "default"},
+        "spec": {"hostname": "*", "prefix": "/api/", "service": "api-two"}
+    });
+    for reject in [false, true] {
+        let validator = CompilerValidator::new("default").reject_conflicts(reject);
+        validator.set_view(&view);
+        assert_eq!(validator.view_size(), 1);
+        let server = TestServer::start_with(validator, test_limits()).await;
+        let body = server
+            .post_review(&review("u", "CREATE", candidate.clone(), Value::Null))
+            .await
+            .json();
+        let response = &body["response"];
+        assert_eq!(response["allowed"], !reject, "{body}");
+        let text = if reject {
+            response["status"]["message"].to_string()
+        } else {
+            response["warnings"].to_string()
+        };
+        assert!(text.contains("AMB307"), "{text}");
+        server.stop().await;
+    }
+}
