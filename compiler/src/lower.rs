@@ -360,6 +360,26 @@ fn module_settings<'a>(
             continue;
         }
         let Some(c) = r.field("config") else { continue };
+        // The Module has dozens of settings; the ones this compiler applies are read below,
+        // and every other one is reported, so none is dropped without a word.
+        const APPLIED: &[&str] =
+            &["cluster_request_timeout_ms", "use_remote_address", "xff_num_trusted_hops", "server_name", "cors", "resolver"];
+        for (k, _) in c.as_map().unwrap_or_default() {
+            let key = k.scalar().unwrap_or_default();
+            if !APPLIED.contains(&key) {
+                let mut d = Diagnostic::at(
+                    Code::UnsupportedField,
+                    k.span,
+                    format!("`{}config.{key}` of the `ambassador` Module is not applied by this compiler", r.field_prefix),
+                )
+                .with_object(&r.id)
+                .with_field(r.path(&format!("config.{key}")));
+                if let Some(s) = crate::diag::did_you_mean(key, APPLIED.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+        }
         if let Some(v) = c.get("cluster_request_timeout_ms").and_then(Node::as_int) {
             s.default_timeout_ms = v.max(0) as u64;
         }
