@@ -209,7 +209,11 @@ async fn load_config(args: &SourceArgs) -> Result<kube::Config, Error> {
                 known,
             })
         }
-        None if kubeconfig.current_context.as_deref().is_none_or(str::is_empty) => {
+        None if kubeconfig
+            .current_context
+            .as_deref()
+            .is_none_or(str::is_empty) =>
+        {
             return Err(Error::NoCurrentContext { known })
         }
         _ => {}
@@ -255,7 +259,11 @@ fn known_contexts(kc: &Kubeconfig) -> String {
     if kc.contexts.is_empty() {
         return "none".into();
     }
-    let names: Vec<String> = kc.contexts.iter().map(|c| format!("`{}`", c.name)).collect();
+    let names: Vec<String> = kc
+        .contexts
+        .iter()
+        .map(|c| format!("`{}`", c.name))
+        .collect();
     names.join(", ")
 }
 
@@ -310,7 +318,10 @@ impl Lister {
         let what = if resource.group.is_empty() {
             resource.plural.clone()
         } else {
-            format!("{}.{}/{}", resource.plural, resource.group, resource.version)
+            format!(
+                "{}.{}/{}",
+                resource.plural, resource.group, resource.version
+            )
         };
         let list = match api.list(&ListParams::default()).await {
             Ok(list) => list,
@@ -384,16 +395,16 @@ fn clean(resource: &ApiResource, object: Value) -> Value {
     let mut out = Map::new();
     out.insert("apiVersion".into(), resource.api_version.clone().into());
     out.insert("kind".into(), resource.kind.clone().into());
-    fields.remove("apiVersion");
-    fields.remove("kind");
-    fields.remove("status");
+    fields.shift_remove("apiVersion");
+    fields.shift_remove("kind");
+    fields.shift_remove("status");
     if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-        meta.remove("managedFields");
-        meta.remove("resourceVersion");
+        meta.shift_remove("managedFields");
+        meta.shift_remove("resourceVersion");
         if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-            annotations.remove(LAST_APPLIED);
+            annotations.shift_remove(LAST_APPLIED);
             if annotations.is_empty() {
-                meta.remove("annotations");
+                meta.shift_remove("annotations");
             }
         }
     }

@@ -139,9 +139,7 @@ pub fn complete(root: &Command, words: &[String], contexts: &dyn Contexts) -> Re
 fn find_flag<'a>(command: &'a Command, name: &str) -> Option<&'a Arg> {
     command.get_arguments().find(|a| {
         if let Some(short) = name.strip_prefix('-') {
-            a.get_long() == Some(short)
-                || a.get_all_aliases()
-                    .is_some_and(|al| al.contains(&short))
+            a.get_long() == Some(short) || a.get_all_aliases().is_some_and(|al| al.contains(&short))
         } else {
             let mut chars = name.chars();
             match (chars.next(), chars.next()) {
@@ -172,7 +170,12 @@ fn with_description(name: &str, about: Option<&clap::builder::StyledStr>, on: bo
     }
 }
 
-fn flags(command: &Command, current: &str, given: &[(&Arg, Option<&str>)], desc: bool) -> Vec<String> {
+fn flags(
+    command: &Command,
+    current: &str,
+    given: &[(&Arg, Option<&str>)],
+    desc: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     for arg in command.get_arguments() {
         if arg.is_hide_set() || arg.is_positional() {
@@ -212,7 +215,12 @@ fn values(
         let candidates = possible
             .iter()
             .filter(|p| !p.is_hide_set() && p.get_name().starts_with(partial))
-            .map(|p| format!("{prefix}{}", with_description(p.get_name(), p.get_help(), desc)))
+            .map(|p| {
+                format!(
+                    "{prefix}{}",
+                    with_description(p.get_name(), p.get_help(), desc)
+                )
+            })
             .collect();
         return Reply {
             candidates,
@@ -300,7 +308,11 @@ mod tests {
         check("lint --output json --o", &[], NO_FILE);
         // `-f` may repeat.
         check("lint -f a.yaml --file", &["--filename"], NO_FILE);
-        check("routes --a", &["--ambassador-id", "--all-namespaces"], NO_FILE);
+        check(
+            "routes --a",
+            &["--ambassador-id", "--all-namespaces"],
+            NO_FILE,
+        );
     }
 
     #[test]
@@ -317,7 +329,11 @@ mod tests {
         check("lint -f ", &[], directive::DEFAULT);
         check("lint --kubeconfig ", &[], directive::DEFAULT);
         check("routes --context p", &["prod"], NO_FILE);
-        check("routes --kubeconfig k.yaml --context ", &["from-k.yaml"], NO_FILE);
+        check(
+            "routes --kubeconfig k.yaml --context ",
+            &["from-k.yaml"],
+            NO_FILE,
+        );
         check("lint -n ", &[], NO_FILE);
     }
 

@@ -171,10 +171,16 @@ async fn lint_reads_one_namespace_with_positions_inside_annotations() {
     // Hosts were tried at v3alpha1, then read at v2; TCPMappings at neither.
     let requests = server.requests();
     let listed = |p: &str| requests.iter().any(|r| r.starts_with(&format!("GET {p}")));
-    assert!(listed("/apis/getambassador.io/v3alpha1/namespaces/shop/hosts"));
+    assert!(listed(
+        "/apis/getambassador.io/v3alpha1/namespaces/shop/hosts"
+    ));
     assert!(listed("/apis/getambassador.io/v2/namespaces/shop/hosts"));
-    assert!(!listed("/apis/getambassador.io/v2/namespaces/shop/mappings"));
-    assert!(listed("/apis/getambassador.io/v2/namespaces/shop/tcpmappings"));
+    assert!(!listed(
+        "/apis/getambassador.io/v2/namespaces/shop/mappings"
+    ));
+    assert!(listed(
+        "/apis/getambassador.io/v2/namespaces/shop/tcpmappings"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +189,12 @@ async fn all_namespaces_json_and_context_namespace() {
     let s = setup(&server).await;
     let kc = s.kubeconfig.to_str().unwrap();
 
-    let out = run(PLUGIN, &["lint", "--kubeconfig", kc, "-A", "-o", "json"], None).await;
+    let out = run(
+        PLUGIN,
+        &["lint", "--kubeconfig", kc, "-A", "-o", "json"],
+        None,
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
@@ -283,7 +294,12 @@ async fn operational_failures_exit_2_and_say_what_failed() {
     let s = setup(&server).await;
     let kc = s.kubeconfig.to_str().unwrap();
 
-    let out = run(PLUGIN, &["lint", "--kubeconfig", kc, "--context", "down"], None).await;
+    let out = run(
+        PLUGIN,
+        &["lint", "--kubeconfig", kc, "--context", "down"],
+        None,
+    )
+    .await;
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -301,7 +317,9 @@ async fn operational_failures_exit_2_and_say_what_failed() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("context `nope` is not in the kubeconfig (contexts: `main`, `shop-ctx`, `down`)"),
+        stderr.contains(
+            "context `nope` is not in the kubeconfig (contexts: `main`, `shop-ctx`, `down`)"
+        ),
         "{stderr}"
     );
 

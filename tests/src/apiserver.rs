@@ -284,7 +284,9 @@ impl ApiServer {
         inner.rv += 1;
         let rv = inner.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.record(&mut inner, rv, &group, &plural, namespace, "DELETED", object);
+        self.record(
+            &mut inner, rv, &group, &plural, namespace, "DELETED", object,
+        );
         true
     }
 
@@ -665,7 +667,15 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
                 return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
             };
-            patch_status(&shared, &resource, &target, &name, &path, patch, &api_version)
+            patch_status(
+                &shared,
+                &resource,
+                &target,
+                &name,
+                &path,
+                patch,
+                &api_version,
+            )
         }
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -699,8 +709,8 @@ fn list(
                     // Real list items carry no apiVersion or kind.
                     let mut o = o.clone();
                     if let Some(map) = o.as_object_mut() {
-                        map.remove("apiVersion");
-                        map.remove("kind");
+                        map.shift_remove("apiVersion");
+                        map.shift_remove("kind");
                     }
                     o
                 })
@@ -928,7 +938,7 @@ fn merge(target: &mut Value, patch: &Value) {
     if let Value::Object(t) = target {
         for (k, v) in p {
             if v.is_null() {
-                t.remove(k);
+                t.shift_remove(k);
             } else {
                 merge(t.entry(k.clone()).or_insert(Value::Null), v);
             }
@@ -943,11 +953,21 @@ mod tests {
     #[test]
     fn paths() {
         let t = parse_path("/api/v1/namespaces/ns/services").unwrap();
-        assert_eq!((t.group.as_str(), t.namespace.as_deref(), t.plural.as_str()), ("", Some("ns"), "services"));
+        assert_eq!(
+            (t.group.as_str(), t.namespace.as_deref(), t.plural.as_str()),
+            ("", Some("ns"), "services")
+        );
         let t = parse_path("/apis/getambassador.io/v2/mappings").unwrap();
-        assert_eq!((t.group.as_str(), t.version.as_str(), t.namespace), ("getambassador.io", "v2", None));
-        let t = parse_path("/apis/getambassador.io/v3alpha1/namespaces/a/mappings/m/status").unwrap();
-        assert_eq!((t.name.as_deref(), t.subresource.as_deref()), (Some("m"), Some("status")));
+        assert_eq!(
+            (t.group.as_str(), t.version.as_str(), t.namespace),
+            ("getambassador.io", "v2", None)
+        );
+        let t =
+            parse_path("/apis/getambassador.io/v3alpha1/namespaces/a/mappings/m/status").unwrap();
+        assert_eq!(
+            (t.name.as_deref(), t.subresource.as_deref()),
+            (Some("m"), Some("status"))
+        );
         assert!(parse_path("/healthz").is_none());
     }
 

@@ -82,7 +82,9 @@ async fn follows_a_directory() {
     assert!(s.file(&name("c.yaml")).is_some());
     let reported = problems.lock().unwrap().clone();
     assert!(
-        reported.iter().any(|p| p.starts_with(&format!("{}:2:", name("b.yaml")))),
+        reported
+            .iter()
+            .any(|p| p.starts_with(&format!("{}:2:", name("b.yaml")))),
         "{reported:?}"
     );
 
@@ -143,7 +145,10 @@ async fn bursts_are_debounced() {
     .await;
     // Twenty writes, one batch (two if inotify split the burst across the quiet period).
     let batches = s.generation() - start;
-    assert!((1..=2).contains(&batches), "{batches} batches for one burst");
+    assert!(
+        (1..=2).contains(&batches),
+        "{batches} batches for one burst"
+    );
     // Nothing further arrives after the quiet period.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(view.snapshot().generation(), s.generation());
@@ -159,5 +164,9 @@ async fn a_missing_directory_is_an_error() {
     .await
     .err()
     .expect("an error");
-    assert!(err.to_string().starts_with("/nonexistent/ambassador-view: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/ambassador-view: "),
+        "{err}"
+    );
 }

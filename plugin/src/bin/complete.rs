@@ -40,5 +40,7 @@ fn main() {
     command.build();
     let reply = complete::complete(&command, &words, &FromKubeconfig);
     // A closed pipe is not worth a panic in the middle of the user's shell.
-    let _ = std::io::stdout().lock().write_all(reply.render().as_bytes());
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(reply.render().as_bytes());
 }

@@ -248,12 +248,8 @@ impl Reader {
             }
             // `metadata` follows symlinks: ConfigMap volumes link every file into `..data`.
             match std::fs::metadata(&path) {
-                Ok(md) if md.is_dir() => {
-                    if self.options.recursive {
-                        self.walk(&path, out);
-                    }
-                }
-                Ok(_) if has_manifest_extension(&path) => out.push(path),
+                Ok(md) if md.is_dir() && self.options.recursive => self.walk(&path, out),
+                Ok(md) if md.is_file() && has_manifest_extension(&path) => out.push(path),
                 _ => {}
             }
         }

@@ -122,7 +122,7 @@ fn api(client: &Client, namespace: Option<&str>, ar: &ApiResource) -> Api<Dynami
 
 /// What a resource task tells the writer.
 enum Msg {
-    Event(usize, ApiResource, watcher::Event<DynamicObject>),
+    Event(usize, ApiResource, Box<watcher::Event<DynamicObject>>),
     /// The resource is not served or not permitted: none of its objects are in the view.
     Absent(usize),
 }
@@ -196,7 +196,7 @@ impl Writer {
                 self.buffers[i] = None;
                 self.synced[i] = true;
             }
-            Msg::Event(i, ar, event) => match event {
+            Msg::Event(i, ar, event) => match *event {
                 watcher::Event::Init => self.buffers[i] = Some(Vec::new()),
                 watcher::Event::InitApply(o) => {
                     if let Some(v) = to_value(&ar, o) {
@@ -237,21 +237,24 @@ pub fn clean(ar: &ApiResource, object: Value) -> Value {
     let Value::Object(mut fields) = object else {
         return object;
     };
+    // `shift_remove` throughout: the map keeps insertion order (serde_json's
+    // `preserve_order`), which is the order the YAML is written in, and a plain `remove`
+    // would move the last key into the hole and shift every position below it.
     let mut out = Map::new();
     out.insert("apiVersion".into(), ar.api_version.clone().into());
     out.insert("kind".into(), ar.kind.clone().into());
-    fields.remove("apiVersion");
-    fields.remove("kind");
+    fields.shift_remove("apiVersion");
+    fields.shift_remove("kind");
     if ar.group != "getambassador.io" {
-        fields.remove("status");
+        fields.shift_remove("status");
     }
     if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-        meta.remove("managedFields");
-        meta.remove("resourceVersion");
+        meta.shift_remove("managedFields");
+        meta.shift_remove("resourceVersion");
         if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-            annotations.remove(LAST_APPLIED);
+            annotations.shift_remove(LAST_APPLIED);
             if annotations.is_empty() {
-                meta.remove("annotations");
+                meta.shift_remove("annotations");
             }
         }
     }
@@ -347,7 +350,11 @@ async fn drive(client: Client, i: usize, w: Watched, options: KubeOptions, tx: m
             match item {
                 Ok(event) => {
                     backoff.reset();
-                    if tx.send(Msg::Event(i, ar.clone(), event)).await.is_err() {
+                    if tx
+                        .send(Msg::Event(i, ar.clone(), Box::new(event)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -684,6 +691,16 @@ mod tests {
         assert_eq!(m["apiVersion"], "getambassador.io/v2");
         assert_eq!(m["kind"], "Mapping");
         assert_eq!(m["status"], json!({"x": 1}));
+        // Key order survives: it is the line order of the rendered YAML.
+        let watched_event = json!({"apiVersion": "getambassador.io/v2", "kind": "Mapping",
+            "metadata": {"name": "m"}, "spec": {}, "status": {}});
+        let keys: Vec<String> = clean(&resource(w, "v2"), watched_event)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec", "status"]);
     }
 
     #[test]

@@ -18,7 +18,8 @@ fn keys_ignore_the_version() {
     v2["apiVersion"] = "getambassador.io/v2".into();
     assert_eq!(Key::of(&v2).unwrap(), a);
     assert_eq!(a.source_name(), "cluster:n/Mapping/m");
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}});
+    let svc =
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}});
     assert_eq!(Key::of(&svc).unwrap().group, "");
     assert!(Key::of(&json!({"kind": "Service"})).is_none());
 }
@@ -64,16 +65,24 @@ fn snapshots_do_not_see_later_changes() {
 #[test]
 fn replace_kind_removes_what_a_relist_no_longer_has() {
     let view = View::new();
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}});
+    let svc =
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}});
     view.update(|b| {
         b.upsert(mapping("n", "a", "/a/"));
         b.upsert(mapping("n", "b", "/b/"));
         b.upsert(svc.clone());
     });
-    view.update(|b| b.replace_kind("getambassador.io", "Mapping", vec![mapping("n", "b", "/b2/")]));
+    view.update(|b| {
+        b.replace_kind(
+            "getambassador.io",
+            "Mapping",
+            vec![mapping("n", "b", "/b2/")],
+        )
+    });
     let s = view.snapshot();
     let names: Vec<String> = s.objects().map(|(k, _)| k.to_string()).collect();
-    assert_eq!(names, ["n/Mapping/b", "n/Service/s"]);
+    // Key order: the core group ("") sorts first.
+    assert_eq!(names, ["n/Service/s", "n/Mapping/b"]);
 }
 
 #[test]
@@ -91,7 +100,9 @@ fn sources_render_objects_as_yaml_after_files() {
     assert_eq!(sources[0].0, "/etc/a.yaml");
     assert_eq!(sources[1].0, "cluster:n/Service/s");
     assert!(
-        sources[1].1.contains("    getambassador.io/config: |\n      apiVersion: getambassador.io/v2\n"),
+        sources[1]
+            .1
+            .contains("    getambassador.io/config: |\n      apiVersion: getambassador.io/v2\n"),
         "{}",
         sources[1].1
     );
