@@ -399,5 +399,51 @@ impl View {
     }
 }
 
+/// Sets `readiness` once the view has synced, and keeps the `ambassador_watched_objects`
+/// gauge equal to the view's objects per kind, until the task is aborted. This is the
+/// wiring `main` needs in place of its unconditional `set_ready(true)`.
+pub fn publish_health(
+    view: &View,
+    readiness: crate::server::Readiness,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    let view = view.clone();
+    tokio::spawn(async move {
+        let mut rx = view.subscribe();
+        let mut ready = false;
+        let mut shown: BTreeMap<String, u64> = BTreeMap::new();
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            let counts: BTreeMap<String, u64> = snapshot
+                .counts_by_kind()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n))
+                .collect();
+            // Kinds that are gone show 0 rather than their last count.
+            for kind in shown.keys() {
+                if !counts.contains_key(kind) {
+                    metrics.set_view_size(kind, 0);
+                }
+            }
+            for (kind, n) in &counts {
+                metrics.set_view_size(kind, *n);
+            }
+            shown.extend(counts);
+            if snapshot.is_synced() && !ready {
+                ready = true;
+                readiness.set_ready(true);
+                tracing::info!(
+                    objects = snapshot.len(),
+                    generation = snapshot.generation(),
+                    "view synced; ready"
+                );
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -174,3 +174,32 @@ async fn waiting_for_sync() {
         .unwrap();
     assert_eq!(generation, 1);
 }
+
+#[tokio::test]
+async fn health_follows_the_view() {
+    let view = View::new();
+    let readiness = crate::server::Readiness::new();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let task = publish_health(&view, readiness.clone(), metrics.clone());
+    view.update(|b| {
+        b.upsert(mapping("n", "a", "/a/"));
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!readiness.is_ready(), "ready before the view synced");
+    assert!(metrics
+        .render()
+        .contains("ambassador_watched_objects{kind=\"Mapping\"} 1\n"));
+    view.update(|b| {
+        b.remove(&Key::new("getambassador.io", "Mapping", "n", "a"));
+        b.set_synced();
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !readiness.is_ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(readiness.is_ready());
+    assert!(metrics
+        .render()
+        .contains("ambassador_watched_objects{kind=\"Mapping\"} 0\n"));
+    task.abort();
+}
