@@ -258,7 +258,13 @@ impl Reader {
     /// Applies read results in one batch. With `present`, files of the view that are not
     /// in it are removed (a rescan).
     fn apply(&self, results: Vec<(String, Read)>, present: Option<BTreeSet<String>>) {
-        let mut problems = Vec::new();
+        // Problems are reported before the batch is published, so that whoever sees the
+        // problem in the view has been told about it too.
+        for (_, result) in &results {
+            if let Read::Problem(p) = result {
+                self.report(p);
+            }
+        }
         self.view.update(|batch| {
             if let Some(present) = &present {
                 for old in batch.file_names() {
@@ -275,16 +281,10 @@ impl Reader {
                     Read::Gone => {
                         batch.remove_file(&name);
                     }
-                    Read::Problem(p) => {
-                        batch.set_problem(&name, p.to_string());
-                        problems.push(p);
-                    }
+                    Read::Problem(p) => batch.set_problem(&name, p.to_string()),
                 }
             }
         });
-        for p in &problems {
-            self.report(p);
-        }
     }
 
     fn report(&self, problem: &Problem) {
