@@ -5,9 +5,12 @@
 //! - [`backend`]: HTTP backends that echo what they received, stream, and echo websockets.
 //! - [`http`]: a small HTTP/1.1 client for requests through Envoy.
 //! - [`xds`]: Envoy resources built by hand (listener with RDS, routes, EDS clusters).
+//! - [`apiserver`]: an in-process stand-in for the Kubernetes API server (lists, watches,
+//!   status patches, Events) and a kubeconfig writer pointing at it.
 //!
 //! Everything listens on 127.0.0.1 only, and every wait is bounded.
 
+pub mod apiserver;
 pub mod backend;
 pub mod control_plane;
 pub mod envoy;

@@ -7,6 +7,8 @@
 //! - [`tls`]: the serving certificate, reloaded when the mounted Secret changes.
 //! - [`certs`]: self-signed CA and serving certificate for bootstrap and local use.
 //! - [`validator`]: the compiler-backed [`admission::Validate`].
+//! - [`view`]: the watched store of what the compiler reads, fed by a manifest
+//!   directory or by the cluster; status and Events back onto objects.
 //! - [`metrics`], [`telemetry`]: Prometheus text metrics and structured logs.
 
 pub mod admission;
@@ -18,3 +20,10 @@ pub mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod validator;
+pub mod view;
+
+// The plugin's YAML writer, compiled into this crate as well: the view must render a
+// cluster object the way `kubectl ambassador lint` does, so that positions agree, and
+// neither crate should depend on the other for 150 lines.
+#[path = "../../plugin/src/yaml_out.rs"]
+mod yaml_out;
