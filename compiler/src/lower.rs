@@ -362,8 +362,14 @@ fn module_settings<'a>(
         let Some(c) = r.field("config") else { continue };
         // The Module has dozens of settings; the ones this compiler applies are read below,
         // and every other one is reported, so none is dropped without a word.
-        const APPLIED: &[&str] =
-            &["cluster_request_timeout_ms", "use_remote_address", "xff_num_trusted_hops", "server_name", "cors", "resolver"];
+        const APPLIED: &[&str] = &[
+            "cluster_request_timeout_ms",
+            "use_remote_address",
+            "xff_num_trusted_hops",
+            "server_name",
+            "cors",
+            "resolver",
+        ];
         for (k, _) in c.as_map().unwrap_or_default() {
             let key = k.scalar().unwrap_or_default();
             if !APPLIED.contains(&key) {
