@@ -229,17 +229,19 @@ impl Context {
         ) {
             let theirs = &e.route.sources[0];
             if e.route.precedence == route.precedence {
-                let all_unweighted = !is_weighted(&me)
-                    && e.route.sources.iter().all(|s| !is_weighted(&object_of(s)));
-                let services_differ = e.route.sources.iter().all(|s| s.name != src.name);
-                if all_unweighted && services_differ {
+                // Joining a group unweighted takes a share of the traffic of its unweighted
+                // members: that is a split nobody asked for unless the services are the same.
+                let theirs_unweighted = e.route.sources.iter().any(|s| !is_weighted(&object_of(s)));
+                let services_differ = clusters(route)
+                    .iter()
+                    .any(|c| !clusters(&e.route).contains(c));
+                if !is_weighted(&me) && theirs_unweighted && services_differ {
                     out.push(
                         Diagnostic::at(
                             Code::ImplicitSplit,
                             src.span,
                             format!(
-                                "`{}` binds the route `{}` that {} `{}/{}` already serves; traffic would be split between them",
-                                src.name,
+                                "route `{}` is already served by {} {}/{}; traffic would be split",
                                 route.matcher.path.text(),
                                 theirs.kind,
                                 theirs.namespace,
@@ -320,6 +322,16 @@ impl Context {
                 }
             }
         }
+    }
+}
+
+/// The clusters a route sends traffic to.
+fn clusters(r: &Route) -> Vec<&str> {
+    match &r.action {
+        crate::ir::RouteAction::Forward(f) => {
+            f.clusters.iter().map(|c| c.cluster.as_str()).collect()
+        }
+        crate::ir::RouteAction::Redirect(_) => Vec::new(),
     }
 }
 

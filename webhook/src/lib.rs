@@ -16,6 +16,7 @@ pub mod ads;
 pub mod bootstrap;
 pub mod certs;
 pub mod metrics;
+pub mod run;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -22,6 +22,7 @@ use ambassador_webhook::server::{self, AppState, Limits, Readiness};
 use ambassador_webhook::telemetry::{self, LogFormat};
 use ambassador_webhook::validator::CompilerValidator;
 use ambassador_webhook::{certs, tls};
+use ambassador_webhook::{run, view};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -56,10 +57,49 @@ enum Command {
 struct ServeArgs {
     #[command(flatten)]
     webhook: WebhookArgs,
+    #[command(flatten)]
+    view: ViewArgs,
     /// Seconds to keep serving after SIGTERM while reporting not ready, so the
     /// endpoint is removed from the Service before connections are refused.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     shutdown_delay: u64,
+}
+
+/// Where the server's view of the configuration comes from.
+#[derive(Debug, Args)]
+struct ViewArgs {
+    /// Watch the cluster (kube-rs watchers on Services, EndpointSlices and getambassador.io
+    /// resources). The server is not ready until the first list has completed.
+    #[arg(long, conflicts_with = "watch_dir")]
+    kube: bool,
+    /// With --kube: only this namespace (default: every namespace).
+    #[arg(long, requires = "kube", value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Watch a directory of manifests instead of a cluster (local use).
+    #[arg(long, value_name = "DIR")]
+    watch_dir: Option<PathBuf>,
+    /// With --watch-dir: read subdirectories too.
+    #[arg(long, requires = "watch_dir")]
+    recursive: bool,
+    /// With --watch-dir: quiet period after a change before files are read.
+    #[arg(long, default_value_t = 20, value_name = "MS")]
+    debounce_ms: u64,
+}
+
+impl ViewArgs {
+    fn source(&self) -> Option<run::Source> {
+        if self.kube {
+            Some(run::Source::Kube {
+                namespace: self.namespace.clone(),
+            })
+        } else {
+            self.watch_dir.as_ref().map(|path| run::Source::Dir {
+                path: path.clone(),
+                recursive: self.recursive,
+                debounce: Duration::from_millis(self.debounce_ms),
+            })
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -176,10 +216,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
 
-    let validator: Arc<dyn Validate> = Arc::new(
+    let compiler_validator = Arc::new(
         CompilerValidator::new(webhook.ambassador_id.clone())
             .reject_conflicts(webhook.reject_conflicts),
     );
+    let validator: Arc<dyn Validate> = Arc::clone(&compiler_validator) as Arc<dyn Validate>;
 
     let app = server::router(AppState {
         validator,
@@ -192,10 +233,26 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(listen = %webhook.listen, tls_dir = %webhook.tls_dir.display(), "admission webhook listening");
 
-    // No cluster view runs in this process yet, so there is no initial sync to
-    // wait for. Once it is wired in, it calls `readiness.set_ready(true)` itself
-    // and this line goes away.
-    readiness.set_ready(true);
+    // With a view, readiness waits until the first synced view is compiled into the
+    // validator; without one there is nothing to wait for.
+    let _view = match args.view.source() {
+        Some(source) => {
+            let running = run::start(&source).await.map_err(|e| e.to_string())?;
+            let _gauges =
+                view::publish_health(&running.view, Readiness::new(), Arc::clone(&metrics));
+            let _feed = run::feed_validator(
+                &running.view,
+                Arc::clone(&compiler_validator),
+                readiness.clone(),
+                Arc::clone(&metrics),
+            );
+            Some(running)
+        }
+        None => {
+            readiness.set_ready(true);
+            None
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_delay = Duration::from_secs(args.shutdown_delay);

@@ -15,6 +15,13 @@ pub trait Validate: Send + Sync + 'static {
     fn validate(&self, object: &serde_json::Value) -> Vec<Finding>;
 }
 
+/// A shared validator validates: the server can hold one that another task keeps current.
+impl<T: Validate> Validate for std::sync::Arc<T> {
+    fn validate(&self, object: &serde_json::Value) -> Vec<Finding> {
+        (**self).validate(object)
+    }
+}
+
 /// Whether a finding rejects the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

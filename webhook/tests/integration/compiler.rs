@@ -149,3 +149,69 @@ async fn conflicts_with_the_view_warn_by_default_and_deny_when_asked() {
         server.stop().await;
     }
 }
+
+/// A watched directory feeds the validator: not ready before the first synced view, and a
+/// Mapping written later is seen by the next review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watched_directory_feeds_the_validator() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use ambassador_webhook::run::{self, Source};
+
+    let dir = TempDir::new("view");
+    std::fs::write(
+        dir.path().join("api.yaml"),
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: api, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api}\n",
+    )
+    .unwrap();
+    let validator = Arc::new(CompilerValidator::new("default"));
+    let server = TestServer::start_with(Arc::clone(&validator), test_limits()).await;
+    server.readiness.set_ready(false);
+    let source = Source::Dir {
+        path: dir.path().to_path_buf(),
+        recursive: false,
+        debounce: Duration::from_millis(10),
+    };
+    let running = run::start(&source).await.unwrap();
+    let _feed = run::feed_validator(
+        &running.view,
+        Arc::clone(&validator),
+        server.readiness.clone(),
+        Arc::clone(&server.metrics),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.readiness.is_ready() {
+        assert!(Instant::now() < deadline, "not ready after the view synced");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(validator.view_size(), 1);
+
+    let candidate = json!({
+        "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+        "metadata": {"name": "late", "namespace": "default"},
+        "spec": {"hostname": "*", "prefix": "/late/", "service": "late"}
+    });
+    // Another object with the same name arrives in the directory: the review now warns.
+    std::fs::write(
+        dir.path().join("late.yaml"),
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: late, namespace: other}\nspec: {hostname: '*', prefix: /late/, service: late.other}\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = server
+            .post_review(&review("u", "CREATE", candidate.clone(), Value::Null))
+            .await
+            .json();
+        if body["response"]["warnings"].to_string().contains("AMB307") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new file never reached the validator: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
