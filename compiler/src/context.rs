@@ -383,7 +383,7 @@ mod tests {
         let ctx = view();
         let obj = mapping(
             "api2",
-            json!({"hostname": "*", "prefix": "/api/", "service": "api"}),
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-two"}),
         );
         let c = ctx.check(&obj, &Options::default(), false);
         assert!(
