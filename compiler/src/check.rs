@@ -148,7 +148,9 @@ fn covers(a: &Route, b: &Route) -> bool {
     covers_headers(a, b)
 }
 
-fn covers_headers(a: &Route, b: &Route) -> bool {
+/// Whether the route `a` matches every request `b` matches, as far as headers and query
+/// parameters go (paths are compared by the caller).
+pub(crate) fn covers_headers(a: &Route, b: &Route) -> bool {
     a.matcher
         .headers
         .iter()

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use crate::admission::{self, ObjectCheck};
+use crate::check::covers_headers as covers;
 use crate::diag::{Code, Diagnostic, ObjectRef, Severity};
 use crate::front::{Kind, Options, Origin, Resource};
 use crate::ir::{PathMatch, Route, RouteMatch};
@@ -333,24 +334,6 @@ fn clusters(r: &Route) -> Vec<&str> {
         }
         crate::ir::RouteAction::Redirect(_) => Vec::new(),
     }
-}
-
-/// Whether `a` matches every request `b` matches, as far as headers and query go.
-fn covers(a: &Route, b: &Route) -> bool {
-    use crate::ir::ValueMatch;
-    let implied =
-        |need: &ValueMatch, have: &ValueMatch| need == have || matches!(need, ValueMatch::Present);
-    a.matcher.headers.iter().all(|h| {
-        b.matcher
-            .headers
-            .iter()
-            .any(|c| c.name == h.name && implied(&h.value, &c.value))
-    }) && a.matcher.query_parameters.iter().all(|q| {
-        b.matcher
-            .query_parameters
-            .iter()
-            .any(|c| c.name == q.name && implied(&q.value, &c.value))
-    })
 }
 
 #[cfg(test)]
