@@ -20,6 +20,7 @@
 //! **Architecture invariant:** the pipeline never fails on user input; only the compiler
 //! decides what is served, and the pipeline adds nothing to it but the EDS endpoints.
 
+pub mod dir;
 mod front_cache;
 
 #[cfg(test)]
@@ -167,6 +168,32 @@ impl UpdateReport {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Where source texts come from: a directory ([`dir::DirFeed`]) today, the watched view of
+/// the cluster later. Each call waits for the next change and returns the whole current set.
+pub trait Feed: Send {
+    /// Why the feed cannot go on.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The whole set of sources: at once on the first call, then after each change.
+    fn next(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Vec<(String, String)>, Self::Error>> + Send;
+}
+
+/// Feeds every change of `feed` through `pipeline`, for as long as the feed goes on.
+/// `on_update` sees each report (the binary logs; tests count).
+pub async fn follow<F: Feed>(
+    pipeline: &mut Pipeline,
+    feed: &mut F,
+    mut on_update: impl FnMut(&UpdateReport) + Send,
+) -> Result<std::convert::Infallible, F::Error> {
+    loop {
+        let sources = feed.next().await?;
+        let report = pipeline.update(sources);
+        on_update(&report);
     }
 }
 
