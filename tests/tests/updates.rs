@@ -246,11 +246,6 @@ async fn updates_under_load(api: ApiType) {
     let took = started.elapsed();
     // While the long-lived connections are open: three streams and two websockets.
     let during = connection_stats(&stack).await;
-    assert!(
-        stat(&during, "downstream_cx_upgrades_active") >= 2,
-        "{during:#?}"
-    );
-    assert!(stat(&during, "downstream_cx_active") >= 5, "{during:#?}");
     // The extra Mappings are live at the end: the last change routes them.
     let last_extra = (CHANGES / 2) % 11;
     if last_extra > 0 {
@@ -289,6 +284,11 @@ async fn updates_under_load(api: ApiType) {
         );
         round_trips.push(n);
     }
+    assert!(
+        stat(&during, "downstream_cx_upgrades_active") >= 2,
+        "{during:#?}"
+    );
+    assert!(stat(&during, "downstream_cx_active") >= 5, "{during:#?}");
     let after = connection_stats(&stack).await;
     eprintln!(
         "{api:?}: {pushed} changes in {took:?} ({:?} each); resources changed: {} clusters, {} endpoints, {} listeners, {} routes; {ok} requests ok, {} failed; stream lines {stream_lines:?}; websocket round trips {round_trips:?}",
@@ -319,12 +319,6 @@ async fn updates_under_load(api: ApiType) {
             "{counter} changed: before {before:#?} after {after:#?}"
         );
     }
-    // The long-lived connections are still open: three streams and two websockets.
-    assert!(
-        stat(&after, "downstream_cx_upgrades_active") >= 2,
-        "{after:#?}"
-    );
-    assert!(stat(&after, "downstream_cx_active") >= 5, "{after:#?}");
     stack.stop_publisher().await;
 }
 
