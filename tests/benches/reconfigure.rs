@@ -140,8 +140,8 @@ async fn run_size(n: usize, changes: usize, with_envoy: bool) -> Row {
 
     let (publisher, ads, _stop, _task) = serve(snapshots).await.unwrap();
     let envoy = if with_envoy {
-        let bootstrap = Bootstrap::new(NODE, "127.0.0.1", ads.port(), free_port())
-            .with_api_type(ApiType::Grpc);
+        let bootstrap =
+            Bootstrap::new(NODE, "127.0.0.1", ads.port(), free_port()).with_api_type(ApiType::Grpc);
         Some(Envoy::start(&bootstrap).await.unwrap())
     } else {
         None
@@ -208,10 +208,10 @@ async fn run_size(n: usize, changes: usize, with_envoy: bool) -> Row {
 /// Envoy's resident set, from its admin API (`server.memory_physical_size`).
 fn envoy_rss(envoy: &Envoy) -> f64 {
     let rt = tokio::runtime::Handle::current();
-    let v = tokio::task::block_in_place(|| {
-        rt.block_on(envoy.stat("server.memory_physical_size"))
-    });
-    v.ok().flatten().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0))
+    let v = tokio::task::block_in_place(|| rt.block_on(envoy.stat("server.memory_physical_size")));
+    v.ok()
+        .flatten()
+        .map_or(0.0, |b| b as f64 / (1024.0 * 1024.0))
 }
 
 fn main() {
