@@ -4,6 +4,7 @@
 //! - [`control_plane`]: the ADS publisher on loopback, with stop and restart.
 //! - [`backend`]: HTTP backends that echo what they received, stream, and echo websockets.
 //! - [`http`]: a small HTTP/1.1 client for requests through Envoy.
+//! - [`stack`]: manifests through the real pipeline to the publisher and one Envoy.
 //! - [`xds`]: Envoy resources built by hand (listener with RDS, routes, EDS clusters).
 //! - [`apiserver`]: an in-process stand-in for the Kubernetes API server (lists, watches,
 //!   status patches, Events) and a kubeconfig writer pointing at it.
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;
+pub mod stack;
 pub mod xds;
 
 use std::future::Future;

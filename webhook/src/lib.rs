@@ -1,6 +1,7 @@
 //! The in-cluster server: validating admission webhook and ADS publisher.
 //!
 //! - [`ads`]: the ADS publisher (state of the world and delta) and [`bootstrap`] for Envoy.
+//! - [`pipeline`]: source texts to compiled snapshots for the publisher.
 //! - [`admission`]: AdmissionReview in, verdict out; the [`admission::Validate`]
 //!   trait is the seam the compiler plugs into.
 //! - [`server`]: HTTPS routes and the hardened accept loop.
@@ -16,6 +17,7 @@ pub mod ads;
 pub mod bootstrap;
 pub mod certs;
 pub mod metrics;
+pub mod pipeline;
 pub mod run;
 pub mod server;
 pub mod telemetry;

@@ -9,6 +9,9 @@
 //!   watched-objects gauge (wired in by the lead);
 //! - the ADS publisher (its flags go in [`ServeArgs`] next to [`WebhookArgs`],
 //!   its task next to the webhook's in [`serve`]).
+//!
+//! `publish` runs the publisher alone on a directory of manifests (no cluster needed), and
+//! `bootstrap` prints the Envoy bootstrap that points Envoy at a publisher.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ambassador_webhook::admission::Validate;
+use ambassador_webhook::ads::{self, Publisher};
+use ambassador_webhook::bootstrap::{self, ApiType, Bootstrap};
 use ambassador_webhook::metrics::Metrics;
+use ambassador_webhook::pipeline::dir::DirFeed;
+use ambassador_webhook::pipeline::{self, Feed, Pipeline, PipelineOptions};
 use ambassador_webhook::server::{self, AppState, Limits, Readiness};
 use ambassador_webhook::telemetry::{self, LogFormat};
 use ambassador_webhook::validator::CompilerValidator;
@@ -47,9 +54,67 @@ struct Cli {
 enum Command {
     /// Run the in-cluster server.
     Serve(ServeArgs),
+    /// Run the ADS publisher alone on a directory of manifests, reloading on change.
+    Publish(PublishArgs),
+    /// Print the Envoy bootstrap for a publisher at a given address.
+    Bootstrap(BootstrapArgs),
     /// Certificate helpers.
     #[command(subcommand)]
     Cert(CertCommand),
+}
+
+/// Flags of `publish`.
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// Directory of manifests (`*.yaml`, `*.yml`, `*.json`, searched recursively).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Address of the ADS (gRPC) listener Envoy connects to.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18000")]
+    ads_listen: SocketAddr,
+    /// Address Envoy's listeners bind to.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    listen_address: String,
+    /// Envoy's cleartext HTTP port.
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    /// Envoy's HTTPS port, used when a Host terminates TLS.
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+    /// Milliseconds between scans of the directory.
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    poll_ms: u64,
+    /// Milliseconds the files must stay unchanged before they are read.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    debounce_ms: u64,
+    /// Only objects whose ambassador_id includes this id are this instance's.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "ID",
+        env = "AMBASSADOR_ID"
+    )]
+    ambassador_id: String,
+}
+
+/// Flags of `bootstrap`.
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// Where the publisher listens, as Envoy reaches it: `HOST:PORT` (an IP or a DNS name).
+    #[arg(long, value_name = "HOST:PORT")]
+    ads_address: String,
+    /// `node.id` (Envoy's `--service-node` overrides it).
+    #[arg(long, default_value = "ambassador")]
+    node_id: String,
+    /// `node.cluster`.
+    #[arg(long, default_value = "ambassador")]
+    node_cluster: String,
+    /// Envoy's admin port (on 127.0.0.1).
+    #[arg(long, default_value_t = bootstrap::IN_CLUSTER_ADMIN_PORT)]
+    admin_port: u16,
+    /// Incremental (delta) xDS instead of state of the world.
+    #[arg(long)]
+    delta: bool,
 }
 
 /// Flags of `serve`: one flattened group per component in the process.
@@ -166,6 +231,12 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))
             .and_then(|runtime| runtime.block_on(serve(args))),
+        Command::Publish(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(publish(args))),
+        Command::Bootstrap(args) => print_bootstrap(&args),
         Command::Cert(CertCommand::Generate(args)) => generate(&args),
     };
     match result {
@@ -190,6 +261,104 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         dir = args.out.display()
     );
     Ok(())
+}
+
+fn print_bootstrap(args: &BootstrapArgs) -> Result<(), String> {
+    let (host, port) = args
+        .ads_address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{}` is not HOST:PORT", args.ads_address))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
+    // `[::1]:18000`: the bootstrap wants the address without brackets.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let api = if args.delta {
+        ApiType::DeltaGrpc
+    } else {
+        ApiType::Grpc
+    };
+    let yaml = Bootstrap::new(&args.node_id, host, port, args.admin_port)
+        .with_node_cluster(&args.node_cluster)
+        .with_api_type(api)
+        .to_yaml();
+    print!("{yaml}");
+    Ok(())
+}
+
+/// `publish`: the directory feeds the pipeline, the pipeline feeds the publisher.
+async fn publish(args: PublishArgs) -> Result<(), String> {
+    let options = PipelineOptions::default()
+        .listen(&args.listen_address, args.http_port)
+        .https_port(args.https_port)
+        .ambassador_id(&args.ambassador_id);
+    let (mut pipeline, snapshots) = Pipeline::new(options);
+    let mut feed = DirFeed::new(
+        &args.dir,
+        Duration::from_millis(args.poll_ms),
+        Duration::from_millis(args.debounce_ms),
+    );
+    // The first configuration is compiled before Envoy can connect, so that it never
+    // sees an empty snapshot.
+    let first = feed.next().await.map_err(|e| error_chain(&e))?;
+    pipeline.update(first);
+    let publisher = Publisher::new(snapshots);
+    let listener = tokio::net::TcpListener::bind(args.ads_listen)
+        .await
+        .map_err(|e| format!("cannot listen for ADS on {}: {e}", args.ads_listen))?;
+    tracing::info!(ads = %args.ads_listen, dir = %args.dir.display(), "publishing");
+    let nacks = tokio::spawn(report_nacks(publisher.clone()));
+    let server = ads::serve_with_shutdown(publisher, listener, wait_for_signal());
+    let poll = Duration::from_millis(args.poll_ms.max(100));
+    let reload = async {
+        loop {
+            // A directory that cannot be read (unmounted, renamed) is retried: Envoy
+            // keeps the last configuration meanwhile.
+            let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
+            tracing::warn!(error = %error_chain(&e), "cannot read the manifests; retrying");
+            tokio::time::sleep(poll).await;
+        }
+    };
+    let result = tokio::select! {
+        served = server => served.map_err(|e| error_chain(&e)),
+        () = reload => Ok(()),
+    };
+    nacks.abort();
+    result
+}
+
+/// Logs every NACK once, with Envoy's message and the resources it refused.
+async fn report_nacks(publisher: Publisher) {
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        for node in publisher.status() {
+            for (type_url, st) in &node.types {
+                if let Some(nack) = &st.last_nack {
+                    if seen.insert((node.stream_id, type_url.clone(), nack.nonce.clone())) {
+                        tracing::warn!(
+                            node = %node.node_id,
+                            %type_url,
+                            resources = ?nack.resource_names,
+                            error = %nack.error,
+                            "Envoy refused a configuration; it keeps serving the previous one"
+                        );
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An error with its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {

@@ -30,7 +30,17 @@ pub(crate) fn listeners(ir: &Ir) -> Vec<Listener> {
         .iter()
         .map(|l| http_listener(l, ir, &upgrades))
         .collect();
-    out.extend(ir.tcp_listeners.iter().filter_map(tcp_listener));
+    // TCP listeners listen where the HTTP listeners do (`LowerOptions::listen_address`),
+    // so that a loopback-only configuration stays on loopback; all addresses otherwise.
+    let address = ir
+        .listeners
+        .first()
+        .map_or("0.0.0.0", |l| l.address.as_str());
+    out.extend(
+        ir.tcp_listeners
+            .iter()
+            .filter_map(|t| tcp_listener(t, address)),
+    );
     out
 }
 
@@ -186,7 +196,7 @@ fn tls_protocol(version: &str) -> TlsProtocol {
 
 /// A TCP listener on all addresses, one filter chain per TCPMapping. A TCPMapping without
 /// a backend gets no chain, and a listener without chains is left out (Envoy refuses one).
-fn tcp_listener(t: &TcpListener) -> Option<Listener> {
+fn tcp_listener(t: &TcpListener, address: &str) -> Option<Listener> {
     let chains: Vec<FilterChain> = t.routes.iter().filter_map(|r| tcp_chain(t, r)).collect();
     if chains.is_empty() {
         return None;
@@ -199,7 +209,7 @@ fn tcp_listener(t: &TcpListener) -> Option<Listener> {
     };
     Some(Listener {
         name: t.name.clone(),
-        address: Some(socket_address("0.0.0.0", t.port)),
+        address: Some(socket_address(address, t.port)),
         filter_chains: chains,
         listener_filters,
         ..Default::default()

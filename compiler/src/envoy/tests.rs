@@ -947,6 +947,36 @@ fn tcp_listeners() {
     assert_eq!(l.filter_chains[1].filter_chain_match, None);
 }
 
+#[test]
+fn tcp_listeners_listen_where_the_http_listeners_do() {
+    let tcp = |i: &mut Ir| {
+        i.clusters.insert("db".into(), cluster("db"));
+        i.tcp_listeners.push(TcpListener {
+            name: "tcp-5432".into(),
+            port: 5432,
+            routes: vec![TcpRoute {
+                sni: None,
+                clusters: vec![backend("db", 100)],
+                idle_timeout_ms: None,
+                source: sref("db"),
+            }],
+        });
+    };
+    let address = |res: &Resources| match &res.listeners.get("tcp-5432").unwrap().message.address {
+        Some(envoy_types::pb::envoy::config::core::v3::Address {
+            address: Some(address::Address::SocketAddress(sa)),
+        }) => sa.address.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut i = ir(Vec::new());
+    tcp(&mut i);
+    assert_eq!(address(&emit(&i)), "0.0.0.0");
+    let mut loopback = ir(Vec::new());
+    loopback.listeners[0].address = "127.0.0.1".into();
+    tcp(&mut loopback);
+    assert_eq!(address(&emit(&loopback)), "127.0.0.1");
+}
+
 // ---------------------------------------------------------------------------------------
 // Clusters and endpoints.
 

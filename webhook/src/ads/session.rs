@@ -80,6 +80,8 @@ struct TypeState {
     acked_version: Option<String>,
     acked_at: Option<SystemTime>,
     last_nack: Option<Nack>,
+    /// Whether the last answer was a NACK (not followed by an ACK yet).
+    refused: bool,
 }
 
 impl TypeState {
@@ -94,7 +96,13 @@ impl TypeState {
             acked_version: None,
             acked_at: None,
             last_nack: None,
+            refused: false,
         }
+    }
+
+    /// Whether Envoy's last answer for this type was a NACK: it serves an older version.
+    fn refused(&self) -> bool {
+        self.refused
     }
 
     /// Resources of the snapshot that the subscriber should hold and does not (or holds an
@@ -210,6 +218,7 @@ impl Session {
                             error = %message,
                             "Envoy rejected a response (NACK); it keeps its last accepted configuration"
                         );
+                        st.refused = true;
                         st.last_nack = Some(Nack {
                             rejected_version: flight.version,
                             nonce: req.nonce.clone(),
@@ -220,6 +229,7 @@ impl Session {
                         });
                     }
                     None => {
+                        st.refused = false;
                         st.acked_version = Some(flight.version);
                         st.acked_at = Some(now);
                     }
@@ -292,6 +302,11 @@ impl Session {
             .filter(|t| !known.contains(t.as_str()))
             .cloned()
             .collect();
+        // While Envoy holds a refused response of any type, it serves its previous
+        // configuration of that type, which may still need what the snapshot dropped (the
+        // old routes need the old clusters): removals wait until everything is accepted
+        // again. Stale resources cost memory; removing them would break live traffic.
+        let refused = self.types.values().any(TypeState::refused);
         let (last, head) = STAGES.split_last().expect("stages are not empty");
         let stages = head
             .iter()
@@ -306,6 +321,7 @@ impl Session {
             // State of the world can only remove wildcard resources (by leaving them out);
             // RDS and EDS resources stay in Envoy until nothing refers to them.
             let removed = if removals
+                && !refused
                 && (self.protocol == Protocol::Delta || st.subscription.is_wildcard())
             {
                 st.gone(snap, &type_url)

@@ -126,3 +126,52 @@ fn types_never_asked_for_are_never_pushed() {
     let mut s = Session::new(Protocol::Delta, 1, T0);
     assert!(s.next_push(&snap, T0).is_none());
 }
+
+#[test]
+fn removals_wait_while_envoy_serves_a_refused_configuration() {
+    // Routes r1 point at c1; the next snapshot moves them to c2 and drops c1, and Envoy
+    // refuses the new routes: it keeps routing to c1, so c1 must stay.
+    let old = Snapshot::new()
+        .with(res(type_url::CLUSTER, "c1", "x"))
+        .with(res(type_url::ROUTE, "r1", "to c1"));
+    let new = Snapshot::new()
+        .with(res(type_url::CLUSTER, "c2", "x"))
+        .with(res(type_url::ROUTE, "r1", "to c2"));
+    let mut s = Session::new(Protocol::StateOfTheWorld, 1, T0);
+    let cds = s
+        .on_request(sotw(type_url::CLUSTER, &[], "", None), &old, T0)
+        .unwrap();
+    s.on_request(sotw(type_url::CLUSTER, &[], &cds.nonce, None), &old, T0);
+    let rds = s
+        .on_request(sotw(type_url::ROUTE, &["r1"], "", None), &old, T0)
+        .unwrap();
+    s.on_request(sotw(type_url::ROUTE, &["r1"], &rds.nonce, None), &old, T0);
+
+    let add = s.next_push(&new, T0).unwrap();
+    assert_eq!(names(&add), ["c1", "c2"]);
+    s.on_request(sotw(type_url::CLUSTER, &[], &add.nonce, None), &new, T0);
+    let routes = s.next_push(&new, T0).unwrap();
+    assert_eq!(routes.type_url, type_url::ROUTE);
+    s.on_request(
+        sotw(type_url::ROUTE, &["r1"], &routes.nonce, Some("refused")),
+        &new,
+        T0,
+    );
+    assert!(
+        s.next_push(&new, T0).is_none(),
+        "c1 stays while r1 is refused"
+    );
+
+    // A fixed snapshot is accepted: now c1 can go.
+    let fixed = Snapshot::new()
+        .with(res(type_url::CLUSTER, "c2", "x"))
+        .with(res(type_url::ROUTE, "r1", "to c2, fixed"));
+    let routes = s.next_push(&fixed, T0).unwrap();
+    s.on_request(
+        sotw(type_url::ROUTE, &["r1"], &routes.nonce, None),
+        &fixed,
+        T0,
+    );
+    let remove = s.next_push(&fixed, T0).unwrap();
+    assert_eq!(names(&remove), ["c2"]);
+}

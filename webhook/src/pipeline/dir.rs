@@ -1,0 +1,185 @@
+//! A directory of manifests as a [`Feed`]: polls modification times, debounced, and reads every file again on a change.
+//!
+//! This is the stand-in for the watched view of the cluster: a poll is portable, needs no
+//! inotify limits, and sees editors that replace files by renaming. A scan costs one
+//! `stat` per file; the texts are read only when something changed and then stayed
+//! still for the debounce time, so a half-written file is not compiled.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Feed;
+
+/// Failures of reading the directory (the operator's, not the user's configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory could not be listed.
+    #[error("cannot read the directory {}", path.display())]
+    List {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What identifies a version of a file without reading it.
+type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
+
+/// Polls a directory (recursively) for `*.yaml`, `*.yml` and `*.json` files.
+#[derive(Debug)]
+pub struct DirFeed {
+    dir: PathBuf,
+    interval: Duration,
+    debounce: Duration,
+    last: Option<Stamp>,
+}
+
+impl DirFeed {
+    /// Scans `dir` every `interval`; a change is reported once the files stayed unchanged
+    /// for `debounce`.
+    pub fn new(dir: impl Into<PathBuf>, interval: Duration, debounce: Duration) -> Self {
+        Self {
+            dir: dir.into(),
+            interval: interval.max(Duration::from_millis(1)),
+            debounce,
+            last: None,
+        }
+    }
+
+    /// The manifest files under the directory with their modification times and sizes,
+    /// sorted by path so that the compile order is stable.
+    fn scan(&self) -> Result<Stamp, Error> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|source| Error::List {
+                path: dir.clone(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                // Follows symlinks, as a mounted ConfigMap is made of them.
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                let hidden = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+                if meta.is_dir() {
+                    // `..data` and timestamped folders of a ConfigMap mount hold the
+                    // same files again.
+                    if !hidden {
+                        stack.push(path);
+                    }
+                } else if !hidden && is_manifest(&path) {
+                    out.push((path, meta.modified().ok(), meta.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads every file of `stamp`; a file that vanished or is not UTF-8 is skipped with a
+    /// warning (the next change brings it back).
+    fn read(&self, stamp: &Stamp) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(stamp.len());
+        for (path, _, _) in stamp {
+            let name = path
+                .strip_prefix(&self.dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            match std::fs::read(path).map(String::from_utf8) {
+                Ok(Ok(text)) => out.push((name, text)),
+                Ok(Err(_)) => tracing::warn!(file = %name, "skipped: not UTF-8 text"),
+                Err(e) => tracing::warn!(file = %name, error = %e, "skipped: cannot read"),
+            }
+        }
+        out
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+impl Feed for DirFeed {
+    type Error = Error;
+
+    async fn next(&mut self) -> Result<Vec<(String, String)>, Error> {
+        loop {
+            if self.last.is_some() {
+                tokio::time::sleep(self.interval).await;
+            }
+            let mut stamp = self.scan()?;
+            if self.last.as_ref() == Some(&stamp) {
+                continue;
+            }
+            // Wait until the files stop changing (bounded: a directory that changes
+            // faster than the debounce forever is read after ten rounds anyway).
+            for _ in 0..10 {
+                if self.last.is_none() || self.debounce.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(self.debounce).await;
+                let again = self.scan()?;
+                if again == stamp {
+                    break;
+                }
+                stamp = again;
+            }
+            let texts = self.read(&stamp);
+            self.last = Some(stamp);
+            return Ok(texts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reports_the_first_set_then_changes_only() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("a.yaml"), "a: 1\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/b.yml"), "b: 1\n").unwrap();
+        let mut feed = DirFeed::new(&dir, Duration::from_millis(5), Duration::from_millis(5));
+        let first = feed.next().await.unwrap();
+        let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.yaml", "sub/b.yml"]);
+
+        let unchanged = tokio::time::timeout(Duration::from_millis(60), feed.next()).await;
+        assert!(unchanged.is_err(), "nothing changed: {unchanged:?}");
+
+        std::fs::write(dir.join("a.yaml"), "a: 22\n").unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second[0], ("a.yaml".to_owned(), "a: 22\n".to_owned()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "dirfeed-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
