@@ -80,34 +80,33 @@ pub fn endpoints_of(
     service: &str,
     port: u16,
 ) -> Vec<(String, u16)> {
-    let svc_port = m
+    // As kube-proxy does: the Service port's name picks the endpoint port (an unnamed
+    // Service port pairs with the unnamed endpoint port), and the endpoints carry the port to
+    // connect to, whatever the Service's `targetPort` says.
+    let name = m
         .services
         .iter()
         .find(|s| s.namespace == namespace && s.name == service)
-        .and_then(|s| {
-            s.ports
-                .iter()
-                .find(|p| p.port == port)
-                .cloned()
-                .map(|p| (p, s.ports.len()))
-        });
+        .and_then(|s| s.ports.iter().find(|p| p.port == port))
+        .and_then(|p| p.name.clone());
     let mut out = Vec::new();
     for e in m
         .endpoints
         .iter()
         .filter(|e| e.namespace == namespace && e.service == service)
     {
-        let target = match &svc_port {
-            Some((p, _)) if p.name.is_some() => {
-                e.ports.iter().find(|(n, _)| n == &p.name).map(|(_, n)| *n)
-            }
-            Some((p, _)) => p
-                .target_port
-                .as_deref()
-                .and_then(|t| t.parse().ok())
-                .or_else(|| e.ports.first().map(|(_, n)| *n)),
-            None => e.ports.first().map(|(_, n)| *n),
-        };
+        let target = e
+            .ports
+            .iter()
+            .find(|(n, _)| *n == name)
+            .or_else(|| {
+                if e.ports.len() == 1 {
+                    e.ports.first()
+                } else {
+                    None
+                }
+            })
+            .map(|(_, n)| *n);
         if let Some(target) = target {
             out.extend(e.addresses.iter().map(|a| (a.clone(), target)));
         }

@@ -580,6 +580,68 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
     s.response_headers_to_add = read_add_headers(reader.node("add_response_headers"));
     s.request_headers_to_remove = reader.str_list("remove_request_headers");
     s.response_headers_to_remove = reader.str_list("remove_response_headers");
+    // Envoy refuses a whole route configuration that modifies pseudo-headers (or `host` on
+    // the request side): ":-prefixed or host headers may not be modified".
+    let checks: [(&str, Vec<&str>, bool); 4] = [
+        (
+            "add_request_headers",
+            s.request_headers_to_add
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect(),
+            true,
+        ),
+        (
+            "remove_request_headers",
+            s.request_headers_to_remove
+                .iter()
+                .map(String::as_str)
+                .collect(),
+            true,
+        ),
+        (
+            "add_response_headers",
+            s.response_headers_to_add
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect(),
+            false,
+        ),
+        (
+            "remove_response_headers",
+            s.response_headers_to_remove
+                .iter()
+                .map(String::as_str)
+                .collect(),
+            false,
+        ),
+    ];
+    for (field, names, request) in checks {
+        for name in names {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let reason =
+                if name.starts_with(':') || (request && name.eq_ignore_ascii_case("host")) {
+                    Some(format!(
+                    "`{field}` cannot change `{name}`: Envoy refuses to modify pseudo-headers{}",
+                    if request { " and `host` (use `host_rewrite`)" } else { "" }
+                ))
+                } else if !token {
+                    Some(format!(
+                        "`{field}` names `{name}`, which is not a valid header name"
+                    ))
+                } else {
+                    None
+                };
+            if let Some(message) = reason {
+                let span = reader.span(field);
+                reader.invalid(span, field, message);
+                *ok = false;
+            }
+        }
+    }
     s
 }
 

@@ -117,3 +117,27 @@ fn default_rewrite_is_slash() {
     assert_eq!(f.prefix_rewrite.as_deref(), Some("/"));
     assert_eq!(f.timeout_ms, 3000);
 }
+
+#[test]
+fn headers_envoy_refuses_to_modify_leave_the_mapping_out() {
+    let text = "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m}\nspec:\n  hostname: '*'\n  prefix: /m/\n  service: a\n  add_request_headers: {':path': /x}\n  remove_request_headers: [host]\n";
+    let c = compile(text);
+    assert!(c.ir.virtual_hosts[0].routes.is_empty());
+    let bad: Vec<&str> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.code.as_str() == "AMB109")
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(bad.len(), 2, "{bad:?}");
+}
+
+#[test]
+fn endpoints_carry_the_port_to_connect_to() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80, targetPort: 8080}]}\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: a}\nsubsets: [{addresses: [{ip: 10.0.0.7}], ports: [{port: 9000}]}]\n";
+    let c = compile(text);
+    assert_eq!(
+        crate::endpoints_of(&c.manifests, "default", "a", 80),
+        vec![("10.0.0.7".to_string(), 9000)]
+    );
+}
