@@ -124,10 +124,30 @@ struct ServeArgs {
     webhook: WebhookArgs,
     #[command(flatten)]
     view: ViewArgs,
+    #[command(flatten)]
+    ads: AdsArgs,
     /// Seconds to keep serving after SIGTERM while reporting not ready, so the
     /// endpoint is removed from the Service before connections are refused.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     shutdown_delay: u64,
+}
+
+/// The ADS publisher in the same process, fed by the same view.
+#[derive(Debug, Args)]
+struct AdsArgs {
+    /// Also serve ADS (gRPC) for Envoy here, compiled from the same view (needs --kube or
+    /// --watch-dir).
+    #[arg(long, value_name = "ADDR")]
+    ads_listen: Option<SocketAddr>,
+    /// Address Envoy's listeners bind to.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    envoy_listen_address: String,
+    /// Envoy's cleartext HTTP port.
+    #[arg(long, default_value_t = 8080)]
+    envoy_http_port: u16,
+    /// Envoy's HTTPS port, used when a Host terminates TLS.
+    #[arg(long, default_value_t = 8443)]
+    envoy_https_port: u16,
 }
 
 /// Where the server's view of the configuration comes from.
@@ -409,15 +429,59 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             let running = run::start(&source).await.map_err(|e| e.to_string())?;
             let _gauges =
                 view::publish_health(&running.view, Readiness::new(), Arc::clone(&metrics));
+            let reporter = match source {
+                run::Source::Kube { .. } => {
+                    let client = kube::Client::try_default()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let instance =
+                        std::env::var("POD_NAME").unwrap_or_else(|_| "ambassador-webhook".into());
+                    Some(Arc::new(view::kube::Reporter::new(
+                        client,
+                        "getambassador.io/ambassador-webhook",
+                        &instance,
+                    )))
+                }
+                run::Source::Dir { .. } => None,
+            };
             let _feed = run::feed_validator(
                 &running.view,
                 Arc::clone(&compiler_validator),
                 readiness.clone(),
                 Arc::clone(&metrics),
+                reporter,
             );
+            if let Some(addr) = args.ads.ads_listen {
+                let options = PipelineOptions::default()
+                    .listen(&args.ads.envoy_listen_address, args.ads.envoy_http_port)
+                    .https_port(args.ads.envoy_https_port)
+                    .ambassador_id(&webhook.ambassador_id);
+                let (mut pipeline, snapshots) = Pipeline::new(options);
+                let mut feed = run::ViewFeed::new(&running.view);
+                let publisher = Publisher::new(snapshots);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen for ADS on {addr}: {e}"))?;
+                tracing::info!(ads = %addr, "publishing to Envoy from the same view");
+                tokio::spawn(report_nacks(publisher.clone()));
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        ads::serve_with_shutdown(publisher, listener, wait_for_signal()).await
+                    {
+                        tracing::error!(error = %error_chain(&e), "the ADS server stopped");
+                    }
+                });
+                tokio::spawn(async move {
+                    let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
+                    tracing::error!(error = %e, "the view stopped; no more updates for Envoy");
+                });
+            }
             Some(running)
         }
         None => {
+            if args.ads.ads_listen.is_some() {
+                return Err("--ads-listen needs a view: --kube or --watch-dir".into());
+            }
             readiness.set_ready(true);
             None
         }

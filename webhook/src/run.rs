@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::pipeline::Feed;
 use crate::server::Readiness;
 use crate::validator::CompilerValidator;
+use crate::view::kube::{report_status, verdicts, Reporter};
 use crate::view::{self, View};
 
 /// Where the view comes from.
@@ -93,11 +95,15 @@ pub async fn start(source: &Source) -> Result<Running, Error> {
 
 /// Keeps the validator's view current, and sets `readiness` once a synced view has been
 /// compiled into it: the webhook is not ready before it knows the cluster.
+///
+/// With a `reporter` (cluster mode), each object's verdict is written back where its owner
+/// sees it: the `status` of a `getambassador.io` resource, or an Event on a Service.
 pub fn feed_validator(
     view: &View,
     validator: Arc<CompilerValidator>,
     readiness: Readiness,
     metrics: Arc<crate::metrics::Metrics>,
+    reporter: Option<Arc<Reporter>>,
 ) -> JoinHandle<()> {
     let view = view.clone();
     tokio::spawn(async move {
@@ -107,15 +113,28 @@ pub fn feed_validator(
             let snapshot = rx.borrow_and_update().clone();
             let synced = snapshot.is_synced();
             let v = Arc::clone(&validator);
+            let snap = snapshot.clone();
             let built = tokio::task::spawn_blocking(move || {
-                let (sources, _) = snapshot.compile_input();
+                let (sources, origins) = snap.compile_input();
                 let started = std::time::Instant::now();
                 v.set_view(&sources);
-                (v.view_size(), started.elapsed())
+                let ctx = v.context();
+                let verdicts = verdicts(&snap, &origins, &ctx.compilation().diagnostics);
+                (v.view_size(), started.elapsed(), verdicts)
             })
             .await;
             match built {
-                Ok((size, took)) => {
+                Ok((size, took, verdicts)) => {
+                    if let Some(reporter) = &reporter {
+                        for (key, verdict) in verdicts {
+                            let Some(object) = snapshot.get(&key) else {
+                                continue;
+                            };
+                            if let Err(e) = report_status(reporter, object, &verdict).await {
+                                tracing::warn!(error = %e, "cannot report an object's status");
+                            }
+                        }
+                    }
                     // The size of the compiled view the validator checks against.
                     metrics.set_view_size("compiled-ambassador-resources", size as u64);
                     tracing::debug!(resources = size, ?took, "admission view rebuilt")
@@ -132,4 +151,47 @@ pub fn feed_validator(
             }
         }
     })
+}
+
+/// The view as a [`Feed`] for the ADS pipeline: the first call waits for the synced view,
+/// each later call for the next change.
+pub struct ViewFeed {
+    rx: tokio::sync::watch::Receiver<view::Snapshot>,
+    started: bool,
+}
+
+impl ViewFeed {
+    pub fn new(view: &View) -> ViewFeed {
+        ViewFeed {
+            rx: view.subscribe(),
+            started: false,
+        }
+    }
+}
+
+/// The view's change channel closed: the view is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the view has stopped")]
+pub struct ViewClosed;
+
+impl Feed for ViewFeed {
+    type Error = ViewClosed;
+
+    async fn next(&mut self) -> Result<Vec<(String, String)>, ViewClosed> {
+        if self.started {
+            self.rx.changed().await.map_err(|_| ViewClosed)?;
+        } else {
+            self.started = true;
+            self.rx
+                .wait_for(|s| s.is_synced())
+                .await
+                .map_err(|_| ViewClosed)?;
+        }
+        let snapshot = self.rx.borrow_and_update().clone();
+        Ok(snapshot
+            .sources()
+            .into_iter()
+            .map(|(name, text)| (name, text.to_string()))
+            .collect())
+    }
 }

@@ -46,6 +46,11 @@ impl CompilerValidator {
         *self.context.write().unwrap_or_else(|e| e.into_inner()) = ctx;
     }
 
+    /// The compiled view the validator checks against now.
+    pub fn context(&self) -> Arc<Context> {
+        Arc::clone(&self.context.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The number of Ambassador resources in the current view.
     pub fn view_size(&self) -> usize {
         self.context.read().unwrap_or_else(|e| e.into_inner()).len()

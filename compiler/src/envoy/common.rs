@@ -70,10 +70,18 @@ pub(crate) fn ads() -> ConfigSource {
 }
 
 /// A secret fetched by SDS over ADS, named after the Kubernetes Secret (`namespace/name`).
+///
+/// A listener warms until its secrets arrive, and Envoy reports ready only once every
+/// listener has warmed: a Host naming a Secret that is not served would hold the whole
+/// Envoy back for SDS's default 15 s. Two seconds lets the rest start serving sooner;
+/// handshakes for that name fail until the secret arrives.
 pub(crate) fn sds_secret(name: &str) -> SdsSecretConfig {
     SdsSecretConfig {
         name: name.to_owned(),
-        sds_config: Some(ads()),
+        sds_config: Some(ConfigSource {
+            initial_fetch_timeout: Some(millis(2000)),
+            ..ads()
+        }),
     }
 }
 

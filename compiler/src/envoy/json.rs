@@ -498,6 +498,7 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         "envoy.config.core.v3.ConfigSource" => const { &[
             one(3, "ads", Msg("envoy.config.core.v3.AggregatedConfigSource")),
             one(6, "resource_api_version", Kind::Enum(api_version)),
+            one(4, "initial_fetch_timeout", DURATION),
         ] },
         "envoy.config.core.v3.AggregatedConfigSource"
         | "envoy.config.core.v3.Http1ProtocolOptions"
