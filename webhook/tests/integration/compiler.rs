@@ -179,6 +179,7 @@ async fn the_watched_directory_feeds_the_validator() {
         Arc::clone(&validator),
         server.readiness.clone(),
         Arc::clone(&server.metrics),
+        None,
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.readiness.is_ready() {
