@@ -58,6 +58,16 @@ fn write(path: &Path, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_a_manifest_reroutes_without_a_failed_request() {
+    edit_reroutes(false).await;
+}
+
+/// The same through `serve`: admission and ADS in one process, from one watched directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_publishes_from_its_watched_view() {
+    edit_reroutes(true).await;
+}
+
+async fn edit_reroutes(serve: bool) {
     let a = Backend::start("a").await.unwrap();
     let b = Backend::start("b").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -69,13 +79,35 @@ async fn editing_a_manifest_reroutes_without_a_failed_request() {
     let ads_port = free_port();
     let http_port = free_port();
     let log = dir.path().join("publish.log");
-    let child = Command::new(BIN)
-        .args(["publish", "--dir"])
-        .arg(&manifests)
-        .args(["--ads-listen", &format!("127.0.0.1:{ads_port}")])
-        .args(["--listen-address", "127.0.0.1"])
-        .args(["--http-port", &http_port.to_string()])
-        .args(["--poll-ms", "50", "--debounce-ms", "20"])
+    let mut command = Command::new(BIN);
+    if serve {
+        let certs = dir.path().join("certs");
+        let generated = Command::new(BIN)
+            .args(["cert", "generate", "--dns-name", "localhost", "--out"])
+            .arg(&certs)
+            .output()
+            .unwrap();
+        assert!(generated.status.success());
+        command
+            .args(["serve", "--tls-dir"])
+            .arg(&certs)
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--watch-dir")
+            .arg(&manifests)
+            .args(["--ads-listen", &format!("127.0.0.1:{ads_port}")])
+            .args(["--envoy-listen-address", "127.0.0.1"])
+            .args(["--envoy-http-port", &http_port.to_string()])
+            .args(["--envoy-https-port", &free_port().to_string()]);
+    } else {
+        command
+            .args(["publish", "--dir"])
+            .arg(&manifests)
+            .args(["--ads-listen", &format!("127.0.0.1:{ads_port}")])
+            .args(["--listen-address", "127.0.0.1"])
+            .args(["--http-port", &http_port.to_string()])
+            .args(["--poll-ms", "50", "--debounce-ms", "20"]);
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
