@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use ambassador_compiler::source::Sources;
 use ambassador_webhook::metrics::RequestVerdict;
 use ambassador_webhook::validator::CompilerValidator;
-use ambassador_compiler::source::Sources;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt as _, Full};
