@@ -164,6 +164,7 @@ struct Row {
     max: f64,
     service_p99: f64,
     errors: usize,
+    hwm_first_mib: f64,
     rss_view_mib: f64,
     hwm_view_mib: f64,
     rss_end_mib: f64,
@@ -174,9 +175,9 @@ struct Row {
 impl Row {
     fn header() -> String {
         format!(
-            "{:>8} {:>9} {:>22} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8} {:>4} {:>9} {:>9} {:>8} {:>8} {:>8}",
+            "{:>8} {:>9} {:>22} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>8} {:>4} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8}",
             "mappings", "resources", "set_view ms (3 runs)", "n", "req/s", "p50", "p90", "p99", "p99.9", "max", "svc p99", "bad",
-            "RSS view", "HWM view", "RSS end", "HWM end", "CPU/req"
+            "HWM 1st", "RSS view", "HWM view", "RSS end", "HWM end", "CPU/req"
         )
     }
 }
@@ -186,7 +187,7 @@ impl std::fmt::Display for Row {
         let builds: Vec<String> = self.build_ms.iter().map(|b| format!("{b:.0}")).collect();
         write!(
             f,
-            "{:>8} {:>9} {:>22} {:>6} {:>7.1} {:>6.2} {:>6.2} {:>6.2} {:>7.2} {:>7.2} {:>8.2} {:>4} {:>8.1}M {:>8.1}M {:>7.1}M {:>7.1}M {:>6.0}us",
+            "{:>8} {:>9} {:>22} {:>6} {:>7.1} {:>6.2} {:>6.2} {:>6.2} {:>7.2} {:>7.2} {:>8.2} {:>4} {:>9.1}M {:>8.1}M {:>8.1}M {:>7.1}M {:>7.1}M {:>6.0}us",
             self.size,
             self.resources,
             builds.join(" / "),
@@ -199,6 +200,7 @@ impl std::fmt::Display for Row {
             self.max,
             self.service_p99,
             self.errors,
+            self.hwm_first_mib,
             self.rss_view_mib,
             self.hwm_view_mib,
             self.rss_end_mib,
@@ -604,6 +606,7 @@ fn summarise(
         max: latencies.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
         service_p99: percentile(&service, 99.0),
         errors,
+        hwm_first_mib: kib_to_mib(ready, "hwm_first_kib"),
         rss_view_mib: kib_to_mib(ready, "rss_kib"),
         hwm_view_mib: kib_to_mib(ready, "hwm_kib"),
         rss_end_mib: kib_to_mib(done, "rss_kib"),
@@ -676,15 +679,21 @@ fn serve_child(size: usize, dir: &Path, churn: u64) {
     let started = Instant::now();
     let sources = sources_of(&view_objects(size).objects);
     let generate_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (rss_sources, hwm_sources, _) = process_status();
 
     let validator = Arc::new(CompilerValidator::new("default"));
     // The first build is the one at startup; the next two are what every change of the
     // watched view costs once the process is warm.
     let mut build_ms = Vec::new();
-    for _ in 0..3 {
+    let mut first = (0, 0);
+    for n in 0..3 {
         let started = Instant::now();
         validator.set_view(&sources);
         build_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if n == 0 {
+            let (rss, hwm, _) = process_status();
+            first = (rss, hwm);
+        }
     }
     let resources = validator.view_size();
     // The watched objects belong to the view component; the validator keeps only its context.
@@ -724,8 +733,10 @@ fn serve_child(size: usize, dir: &Path, churn: u64) {
         ));
         let builds: Vec<String> = build_ms.iter().map(|b| format!("{b:.1}")).collect();
         println!(
-            "ready port={port} resources={resources} generate_ms={generate_ms:.0} build_ms={} rss_start_kib={rss_start} rss_kib={rss} hwm_kib={hwm} cpu_ms={cpu_ms}",
-            builds.join(",")
+            "ready port={port} resources={resources} generate_ms={generate_ms:.0} build_ms={} rss_start_kib={rss_start} rss_sources_kib={rss_sources} hwm_sources_kib={hwm_sources} rss_first_kib={} hwm_first_kib={} rss_kib={rss} hwm_kib={hwm} cpu_ms={cpu_ms}",
+            builds.join(","),
+            first.0,
+            first.1,
         );
 
         // Optional view churn: rebuild the same view periodically while serving, as a
