@@ -875,7 +875,7 @@ fn hostname_line(v3: bool, i: usize) -> String {
 fn app_objects(i: usize, shape: Shape, timeout_ms: u32) -> Vec<Value> {
     let ns = namespace_of(i);
     let name = format!("app-{i}");
-    let v3 = i % 3 != 0;
+    let v3 = !i.is_multiple_of(3);
     let host = hostname_line(v3, i);
     let svc = format!("{name}.{ns}:80");
     match shape {
@@ -1248,7 +1248,7 @@ fn requests(settings: &Settings, view: &View) -> Vec<Request> {
                 } else {
                     // Bind an existing route (same host, same prefix) to another existing service.
                     let i = collidable[pick(k, collidable.len())];
-                    let v3 = i % 3 != 0;
+                    let v3 = !i.is_multiple_of(3);
                     let hostname = if v3 {
                         HOSTNAMES[i % HOSTNAMES.len()]
                     } else {

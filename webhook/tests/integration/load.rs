@@ -27,7 +27,11 @@ fn view() -> Sources {
     );
     for i in 0..VIEW_MAPPINGS {
         let ns = format!("team-{:02}", i % NAMESPACES);
-        let host = if i % 2 == 0 { "*" } else { "shop.example.com" };
+        let host = if i.is_multiple_of(2) {
+            "*"
+        } else {
+            "shop.example.com"
+        };
         let text = if i % 5 == 4 {
             format!(
                 "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: app-{i}, namespace: {ns}}}\nspec: {{hostname: '{host}', prefix: /app-{i}/, service: 'app-{i}.{ns}:80'}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: app-{i}, namespace: {ns}}}\nspec: {{ports: [{{port: 80}}]}}\n"
@@ -56,7 +60,11 @@ fn request(n: usize) -> (Value, &'static str) {
         1 => {
             let i = (n * 37) % VIEW_MAPPINGS / 5 * 5 + 4;
             let ns = format!("team-{:02}", i % NAMESPACES);
-            let host = if i % 2 == 0 { "*" } else { "shop.example.com" };
+            let host = if i.is_multiple_of(2) {
+                "*"
+            } else {
+                "shop.example.com"
+            };
             let object = |timeout: u32| {
                 json!({
                     "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
@@ -83,7 +91,11 @@ fn request(n: usize) -> (Value, &'static str) {
         _ => {
             let i = (n * 53) % VIEW_MAPPINGS;
             let ns = format!("team-{:02}", i % NAMESPACES);
-            let host = if i % 2 == 0 { "*" } else { "shop.example.com" };
+            let host = if i.is_multiple_of(2) {
+                "*"
+            } else {
+                "shop.example.com"
+            };
             let obj = json!({
                 "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
                 "metadata": {"name": format!("takeover-{n}"), "namespace": ns},
