@@ -54,6 +54,67 @@ pub fn check_object_with(
     shared: &[Resource],
     services: &[ServiceInfo],
 ) -> ObjectCheck {
+    read_object(obj, opts).finish(shared, services)
+}
+
+/// One object read on its own (the first half of [`check_object_with`]), so that a caller
+/// can look at its resources before choosing what to compile it with.
+#[derive(Debug)]
+pub struct ReadObject {
+    object: ObjectRef,
+    sources: Sources,
+    /// The object's own resources, its own Service, and the findings of reading it.
+    manifests: Manifests,
+    annotation: Option<FileId>,
+}
+
+impl ReadObject {
+    /// The Ambassador resources the object holds.
+    pub fn resources(&self) -> &[Resource] {
+        &self.manifests.resources
+    }
+
+    /// Compiles the object with `shared` resources and `services` and checks it (the second
+    /// half of [`check_object_with`]).
+    pub fn finish(self, shared: &[Resource], services: &[ServiceInfo]) -> ObjectCheck {
+        let ReadObject {
+            object,
+            sources,
+            mut manifests,
+            annotation,
+        } = self;
+        let own: Vec<Resource> = std::mem::take(&mut manifests.resources);
+        let own_ids: Vec<ObjectRef> = own.iter().map(|r| r.id.clone()).collect();
+        manifests.resources = shared
+            .iter()
+            .filter(|r| !own_ids.contains(&r.id))
+            .cloned()
+            .collect();
+        manifests.resources.extend(own.iter().cloned());
+        manifests.services.extend(services.iter().cloned());
+        let (ir, mut diags) = lower::lower(&manifests, &LowerOptions::default());
+        crate::check::check(&ir, &mut diags);
+        let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
+        diags.retain(|d| {
+            d.object
+                .as_ref()
+                .is_none_or(|o| *o == object || own_ids.contains(o))
+        });
+        diagnostics.append(&mut diags);
+        crate::diag::sort(&mut diagnostics);
+        ObjectCheck {
+            object,
+            diagnostics,
+            sources,
+            annotation,
+            resources: own,
+            ir,
+        }
+    }
+}
+
+/// Reads one object (an AdmissionRequest's `object`) into its resources, without compiling it.
+pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
     let meta = &obj["metadata"];
     let object = ObjectRef {
         kind: obj["kind"].as_str().unwrap_or_default().to_string(),
@@ -138,31 +199,10 @@ pub fn check_object_with(
         let file = sources.add(format!("{object}"), text);
         front::read_file(&sources, file, &opts, &mut manifests);
     }
-    let own: Vec<Resource> = std::mem::take(&mut manifests.resources);
-    let own_ids: Vec<ObjectRef> = own.iter().map(|r| r.id.clone()).collect();
-    manifests.resources = shared
-        .iter()
-        .filter(|r| !own_ids.contains(&r.id))
-        .cloned()
-        .collect();
-    manifests.resources.extend(own.iter().cloned());
-    manifests.services.extend(services.iter().cloned());
-    let (ir, mut diags) = lower::lower(&manifests, &LowerOptions::default());
-    crate::check::check(&ir, &mut diags);
-    let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
-    diags.retain(|d| {
-        d.object
-            .as_ref()
-            .is_none_or(|o| *o == object || own_ids.contains(o))
-    });
-    diagnostics.append(&mut diags);
-    crate::diag::sort(&mut diagnostics);
-    ObjectCheck {
+    ReadObject {
         object,
-        diagnostics,
         sources,
+        manifests,
         annotation,
-        resources: own,
-        ir,
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! [`Context::build`] compiles the watched view once per change. [`Context::check`] then
 //! compiles only the incoming object, together with the view's Hosts, TLSContexts, resolvers,
-//! Modules and Services (so references resolve as they will in the cluster), and looks its
-//! routes and names up in the indexes: the same route bound to another service, a would-be
+//! Modules and the Services it can observe (so references resolve as they will in the
+//! cluster), and looks its routes and names up in the indexes: the same route bound to another
+//! service, a would-be
 //! canary under another precedence, shadowing in either direction, and duplicate names.
 //! Objects that belong to the incoming object itself (its previous version, on UPDATE) are
 //! not conflicts.
@@ -15,7 +16,8 @@ use serde_json::Value;
 use crate::admission::{self, ObjectCheck};
 use crate::check::covers_headers as covers;
 use crate::diag::{Code, Diagnostic, ObjectRef, Severity};
-use crate::front::{Kind, Options, Origin, Resource};
+use crate::front::yaml::Node;
+use crate::front::{Kind, Options, Origin, Resource, ServiceInfo};
 use crate::ir::{PathMatch, Route, RouteMatch};
 use crate::lower::{object_of, order_key, OrderKey};
 use crate::source::Sources;
@@ -44,9 +46,15 @@ pub struct Context {
     by_match: HashMap<(String, RouteMatch), Vec<usize>>,
     /// Literal, case-sensitive prefix routes by virtual host and prefix text.
     prefixes: BTreeMap<(String, String), Vec<usize>>,
+    /// The lowest precedence among the routes of `prefixes`, by virtual host.
+    min_precedence: HashMap<String, i64>,
     entries: Vec<Entry>,
     /// Resources by `(kind, namespace, name)`, for reading a member's `weight`.
     weighted: HashMap<(String, String, String), bool>,
+    /// The view's Services (indexes into `compilation.manifests.services`) by name.
+    services_by_name: HashMap<String, Vec<usize>>,
+    /// One Service of each namespace that has any.
+    namespace_services: Vec<usize>,
 }
 
 /// The owner of a resource: the annotated object, or the resource itself.
@@ -88,9 +96,17 @@ impl Context {
                 shared.push(r.clone());
             }
         }
+        let mut services_by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut namespace_services: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in compilation.manifests.services.iter().enumerate() {
+            services_by_name.entry(s.name.clone()).or_default().push(i);
+            namespace_services.entry(s.namespace.as_str()).or_insert(i);
+        }
+        let namespace_services = namespace_services.into_values().collect();
         let mut entries = Vec::new();
         let mut by_match: HashMap<(String, RouteMatch), Vec<usize>> = HashMap::new();
         let mut prefixes: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let mut min_precedence = HashMap::new();
         for vh in &compilation.ir.virtual_hosts {
             for route in &vh.routes {
                 let owners = route
@@ -114,6 +130,10 @@ impl Context {
                     .push(i);
                 if let PathMatch::Prefix(p) = &route.matcher.path {
                     if route.matcher.case_sensitive {
+                        min_precedence
+                            .entry(vh.name.clone())
+                            .and_modify(|m: &mut i64| *m = (*m).min(route.precedence))
+                            .or_insert(route.precedence);
                         prefixes
                             .entry((vh.name.clone(), p.clone()))
                             .or_default()
@@ -128,8 +148,11 @@ impl Context {
             names,
             by_match,
             prefixes,
+            min_precedence,
             entries,
             weighted,
+            services_by_name,
+            namespace_services,
         }
     }
 
@@ -150,12 +173,9 @@ impl Context {
     /// Checks one incoming object against the view. Conflicts are warnings, or errors when
     /// `reject_conflicts` is set.
     pub fn check(&self, obj: &Value, opts: &Options, reject_conflicts: bool) -> ObjectCheck {
-        let mut checked = admission::check_object_with(
-            obj,
-            opts,
-            &self.shared,
-            &self.compilation.manifests.services,
-        );
+        let read = admission::read_object(obj, opts);
+        let services = self.services_for(read.resources());
+        let mut checked = read.finish(&self.shared, &services);
         let owner = checked.object.clone();
         let mut conflicts = Vec::new();
         for r in &checked.resources {
@@ -192,6 +212,34 @@ impl Context {
         }
         crate::diag::sort(&mut checked.diagnostics);
         checked
+    }
+
+    /// The Services of the view that compiling `resources` can observe, so that a check
+    /// costs the same whatever the number of Services in the cluster.
+    ///
+    /// Lowering uses the Services twice: the namespaces they live in decide whether the
+    /// second label of `service: name.label` is a namespace, and `service-not-found` looks the
+    /// referenced Service up by name and namespace. One Service per namespace keeps the first
+    /// exactly; every Service named like a word of some `service` field keeps the second (the
+    /// name looked up is the host's first label, which is such a word). Both are real Services
+    /// of the view, so no lookup can succeed that would fail against all of them.
+    fn services_for(&self, resources: &[Resource]) -> Vec<ServiceInfo> {
+        let mut picked = self.namespace_services.clone();
+        for r in resources {
+            let Some(text) = r.field("service").and_then(Node::as_str) else {
+                continue;
+            };
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+            {
+                if let Some(found) = self.services_by_name.get(word) {
+                    picked.extend_from_slice(found);
+                }
+            }
+        }
+        picked.sort_unstable();
+        picked.dedup();
+        let all = &self.compilation.manifests.services;
+        picked.into_iter().map(|i| all[i].clone()).collect()
     }
 
     fn foreign<'a>(
@@ -299,10 +347,21 @@ impl Context {
             }
         }
         // Shadowing existing routes: longer prefixes that this route would now come before.
+        // Routes are ordered by precedence, then by prefix length, longest first: a route comes
+        // before a longer prefix only with a higher precedence. At or below the lowest
+        // precedence of the virtual host only routes with this very prefix can be affected, so
+        // a catch-all such as `/` is not compared with every route of its host.
+        let only_this_prefix = self
+            .min_precedence
+            .get(vhost)
+            .is_none_or(|&lowest| route.precedence <= lowest);
         let start = (vhost.to_string(), q.clone());
         let mut reported = 0;
         for ((v, p), idxs) in self.prefixes.range(start..) {
             if v != vhost || !p.starts_with(q.as_str()) || reported >= MAX_SHADOWED_REPORTS {
+                break;
+            }
+            if only_this_prefix && p.len() != q.len() {
                 break;
             }
             for e in self.foreign(Some(idxs), owner) {

@@ -216,3 +216,28 @@ async fn the_watched_directory_feeds_the_validator() {
     }
     server.stop().await;
 }
+
+/// A canary Service joining a route another Service serves is judged with its whole group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_service_joining_a_route_of_the_view_is_admitted() {
+    let view = {
+        let mut s = Sources::new();
+        s.add(
+            "cluster",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: checkout\n  namespace: shop\n  annotations:\n    getambassador.io/config: |\n      apiVersion: getambassador.io/v3alpha1\n      kind: Mapping\n      name: checkout\n      hostname: \"*\"\n      prefix: /checkout/\n      service: checkout.shop:80\nspec:\n  ports:\n  - port: 80\n",
+        );
+        s
+    };
+    let validator = CompilerValidator::new("default");
+    validator.set_view(&view);
+    let server = TestServer::start_with(validator, test_limits()).await;
+    let annotation = "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nname: checkout-v2\nhostname: \"*\"\nprefix: /checkout/\nservice: checkout-v2.shop:80\nweight: 10\n";
+    let mut canary = service("checkout-v2", Some(annotation));
+    canary["metadata"]["namespace"] = json!("shop");
+    let body = server
+        .post_review(&review("u", "CREATE", canary, Value::Null))
+        .await
+        .json();
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 mod admission;
 mod compiler;
 mod limits;
+mod load;
 mod manifests;
 mod rotation;
 mod support;
