@@ -26,6 +26,16 @@ use crate::Compilation;
 /// At most this many existing routes are reported as newly shadowed by one object.
 const MAX_SHADOWED_REPORTS: usize = 20;
 
+/// A route of the incoming object that joins a group of the view: its members, the weights
+/// of the whole group, the path, where to report, and whom it joins.
+type Joined = (
+    Vec<ObjectRef>,
+    Vec<Option<i64>>,
+    String,
+    crate::source::Span,
+    String,
+);
+
 /// One route of the view, as the indexes hold it.
 #[derive(Clone, Debug)]
 struct Entry {
@@ -50,7 +60,8 @@ pub struct Context {
     min_precedence: HashMap<String, i64>,
     entries: Vec<Entry>,
     /// Resources by `(kind, namespace, name)`, for reading a member's `weight`.
-    weighted: HashMap<(String, String, String), bool>,
+    /// The `weight` of every Mapping that sets one.
+    weighted: HashMap<(String, String, String), Option<i64>>,
     /// The view's Services (indexes into `compilation.manifests.services`) by name.
     services_by_name: HashMap<String, Vec<usize>>,
     /// One Service of each namespace that has any.
@@ -83,7 +94,7 @@ impl Context {
         let mut shared = Vec::new();
         for r in &compilation.manifests.resources {
             names.insert(id_key(&r.id), owner_of(r));
-            weighted.insert(id_key(&r.id), r.field("weight").is_some());
+            weighted.insert(id_key(&r.id), r.field("weight").and_then(|w| w.as_int()));
             if matches!(
                 r.kind,
                 Kind::Host
@@ -202,6 +213,7 @@ impl Context {
                 self.route_conflicts(&vh.name, route, &owner, &checked, &mut conflicts);
             }
         }
+        self.rejudge_joined_groups(&owner, &mut checked, &mut conflicts);
         for mut d in conflicts {
             d.severity = if reject_conflicts {
                 Severity::Error
@@ -242,6 +254,92 @@ impl Context {
         picked.into_iter().map(|i| all[i].clone()).collect()
     }
 
+    /// A Mapping that joins a canary group of the view was weighed alone when the object
+    /// was compiled on its own: weigh the whole group again, with the view's members.
+    fn rejudge_joined_groups(
+        &self,
+        owner: &ObjectRef,
+        checked: &mut ObjectCheck,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        const GROUP_CODES: [Code; 3] = [
+            Code::WeightTotalUnder100,
+            Code::WeightTotalOver100,
+            Code::ZeroWeight,
+        ];
+        let mut joined: Vec<Joined> = Vec::new();
+        for vh in &checked.ir.virtual_hosts {
+            for route in &vh.routes {
+                let key = (vh.name.clone(), route.matcher.clone());
+                let others: Vec<&Entry> = self
+                    .foreign(self.by_match.get(&key), owner)
+                    .filter(|e| e.route.precedence == route.precedence)
+                    .collect();
+                let Some(first) = others.first() else {
+                    continue;
+                };
+                let mine: Vec<ObjectRef> = route.sources.iter().map(object_of).collect();
+                let mut weights: Vec<Option<i64>> = mine
+                    .iter()
+                    .map(|o| {
+                        checked
+                            .resources
+                            .iter()
+                            .find(|r| r.id == *o)
+                            .and_then(|r| r.field("weight")?.as_int())
+                    })
+                    .collect();
+                for e in &others {
+                    for src in &e.route.sources {
+                        weights.push(
+                            self.weighted
+                                .get(&id_key(&object_of(src)))
+                                .copied()
+                                .flatten(),
+                        );
+                    }
+                }
+                let theirs = &first.route.sources[0];
+                let with = format!("{} {}/{}", theirs.kind, theirs.namespace, theirs.name);
+                joined.push((
+                    mine,
+                    weights,
+                    route.matcher.path.text().to_string(),
+                    route.sources[0].span,
+                    with,
+                ));
+            }
+        }
+        for (members, weights, path, span, with) in joined {
+            checked.diagnostics.retain(|d| {
+                !(GROUP_CODES.contains(&d.code)
+                    && d.object.as_ref().is_some_and(|o| members.contains(o)))
+            });
+            let total: i64 = weights.iter().flatten().map(|w| (*w).clamp(0, 100)).sum();
+            let unweighted = weights.iter().filter(|w| w.is_none()).count();
+            let object = members[0].clone();
+            if total > 100 {
+                out.push(
+                    Diagnostic::at(
+                        Code::WeightTotalOver100,
+                        span,
+                        format!("with {with}, the weights of `{path}` add up to {total}"),
+                    )
+                    .with_object(&object),
+                );
+            } else if total < 100 && unweighted == 0 {
+                out.push(
+                    Diagnostic::at(
+                        Code::WeightTotalUnder100,
+                        span,
+                        format!("with {with}, the weights of `{path}` add up to {total} and no member takes the rest"),
+                    )
+                    .with_object(&object),
+                );
+            }
+        }
+    }
+
     fn foreign<'a>(
         &'a self,
         idxs: Option<&'a Vec<usize>>,
@@ -264,7 +362,7 @@ impl Context {
         let src = &route.sources[0];
         let me = object_of(src);
         let is_weighted = |o: &ObjectRef| -> bool {
-            self.weighted.get(&id_key(o)).copied().unwrap_or(false)
+            self.weighted.get(&id_key(o)).copied().flatten().is_some()
                 || checked
                     .resources
                     .iter()
@@ -488,5 +586,32 @@ mod tests {
         let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other", "namespace": "default", "annotations": {"getambassador.io/config": "apiVersion: getambassador.io/v2\nkind: Mapping\nname: api\nprefix: /x/\nservice: api\n"}}});
         assert!(codes(&ctx.check(&svc, &Options::default(), false))
             .contains(&("AMB401", Severity::Warning)));
+    }
+
+    #[test]
+    fn a_canary_joining_a_group_is_weighed_with_the_group() {
+        let ctx = view();
+        let canary = mapping(
+            "api-canary",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-v2", "weight": 10}),
+        );
+        let c = ctx.check(&canary, &Options::default(), false);
+        assert!(
+            c.diagnostics.iter().all(|d| d.severity != Severity::Error),
+            "{:?}",
+            codes(&c)
+        );
+        let mut s = Sources::new();
+        s.add(
+            "view.yaml",
+            "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: api, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api, weight: 80}\n",
+        );
+        let ctx = Context::build(&s, &Options::default());
+        let heavy = mapping(
+            "api-heavy",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-v2", "weight": 30}),
+        );
+        assert!(codes(&ctx.check(&heavy, &Options::default(), false))
+            .contains(&("AMB302", Severity::Warning)));
     }
 }
