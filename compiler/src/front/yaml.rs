@@ -6,8 +6,18 @@
 //! shifted back by the document's first line. Scalars keep their text and style: types are
 //! resolved later by whoever reads a field, because `yes` means `true` in YAML 1.1 (what
 //! Emissary and Kubernetes' YAML library read) and a string in YAML 1.2.
+//!
+//! Speed: each chunk first goes to [`fast`], a reader for the block YAML manifests are
+//! written in that builds the very same nodes; it declines anything else, and saphyr reads
+//! what it declines. Large streams are parsed on several threads ([`parse_parallel`]).
+
+mod fast;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -217,7 +227,7 @@ pub enum ParseError {
 }
 
 /// One document of a YAML stream: its root (absent for an empty document), or why it failed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Document {
     /// Where the document starts (its `---` line, or its first line).
     pub start: Pos,
@@ -307,6 +317,79 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Vec<Document> {
     docs
 }
 
+/// Streams smaller than this are parsed on the calling thread: below it, starting a thread
+/// costs more than it saves.
+pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
+
+/// Parses the documents of `text` on the available cores and hands each one, in its own
+/// thread, to `f` together with a state made by `init`.
+///
+/// The chunks of [`split_documents`] are cut into runs of consecutive chunks; a thread takes
+/// the next run when it is done with one, so a core that other work slows down takes fewer.
+/// Each run gets its own state, and the states come back in the order of the text, so the
+/// result does not depend on scheduling: concatenating them gives what one thread would have
+/// produced.
+pub fn parse_parallel<T, M, I, F>(text: &str, file: FileId, map: &M, init: I, f: F) -> Vec<T>
+where
+    T: Send,
+    M: PosMap + Sync,
+    I: Fn() -> T + Sync,
+    F: Fn(&mut T, Document) + Sync,
+{
+    let chunks = split_documents(text);
+    let threads = if text.len() < PARALLEL_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    };
+    let run_chunks = if threads == 1 {
+        chunks.len().max(1)
+    } else {
+        chunks.len().div_ceil(threads * 16).max(1)
+    };
+    let runs: Vec<&[(u32, &str)]> = chunks.chunks(run_chunks).collect();
+    let work = |run: &[(u32, &str)]| {
+        let mut state = init();
+        let mut docs = Vec::new();
+        for &(first_line, chunk) in run {
+            let shifted = ChunkMap {
+                inner: map,
+                offset: first_line - 1,
+            };
+            parse_chunk(chunk, file, &shifted, &mut docs);
+            for doc in docs.drain(..) {
+                f(&mut state, doc);
+            }
+        }
+        state
+    };
+    if threads == 1 || runs.len() <= 1 {
+        return runs.iter().map(|r| work(r)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(runs.len()));
+    let worker = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(run) = runs.get(i) else { break };
+            mine.push((i, work(run)));
+        }
+        done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
 struct ChunkMap<'a> {
     inner: &'a dyn PosMap,
     offset: u32,
@@ -333,6 +416,14 @@ enum Frame {
 }
 
 fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
+    match fast::parse(chunk, file, map) {
+        Ok(docs) => out.extend(docs),
+        Err(fast::Bail) => parse_chunk_saphyr(chunk, file, map, out),
+    }
+}
+
+/// The general path: saphyr-parser's events to nodes.
+fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
     let mut parser = Parser::new_from_str(chunk);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -523,84 +614,5 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
             None => *key = Some(node),
             Some(k) => entries.push((k, node)),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn docs(text: &str) -> Vec<Document> {
-        parse(text, FileId(0), &Shift { first_line: 1 })
-    }
-
-    #[test]
-    fn positions_are_one_based_and_shifted_per_document() {
-        let d = docs("a: 1\n---\nb:\n  c: x\n");
-        assert_eq!(d.len(), 2);
-        let root = d[1].root.as_ref().unwrap().as_ref().unwrap();
-        let c = root.get("b").unwrap().get_entry("c").unwrap();
-        assert_eq!(c.0.span.start, Pos::new(4, 3));
-        assert_eq!(c.1.span.start, Pos::new(4, 6));
-    }
-
-    #[test]
-    fn a_broken_document_does_not_hide_the_next() {
-        let d = docs("a: [1\n---\nb: 2\n");
-        assert_eq!(d.len(), 2);
-        assert!(matches!(d[0].root, Err(ParseError::Syntax { .. })));
-        assert_eq!(
-            d[1].root
-                .as_ref()
-                .unwrap()
-                .as_ref()
-                .unwrap()
-                .get("b")
-                .unwrap()
-                .as_int(),
-            Some(2)
-        );
-    }
-
-    #[test]
-    fn alias_bombs_are_refused() {
-        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..10 {
-            let p = i - 1;
-            s.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
-        }
-        let d = docs(&s);
-        assert!(
-            matches!(d[0].root, Err(ParseError::Limit { .. })),
-            "{:?}",
-            d[0].root
-        );
-    }
-
-    #[test]
-    fn deep_nesting_is_refused() {
-        let s = "[".repeat(10_000);
-        let d = docs(&s);
-        assert!(d[0].root.is_err());
-    }
-
-    #[test]
-    fn typing_follows_yaml_1_2() {
-        let d = docs("a: yes\nb: true\nc: '80'\nd: 0x1F\ne: ~\nf: 1.5\n");
-        let r = d[0].root.as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(r.get("a").unwrap().as_bool(), None);
-        assert_eq!(r.get("a").unwrap().yaml11_bool(), Some(true));
-        assert_eq!(r.get("b").unwrap().as_bool(), Some(true));
-        assert_eq!(r.get("c").unwrap().as_int(), None);
-        assert_eq!(r.get("d").unwrap().as_int(), Some(31));
-        assert!(r.get("e").unwrap().is_null());
-        assert_eq!(r.get("f").unwrap().as_float(), Some(1.5));
-    }
-
-    #[test]
-    fn split_keeps_directives_with_their_document() {
-        let chunks = split_documents("%YAML 1.2\n---\na: 1\n---\nb: 2\n");
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[1].0, 4);
     }
 }
