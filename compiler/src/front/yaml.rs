@@ -317,6 +317,28 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Vec<Document> {
     docs
 }
 
+/// Runs the fast path and saphyr on every chunk of `text` and compares them: `Ok(true)` when
+/// the fast path answered everything and agreed, `Ok(false)` when it declined a chunk, `Err`
+/// with both results when it answered differently. For the differential tests and fuzzing.
+#[doc(hidden)]
+pub fn fast_path_agrees(text: &str) -> Result<bool, String> {
+    let mut answered = true;
+    for (first_line, chunk) in split_documents(text) {
+        let map = ChunkMap {
+            inner: &Shift { first_line: 1 },
+            offset: first_line - 1,
+        };
+        let mut slow = Vec::new();
+        parse_chunk_saphyr(chunk, FileId(0), &map, &mut slow);
+        match fast::parse(chunk, FileId(0), &map) {
+            Ok(fast) if fast == slow => {}
+            Ok(fast) => return Err(format!("fast path: {fast:#?}\nsaphyr: {slow:#?}")),
+            Err(fast::Bail) => answered = false,
+        }
+    }
+    Ok(answered)
+}
+
 /// Streams smaller than this are parsed on the calling thread: below it, starting a thread
 /// costs more than it saves.
 pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;

@@ -45,34 +45,52 @@ struct Line {
 /// Parses one chunk of `split_documents`, or declines.
 pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Result<Vec<Document>, Bail> {
     let src = text.as_bytes();
-    // Only printable ASCII and line feeds: columns are then byte offsets, and nothing that
-    // saphyr might treat specially (tabs, carriage returns, BOMs, control characters) remains.
-    if src
-        .iter()
-        .any(|&b| !(0x20..0x7f).contains(&b) && b != b'\n')
-    {
+    if src.len() > u32::MAX as usize / 2 {
         return Err(Bail);
     }
+    // One pass: find the lines, and accept only printable ASCII and line feeds, so that
+    // columns are byte offsets and nothing saphyr treats specially (tabs, carriage returns,
+    // a BOM, control characters) remains.
     let mut lines = Vec::with_capacity(src.len() / 24 + 1);
     let mut start = 0usize;
-    while start < src.len() {
-        let end = src[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(src.len(), |i| start + i);
-        let line = &src[start..end];
-        let indent = line.iter().take_while(|&&b| b == b' ').count();
-        let sig = indent < line.len() && line[indent] != b'#';
+    let mut indent = 0usize;
+    let mut in_indent = true;
+    let mut sig = false;
+    for (k, &b) in src.iter().enumerate() {
+        match b {
+            b' ' => {
+                if in_indent {
+                    indent += 1;
+                }
+            }
+            b'\n' => {
+                lines.push(Line {
+                    start: start as u32,
+                    end: k as u32,
+                    indent: indent as u32,
+                    sig,
+                });
+                start = k + 1;
+                indent = 0;
+                in_indent = true;
+                sig = false;
+            }
+            0x21..=0x7e => {
+                if in_indent {
+                    in_indent = false;
+                    sig = b != b'#';
+                }
+            }
+            _ => return Err(Bail),
+        }
+    }
+    if start < src.len() {
         lines.push(Line {
             start: start as u32,
-            end: end as u32,
+            end: src.len() as u32,
             indent: indent as u32,
             sig,
         });
-        start = end + 1;
-    }
-    if src.len() > u32::MAX as usize / 2 {
-        return Err(Bail);
     }
     // Without a final line break saphyr ends collections at odd places when the last line
     // is blank or a comment; only a last line with content is predictable.
@@ -80,6 +98,7 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Result<Vec<Document>
         return Err(Bail);
     }
     let mut p = Parser {
+        text,
         src,
         eof: (lines.len() + 1, 0),
         lines,
@@ -92,6 +111,7 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Result<Vec<Document>
 }
 
 struct Parser<'a> {
+    text: &'a str,
     src: &'a [u8],
     lines: Vec<Line>,
     /// Index of the first line not consumed yet.
@@ -162,6 +182,12 @@ impl<'a> Parser<'a> {
     }
 
     // ---- lines and positions ----
+
+    /// Columns `from..to` of line `i` as a string (the text is ASCII: columns are bytes).
+    fn owned(&self, i: usize, from: usize, to: usize) -> String {
+        let start = self.lines[i].start as usize;
+        self.text[start + from..start + to].to_string()
+    }
 
     fn line(&self, i: usize) -> &'a [u8] {
         let l = self.lines[i];
@@ -367,7 +393,7 @@ impl<'a> Parser<'a> {
                             if end - col > MAX_KEY {
                                 return Err(Bail);
                             }
-                            let text = ascii(&line[col..end]);
+                            let text = self.owned(i, col, end);
                             let node = self.scalar(text, Style::Plain, (i + 1, col), (i + 1, end));
                             return Ok(Some((node, k)));
                         }
@@ -408,7 +434,7 @@ impl<'a> Parser<'a> {
                     }
                     k += 1;
                 }
-                let text = ascii(&line[col..last]);
+                let text = self.owned(i, col, last);
                 (
                     self.scalar(text, Style::Plain, (i + 1, col), (i + 1, last)),
                     last,
@@ -479,7 +505,7 @@ impl<'a> Parser<'a> {
             for _ in 0..blanks {
                 text.push('\n');
             }
-            text.push_str(&ascii(&self.src[(l.start + m) as usize..l.end as usize]));
+            text.push_str(&self.text[(l.start + m) as usize..l.end as usize]);
             any = true;
             blanks = 0;
         }
@@ -538,7 +564,7 @@ impl<'a> Parser<'a> {
                         _ => return Err(Bail),
                     });
                 }
-                b => text.push(b as char),
+                b => text.push(char::from(b)),
             }
         }
         let style = if q == b'"' {
@@ -648,7 +674,7 @@ impl<'a> Parser<'a> {
                     }
                     e += 1;
                 }
-                let text = ascii(&line[k..last]);
+                let text = self.owned(i, k, last);
                 Ok((
                     self.scalar(text, Style::Plain, (i + 1, k), (i + 1, last)),
                     last,
@@ -695,9 +721,4 @@ fn trim_end(line: &[u8], start: usize, mut end: usize) -> usize {
 fn is_blank_or_comment(rest: &[u8]) -> bool {
     let k = skip_spaces(rest, 0);
     k == rest.len() || (rest[k] == b'#' && k > 0)
-}
-
-fn ascii(b: &[u8]) -> String {
-    // The input was checked to be ASCII, so this never replaces anything.
-    String::from_utf8_lossy(b).into_owned()
 }
