@@ -22,9 +22,16 @@ pub struct ScalarMap {
     end: Pos,
 }
 
+/// Values longer than this get the coarse map: the exact one costs eight bytes per character,
+/// and Kubernetes refuses annotations over 256 KiB anyway.
+pub const MAX_EXACT_BYTES: usize = 16 << 20;
+
 impl ScalarMap {
     /// Builds the map for a scalar whose value is `value` and whose source starts at `start`.
     pub fn build(file: &SourceFile, start: Pos, style: Style, value: &str) -> ScalarMap {
+        if value.len() > MAX_EXACT_BYTES {
+            return ScalarMap::coarse(start);
+        }
         let decoded = source_start(file, start, style)
             .and_then(|(off, at)| decode(&file.text[off..], at, style));
         match decoded {
