@@ -9,7 +9,8 @@
 //!
 //! Arguments: sizes to run (default `1000 5000 50000`), `--runs K` to override the number
 //! of runs, `--quick` for a short smoke run (`cargo bench` passes `--bench`, ignored),
-//! `--profile N` to compile and emit once for a profiler.
+//! `--profile N` to compile and emit once for a profiler, `--phases N` to time the passes
+//! one by one.
 
 #[path = "gen.rs"]
 mod gen;
@@ -29,6 +30,11 @@ fn main() {
         child(n);
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--phases") {
+        let n: usize = args[i + 1].parse().expect("--phases N");
+        phases(n, runs_of(&args).unwrap_or(11));
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--profile") {
         // One compile and one emit, nothing else: for valgrind and perf.
         let n: usize = args[i + 1].parse().expect("--profile N");
@@ -42,14 +48,13 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let runs_override = args
-        .iter()
-        .position(|a| a == "--runs")
-        .map(|i| args[i + 1].parse::<usize>().expect("--runs K"));
+    let runs_override = runs_of(&args);
     let mut sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !matches!(args[i - 1].as_str(), "--runs" | "--profile"))
+        .filter(|(i, _)| {
+            *i == 0 || !matches!(args[i - 1].as_str(), "--runs" | "--profile" | "--phases")
+        })
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     if sizes.is_empty() {
@@ -83,6 +88,40 @@ fn main() {
         });
         bench_size(n, runs);
     }
+}
+
+fn runs_of(args: &[String]) -> Option<usize> {
+    args.iter()
+        .position(|a| a == "--runs")
+        .map(|i| args[i + 1].parse::<usize>().expect("--runs K"))
+}
+
+/// Median time of each pass on its own: read (parse and schema checks), lower, check.
+fn phases(n: usize, runs: usize) {
+    let (text, _) = gen::manifests(n);
+    let mut sources = Sources::new();
+    sources.add("services.yaml", text);
+    let opts = Options::default();
+    let lower_opts = LowerOptions::default();
+    let (mut read_t, mut lower_t, mut check_t) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let m = ambassador_compiler::front::read_all(&sources, &opts);
+        read_t.push(t.elapsed());
+        let t = Instant::now();
+        let (ir, mut diags) = ambassador_compiler::lower::lower(&m, &lower_opts);
+        lower_t.push(t.elapsed());
+        let t = Instant::now();
+        ambassador_compiler::check::check(&ir, &mut diags);
+        check_t.push(t.elapsed());
+        drop(std::hint::black_box((m, ir, diags)));
+    }
+    println!(
+        "{n} Services, ms median (min-max) over {runs} runs: read {} | lower {} | check {}",
+        summary(&mut read_t),
+        summary(&mut lower_t),
+        summary(&mut check_t)
+    );
 }
 
 fn bench_size(n: usize, runs: usize) {
