@@ -39,16 +39,26 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for n in nodes {
-        let NodeKind::Scalar { text: value, style, .. } = &n.kind else {
+        let NodeKind::Scalar {
+            text: value, style, ..
+        } = &n.kind
+        else {
             continue;
         };
         let map = ScalarMap::build(file, n.span.start, *style, value);
         for (li, line) in value.split('\n').enumerate() {
             for (col, c) in line.chars().enumerate() {
                 let p = map.map(li + 1, col);
-                assert!(p.line >= 1 && p.line <= file.line_count() + 1, "{p:?} outside the file");
+                assert!(
+                    p.line >= 1 && p.line <= file.line_count() + 1,
+                    "{p:?} outside the file"
+                );
                 if map.is_exact() && *style == Style::Literal {
-                    assert_eq!(char_at(file, p), Some(c), "{value:?} line {li} col {col} -> {p:?}");
+                    assert_eq!(
+                        char_at(file, p),
+                        Some(c),
+                        "{value:?} line {li} col {col} -> {p:?}"
+                    );
                 }
             }
             let _ = map.map(li + 1, line.chars().count() + 3);

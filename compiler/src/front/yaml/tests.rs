@@ -390,3 +390,17 @@ fn fast_path_matches_saphyr_on_mutated_inputs() {
         "fast path answered {answered} of {rounds} mutants"
     );
 }
+
+/// Reading on several threads gives the documents one thread gives, in the same order.
+#[test]
+fn parallel_parsing_keeps_the_order() {
+    let text = generated(400);
+    assert!(text.len() > PARALLEL_MIN_BYTES);
+    let map = Shift { first_line: 1 };
+    let parts = parse_parallel(&text, FileId(0), &map, Vec::new, |v, d| v.push(d));
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert!(parts.len() > 1, "the input was not split");
+    }
+    let together: Vec<Document> = parts.into_iter().flatten().collect();
+    assert_eq!(together, docs(&text));
+}
