@@ -404,3 +404,25 @@ fn parallel_parsing_keeps_the_order() {
     let together: Vec<Document> = parts.into_iter().flatten().collect();
     assert_eq!(together, docs(&text));
 }
+
+#[test]
+fn split_documents_matches_its_reference() {
+    let mut texts: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
+    texts.extend(corpus());
+    texts.extend(
+        [
+            "a\n---\n\u{a0}\u{2003}# c\n---\nb\n",
+            "a\n--- \u{85}x\n---\t#\n---\r\nb\n",
+            "x\n---\n\u{b}\n---\n\u{c}y\n",
+        ]
+        .map(String::from),
+    );
+    let mut rng = Rng(42);
+    for r in 0..20_000 {
+        let m = mutate(&texts[r % texts.len()], &mut rng);
+        assert_eq!(split_documents(&m), split_documents_reference(&m), "{m:?}");
+    }
+    for t in &texts {
+        assert_eq!(split_documents(t), split_documents_reference(t), "{t:?}");
+    }
+}
