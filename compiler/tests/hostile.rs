@@ -334,3 +334,23 @@ fn odd_documents() {
         run("odd.yaml", text);
     }
 }
+
+/// A carriage return on its own breaks a line for YAML but not for the file's line table:
+/// positions must still point into the file. Found by the `scalar_map` fuzz target.
+#[test]
+fn lone_carriage_returns_keep_positions_in_the_file() {
+    let mut text = String::from("# Typos\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r: x\n");
+    text.push_str(&service("cr", &format!("{}timout_ms: 10\n", mapping("cr"))));
+    text.push_str("---\na: 1\rb: [1,\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r\r");
+    let lines = text.matches('\n').count() as u32 + 1;
+    let c = run("cr.yaml", &text);
+    assert!(!c.diagnostics.is_empty());
+    for d in &c.diagnostics {
+        if let Some(s) = d.span {
+            assert!(
+                s.start.line <= lines && s.end.line <= lines,
+                "{d:?} past line {lines}"
+            );
+        }
+    }
+}

@@ -501,6 +501,7 @@ fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Docume
 
 /// The general path: saphyr-parser's events to nodes.
 fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
+    let lines = LfLines::new(chunk);
     let mut parser = Parser::new_from_str(chunk);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -517,15 +518,15 @@ fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec
                 out.push(Document {
                     start: doc_start,
                     root: Err(ParseError::Syntax {
-                        at: map.map(m.line(), m.col()),
+                        at: lines.map(map, m),
                         message: e.info().to_string(),
                     }),
                 });
                 return;
             }
         };
-        let start = map.map(span.start.line(), span.start.col());
-        let end = map.map(span.end.line(), span.end.col());
+        let start = lines.map(map, &span.start);
+        let end = lines.map(map, &span.end);
         let sp = Span::new(file, start, end);
         let node = match event {
             Event::StreamStart | Event::Nothing => continue,
@@ -667,6 +668,47 @@ fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec
             start: doc_start,
             root: Ok(root.take()),
         });
+    }
+}
+
+/// Line and column of saphyr's markers, counted the way the file is: saphyr (following
+/// YAML) also breaks lines at a carriage return on its own, while the file, its line table
+/// and every position shown break at line feeds only. Only chunks with a lone carriage
+/// return need the recount, from the marker's character index.
+struct LfLines {
+    /// Character index of the start of each line, when the chunk has a lone `\r`.
+    starts: Option<Vec<usize>>,
+}
+
+impl LfLines {
+    fn new(chunk: &str) -> LfLines {
+        let b = chunk.as_bytes();
+        let lone_cr = b
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'));
+        if !lone_cr {
+            return LfLines { starts: None };
+        }
+        let mut starts = vec![0];
+        for (i, c) in chunk.chars().enumerate() {
+            if c == '\n' {
+                starts.push(i + 1);
+            }
+        }
+        LfLines {
+            starts: Some(starts),
+        }
+    }
+
+    fn map(&self, map: &dyn PosMap, m: &saphyr_parser::Marker) -> Pos {
+        match &self.starts {
+            None => map.map(m.line(), m.col()),
+            Some(starts) => {
+                let line = starts.partition_point(|&s| s <= m.index()).max(1);
+                map.map(line, m.index() - starts[line - 1])
+            }
+        }
     }
 }
 
