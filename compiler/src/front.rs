@@ -265,15 +265,27 @@ pub fn read_all(sources: &Sources, opts: &Options) -> Manifests {
     out
 }
 
-/// Reads one file into `out`.
+/// Reads one file into `out`. Large files are read on several threads, each taking runs of
+/// whole documents; the parts are appended in the order of the file.
 pub fn read_file(sources: &Sources, file: FileId, opts: &Options, out: &mut Manifests) {
     let text = &sources.get(file).text;
-    for doc in yaml::parse(text, file, &Shift { first_line: 1 }) {
-        match doc.root {
-            Err(e) => out.diagnostics.push(parse_error(file, e, None)),
+    let parts = yaml::parse_parallel(
+        text,
+        file,
+        &Shift { first_line: 1 },
+        Manifests::default,
+        |part, doc| match doc.root {
+            Err(e) => part.diagnostics.push(parse_error(file, e, None)),
             Ok(None) => {}
-            Ok(Some(root)) => read_object(sources, &root, opts, out, 0),
-        }
+            Ok(Some(root)) => read_object(sources, &root, opts, part, 0),
+        },
+    );
+    for mut part in parts {
+        out.resources.append(&mut part.resources);
+        out.services.append(&mut part.services);
+        out.endpoints.append(&mut part.endpoints);
+        out.diagnostics.append(&mut part.diagnostics);
+        out.objects += part.objects;
     }
 }
 
@@ -525,7 +537,7 @@ fn read_annotation(
         match doc.root {
             Err(e) => out.diagnostics.push(parse_error(file, e, Some(owner))),
             Ok(None) => {}
-            Ok(Some(root)) => read_annotation_doc(&root, owner, labels, opts, out),
+            Ok(Some(root)) => read_annotation_doc(root, owner, labels, opts, out),
         }
     }
 }
@@ -563,7 +575,7 @@ pub fn read_annotation_file(
 }
 
 fn read_annotation_doc(
-    root: &Node,
+    root: Node,
     owner: &ObjectRef,
     labels: &BTreeMap<String, String>,
     opts: &Options,
@@ -584,10 +596,10 @@ fn read_annotation_doc(
         return;
     };
     let at = Span::point(root.span.file, root.span.start);
-    let Some(version) = read_version(root, at, owner, out) else {
+    let Some(version) = read_version(&root, at, owner, out) else {
         return;
     };
-    let Some(kind) = read_kind(root, at, owner, out) else {
+    let Some(kind) = read_kind(&root, at, owner, out) else {
         return;
     };
     let name_node = root.get("name");
@@ -635,7 +647,7 @@ fn read_annotation_doc(
         },
         labels,
         ambassador_ids: Vec::new(),
-        spec: root.clone(),
+        spec: root, // moved, not cloned: the document is the spec
         field_prefix: "",
     };
     admit(resource, schema::ANNOTATION_META, opts, out);

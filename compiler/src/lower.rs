@@ -57,6 +57,12 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     for r in &m.resources {
         cx.known_namespaces.insert(r.id.namespace.clone());
     }
+    // Looked up once per Mapping: a set keeps that linear in the number of Mappings.
+    let services: HashSet<(&str, &str)> = m
+        .services
+        .iter()
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
     let active = dedupe(&m.resources, &mut cx.diags);
     let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
 
@@ -114,7 +120,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         if !check_references(&mut mp, &tls_contexts, &resolvers, &mut cx) {
             continue;
         }
-        cx.check_service(&mp, m, default_resolver.as_deref(), &resolvers);
+        cx.check_service(&mp, &services, default_resolver.as_deref(), &resolvers);
         mappings.push(mp);
     }
 
@@ -254,7 +260,7 @@ impl Cx {
     fn check_service(
         &mut self,
         mp: &Mapping,
-        m: &Manifests,
+        services: &HashSet<(&str, &str)>,
         default_resolver: Option<&str>,
         resolvers: &HashMap<String, Kind>,
     ) {
@@ -264,10 +270,7 @@ impl Cx {
         let ns = &mp.r.id.namespace;
         let known = |n: &str| self.known_namespaces.contains(n) || n == "default";
         if let Some((name, namespace)) = mp.service.kubernetes_service(ns, &known) {
-            let found = m
-                .services
-                .iter()
-                .any(|s| s.name == name && s.namespace == namespace);
+            let found = services.contains(&(namespace.as_str(), name.as_str()));
             if !found {
                 self.diags.push(
                     Diagnostic::at(
@@ -1055,8 +1058,22 @@ fn fnv(s: &str) -> u64 {
 }
 
 fn route_name(key: &GroupKey) -> String {
-    let text = format!("{:?}|{}", key.matcher, key.precedence);
-    format!("route-{:016x}", fnv(&text))
+    // FNV-1a of `{matcher:?}|{precedence}`, fed as it is formatted: the same name as hashing
+    // the formatted text, without building that text for every route.
+    struct Fnv(u64);
+    impl std::fmt::Write for Fnv {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for b in s.bytes() {
+                self.0 ^= b as u64;
+                self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+            }
+            Ok(())
+        }
+    }
+    let mut h = Fnv(fnv(""));
+    let _ =
+        std::fmt::Write::write_fmt(&mut h, format_args!("{:?}|{}", key.matcher, key.precedence));
+    format!("route-{:016x}", h.0)
 }
 
 fn sanitize(s: &str) -> String {

@@ -14,7 +14,7 @@ use crate::source::{Pos, SourceFile};
 /// Where each character of a scalar's value stands in the file.
 pub struct ScalarMap {
     /// One position per character of the value.
-    positions: Vec<Pos>,
+    positions: Runs,
     /// Index into `positions` of the first character of each line of the value.
     line_starts: Vec<usize>,
     /// Used past the end of the value, and for everything when decoding did not agree.
@@ -22,17 +22,33 @@ pub struct ScalarMap {
     end: Pos,
 }
 
+/// Values longer than this get the coarse map: the exact one costs eight bytes per character,
+/// and Kubernetes refuses annotations over 256 KiB anyway.
+pub const MAX_EXACT_BYTES: usize = 16 << 20;
+
 impl ScalarMap {
     /// Builds the map for a scalar whose value is `value` and whose source starts at `start`.
     pub fn build(file: &SourceFile, start: Pos, style: Style, value: &str) -> ScalarMap {
+        if value.len() > MAX_EXACT_BYTES {
+            return ScalarMap::coarse(start);
+        }
         let decoded = source_start(file, start, style)
             .and_then(|(off, at)| decode(&file.text[off..], at, style));
         match decoded {
             Some((text, positions)) if text == value => {
                 let mut line_starts = vec![0];
-                for (i, c) in text.chars().enumerate() {
-                    if c == '\n' {
-                        line_starts.push(i + 1);
+                if text.is_ascii() {
+                    // Characters are bytes: the common case, and a faster loop.
+                    for (i, b) in text.bytes().enumerate() {
+                        if b == b'\n' {
+                            line_starts.push(i + 1);
+                        }
+                    }
+                } else {
+                    for (i, c) in text.chars().enumerate() {
+                        if c == '\n' {
+                            line_starts.push(i + 1);
+                        }
                     }
                 }
                 let end = positions
@@ -52,7 +68,7 @@ impl ScalarMap {
     /// A map that sends every position to `at`.
     pub fn coarse(at: Pos) -> ScalarMap {
         ScalarMap {
-            positions: Vec::new(),
+            positions: Runs::default(),
             line_starts: Vec::new(),
             fallback: at,
             end: at,
@@ -76,7 +92,7 @@ impl PosMap for ScalarMap {
         };
         match self.positions.get(first + col) {
             // A column past the end of its line lands on the line break, which is mapped too.
-            Some(p) => *p,
+            Some(p) => p,
             None => self.end,
         }
     }
@@ -106,7 +122,7 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
 
 /// Decodes the scalar that starts at the beginning of `src`, returning its value and one
 /// position per character. `None` when the source is not in a shape handled here.
-fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Vec<Pos>)> {
+fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Runs)> {
     match style {
         Style::Literal | Style::Folded => decode_block(src, start, style == Style::Folded),
         Style::DoubleQuoted => decode_quoted(src, start, true),
@@ -116,7 +132,7 @@ fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Vec<Pos>)> {
 }
 
 /// Literal (`|`) and folded (`>`) block scalars with automatic indentation.
-fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Vec<Pos>)> {
+fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
     let mut lines = src.split('\n');
     let header = lines.next()?;
     let header = header.split(" #").next()?.trim_end();
@@ -165,7 +181,7 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Vec<Pos>
     content.truncate(last_content);
 
     let mut text = String::new();
-    let mut pos = Vec::new();
+    let mut pos = Runs::default();
     let mut prev_normal: Option<bool> = None;
     let mut blanks = 0usize;
     let mut last_break = start;
@@ -195,10 +211,8 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Vec<Pos>
             };
             push_n(&mut text, &mut pos, '\n', breaks, last_break);
         }
-        for (k, c) in body.chars().enumerate() {
-            text.push(c);
-            pos.push(Pos::new(*line_no, (n + k) as u32 + 1));
-        }
+        text.push_str(body);
+        pos.run(Pos::new(*line_no, n as u32 + 1), body.chars().count());
         prev_normal = Some(normal);
         blanks = 0;
         last_break = line_end;
@@ -219,7 +233,7 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Vec<Pos>
     Some((text, pos))
 }
 
-fn push_n(text: &mut String, pos: &mut Vec<Pos>, c: char, n: usize, at: Pos) {
+fn push_n(text: &mut String, pos: &mut Runs, c: char, n: usize, at: Pos) {
     for _ in 0..n {
         text.push(c);
         pos.push(at);
@@ -227,14 +241,14 @@ fn push_n(text: &mut String, pos: &mut Vec<Pos>, c: char, n: usize, at: Pos) {
 }
 
 /// Double- and single-quoted scalars, with escapes and line folding.
-fn decode_quoted(src: &str, start: Pos, double: bool) -> Option<(String, Vec<Pos>)> {
+fn decode_quoted(src: &str, start: Pos, double: bool) -> Option<(String, Runs)> {
     let quote = if double { '"' } else { '\'' };
     let mut chars = src.chars().peekable();
     if chars.next()? != quote {
         return None;
     }
     let mut text = String::new();
-    let mut pos = Vec::new();
+    let mut pos = Runs::default();
     let mut line = start.line;
     let mut col = start.column + 1; // column of the next character
                                     // Whitespace seen on the current line but not yet known to be content.
@@ -352,7 +366,7 @@ fn decode_quoted(src: &str, start: Pos, double: bool) -> Option<(String, Vec<Pos
     }
 }
 
-fn flush(text: &mut String, pos: &mut Vec<Pos>, pending: &mut Vec<(char, Pos)>) {
+fn flush(text: &mut String, pos: &mut Runs, pending: &mut Vec<(char, Pos)>) {
     for (c, p) in pending.drain(..) {
         text.push(c);
         pos.push(p);
@@ -360,14 +374,95 @@ fn flush(text: &mut String, pos: &mut Vec<Pos>, pending: &mut Vec<(char, Pos)>) 
 }
 
 /// A plain scalar on one line.
-fn decode_plain(src: &str, start: Pos) -> Option<(String, Vec<Pos>)> {
+fn decode_plain(src: &str, start: Pos) -> Option<(String, Runs)> {
     let line = src.split('\n').next()?;
     let line = line.split(" #").next()?.trim_end();
     let text = line.to_string();
-    let pos = (0..line.chars().count())
-        .map(|k| Pos::new(start.line, start.column + k as u32))
-        .collect();
+    let mut pos = Runs::default();
+    pos.run(start, line.chars().count());
     Some((text, pos))
+}
+
+/// A sequence of positions, one per character, stored as runs: consecutive characters of a
+/// line advance one column, and the line breaks folded into one place repeat a position.
+/// A literal block scalar is one run per line instead of eight bytes per character.
+#[derive(Default)]
+struct Runs {
+    runs: Vec<Run>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Run {
+    /// Index of the run's first character.
+    index: usize,
+    at: Pos,
+    /// Columns advanced per character: 1, or 0 for a repeated position.
+    step: u32,
+    len: usize,
+}
+
+impl Runs {
+    fn push(&mut self, p: Pos) {
+        self.len += 1;
+        if let Some(r) = self.runs.last_mut() {
+            if r.at.line == p.line {
+                let next = r.at.column + r.step * r.len as u32;
+                if r.len == 1 && (p.column == r.at.column || p.column == r.at.column + 1) {
+                    r.step = p.column - r.at.column;
+                    r.len += 1;
+                    return;
+                }
+                if r.len > 1 && p.column == next && (r.step == 1 || p.column == r.at.column) {
+                    r.len += 1;
+                    return;
+                }
+            }
+        }
+        self.runs.push(Run {
+            index: self.len - 1,
+            at: p,
+            step: 1,
+            len: 1,
+        });
+    }
+
+    /// `n` characters from `at` on, one column each.
+    fn run(&mut self, at: Pos, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.push(at);
+        if n > 1 {
+            match self.runs.last_mut() {
+                Some(r) if r.len == 1 => {
+                    r.step = 1;
+                    r.len = n;
+                    self.len += n - 1;
+                }
+                _ => {
+                    for k in 1..n {
+                        self.push(Pos::new(at.line, at.column + k as u32));
+                    }
+                }
+            }
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<Pos> {
+        if i >= self.len {
+            return None;
+        }
+        let r = self.runs[self.runs.partition_point(|r| r.index <= i) - 1];
+        Some(Pos::new(
+            r.at.line,
+            r.at.column + r.step * (i - r.index) as u32,
+        ))
+    }
+
+    fn last(&self) -> Option<Pos> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
 }
 
 #[cfg(test)]
@@ -457,5 +552,45 @@ mod tests {
         assert!(!exact);
         // The parser places a block scalar at its first content line.
         assert_eq!(p, Pos::new(2, 3));
+    }
+}
+
+#[cfg(test)]
+mod runs_tests {
+    use super::*;
+
+    /// Runs hold exactly the positions pushed, whatever their pattern.
+    #[test]
+    fn runs_equal_a_plain_list() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..200 {
+            let mut runs = Runs::default();
+            let mut plain = Vec::new();
+            let mut at = Pos::new(1, 1);
+            for _ in 0..300 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                match seed % 7 {
+                    0 => at = Pos::new(at.line + 1, 1 + (seed >> 8) as u32 % 5),
+                    1 | 2 => at.column += 1,
+                    3 => {}
+                    4 => at.column += 2,
+                    _ => {
+                        let n = (seed >> 16) as usize % 6;
+                        runs.run(at, n);
+                        plain.extend((0..n).map(|k| Pos::new(at.line, at.column + k as u32)));
+                        continue;
+                    }
+                }
+                runs.push(at);
+                plain.push(at);
+            }
+            for (i, p) in plain.iter().enumerate() {
+                assert_eq!(runs.get(i), Some(*p), "index {i}");
+            }
+            assert_eq!(runs.get(plain.len()), None);
+            assert_eq!(runs.last(), plain.last().copied());
+        }
     }
 }

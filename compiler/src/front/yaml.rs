@@ -6,8 +6,18 @@
 //! shifted back by the document's first line. Scalars keep their text and style: types are
 //! resolved later by whoever reads a field, because `yes` means `true` in YAML 1.1 (what
 //! Emissary and Kubernetes' YAML library read) and a string in YAML 1.2.
+//!
+//! Speed: each chunk first goes to [`fast`], a reader for the block YAML manifests are
+//! written in that builds the very same nodes; it declines anything else, and saphyr reads
+//! what it declines. Large streams are parsed on several threads ([`parse_parallel`]).
+
+mod fast;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -217,7 +227,7 @@ pub enum ParseError {
 }
 
 /// One document of a YAML stream: its root (absent for an empty document), or why it failed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Document {
     /// Where the document starts (its `---` line, or its first line).
     pub start: Pos,
@@ -247,6 +257,68 @@ impl PosMap for Shift {
 /// new chunk when something other than blank lines, comments or directives precedes it, so
 /// that directives stay with their document.
 pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
+    let mut chunks = Vec::new();
+    let mut chunk_start = 0usize;
+    let mut chunk_line = 1u32;
+    let mut has_content = false;
+    let mut line_no = 1u32;
+    let mut pos = 0usize;
+    let bytes = text.as_bytes();
+    while pos < bytes.len() {
+        let end = memchr_newline(bytes, pos);
+        let line = &text[pos..end];
+        let lb = line.as_bytes();
+        let is_marker =
+            lb.starts_with(b"---") && matches!(lb.get(3), None | Some(b' ' | b'\t' | b'\r'));
+        if is_marker && has_content {
+            chunks.push((chunk_line, &text[chunk_start..pos]));
+            chunk_start = pos;
+            chunk_line = line_no;
+            has_content = false;
+        }
+        if !has_content {
+            if !is_marker {
+                let first = first_non_space(line);
+                if first.is_some_and(|c| c != '#') && !line.starts_with('%') {
+                    has_content = true;
+                }
+            } else if first_non_space(&line[3..]).is_some_and(|c| c != '#') {
+                has_content = true; // `--- value` or `--- |` carries content on the marker line
+            }
+        }
+        pos = end + 1;
+        line_no += 1;
+    }
+    if chunk_start < text.len() || chunks.is_empty() {
+        chunks.push((chunk_line, &text[chunk_start.min(text.len())..]));
+    }
+    chunks
+}
+
+/// The first character of `line` that is not white space (`str::trim_start`'s notion),
+/// looking at bytes while they are ASCII.
+fn first_non_space(line: &str) -> Option<char> {
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            b' ' | b'\t'..=b'\r' => {}
+            0..=0x7f => return Some(b as char),
+            _ => return line[i..].trim_start().chars().next(),
+        }
+    }
+    None
+}
+
+fn memchr_newline(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| from + i)
+}
+
+/// The first version of [`split_documents`], kept as the reference the faster one is tested
+/// against.
+#[cfg(test)]
+fn split_documents_reference(text: &str) -> Vec<(u32, &str)> {
     let mut chunks = Vec::new();
     let mut chunk_start = 0usize;
     let mut chunk_line = 1u32;
@@ -287,13 +359,6 @@ pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
     chunks
 }
 
-fn memchr_newline(bytes: &[u8], from: usize) -> usize {
-    bytes[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |i| from + i)
-}
-
 /// Parses every document of `text`. Positions go through `map`.
 pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Vec<Document> {
     let mut docs = Vec::new();
@@ -305,6 +370,101 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Vec<Document> {
         parse_chunk(chunk, file, &shifted, &mut docs);
     }
     docs
+}
+
+/// Runs the fast path and saphyr on every chunk of `text` and compares them: `Ok(true)` when
+/// the fast path answered everything and agreed, `Ok(false)` when it declined a chunk, `Err`
+/// with both results when it answered differently. For the differential tests and fuzzing.
+#[doc(hidden)]
+pub fn fast_path_agrees(text: &str) -> Result<bool, String> {
+    let mut answered = true;
+    for (first_line, chunk) in split_documents(text) {
+        let map = ChunkMap {
+            inner: &Shift { first_line: 1 },
+            offset: first_line - 1,
+        };
+        let mut slow = Vec::new();
+        parse_chunk_saphyr(chunk, FileId(0), &map, &mut slow);
+        match fast::parse(chunk, FileId(0), &map) {
+            Ok(fast) if fast == slow => {}
+            Ok(fast) => return Err(format!("fast path: {fast:#?}\nsaphyr: {slow:#?}")),
+            Err(fast::Bail) => answered = false,
+        }
+    }
+    Ok(answered)
+}
+
+/// Streams smaller than this are parsed on the calling thread: below it, starting a thread
+/// costs more than it saves.
+pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
+
+/// Parses the documents of `text` on the available cores and hands each one, in its own
+/// thread, to `f` together with a state made by `init`.
+///
+/// The chunks of [`split_documents`] are cut into runs of consecutive chunks; a thread takes
+/// the next run when it is done with one, so a core that other work slows down takes fewer.
+/// Each run gets its own state, and the states come back in the order of the text, so the
+/// result does not depend on scheduling: concatenating them gives what one thread would have
+/// produced.
+pub fn parse_parallel<T, M, I, F>(text: &str, file: FileId, map: &M, init: I, f: F) -> Vec<T>
+where
+    T: Send,
+    M: PosMap + Sync,
+    I: Fn() -> T + Sync,
+    F: Fn(&mut T, Document) + Sync,
+{
+    let chunks = split_documents(text);
+    let threads = if text.len() < PARALLEL_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    };
+    let run_chunks = if threads == 1 {
+        chunks.len().max(1)
+    } else {
+        chunks.len().div_ceil(threads * 16).max(1)
+    };
+    let runs: Vec<&[(u32, &str)]> = chunks.chunks(run_chunks).collect();
+    let work = |run: &[(u32, &str)]| {
+        let mut state = init();
+        let mut docs = Vec::new();
+        for &(first_line, chunk) in run {
+            let shifted = ChunkMap {
+                inner: map,
+                offset: first_line - 1,
+            };
+            parse_chunk(chunk, file, &shifted, &mut docs);
+            for doc in docs.drain(..) {
+                f(&mut state, doc);
+            }
+        }
+        state
+    };
+    if threads == 1 || runs.len() <= 1 {
+        return runs.iter().map(|r| work(r)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(runs.len()));
+    let worker = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(run) = runs.get(i) else { break };
+            mine.push((i, work(run)));
+        }
+        done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
 }
 
 struct ChunkMap<'a> {
@@ -333,6 +493,15 @@ enum Frame {
 }
 
 fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
+    match fast::parse(chunk, file, map) {
+        Ok(docs) => out.extend(docs),
+        Err(fast::Bail) => parse_chunk_saphyr(chunk, file, map, out),
+    }
+}
+
+/// The general path: saphyr-parser's events to nodes.
+fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Document>) {
+    let lines = LfLines::new(chunk);
     let mut parser = Parser::new_from_str(chunk);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -349,15 +518,15 @@ fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Docume
                 out.push(Document {
                     start: doc_start,
                     root: Err(ParseError::Syntax {
-                        at: map.map(m.line(), m.col()),
+                        at: lines.map(map, m),
                         message: e.info().to_string(),
                     }),
                 });
                 return;
             }
         };
-        let start = map.map(span.start.line(), span.start.col());
-        let end = map.map(span.end.line(), span.end.col());
+        let start = lines.map(map, &span.start);
+        let end = lines.map(map, &span.end);
         let sp = Span::new(file, start, end);
         let node = match event {
             Event::StreamStart | Event::Nothing => continue,
@@ -502,6 +671,47 @@ fn parse_chunk(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec<Docume
     }
 }
 
+/// Line and column of saphyr's markers, counted the way the file is: saphyr (following
+/// YAML) also breaks lines at a carriage return on its own, while the file, its line table
+/// and every position shown break at line feeds only. Only chunks with a lone carriage
+/// return need the recount, from the marker's character index.
+struct LfLines {
+    /// Character index of the start of each line, when the chunk has a lone `\r`.
+    starts: Option<Vec<usize>>,
+}
+
+impl LfLines {
+    fn new(chunk: &str) -> LfLines {
+        let b = chunk.as_bytes();
+        let lone_cr = b
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'));
+        if !lone_cr {
+            return LfLines { starts: None };
+        }
+        let mut starts = vec![0];
+        for (i, c) in chunk.chars().enumerate() {
+            if c == '\n' {
+                starts.push(i + 1);
+            }
+        }
+        LfLines {
+            starts: Some(starts),
+        }
+    }
+
+    fn map(&self, map: &dyn PosMap, m: &saphyr_parser::Marker) -> Pos {
+        match &self.starts {
+            None => map.map(m.line(), m.col()),
+            Some(starts) => {
+                let line = starts.partition_point(|&s| s <= m.index()).max(1);
+                map.map(line, m.index() - starts[line - 1])
+            }
+        }
+    }
+}
+
 fn limit(doc_start: Pos, at: Pos, message: String) -> Document {
     Document {
         start: doc_start,
@@ -523,84 +733,5 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) {
             None => *key = Some(node),
             Some(k) => entries.push((k, node)),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn docs(text: &str) -> Vec<Document> {
-        parse(text, FileId(0), &Shift { first_line: 1 })
-    }
-
-    #[test]
-    fn positions_are_one_based_and_shifted_per_document() {
-        let d = docs("a: 1\n---\nb:\n  c: x\n");
-        assert_eq!(d.len(), 2);
-        let root = d[1].root.as_ref().unwrap().as_ref().unwrap();
-        let c = root.get("b").unwrap().get_entry("c").unwrap();
-        assert_eq!(c.0.span.start, Pos::new(4, 3));
-        assert_eq!(c.1.span.start, Pos::new(4, 6));
-    }
-
-    #[test]
-    fn a_broken_document_does_not_hide_the_next() {
-        let d = docs("a: [1\n---\nb: 2\n");
-        assert_eq!(d.len(), 2);
-        assert!(matches!(d[0].root, Err(ParseError::Syntax { .. })));
-        assert_eq!(
-            d[1].root
-                .as_ref()
-                .unwrap()
-                .as_ref()
-                .unwrap()
-                .get("b")
-                .unwrap()
-                .as_int(),
-            Some(2)
-        );
-    }
-
-    #[test]
-    fn alias_bombs_are_refused() {
-        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..10 {
-            let p = i - 1;
-            s.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
-        }
-        let d = docs(&s);
-        assert!(
-            matches!(d[0].root, Err(ParseError::Limit { .. })),
-            "{:?}",
-            d[0].root
-        );
-    }
-
-    #[test]
-    fn deep_nesting_is_refused() {
-        let s = "[".repeat(10_000);
-        let d = docs(&s);
-        assert!(d[0].root.is_err());
-    }
-
-    #[test]
-    fn typing_follows_yaml_1_2() {
-        let d = docs("a: yes\nb: true\nc: '80'\nd: 0x1F\ne: ~\nf: 1.5\n");
-        let r = d[0].root.as_ref().unwrap().as_ref().unwrap();
-        assert_eq!(r.get("a").unwrap().as_bool(), None);
-        assert_eq!(r.get("a").unwrap().yaml11_bool(), Some(true));
-        assert_eq!(r.get("b").unwrap().as_bool(), Some(true));
-        assert_eq!(r.get("c").unwrap().as_int(), None);
-        assert_eq!(r.get("d").unwrap().as_int(), Some(31));
-        assert!(r.get("e").unwrap().is_null());
-        assert_eq!(r.get("f").unwrap().as_float(), Some(1.5));
-    }
-
-    #[test]
-    fn split_keeps_directives_with_their_document() {
-        let chunks = split_documents("%YAML 1.2\n---\na: 1\n---\nb: 2\n");
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[1].0, 4);
     }
 }
