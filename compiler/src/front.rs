@@ -569,7 +569,7 @@ pub fn read_annotation_file(
         match doc.root {
             Err(e) => out.diagnostics.push(parse_error(file, e, Some(owner))),
             Ok(None) => {}
-            Ok(Some(root)) => read_annotation_doc(&root, owner, labels, opts, out),
+            Ok(Some(root)) => read_annotation_doc(root, owner, labels, opts, out),
         }
     }
 }
