@@ -43,7 +43,10 @@ impl CompilerValidator {
     /// Replaces the view the validator checks against (called when the watched view changes).
     pub fn set_view(&self, sources: &Sources) {
         let ctx = Arc::new(Context::build(sources, &self.options));
-        let old = std::mem::replace(&mut *self.context.write().unwrap_or_else(|e| e.into_inner()), ctx);
+        let old = std::mem::replace(
+            &mut *self.context.write().unwrap_or_else(|e| e.into_inner()),
+            ctx,
+        );
         // A large view takes a while to free: do it after the lock is released, so that
         // reviews arriving meanwhile are not held up.
         drop(old);
