@@ -191,6 +191,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
 
     // Routes per virtual host.
     let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
+    let mut cluster_cache: HashMap<usize, String> = HashMap::new();
     let mut out_vhosts = Vec::new();
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
     for (v, mut vh) in vhosts.into_iter().enumerate() {
@@ -200,6 +201,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
             &vh.glob,
             &settings,
             &mut clusters,
+            &mut cluster_cache,
             &mut cx,
             &tls_contexts,
             &resolvers,
@@ -703,6 +705,7 @@ fn build_routes(
     vhost_glob: &str,
     settings: &Settings,
     clusters: &mut BTreeMap<String, Cluster>,
+    cache: &mut HashMap<usize, String>,
     cx: &mut Cx,
     tls_contexts: &HashMap<&str, &Resource>,
     resolvers: &HashMap<String, Kind>,
@@ -823,7 +826,14 @@ fn build_routes(
             let mut wc = Vec::new();
             let mut unique = HashSet::new();
             for (m, w) in primaries.iter().zip(&weights) {
-                let cluster = cluster_for(m, clusters, tls_contexts, resolvers, default_resolver);
+                let cluster = cluster_cached(
+                    m,
+                    clusters,
+                    cache,
+                    tls_contexts,
+                    resolvers,
+                    default_resolver,
+                );
                 if unique.insert(cluster.clone()) {
                     wc.push(WeightedCluster {
                         cluster,
@@ -835,7 +845,14 @@ fn build_routes(
                 }
             }
             let shadow = shadows.first().map(|s| Shadow {
-                cluster: cluster_for(s, clusters, tls_contexts, resolvers, default_resolver),
+                cluster: cluster_cached(
+                    s,
+                    clusters,
+                    cache,
+                    tls_contexts,
+                    resolvers,
+                    default_resolver,
+                ),
                 percent: s.weight.unwrap_or(100).min(100),
                 source: source_ref(s.r),
             });
@@ -1086,6 +1103,24 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A Mapping attached to several virtual hosts has one cluster: build it once.
+fn cluster_cached(
+    m: &Mapping,
+    clusters: &mut BTreeMap<String, Cluster>,
+    cache: &mut HashMap<usize, String>,
+    tls_contexts: &HashMap<&str, &Resource>,
+    resolvers: &HashMap<String, Kind>,
+    default_resolver: Option<&str>,
+) -> String {
+    let key = m as *const Mapping as usize;
+    if let Some(name) = cache.get(&key) {
+        return name.clone();
+    }
+    let name = cluster_for(m, clusters, tls_contexts, resolvers, default_resolver);
+    cache.insert(key, name.clone());
+    name
 }
 
 fn cluster_for(
