@@ -5,10 +5,9 @@
 //! share the [`Metrics`] and [`Readiness`] handles:
 //!
 //! - the admission webhook (here);
-//! - the cluster view, which sets readiness after its initial sync and the
-//!   watched-objects gauge (wired in by the lead);
-//! - the ADS publisher (its flags go in [`ServeArgs`] next to [`WebhookArgs`],
-//!   its task next to the webhook's in [`serve`]).
+//! - the watched view (`--kube` or `--watch-dir`), which feeds the validator, sets
+//!   readiness once its first synced state is compiled, and keeps the watched-objects gauge;
+//! - the ADS publisher (`--ads-listen`), compiled from the same view.
 //!
 //! `publish` runs the publisher alone on a directory of manifests (no cluster needed), and
 //! `bootstrap` prints the Envoy bootstrap that points Envoy at a publisher.
