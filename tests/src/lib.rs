@@ -85,11 +85,29 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Erro
     move |source| Error::Io { what, source }
 }
 
-/// A free TCP port on 127.0.0.1, as the kernel hands them out.
+/// A free TCP port on 127.0.0.1.
 ///
-/// The port is released before it is used, so another process could take it in between;
-/// the kernel hands out ephemeral ports in sequence, which makes that rare enough for tests.
+/// Ports come from 10000–31999, below Linux's ephemeral range (32768 and up), so the kernel
+/// never hands the same port to another process's `bind(0)` or outgoing connection between
+/// the moment it is picked here and the moment Envoy or a backend binds it. Each process
+/// walks its own sequence (seeded by its pid), and a port is returned only if it can be
+/// bound now. Tests run as separate processes, so two of them picking the same port at
+/// the same time is what this avoids.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000
+            + (pid
+                .wrapping_mul(7_919)
+                .wrapping_add(n.wrapping_mul(104_729))
+                % 22_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
