@@ -982,7 +982,7 @@ fn base_objects() -> Vec<Value> {
         "apiVersion": "getambassador.io/v3alpha1",
         "kind": "Module",
         "metadata": metadata("ambassador", "ambassador", 900_011, json!({})),
-        "spec": {"config": {"diagnostics": {"enabled": false}}},
+        "spec": {"config": {"cluster_request_timeout_ms": 5000, "use_remote_address": true}},
     }));
     out.push(mapping_resource(
         "storefront",

@@ -66,8 +66,19 @@ enum Command {
 #[derive(Debug, Args)]
 struct PublishArgs {
     /// Directory of manifests (`*.yaml`, `*.yml`, `*.json`, searched recursively).
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
+    dir: Option<PathBuf>,
+    /// Publish what the cluster holds instead (kube-rs watchers), without the admission server.
+    #[arg(long)]
+    kube: bool,
+    /// With --kube: only this namespace (default: every namespace).
+    #[arg(long, requires = "kube", value_name = "NAMESPACE")]
+    namespace: Option<String>,
     /// Address of the ADS (gRPC) listener Envoy connects to.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18000")]
     ads_listen: SocketAddr,
@@ -312,8 +323,11 @@ async fn publish(args: PublishArgs) -> Result<(), String> {
         .https_port(args.https_port)
         .ambassador_id(&args.ambassador_id);
     let (mut pipeline, snapshots) = Pipeline::new(options);
+    let Some(dir) = args.dir.clone() else {
+        return publish_from_cluster(args, pipeline, snapshots).await;
+    };
     let mut feed = DirFeed::new(
-        &args.dir,
+        &dir,
         Duration::from_millis(args.poll_ms),
         Duration::from_millis(args.debounce_ms),
     );
@@ -325,7 +339,7 @@ async fn publish(args: PublishArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.ads_listen)
         .await
         .map_err(|e| format!("cannot listen for ADS on {}: {e}", args.ads_listen))?;
-    tracing::info!(ads = %args.ads_listen, dir = %args.dir.display(), "publishing");
+    tracing::info!(ads = %args.ads_listen, dir = %dir.display(), "publishing");
     let nacks = tokio::spawn(report_nacks(publisher.clone()));
     let server = ads::serve_with_shutdown(publisher, listener, wait_for_signal());
     let poll = Duration::from_millis(args.poll_ms.max(100));
@@ -341,6 +355,38 @@ async fn publish(args: PublishArgs) -> Result<(), String> {
     let result = tokio::select! {
         served = server => served.map_err(|e| error_chain(&e)),
         () = reload => Ok(()),
+    };
+    nacks.abort();
+    result
+}
+
+/// `publish --kube`: the ADS publisher alone, fed by the cluster view.
+async fn publish_from_cluster(
+    args: PublishArgs,
+    mut pipeline: Pipeline,
+    snapshots: tokio::sync::watch::Receiver<Arc<ambassador_webhook::ads::Snapshot>>,
+) -> Result<(), String> {
+    let source = run::Source::Kube {
+        namespace: args.namespace.clone(),
+    };
+    let running = run::start(&source).await.map_err(|e| e.to_string())?;
+    let mut feed = run::ViewFeed::new(&running.view);
+    let first = feed.next().await.map_err(|e| e.to_string())?;
+    pipeline.update(first);
+    let publisher = Publisher::new(snapshots);
+    let listener = tokio::net::TcpListener::bind(args.ads_listen)
+        .await
+        .map_err(|e| format!("cannot listen for ADS on {}: {e}", args.ads_listen))?;
+    tracing::info!(ads = %args.ads_listen, "publishing what the cluster holds");
+    let nacks = tokio::spawn(report_nacks(publisher.clone()));
+    let server = ads::serve_with_shutdown(publisher, listener, wait_for_signal());
+    let follow = async {
+        let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
+        tracing::error!(error = %e, "the view stopped; no more updates for Envoy");
+    };
+    let result = tokio::select! {
+        served = server => served.map_err(|e| error_chain(&e)),
+        () = follow => Ok(()),
     };
     nacks.abort();
     result
