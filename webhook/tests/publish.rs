@@ -218,3 +218,58 @@ async fn edit_reroutes(serve: bool) {
     let r = http.get(&url).await.unwrap();
     assert_eq!(backend_of(&r).as_deref(), Some("b"));
 }
+
+/// `publish --kube`: the publisher alone, on what the cluster holds (the in-process
+/// stand-in for the API server), through a real Envoy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_kube_serves_what_the_cluster_holds() {
+    use ambassador_e2e::apiserver::{write_kubeconfig, ApiServer, Config};
+
+    let a = Backend::start("a").await.unwrap();
+    let server = ApiServer::start(Config::default()).await;
+    server.apply(serde_json::json!({
+        "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+        "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"hostname": "*", "prefix": "/d/", "service": a.addr().to_string()},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    write_kubeconfig(
+        &kubeconfig,
+        &[server.context("stand-in", None)],
+        Some("stand-in"),
+    )
+    .unwrap();
+    let ads_port = free_port();
+    let http_port = free_port();
+    let log = dir.path().join("publish.log");
+    let child = Command::new(BIN)
+        .args(["publish", "--kube"])
+        .args(["--ads-listen", &format!("127.0.0.1:{ads_port}")])
+        .args(["--listen-address", "127.0.0.1"])
+        .args(["--http-port", &http_port.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _publish = Publish { child, log };
+    let bootstrap = Bootstrap::new("edge-k", "127.0.0.1", ads_port, free_port());
+    let _envoy = Envoy::start(&bootstrap).await.unwrap();
+    let http = Client::new();
+    let url = format!("http://127.0.0.1:{http_port}/d/x");
+    let served = poll(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            let r = http.get(&url).await.ok()?;
+            (backend_of(&r).as_deref() == Some("a")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        served.is_some(),
+        "the cluster's Mapping never served through Envoy"
+    );
+}
