@@ -143,13 +143,15 @@ fn lint(args: cli::LintArgs) -> u8 {
     u8::from(c.diagnostics.iter().any(|d| d.severity >= threshold))
 }
 
-fn routes(args: cli::RoutesArgs) -> u8 {
-    set_color(args.source.color);
-    let loaded = match load(&args.source) {
+/// Loads for `routes` and `preview`: read errors and the count of errors in the
+/// configuration go to stderr, since objects with errors are left out of what is printed.
+fn load_for_output(args: &SourceArgs) -> Option<Loaded> {
+    set_color(args.color);
+    let loaded = match load(args) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return 2;
+            return None;
         }
     };
     for e in &loaded.read_errors {
@@ -163,9 +165,16 @@ fn routes(args: cli::RoutesArgs) -> u8 {
         .count();
     if errors > 0 {
         eprintln!(
-            "warning: {errors} error(s) in the configuration; objects with errors are left out of the table (run `kubectl ambassador lint`)"
+            "warning: {errors} error(s) in the configuration; objects with errors are left out (run `kubectl ambassador lint`)"
         );
     }
+    Some(loaded)
+}
+
+fn routes(args: cli::RoutesArgs) -> u8 {
+    let Some(loaded) = load_for_output(&args.source) else {
+        return 2;
+    };
     let rows = routes::rows(&loaded.compilation.ir, &loaded.input.sources);
     match args.output {
         RoutesFormat::Table => emit(&routes::table(&rows)),
@@ -184,28 +193,9 @@ fn routes(args: cli::RoutesArgs) -> u8 {
 
 fn preview(args: cli::PreviewArgs) -> u8 {
     use ambassador_compiler::envoy::TypeFilter;
-    set_color(args.source.color);
-    let loaded = match load(&args.source) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
+    let Some(loaded) = load_for_output(&args.source) else {
+        return 2;
     };
-    for e in &loaded.read_errors {
-        eprintln!("error: {e}");
-    }
-    let errors = loaded
-        .compilation
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    if errors > 0 {
-        eprintln!(
-            "warning: {errors} error(s) in the configuration; objects with errors are left out (run `kubectl ambassador lint`)"
-        );
-    }
     let filter = args.kind.map(|k| match k {
         cli::ResourceType::Listener => TypeFilter::Listener,
         cli::ResourceType::Route => TypeFilter::Route,
