@@ -57,6 +57,8 @@ pub fn compile_files(
     let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
     diagnostics.append(&mut diags);
     diag::sort(&mut diagnostics);
+    // A Mapping in several virtual hosts is checked in each: say each finding once.
+    diagnostics.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     Compilation {
         manifests,
         ir,

@@ -141,3 +141,25 @@ fn endpoints_carry_the_port_to_connect_to() {
         vec![("10.0.0.7".to_string(), 9000)]
     );
 }
+
+#[test]
+fn a_finding_in_several_virtual_hosts_is_said_once() {
+    let host = |n: &str| {
+        format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {{name: {n}}}\nspec: {{hostname: {n}.example.com}}\n")
+    };
+    let m = |n: &str, extra: &str| {
+        format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: {n}}}\nspec: {{hostname: '*', service: a, {extra}}}\n")
+    };
+    let text = host("one")
+        + &host("two")
+        + &m("all", "prefix: /api/, precedence: 5")
+        + &m("v1", "prefix: /api/v1/");
+    let c = compile(&text);
+    assert_eq!(c.ir.virtual_hosts.len(), 2);
+    assert_eq!(
+        codes(&c).iter().filter(|c| **c == "AMB402").count(),
+        1,
+        "{:?}",
+        codes(&c)
+    );
+}
