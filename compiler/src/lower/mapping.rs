@@ -179,28 +179,11 @@ impl<'a> Reader<'a> {
 
     /// A string-or-list field as a list.
     pub fn str_list(&self, name: &str) -> Vec<String> {
-        match self.node(name) {
-            Some(n) => match n.as_seq() {
-                Some(items) => items
-                    .iter()
-                    .filter_map(Node::scalar)
-                    .map(str::to_string)
-                    .collect(),
-                None => n
-                    .scalar()
-                    .map(|s| {
-                        s.split(',')
-                            .map(|p| p.trim().to_string())
-                            .filter(|p| !p.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
-            None => Vec::new(),
-        }
+        list_of(self.node(name))
     }
 }
 
+/// A string-or-list value as a list; a string is split at commas, as Ambassador does.
 fn list_of(n: Option<&Node>) -> Vec<String> {
     match n {
         Some(n) => match n.as_seq() {
