@@ -23,6 +23,10 @@ use ambassador_compiler::front::Options;
 use ambassador_compiler::lower::LowerOptions;
 use ambassador_compiler::source::Sources;
 
+// The allocator the shipped binaries use (plugin, webhook), so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {

@@ -16,6 +16,7 @@ pub mod envoy;
 pub mod front;
 pub mod ir;
 pub mod lower;
+pub mod par;
 pub mod re2;
 pub mod source;
 

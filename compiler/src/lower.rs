@@ -47,16 +47,18 @@ pub const ROUTE_CONFIG: &str = "ambassador-routes";
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    let mut cx = Cx {
-        diags: Vec::new(),
-        known_namespaces: HashSet::new(),
-    };
+    let mut known_namespaces = HashSet::new();
     for s in &m.services {
-        cx.known_namespaces.insert(s.namespace.clone());
+        known_namespaces.insert(s.namespace.clone());
     }
     for r in &m.resources {
-        cx.known_namespaces.insert(r.id.namespace.clone());
+        known_namespaces.insert(r.id.namespace.clone());
     }
+    let known = &known_namespaces;
+    let mut cx = Cx {
+        diags: Vec::new(),
+        known_namespaces: known,
+    };
     // Looked up once per Mapping: a set keeps that linear in the number of Mappings.
     let services: HashSet<(&str, &str)> = m
         .services
@@ -110,18 +112,37 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         }
     }
 
-    // Mappings.
-    let mut mappings = Vec::new();
-    for r in by_kind(Kind::Mapping) {
-        let mut reader = Reader::new(r);
-        let read = mapping::read(&mut reader);
-        cx.diags.append(&mut reader.diags);
-        let Some(mut mp) = read else { continue };
-        if !check_references(&mut mp, &tls_contexts, &resolvers, &mut cx) {
-            continue;
-        }
-        cx.check_service(&mp, &services, default_resolver.as_deref(), &resolvers);
-        mappings.push(mp);
+    // Mappings, on all cores: each needs only its own resource and the tables above.
+    let mapping_resources: Vec<&Resource> = by_kind(Kind::Mapping).collect();
+    let default_resolver = default_resolver.as_deref();
+    let read_runs = crate::par::runs(
+        &mapping_resources,
+        crate::par::run_len(mapping_resources.len(), PARALLEL_MIN_MAPPINGS),
+        |run| {
+            let mut cx = Cx {
+                diags: Vec::new(),
+                known_namespaces: known,
+            };
+            let mut out = Vec::with_capacity(run.len());
+            for r in run {
+                let mut reader = Reader::new(r);
+                let read = mapping::read(&mut reader);
+                cx.diags.append(&mut reader.diags);
+                let Some(mut mp) = read else { continue };
+                if !check_references(&mut mp, &tls_contexts, &resolvers, &mut cx) {
+                    continue;
+                }
+                cx.check_service(&mp, &services, default_resolver, &resolvers);
+                let cluster = cluster_of(&mp, &tls_contexts, &resolvers, default_resolver);
+                out.push(Lowered { mp, cluster });
+            }
+            (out, cx.diags)
+        },
+    );
+    let mut mappings = Vec::with_capacity(mapping_resources.len());
+    for (mut out, mut diags) in read_runs {
+        mappings.append(&mut out);
+        cx.diags.append(&mut diags);
     }
 
     // Attach Mappings to virtual hosts.
@@ -189,25 +210,40 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         }
     }
 
-    // Routes per virtual host.
+    // Routes per virtual host, the virtual hosts on all cores. Clusters are collected
+    // afterwards in virtual-host order, so their sources are listed as one thread would.
+    let attached_total: usize = attached.iter().map(Vec::len).sum();
+    let vhost_members: Vec<(&VHost, Vec<&Lowered>)> = vhosts
+        .iter()
+        .zip(&attached)
+        .map(|(vh, idx)| (vh, idx.iter().map(|&i| &mappings[i]).collect()))
+        .collect();
+    let run = if attached_total < PARALLEL_MIN_MAPPINGS {
+        vhost_members.len()
+    } else {
+        1
+    };
+    let built = crate::par::runs(&vhost_members, run, |run| {
+        run.iter()
+            .map(|(vh, members)| {
+                let mut cx = Cx {
+                    diags: Vec::new(),
+                    known_namespaces: known,
+                };
+                let (mut routes, used) = build_routes(members, &vh.glob, &settings, &mut cx);
+                routes.sort_by_cached_key(|r| std::cmp::Reverse(order_key(r)));
+                (routes, used, cx.diags)
+            })
+            .collect::<Vec<_>>()
+    });
     let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
-    let mut cluster_cache: HashMap<usize, String> = HashMap::new();
     let mut out_vhosts = Vec::new();
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
-    for (v, mut vh) in vhosts.into_iter().enumerate() {
-        let members: Vec<&Mapping> = attached[v].iter().map(|&i| &mappings[i]).collect();
-        let mut routes = build_routes(
-            &members,
-            &vh.glob,
-            &settings,
-            &mut clusters,
-            &mut cluster_cache,
-            &mut cx,
-            &tls_contexts,
-            &resolvers,
-            default_resolver.as_deref(),
-        );
-        routes.sort_by_cached_key(|r| std::cmp::Reverse(order_key(r)));
+    for (mut vh, (routes, used, mut diags)) in vhosts.into_iter().zip(built.into_iter().flatten()) {
+        cx.diags.append(&mut diags);
+        for l in used {
+            add_cluster(&mut clusters, l);
+        }
         vh.vh.routes = routes;
         out_vhosts.push(vh.vh);
     }
@@ -252,12 +288,30 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     (ir, diags)
 }
 
-struct Cx {
-    diags: Vec<Diagnostic>,
-    known_namespaces: HashSet<String>,
+/// Below this many Mappings, lowering stays on the calling thread: starting threads would
+/// cost more than they save (and admission compiles one object at a time).
+const PARALLEL_MIN_MAPPINGS: usize = 512;
+
+/// A Mapping that passed its own checks, with the cluster it sends to.
+struct Lowered<'a> {
+    mp: Mapping<'a>,
+    cluster: Cluster,
 }
 
-impl Cx {
+impl<'a> std::ops::Deref for Lowered<'a> {
+    type Target = Mapping<'a>;
+    fn deref(&self) -> &Mapping<'a> {
+        &self.mp
+    }
+}
+
+/// Diagnostics of one thread's share of the work, and what every share reads.
+struct Cx<'k> {
+    diags: Vec<Diagnostic>,
+    known_namespaces: &'k HashSet<String>,
+}
+
+impl Cx<'_> {
     /// `service-not-found` and `load-balancer-needs-endpoints`.
     fn check_service(
         &mut self,
@@ -699,22 +753,19 @@ fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_routes(
-    members: &[&Mapping],
+/// The routes of one virtual host, and the Mappings whose clusters they send to, in the
+/// order they were used.
+fn build_routes<'m, 'a>(
+    members: &[&'m Lowered<'a>],
     vhost_glob: &str,
     settings: &Settings,
-    clusters: &mut BTreeMap<String, Cluster>,
-    cache: &mut HashMap<usize, String>,
     cx: &mut Cx,
-    tls_contexts: &HashMap<&str, &Resource>,
-    resolvers: &HashMap<String, Kind>,
-    default_resolver: Option<&str>,
-) -> Vec<Route> {
+) -> (Vec<Route>, Vec<&'m Lowered<'a>>) {
     // Group, keeping first-seen order.
-    let mut index: HashMap<GroupKey, usize> = HashMap::new();
-    let mut groups: Vec<(GroupKey, Vec<&Mapping>)> = Vec::new();
-    for mp in members {
+    let mut index: HashMap<GroupKey, usize> = HashMap::with_capacity(members.len());
+    let mut groups: Vec<(GroupKey, Vec<&'m Lowered<'a>>)> = Vec::with_capacity(members.len());
+    let mut used = Vec::with_capacity(members.len());
+    for &mp in members {
         let key = GroupKey {
             matcher: match_of(mp, vhost_glob),
             precedence: mp.precedence,
@@ -732,7 +783,7 @@ fn build_routes(
     let mut routes = Vec::with_capacity(groups.len());
     for (key, mut group) in groups {
         group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
-        let (shadows, mut primaries): (Vec<&Mapping>, Vec<&Mapping>) =
+        let (shadows, mut primaries): (Vec<&Lowered>, Vec<&Lowered>) =
             group.iter().partition(|m| m.shadow);
         if primaries.is_empty() {
             for s in &shadows {
@@ -826,14 +877,8 @@ fn build_routes(
             let mut wc = Vec::new();
             let mut unique = HashSet::new();
             for (m, w) in primaries.iter().zip(&weights) {
-                let cluster = cluster_cached(
-                    m,
-                    clusters,
-                    cache,
-                    tls_contexts,
-                    resolvers,
-                    default_resolver,
-                );
+                used.push(*m);
+                let cluster = m.cluster.name.clone();
                 if unique.insert(cluster.clone()) {
                     wc.push(WeightedCluster {
                         cluster,
@@ -845,14 +890,10 @@ fn build_routes(
                 }
             }
             let shadow = shadows.first().map(|s| Shadow {
-                cluster: cluster_cached(
-                    s,
-                    clusters,
-                    cache,
-                    tls_contexts,
-                    resolvers,
-                    default_resolver,
-                ),
+                cluster: {
+                    used.push(*s);
+                    s.cluster.name.clone()
+                },
                 percent: s.weight.unwrap_or(100).min(100),
                 source: source_ref(s.r),
             });
@@ -884,7 +925,7 @@ fn build_routes(
             sources,
         });
     }
-    routes
+    (routes, used)
 }
 
 fn differing_setting(a: &mapping::RouteSettings, b: &mapping::RouteSettings) -> &'static str {
@@ -907,7 +948,7 @@ fn differing_setting(a: &mapping::RouteSettings, b: &mapping::RouteSettings) -> 
 
 /// Ambassador's canary weights: weighted members keep their weight, the unweighted share
 /// what remains equally, and the last unweighted member takes the rounding.
-fn weights(members: &[&Mapping], cx: &mut Cx) -> Vec<u32> {
+fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
     let mut ws: Vec<Option<u32>> = Vec::with_capacity(members.len());
     for m in members {
         match m.weight {
@@ -1035,7 +1076,7 @@ fn weights(members: &[&Mapping], cx: &mut Cx) -> Vec<u32> {
 }
 
 /// Would-be canaries: the same match under different precedences never share traffic.
-fn canary_precedence(groups: &[(GroupKey, Vec<&Mapping>)], cx: &mut Cx) {
+fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut Cx) {
     let mut by_match: HashMap<&RouteMatch, Vec<usize>> = HashMap::new();
     for (i, (k, _)) in groups.iter().enumerate() {
         by_match.entry(&k.matcher).or_default().push(i);
@@ -1105,31 +1146,13 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// A Mapping attached to several virtual hosts has one cluster: build it once.
-fn cluster_cached(
+/// The cluster a Mapping sends to, named; its sources are added by [`add_cluster`].
+fn cluster_of(
     m: &Mapping,
-    clusters: &mut BTreeMap<String, Cluster>,
-    cache: &mut HashMap<usize, String>,
     tls_contexts: &HashMap<&str, &Resource>,
     resolvers: &HashMap<String, Kind>,
     default_resolver: Option<&str>,
-) -> String {
-    let key = m as *const Mapping as usize;
-    if let Some(name) = cache.get(&key) {
-        return name.clone();
-    }
-    let name = cluster_for(m, clusters, tls_contexts, resolvers, default_resolver);
-    cache.insert(key, name.clone());
-    name
-}
-
-fn cluster_for(
-    m: &Mapping,
-    clusters: &mut BTreeMap<String, Cluster>,
-    tls_contexts: &HashMap<&str, &Resource>,
-    resolvers: &HashMap<String, Kind>,
-    default_resolver: Option<&str>,
-) -> String {
+) -> Cluster {
     let ns = &m.r.id.namespace;
     let host = m.service.dns_name(ns);
     let port = m.service.port_or_default();
@@ -1210,37 +1233,38 @@ fn cluster_for(
     // The name says what the cluster is; a hash of the non-default settings keeps two
     // clusters for the same upstream with different settings apart, and stays stable.
     let mut name = format!("cluster_{}_{port}", sanitize(&host));
-    let defaults = Cluster {
-        name: String::new(),
-        sources: Vec::new(),
-        ..cluster.clone()
-    };
-    let plain = Cluster {
-        tls: None,
-        http2: false,
-        connect_timeout_ms: 3000,
-        idle_timeout_ms: None,
-        max_connection_lifetime_ms: None,
-        lb_policy: LbPolicy::RoundRobin,
-        circuit_breakers: Vec::new(),
-        ..defaults.clone()
-    };
-    if defaults != plain {
-        if defaults.tls.is_some() {
+    let plain = cluster.tls.is_none()
+        && !cluster.http2
+        && cluster.connect_timeout_ms == 3000
+        && cluster.idle_timeout_ms.is_none()
+        && cluster.max_connection_lifetime_ms.is_none()
+        && cluster.lb_policy == LbPolicy::RoundRobin
+        && cluster.circuit_breakers.is_empty();
+    if !plain {
+        if cluster.tls.is_some() {
             name.push_str("_tls");
         }
-        if defaults.http2 {
+        if cluster.http2 {
             name.push_str("_h2");
         }
-        name.push_str(&format!("_{:08x}", fnv(&format!("{defaults:?}")) as u32));
+        // The hash of the settings, name and sources still empty.
+        name.push_str(&format!("_{:08x}", fnv(&format!("{cluster:?}")) as u32));
     }
-    cluster.name = name.clone();
-    let entry = clusters.entry(name.clone()).or_insert(cluster);
-    let src = source_ref(m.r);
-    if !entry.sources.contains(&src) {
-        entry.sources.push(src);
+    cluster.name = name;
+    cluster
+}
+
+/// Puts a route's cluster into the configuration, or adds the Mapping to its sources.
+fn add_cluster(clusters: &mut BTreeMap<String, Cluster>, l: &Lowered) {
+    if !clusters.contains_key(&l.cluster.name) {
+        clusters.insert(l.cluster.name.clone(), l.cluster.clone());
     }
-    name
+    let src = source_ref(l.r);
+    if let Some(entry) = clusters.get_mut(&l.cluster.name) {
+        if !entry.sources.contains(&src) {
+            entry.sources.push(src);
+        }
+    }
 }
 
 fn tcp<'a>(

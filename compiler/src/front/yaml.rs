@@ -16,8 +16,6 @@ mod fast;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -414,20 +412,12 @@ where
     F: Fn(&mut T, Document) + Sync,
 {
     let chunks = split_documents(text);
-    let threads = if text.len() < PARALLEL_MIN_BYTES {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
-    };
-    let run_chunks = if threads == 1 {
+    let run_chunks = if text.len() < PARALLEL_MIN_BYTES || crate::par::threads() == 1 {
         chunks.len().max(1)
     } else {
-        chunks.len().div_ceil(threads * 16).max(1)
+        chunks.len().div_ceil(crate::par::threads() * 16).max(1)
     };
-    let runs: Vec<&[(u32, &str)]> = chunks.chunks(run_chunks).collect();
-    let work = |run: &[(u32, &str)]| {
+    crate::par::runs(&chunks, run_chunks, |run: &[(u32, &str)]| {
         let mut state = init();
         let mut docs = Vec::new();
         for &(first_line, chunk) in run {
@@ -441,30 +431,7 @@ where
             }
         }
         state
-    };
-    if threads == 1 || runs.len() <= 1 {
-        return runs.iter().map(|r| work(r)).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(runs.len()));
-    let worker = || {
-        let mut mine = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(run) = runs.get(i) else { break };
-            mine.push((i, work(run)));
-        }
-        done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
-        worker();
-    });
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, t)| t).collect()
+    })
 }
 
 struct ChunkMap<'a> {
