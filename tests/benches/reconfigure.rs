@@ -214,6 +214,10 @@ fn envoy_rss(envoy: &Envoy) -> f64 {
         .map_or(0.0, |b| b as f64 / (1024.0 * 1024.0))
 }
 
+// The allocator the shipped binaries use, so the figures are theirs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
