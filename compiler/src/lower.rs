@@ -134,7 +134,11 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
                 }
                 cx.check_service(&mp, &services, default_resolver, &resolvers);
                 let cluster = cluster_of(&mp, &tls_contexts, &resolvers, default_resolver);
-                out.push(Lowered { mp, cluster });
+                out.push(Lowered {
+                    mp,
+                    cluster,
+                    index: 0,
+                });
             }
             (out, cx.diags)
         },
@@ -143,6 +147,9 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     for (mut out, mut diags) in read_runs {
         mappings.append(&mut out);
         cx.diags.append(&mut diags);
+    }
+    for (i, l) in mappings.iter_mut().enumerate() {
+        l.index = i;
     }
 
     // Attach Mappings to virtual hosts.
@@ -236,17 +243,22 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
             })
             .collect::<Vec<_>>()
     });
-    let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
     let mut out_vhosts = Vec::new();
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
+    // Each used Mapping once, in the order of first use: its cluster, or a source of it.
+    let mut first_use = Vec::new();
+    let mut seen = vec![false; mappings.len()];
     for (mut vh, (routes, used, mut diags)) in vhosts.into_iter().zip(built.into_iter().flatten()) {
         cx.diags.append(&mut diags);
-        for l in used {
-            add_cluster(&mut clusters, l);
+        for i in used {
+            if !std::mem::replace(&mut seen[i], true) {
+                first_use.push(i);
+            }
         }
         vh.vh.routes = routes;
         out_vhosts.push(vh.vh);
     }
+    let mut clusters = used_clusters(mappings, &first_use);
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Listeners.
@@ -296,6 +308,8 @@ const PARALLEL_MIN_MAPPINGS: usize = 512;
 struct Lowered<'a> {
     mp: Mapping<'a>,
     cluster: Cluster,
+    /// Its place among the lowered Mappings.
+    index: usize,
 }
 
 impl<'a> std::ops::Deref for Lowered<'a> {
@@ -760,7 +774,7 @@ fn build_routes<'m, 'a>(
     vhost_glob: &str,
     settings: &Settings,
     cx: &mut Cx,
-) -> (Vec<Route>, Vec<&'m Lowered<'a>>) {
+) -> (Vec<Route>, Vec<usize>) {
     // Group, keeping first-seen order.
     let mut index: HashMap<GroupKey, usize> = HashMap::with_capacity(members.len());
     let mut groups: Vec<(GroupKey, Vec<&'m Lowered<'a>>)> = Vec::with_capacity(members.len());
@@ -877,7 +891,7 @@ fn build_routes<'m, 'a>(
             let mut wc = Vec::new();
             let mut unique = HashSet::new();
             for (m, w) in primaries.iter().zip(&weights) {
-                used.push(*m);
+                used.push(m.index);
                 let cluster = m.cluster.name.clone();
                 if unique.insert(cluster.clone()) {
                     wc.push(WeightedCluster {
@@ -891,7 +905,7 @@ fn build_routes<'m, 'a>(
             }
             let shadow = shadows.first().map(|s| Shadow {
                 cluster: {
-                    used.push(*s);
+                    used.push(s.index);
                     s.cluster.name.clone()
                 },
                 percent: s.weight.unwrap_or(100).min(100),
@@ -1254,17 +1268,30 @@ fn cluster_of(
     cluster
 }
 
-/// Puts a route's cluster into the configuration, or adds the Mapping to its sources.
-fn add_cluster(clusters: &mut BTreeMap<String, Cluster>, l: &Lowered) {
-    if !clusters.contains_key(&l.cluster.name) {
-        clusters.insert(l.cluster.name.clone(), l.cluster.clone());
-    }
-    let src = source_ref(l.r);
-    if let Some(entry) = clusters.get_mut(&l.cluster.name) {
-        if !entry.sources.contains(&src) {
-            entry.sources.push(src);
+/// The clusters routes send to, from the Mappings (indices into `mappings`) in order of first
+/// use: the first Mapping of a cluster gives it, the others are added to its sources.
+fn used_clusters(mappings: Vec<Lowered>, first_use: &[usize]) -> BTreeMap<String, Cluster> {
+    let (resources, mut built): (Vec<&Resource>, Vec<Option<Cluster>>) = mappings
+        .into_iter()
+        .map(|l| (l.mp.r, Some(l.cluster)))
+        .unzip();
+    let mut out: Vec<Cluster> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(first_use.len());
+    for &i in first_use {
+        let Some(mut cluster) = built[i].take() else {
+            continue;
+        };
+        let src = source_ref(resources[i]);
+        match index.get(&cluster.name) {
+            Some(&k) => out[k].sources.push(src),
+            None => {
+                cluster.sources.push(src);
+                index.insert(cluster.name.clone(), out.len());
+                out.push(cluster);
+            }
         }
     }
+    out.into_iter().map(|c| (c.name.clone(), c)).collect()
 }
 
 fn tcp<'a>(

@@ -36,6 +36,10 @@ pub enum Style {
     Folded,
 }
 
+/// The text of a scalar: short ones (most keys and names) are kept inline, without an
+/// allocation of their own.
+pub type Text = compact_str::CompactString;
+
 /// A parsed node and where it stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
@@ -46,7 +50,7 @@ pub struct Node {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
     Scalar {
-        text: String,
+        text: Text,
         style: Style,
         tagged: bool,
     },
@@ -591,7 +595,7 @@ fn parse_chunk_saphyr(chunk: &str, file: FileId, map: &dyn PosMap, out: &mut Vec
                 };
                 let n = Node {
                     kind: NodeKind::Scalar {
-                        text: text.into_owned(),
+                        text: Text::from(text),
                         style,
                         tagged: tag.is_some(),
                     },

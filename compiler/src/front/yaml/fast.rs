@@ -14,7 +14,7 @@
 //! the caller parses the chunk with saphyr, so errors and their positions always come from
 //! saphyr. The differential tests in `yaml/tests.rs` hold the two to the same output.
 
-use crate::front::yaml::{Document, Node, NodeKind, PosMap, Style, MAX_DEPTH};
+use crate::front::yaml::{Document, Node, NodeKind, PosMap, Style, Text, MAX_DEPTH};
 use crate::source::{FileId, Span};
 
 /// The fast path declined; parse with saphyr.
@@ -184,9 +184,9 @@ impl<'a> Parser<'a> {
     // ---- lines and positions ----
 
     /// Columns `from..to` of line `i` as a string (the text is ASCII: columns are bytes).
-    fn owned(&self, i: usize, from: usize, to: usize) -> String {
+    fn owned(&self, i: usize, from: usize, to: usize) -> Text {
         let start = self.lines[i].start as usize;
-        self.text[start + from..start + to].to_string()
+        Text::from(&self.text[start + from..start + to])
     }
 
     fn line(&self, i: usize) -> &'a [u8] {
@@ -226,14 +226,14 @@ impl<'a> Parser<'a> {
 
     fn scalar(
         &self,
-        text: String,
+        text: impl Into<Text>,
         style: Style,
         start: (usize, usize),
         end: (usize, usize),
     ) -> Node {
         Node {
             kind: NodeKind::Scalar {
-                text,
+                text: text.into(),
                 style,
                 tagged: false,
             },

@@ -138,7 +138,7 @@ fn nested_texts(n: &Node, out: &mut Vec<String>) {
     match &n.kind {
         NodeKind::Scalar { text, .. } => {
             if text.contains(": ") {
-                out.push(text.clone());
+                out.push(text.to_string());
             }
         }
         NodeKind::Seq(items) => items.iter().for_each(|i| nested_texts(i, out)),
