@@ -258,7 +258,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         vh.vh.routes = routes;
         out_vhosts.push(vh.vh);
     }
-    let mut clusters = used_clusters(mappings, &first_use);
+    let mut clusters = used_clusters(&mut mappings, &first_use);
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Listeners.
@@ -1270,21 +1270,31 @@ fn cluster_of(
 
 /// The clusters routes send to, from the Mappings (indices into `mappings`) in order of first
 /// use: the first Mapping of a cluster gives it, the others are added to its sources.
-fn used_clusters(mappings: Vec<Lowered>, first_use: &[usize]) -> BTreeMap<String, Cluster> {
-    let (resources, mut built): (Vec<&Resource>, Vec<Option<Cluster>>) = mappings
-        .into_iter()
-        .map(|l| (l.mp.r, Some(l.cluster)))
-        .unzip();
+fn used_clusters(mappings: &mut [Lowered], first_use: &[usize]) -> BTreeMap<String, Cluster> {
     let mut out: Vec<Cluster> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::with_capacity(first_use.len());
     for &i in first_use {
-        let Some(mut cluster) = built[i].take() else {
-            continue;
-        };
-        let src = source_ref(resources[i]);
-        match index.get(&cluster.name) {
+        let l = &mut mappings[i];
+        let src = source_ref(l.mp.r);
+        match index.get(&l.cluster.name) {
             Some(&k) => out[k].sources.push(src),
             None => {
+                // Moved out: the Mapping is not read again. What is left allocates nothing.
+                let empty = Cluster {
+                    name: String::new(),
+                    host: String::new(),
+                    port: 0,
+                    discovery: Discovery::Dns,
+                    tls: None,
+                    http2: false,
+                    connect_timeout_ms: 0,
+                    idle_timeout_ms: None,
+                    max_connection_lifetime_ms: None,
+                    lb_policy: LbPolicy::RoundRobin,
+                    circuit_breakers: Vec::new(),
+                    sources: Vec::new(),
+                };
+                let mut cluster = std::mem::replace(&mut l.cluster, empty);
                 cluster.sources.push(src);
                 index.insert(cluster.name.clone(), out.len());
                 out.push(cluster);

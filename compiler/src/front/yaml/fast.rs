@@ -106,6 +106,8 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Result<Vec<Document>
         depth: 0,
         file,
         map,
+        entries: Vec::new(),
+        items: Vec::new(),
     };
     p.document()
 }
@@ -121,6 +123,10 @@ struct Parser<'a> {
     eof: (usize, usize),
     file: FileId,
     map: &'a dyn PosMap,
+    /// Entries and items of the collections being read, innermost last: a finished
+    /// collection takes its own off the top in one allocation of the right size.
+    entries: Vec<(Node, Node)>,
+    items: Vec<Node>,
 }
 
 impl<'a> Parser<'a> {
@@ -267,7 +273,7 @@ impl<'a> Parser<'a> {
     fn block_map(&mut self, mut i: usize, col: usize, first: (Node, usize)) -> R<Node> {
         self.enter()?;
         let start = (i + 1, col);
-        let mut entries = Vec::new();
+        let base = self.entries.len();
         let mut key = Some(first);
         let next = loop {
             let (k, colon) = match key.take() {
@@ -298,7 +304,7 @@ impl<'a> Parser<'a> {
             } else {
                 self.inline_value(i, v, col as isize)?
             };
-            entries.push((k, value));
+            self.entries.push((k, value));
             match self.next_sig(self.cur) {
                 Some(s) if self.lines[s].indent as usize == col => i = s,
                 Some(s) if (self.lines[s].indent as usize) < col => break Some(s),
@@ -308,7 +314,7 @@ impl<'a> Parser<'a> {
         };
         self.depth -= 1;
         Ok(Node {
-            kind: NodeKind::Map(entries),
+            kind: NodeKind::Map(self.entries.drain(base..).collect()),
             span: self.span(start, self.token_pos(next)),
         })
     }
@@ -326,7 +332,7 @@ impl<'a> Parser<'a> {
         } else {
             (i + 1, col)
         };
-        let mut items = Vec::new();
+        let base = self.items.len();
         let next = loop {
             let v = skip_spaces(self.line(i), col + 1);
             let item = if v >= self.line(i).len() {
@@ -342,7 +348,7 @@ impl<'a> Parser<'a> {
             } else {
                 self.block_node(i, v, col as isize)?
             };
-            items.push(item);
+            self.items.push(item);
             match self.next_sig(self.cur) {
                 Some(s) if self.lines[s].indent as usize == col => {
                     if self.at(s, col) == b'-' && self.space_or_eol(s, col + 1) {
@@ -360,7 +366,7 @@ impl<'a> Parser<'a> {
         };
         self.depth -= 1;
         Ok(Node {
-            kind: NodeKind::Seq(items),
+            kind: NodeKind::Seq(self.items.drain(base..).collect()),
             span: self.span(start, self.token_pos(next)),
         })
     }
