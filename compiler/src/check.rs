@@ -5,7 +5,7 @@
 //! by their text, so the check costs the length of each path, not the number of routes;
 //! regex routes are tested with probe paths, within a bounded budget.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{HeaderMatch, Ir, PathMatch, QueryMatch, Route, ValueMatch};

@@ -8,7 +8,9 @@
 pub mod mapping;
 pub mod service;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::Node;
