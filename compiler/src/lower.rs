@@ -1132,21 +1132,48 @@ fn fnv(s: &str) -> u64 {
 }
 
 fn route_name(key: &GroupKey) -> String {
-    // FNV-1a of `{matcher:?}|{precedence}`, fed as it is formatted: the same name as hashing
-    // the formatted text, without building that text for every route.
+    // FNV-1a over an explicit encoding of the match and the precedence: each part is a
+    // tag byte, then its text and a 0xff byte that no UTF-8 text contains, so different
+    // matches never feed the same bytes. Written out (not `Debug` or `Hash`, whose output
+    // Rust does not promise to keep) so the names stay the same across builds.
     struct Fnv(u64);
-    impl std::fmt::Write for Fnv {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            for b in s.bytes() {
+    impl Fnv {
+        fn bytes(&mut self, bytes: &[u8]) {
+            for &b in bytes {
                 self.0 ^= b as u64;
                 self.0 = self.0.wrapping_mul(0x100_0000_01b3);
             }
-            Ok(())
+        }
+        fn text(&mut self, tag: u8, s: &str) {
+            self.bytes(&[tag]);
+            self.bytes(s.as_bytes());
+            self.bytes(&[0xff]);
+        }
+        fn value(&mut self, v: &ValueMatch) {
+            match v {
+                ValueMatch::Exact(s) => self.text(b'e', s),
+                ValueMatch::Regex(s) => self.text(b'r', s),
+                ValueMatch::Present => self.bytes(b"p"),
+            }
         }
     }
+    let m = &key.matcher;
     let mut h = Fnv(fnv(""));
-    let _ =
-        std::fmt::Write::write_fmt(&mut h, format_args!("{:?}|{}", key.matcher, key.precedence));
+    match &m.path {
+        PathMatch::Prefix(p) => h.text(b'P', p),
+        PathMatch::Exact(p) => h.text(b'E', p),
+        PathMatch::Regex(p) => h.text(b'R', p),
+    }
+    h.bytes(&[m.case_sensitive as u8]);
+    for hm in &m.headers {
+        h.text(b'h', &hm.name);
+        h.value(&hm.value);
+    }
+    for q in &m.query_parameters {
+        h.text(b'q', &q.name);
+        h.value(&q.value);
+    }
+    h.bytes(&key.precedence.to_le_bytes());
     format!("route-{:016x}", h.0)
 }
 

@@ -367,6 +367,8 @@ pub fn check(node: &Node, fields: &[Field], ctx: &Ctx, path: &str, out: &mut Vec
         ));
         return;
     };
+    // One buffer for the paths of all fields: they are only read when a value is wrong.
+    let mut full = String::new();
     for (k, v) in entries {
         let Some(key) = k.scalar() else {
             out.push(
@@ -382,7 +384,9 @@ pub fn check(node: &Node, fields: &[Field], ctx: &Ctx, path: &str, out: &mut Vec
         if path.is_empty() && ctx.skip.contains(&key) {
             continue;
         }
-        let full = format!("{path}{key}");
+        full.clear();
+        full.push_str(path);
+        full.push_str(key);
         let Some(field) = fields.iter().find(|f| f.name == key) else {
             let mut d = Diagnostic::at(
                 Code::UnknownField,
@@ -510,8 +514,12 @@ pub fn check_value(v: &Node, ty: Ty, ctx: &Ctx, path: &str, out: &mut Vec<Diagno
         }
         Ty::StrMap | Ty::MatchMap | Ty::AddHeaders => match v.as_map() {
             Some(entries) => {
+                let mut sub = String::new();
                 for (k, val) in entries {
-                    let sub = format!("{path}.{}", k.scalar().unwrap_or("?"));
+                    sub.clear();
+                    sub.push_str(path);
+                    sub.push('.');
+                    sub.push_str(k.scalar().unwrap_or("?"));
                     let good = match ty {
                         Ty::MatchMap => {
                             val.is_null()

@@ -85,17 +85,44 @@ pub struct RedirectSettings {
 pub struct Reader<'a> {
     pub r: &'a Resource,
     pub diags: Vec<Diagnostic>,
+    /// One bit per key present (see [`key_bit`]): most of the fields a Mapping may have are
+    /// absent, and a clear bit says so without comparing the name with every key.
+    keys: u64,
+}
+
+/// A bit for a key name, from its length and its first and last bytes.
+fn key_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let (first, last) = (
+        b.first().copied().unwrap_or(0),
+        b.last().copied().unwrap_or(0),
+    );
+    let h = (b.len() as u32).wrapping_mul(0x9e37_79b9).rotate_left(7)
+        ^ (first as u32).wrapping_mul(0x85eb_ca6b)
+        ^ (last as u32).wrapping_mul(0xc2b2_ae35);
+    1 << (h.wrapping_mul(0x27d4_eb2f) >> 26)
 }
 
 impl<'a> Reader<'a> {
     pub fn new(r: &'a Resource) -> Reader<'a> {
+        let keys = r
+            .spec
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, _)| k.scalar())
+            .fold(0, |acc, k| acc | key_bit(k));
         Reader {
             r,
             diags: Vec::new(),
+            keys,
         }
     }
 
     pub fn node(&self, name: &str) -> Option<&'a Node> {
+        if self.keys & key_bit(name) == 0 {
+            return None;
+        }
         self.r.field(name)
     }
 
