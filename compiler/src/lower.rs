@@ -49,12 +49,12 @@ pub const ROUTE_CONFIG: &str = "ambassador-routes";
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    let mut known_namespaces = HashSet::new();
+    let mut known_namespaces: HashSet<&str> = HashSet::new();
     for s in &m.services {
-        known_namespaces.insert(s.namespace.clone());
+        known_namespaces.insert(&s.namespace);
     }
     for r in &m.resources {
-        known_namespaces.insert(r.id.namespace.clone());
+        known_namespaces.insert(&r.id.namespace);
     }
     let known = &known_namespaces;
     let mut cx = Cx {
@@ -324,7 +324,7 @@ impl<'a> std::ops::Deref for Lowered<'a> {
 /// Diagnostics of one thread's share of the work, and what every share reads.
 struct Cx<'k> {
     diags: Vec<Diagnostic>,
-    known_namespaces: &'k HashSet<String>,
+    known_namespaces: &'k HashSet<&'k str>,
 }
 
 impl Cx<'_> {
@@ -1300,14 +1300,16 @@ fn cluster_of(
 /// The clusters routes send to, from the Mappings (indices into `mappings`) in order of first
 /// use: the first Mapping of a cluster gives it, the others are added to its sources.
 fn used_clusters(mappings: &mut [Lowered], first_use: &[usize]) -> BTreeMap<String, Cluster> {
-    let mut out: Vec<Cluster> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(first_use.len());
-    for &i in first_use {
+    // By name; a stable sort keeps the order of first use among Mappings of one cluster.
+    let mut order = first_use.to_vec();
+    order.sort_by(|&a, &b| mappings[a].cluster.name.cmp(&mappings[b].cluster.name));
+    let mut out: Vec<(String, Cluster)> = Vec::with_capacity(order.len());
+    for &i in &order {
         let l = &mut mappings[i];
         let src = source_ref(l.mp.r);
-        match index.get(&l.cluster.name) {
-            Some(&k) => out[k].sources.push(src),
-            None => {
+        match out.last_mut() {
+            Some((name, c)) if *name == l.cluster.name => c.sources.push(src),
+            _ => {
                 // Moved out: the Mapping is not read again. What is left allocates nothing.
                 let empty = Cluster {
                     name: String::new(),
@@ -1325,12 +1327,12 @@ fn used_clusters(mappings: &mut [Lowered], first_use: &[usize]) -> BTreeMap<Stri
                 };
                 let mut cluster = std::mem::replace(&mut l.cluster, empty);
                 cluster.sources.push(src);
-                index.insert(cluster.name.clone(), out.len());
-                out.push(cluster);
+                out.push((cluster.name.clone(), cluster));
             }
         }
     }
-    out.into_iter().map(|c| (c.name.clone(), c)).collect()
+    // Sorted and without duplicates already: the map is built in one pass.
+    out.into_iter().collect()
 }
 
 fn tcp<'a>(
