@@ -125,7 +125,7 @@ impl Context {
                     .iter()
                     .filter_map(|s| {
                         names
-                            .get(&(s.kind.clone(), s.namespace.clone(), s.name.clone()))
+                            .get(&(s.kind.to_string(), s.namespace.to_string(), s.name.to_string()))
                             .cloned()
                     })
                     .collect();

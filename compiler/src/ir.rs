@@ -10,12 +10,16 @@ use serde::Serialize;
 
 use crate::source::Span;
 
+/// A short name kept inline (Kubernetes names are mostly under 24 bytes): every route and
+/// cluster names its sources, so these are many.
+pub type Name = compact_str::CompactString;
+
 /// Where a piece of the IR came from: the object (kind, namespace, name) and its position.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct SourceRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+    pub kind: Name,
+    pub namespace: Name,
+    pub name: Name,
     /// The position of the object's `name` (or of the annotation document) in the file.
     pub span: Span,
 }

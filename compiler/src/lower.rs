@@ -488,8 +488,8 @@ struct VHost {
 fn source_ref(r: &Resource) -> SourceRef {
     SourceRef {
         kind: r.kind.as_str().into(),
-        namespace: r.id.namespace.clone(),
-        name: r.id.name.clone(),
+        namespace: r.id.namespace.as_str().into(),
+        name: r.id.name.as_str().into(),
         span: r.span,
     }
 }
@@ -1509,9 +1509,9 @@ pub fn order_key(r: &Route) -> OrderKey {
 /// The object a source reference names.
 pub fn object_of(s: &SourceRef) -> ObjectRef {
     ObjectRef {
-        kind: s.kind.clone(),
-        namespace: s.namespace.clone(),
-        name: s.name.clone(),
+        kind: s.kind.to_string(),
+        namespace: s.namespace.to_string(),
+        name: s.name.to_string(),
     }
 }
 

@@ -33,7 +33,7 @@ fn canary_weights_follow_ambassador() {
     let ws: Vec<(String, u32)> = f
         .clusters
         .iter()
-        .map(|w| (w.source.name.clone(), w.weight))
+        .map(|w| (w.source.name.to_string(), w.weight))
         .collect();
     assert_eq!(
         ws,
