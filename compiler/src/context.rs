@@ -125,7 +125,11 @@ impl Context {
                     .iter()
                     .filter_map(|s| {
                         names
-                            .get(&(s.kind.to_string(), s.namespace.to_string(), s.name.to_string()))
+                            .get(&(
+                                s.kind.to_string(),
+                                s.namespace.to_string(),
+                                s.name.to_string(),
+                            ))
                             .cloned()
                     })
                     .collect();

@@ -259,20 +259,35 @@ impl PosMap for Shift {
 /// new chunk when something other than blank lines, comments or directives precedes it, so
 /// that directives stay with their document.
 pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
+    let bytes = text.as_bytes();
     let mut chunks = Vec::new();
     let mut chunk_start = 0usize;
     let mut chunk_line = 1u32;
+    // Lines before `scanned` are known to hold no content of the current chunk, or the
+    // chunk has content (`has_content`); line numbers are counted up to `counted`.
     let mut has_content = false;
+    let mut counted = 0usize;
     let mut line_no = 1u32;
     let mut pos = 0usize;
-    let bytes = text.as_bytes();
     while pos < bytes.len() {
-        let end = memchr_newline(bytes, pos);
+        if has_content {
+            // Only a marker can end the chunk: jump to the next line starting with `---`.
+            let next = if bytes[pos..].starts_with(b"---") {
+                Some(pos)
+            } else {
+                memchr::memmem::find(&bytes[pos..], b"\n---").map(|i| pos + i + 1)
+            };
+            let Some(m) = next else { break };
+            pos = m;
+        }
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
         let line = &text[pos..end];
         let lb = line.as_bytes();
         let is_marker =
             lb.starts_with(b"---") && matches!(lb.get(3), None | Some(b' ' | b'\t' | b'\r'));
         if is_marker && has_content {
+            line_no += memchr::memchr_iter(b'\n', &bytes[counted..pos]).count() as u32;
+            counted = pos;
             chunks.push((chunk_line, &text[chunk_start..pos]));
             chunk_start = pos;
             chunk_line = line_no;
@@ -289,7 +304,6 @@ pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
             }
         }
         pos = end + 1;
-        line_no += 1;
     }
     if chunk_start < text.len() || chunks.is_empty() {
         chunks.push((chunk_line, &text[chunk_start.min(text.len())..]));
@@ -310,6 +324,7 @@ fn first_non_space(line: &str) -> Option<char> {
     None
 }
 
+#[cfg(test)]
 fn memchr_newline(bytes: &[u8], from: usize) -> usize {
     bytes[from..]
         .iter()

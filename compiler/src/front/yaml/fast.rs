@@ -48,49 +48,33 @@ pub fn parse(text: &str, file: FileId, map: &dyn PosMap) -> Result<Vec<Document>
     if src.len() > u32::MAX as usize / 2 {
         return Err(Bail);
     }
-    // One pass: find the lines, and accept only printable ASCII and line feeds, so that
-    // columns are byte offsets and nothing saphyr treats specially (tabs, carriage returns,
-    // a BOM, control characters) remains.
-    let mut lines = Vec::with_capacity(src.len() / 24 + 1);
-    let mut start = 0usize;
-    let mut indent = 0usize;
-    let mut in_indent = true;
-    let mut sig = false;
-    for (k, &b) in src.iter().enumerate() {
-        match b {
-            b' ' => {
-                if in_indent {
-                    indent += 1;
-                }
-            }
-            b'\n' => {
-                lines.push(Line {
-                    start: start as u32,
-                    end: k as u32,
-                    indent: indent as u32,
-                    sig,
-                });
-                start = k + 1;
-                indent = 0;
-                in_indent = true;
-                sig = false;
-            }
-            0x21..=0x7e => {
-                if in_indent {
-                    in_indent = false;
-                    sig = b != b'#';
-                }
-            }
-            _ => return Err(Bail),
-        }
+    // Accept only printable ASCII and line feeds, so that columns are byte offsets and
+    // nothing saphyr treats specially (tabs, carriage returns, a BOM, control characters)
+    // remains. No early exit, so the check runs over whole vectors of bytes; then the lines.
+    let printable = src.iter().fold(true, |ok, &b| {
+        ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\n'))
+    });
+    if !printable {
+        return Err(Bail);
     }
-    if start < src.len() {
+    let mut lines = Vec::with_capacity(src.len() / 24 + 1);
+    let mut line = |start: usize, end: usize| {
+        let l = &src[start..end];
+        let indent = l.iter().take_while(|&&b| b == b' ').count();
         lines.push(Line {
             start: start as u32,
-            end: src.len() as u32,
+            end: end as u32,
             indent: indent as u32,
-            sig,
+            sig: l.get(indent).is_some_and(|&b| b != b'#'),
         });
+    };
+    let mut start = 0usize;
+    for k in memchr::memchr_iter(b'\n', src) {
+        line(start, k);
+        start = k + 1;
+    }
+    if start < src.len() {
+        line(start, src.len());
     }
     // Without a final line break saphyr ends collections at odd places when the last line
     // is blank or a comment; only a last line with content is predictable.
