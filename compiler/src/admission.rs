@@ -4,8 +4,6 @@
 //! inside the annotation, which is what a person can find in the object they apply. A
 //! custom resource is read from its JSON; its findings name fields, not positions.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::diag::{Diagnostic, ObjectRef};
@@ -142,7 +140,7 @@ pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
             match value.as_str() {
                 Some(text) => {
                     let file = sources.add(format!("{ANNOTATION} of {object}"), text);
-                    let labels: BTreeMap<String, String> = meta["labels"]
+                    let labels: std::collections::BTreeMap<String, String> = meta["labels"]
                         .as_object()
                         .map(|m| {
                             m.iter()
@@ -154,7 +152,7 @@ pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
                         &sources,
                         file,
                         &object,
-                        &labels,
+                        &front::Labels::new(labels),
                         &opts,
                         &mut manifests,
                     );

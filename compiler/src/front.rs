@@ -184,6 +184,9 @@ pub enum Origin {
     CustomResource,
 }
 
+/// An object's labels.
+pub type Labels = std::sync::Arc<BTreeMap<String, String>>;
+
 /// An Ambassador object as the user wrote it, with positions.
 #[derive(Clone, Debug)]
 pub struct Resource {
@@ -193,7 +196,8 @@ pub struct Resource {
     /// The position of the object's name (or of its `kind` when it has no name).
     pub span: Span,
     pub origin: Origin,
-    pub labels: BTreeMap<String, String>,
+    /// Shared by the documents of one annotation.
+    pub labels: Labels,
     /// The ids from `ambassador_id`; `default` when absent.
     pub ambassador_ids: Vec<String>,
     /// The mapping holding the spec fields (the flat document for annotations).
@@ -348,10 +352,11 @@ fn read_object(sources: &Sources, root: &Node, opts: &Options, out: &mut Manifes
         .and_then(Node::as_str)
         .unwrap_or(&opts.default_namespace)
         .to_string();
-    let labels = meta
-        .and_then(|m| m.get("labels"))
-        .map(string_map)
-        .unwrap_or_default();
+    let labels: Labels = Labels::new(
+        meta.and_then(|m| m.get("labels"))
+            .map(string_map)
+            .unwrap_or_default(),
+    );
     let object = ObjectRef {
         kind: kind.to_string(),
         namespace: namespace.clone(),
@@ -501,7 +506,7 @@ fn read_annotation(
     key: &Node,
     value: &Node,
     owner: &ObjectRef,
-    labels: &BTreeMap<String, String>,
+    labels: &Labels,
     opts: &Options,
     out: &mut Manifests,
 ) {
@@ -549,7 +554,7 @@ pub fn read_annotation_file(
     sources: &Sources,
     file: FileId,
     owner: &ObjectRef,
-    labels: &BTreeMap<String, String>,
+    labels: &Labels,
     opts: &Options,
     out: &mut Manifests,
 ) {
@@ -577,7 +582,7 @@ pub fn read_annotation_file(
 fn read_annotation_doc(
     root: Node,
     owner: &ObjectRef,
-    labels: &BTreeMap<String, String>,
+    labels: &Labels,
     opts: &Options,
     out: &mut Manifests,
 ) {
@@ -635,7 +640,7 @@ fn read_annotation_doc(
     }
     let labels = root
         .get("metadata_labels")
-        .map(string_map)
+        .map(|n| Labels::new(string_map(n)))
         .unwrap_or_else(|| labels.clone());
     let resource = Resource {
         kind,
@@ -753,7 +758,7 @@ fn read_custom_resource(
     api_version: &str,
     kind_text: &str,
     object: &ObjectRef,
-    labels: BTreeMap<String, String>,
+    labels: Labels,
     opts: &Options,
     out: &mut Manifests,
 ) {
