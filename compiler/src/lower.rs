@@ -247,20 +247,17 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     });
     let mut out_vhosts = Vec::new();
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
-    // Each used Mapping once, in the order of first use: its cluster, or a source of it.
-    let mut first_use = Vec::new();
-    let mut seen = vec![false; mappings.len()];
+    // The Mappings some route sends to: their clusters make the configuration's.
+    let mut used_by_routes = vec![false; mappings.len()];
     for (mut vh, (routes, used, mut diags)) in vhosts.into_iter().zip(built.into_iter().flatten()) {
         cx.diags.append(&mut diags);
         for i in used {
-            if !std::mem::replace(&mut seen[i], true) {
-                first_use.push(i);
-            }
+            used_by_routes[i] = true;
         }
         vh.vh.routes = routes;
         out_vhosts.push(vh.vh);
     }
-    let mut clusters = used_clusters(&mut mappings, &first_use);
+    let mut clusters = used_clusters(&mut mappings, &used_by_routes);
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Listeners.
@@ -383,7 +380,7 @@ impl Cx<'_> {
 
 /// Drops all but the last of objects sharing kind, namespace and name, reporting each.
 fn dedupe<'a>(resources: &'a [Resource], diags: &mut Vec<Diagnostic>) -> Vec<&'a Resource> {
-    let mut last: HashMap<(&Kind, &str, &str), usize> = HashMap::new();
+    let mut last: HashMap<(&Kind, &str, &str), usize> = HashMap::with_capacity(resources.len());
     for (i, r) in resources.iter().enumerate() {
         if let Some(prev) = last.insert((&r.kind, &r.id.namespace, &r.id.name), i) {
             let p = &resources[prev];
@@ -403,12 +400,15 @@ fn dedupe<'a>(resources: &'a [Resource], diags: &mut Vec<Diagnostic>) -> Vec<&'a
             );
         }
     }
-    let keep: HashSet<usize> = last.into_values().collect();
+    let mut keep = vec![false; resources.len()];
+    for i in last.into_values() {
+        keep[i] = true;
+    }
     resources
         .iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, r)| r)
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(r, _)| r)
         .collect()
 }
 
@@ -1297,19 +1297,48 @@ fn cluster_of(
     cluster
 }
 
-/// The clusters routes send to, from the Mappings (indices into `mappings`) in order of first
-/// use: the first Mapping of a cluster gives it, the others are added to its sources.
-fn used_clusters(mappings: &mut [Lowered], first_use: &[usize]) -> BTreeMap<String, Cluster> {
-    // By name; a stable sort keeps the order of first use among Mappings of one cluster.
-    let mut order = first_use.to_vec();
-    order.sort_by(|&a, &b| mappings[a].cluster.name.cmp(&mappings[b].cluster.name));
-    let mut out: Vec<(String, Cluster)> = Vec::with_capacity(order.len());
-    for &i in &order {
-        let l = &mut mappings[i];
+/// The clusters routes send to. Mappings that name the same cluster are its sources, in
+/// the order of the input; the first of them gives the cluster.
+fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cluster> {
+    // Mappings are visited in their order in memory, and only names are sorted: at 50,000
+    // Mappings, sorting or hashing through the Mappings themselves is mostly cache misses.
+    let mut names: Vec<(&str, usize)> = mappings
+        .iter()
+        .filter(|l| used[l.index])
+        .map(|l| (l.cluster.name.as_str(), l.index))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+    // Runs of one name: (first Mapping, the others).
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut last: Option<&str> = None;
+    for &(name, i) in &names {
+        match groups.last_mut() {
+            Some((_, others)) if last == Some(name) => others.push(i),
+            _ => groups.push((i, Vec::new())),
+        }
+        last = Some(name);
+    }
+    drop(names);
+    // Each group's slot in `taken`, per Mapping of the group.
+    let mut slot = vec![usize::MAX; mappings.len()];
+    for (g, (first, others)) in groups.iter().enumerate() {
+        slot[*first] = g;
+        for &i in others {
+            slot[i] = g;
+        }
+    }
+    // In the order of the Mappings (of memory): the first of a group gives the cluster,
+    // each adds itself to the sources.
+    let mut taken: Vec<Option<Cluster>> = (0..groups.len()).map(|_| None).collect();
+    for l in mappings.iter_mut() {
+        let g = slot[l.index];
+        if g == usize::MAX {
+            continue;
+        }
         let src = source_ref(l.mp.r);
-        match out.last_mut() {
-            Some((name, c)) if *name == l.cluster.name => c.sources.push(src),
-            _ => {
+        match &mut taken[g] {
+            Some(c) => c.sources.push(src),
+            None => {
                 // Moved out: the Mapping is not read again. What is left allocates nothing.
                 let empty = Cluster {
                     name: String::new(),
@@ -1326,13 +1355,18 @@ fn used_clusters(mappings: &mut [Lowered], first_use: &[usize]) -> BTreeMap<Stri
                     sources: Vec::new(),
                 };
                 let mut cluster = std::mem::replace(&mut l.cluster, empty);
+                cluster.sources.reserve_exact(1 + groups[g].1.len());
                 cluster.sources.push(src);
-                out.push((cluster.name.clone(), cluster));
+                taken[g] = Some(cluster);
             }
         }
     }
-    // Sorted and without duplicates already: the map is built in one pass.
-    out.into_iter().collect()
+    // Groups are in name order, without duplicates: the map is built in one pass.
+    taken
+        .into_iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c))
+        .collect()
 }
 
 fn tcp<'a>(
