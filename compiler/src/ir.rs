@@ -203,10 +203,12 @@ pub struct Forward {
     /// Route timeout in milliseconds; 0 disables it.
     pub timeout_ms: u64,
     pub idle_timeout_ms: Option<u64>,
-    pub retry: Option<RetryPolicy>,
-    pub cors: Option<Cors>,
+    // Rarely set: boxed, so a route without them stays small (95,000 routes at 50,000
+    // Services).
+    pub retry: Option<Box<RetryPolicy>>,
+    pub cors: Option<Box<Cors>>,
     /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
-    pub shadow: Option<Shadow>,
+    pub shadow: Option<Box<Shadow>>,
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
     /// Protocol upgrades allowed on this route (`allow_upgrade`, `use_websocket`), lower case.
@@ -216,7 +218,7 @@ pub struct Forward {
     pub response_headers_to_add: Vec<HeaderValue>,
     pub response_headers_to_remove: Vec<String>,
     /// Consistent-hash policy from `load_balancer` (ring_hash or maglev).
-    pub hash_policy: Option<HashPolicy>,
+    pub hash_policy: Option<Box<HashPolicy>>,
 }
 
 /// One backend of a route and its share of traffic.

@@ -777,23 +777,42 @@ fn build_routes<'m, 'a>(
     settings: &Settings,
     cx: &mut Cx,
 ) -> (Vec<Route>, Vec<usize>) {
-    // Group, keeping first-seen order.
-    let mut index: HashMap<GroupKey, usize> = HashMap::with_capacity(members.len());
-    let mut groups: Vec<(GroupKey, Vec<&'m Lowered<'a>>)> = Vec::with_capacity(members.len());
-    let mut used = Vec::with_capacity(members.len());
-    for &mp in members {
-        let key = GroupKey {
-            matcher: match_of(mp, vhost_glob),
-            precedence: mp.precedence,
-        };
-        match index.get(&key) {
-            Some(&g) => groups[g].1.push(mp),
-            None => {
-                index.insert(key.clone(), groups.len());
-                groups.push((key, vec![mp]));
+    // Group, keeping first-seen order. The index borrows the keys, so a group's key is the
+    // first member's, moved and never cloned.
+    let mut keys: Vec<Option<GroupKey>> = members
+        .iter()
+        .map(|mp| {
+            Some(GroupKey {
+                matcher: match_of(mp, vhost_glob),
+                precedence: mp.precedence,
+            })
+        })
+        .collect();
+    let mut first_of_group: Vec<usize> = Vec::with_capacity(members.len());
+    let mut members_of: Vec<Vec<&'m Lowered<'a>>> = Vec::with_capacity(members.len());
+    {
+        let mut index: HashMap<&GroupKey, usize> = HashMap::with_capacity(members.len());
+        for (i, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            match index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(g) => {
+                    members_of[*g.get()].push(members[i])
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(members_of.len());
+                    first_of_group.push(i);
+                    members_of.push(vec![members[i]]);
+                }
             }
         }
     }
+    let groups: Vec<(GroupKey, Vec<&'m Lowered<'a>>)> = first_of_group
+        .iter()
+        .zip(members_of)
+        .filter_map(|(&i, group)| Some((keys[i].take()?, group)))
+        .collect();
+    drop(keys);
+    let mut used = Vec::with_capacity(members.len());
     canary_precedence(&groups, cx);
 
     let mut routes = Vec::with_capacity(groups.len());
@@ -920,9 +939,13 @@ fn build_routes<'m, 'a>(
                 regex_rewrite: rs.regex_rewrite.clone(),
                 timeout_ms: rs.timeout_ms.unwrap_or(settings.default_timeout_ms),
                 idle_timeout_ms: rs.idle_timeout_ms,
-                retry: rs.retry.clone(),
-                cors: rs.cors.clone().or_else(|| settings.cors.clone()),
-                shadow,
+                retry: rs.retry.clone().map(Box::new),
+                cors: rs
+                    .cors
+                    .clone()
+                    .or_else(|| settings.cors.clone())
+                    .map(Box::new),
+                shadow: shadow.map(Box::new),
                 host_rewrite: rs.host_rewrite.clone(),
                 auto_host_rewrite: rs.auto_host_rewrite,
                 upgrades: rs.upgrades.clone(),
@@ -930,7 +953,7 @@ fn build_routes<'m, 'a>(
                 request_headers_to_remove: rs.request_headers_to_remove.clone(),
                 response_headers_to_add: rs.response_headers_to_add.clone(),
                 response_headers_to_remove: rs.response_headers_to_remove.clone(),
-                hash_policy: rs.hash_policy.clone(),
+                hash_policy: rs.hash_policy.clone().map(Box::new),
             }))
         };
         routes.push(Route {

@@ -390,19 +390,19 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         backend("canary", 10),
         backend("dark", 0),
     ]);
-    canary.shadow = Some(Shadow {
+    canary.shadow = Some(Box::new(Shadow {
         cluster: "shadow".into(),
         percent: 25,
         source: sref("shadow"),
-    });
+    }));
     let mut timeouts = to("a");
     timeouts.timeout_ms = 0;
     timeouts.idle_timeout_ms = Some(30_500);
-    timeouts.retry = Some(RetryPolicy {
+    timeouts.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx,gateway-error,connect-failure,retriable-4xx,refused-stream".into()),
         num_retries: Some(3),
         per_try_timeout_ms: Some(250),
-    });
+    }));
     let mut literal_host = to("a");
     literal_host.host_rewrite = Some("internal.example".into());
     let mut auto_host = to("b");
@@ -426,7 +426,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
 
     // CORS (route, virtual host, Module), upgrades, header changes.
     let mut with_cors = to("a");
-    with_cors.cors = Some(cors());
+    with_cors.cors = Some(Box::new(cors()));
     let mut upgrades = to("a");
     upgrades.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
     let mut headers = to("a");
@@ -495,7 +495,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     ];
     for (name, policy, lb) in policies {
         let mut f = to(name);
-        f.hash_policy = Some(policy);
+        f.hash_policy = Some(Box::new(policy));
         i.virtual_hosts[0]
             .routes
             .push(forward(name, prefix(&format!("/{name}/")), f));

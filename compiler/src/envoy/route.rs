@@ -134,7 +134,7 @@ fn route(r: &Route) -> EnvoyRoute {
                 .map(header_option)
                 .collect();
             out.response_headers_to_remove = f.response_headers_to_remove.clone();
-            out.typed_per_filter_config = cors_config(f.cors.as_ref());
+            out.typed_per_filter_config = cors_config(f.cors.as_deref());
         }
         IrAction::Redirect(rd) => out.action = Some(route::Action::Redirect(redirect(rd))),
     }
@@ -257,7 +257,12 @@ fn forward(f: &Forward) -> route::Action {
                 ..Default::default()
             })
             .collect(),
-        hash_policy: f.hash_policy.iter().map(hash_policy).collect(),
+        hash_policy: f
+            .hash_policy
+            .as_deref()
+            .map(hash_policy)
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     if let Some(rr) = &f.regex_rewrite {

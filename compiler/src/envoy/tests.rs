@@ -408,11 +408,11 @@ fn timeouts_and_retries() {
     let mut f = to("a");
     f.timeout_ms = 0;
     f.idle_timeout_ms = Some(250);
-    f.retry = Some(RetryPolicy {
+    f.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx".into()),
         num_retries: Some(3),
         per_try_timeout_ms: Some(1500),
-    });
+    }));
     let r = first_route(&route_to("a", prefix("/"), f));
     let a = action(&r);
     assert_eq!(
@@ -434,11 +434,11 @@ fn timeouts_and_retries() {
 #[test]
 fn shadows_mirror_a_runtime_fraction() {
     let mut f = to("main");
-    f.shadow = Some(Shadow {
+    f.shadow = Some(Box::new(Shadow {
         cluster: "shadow".into(),
         percent: 25,
         source: sref("shadow"),
-    });
+    }));
     let r = first_route(&route_to("a", prefix("/"), f));
     let m = &action(&r).request_mirror_policies;
     assert_eq!(m.len(), 1);
@@ -498,7 +498,7 @@ fn hash_policies() {
     ];
     for (policy, expected) in cases {
         let mut f = to("a");
-        f.hash_policy = Some(policy);
+        f.hash_policy = Some(Box::new(policy));
         let res = emit(&ir(vec![route_to("a", prefix("/"), f)]));
         let j = any_to_json(&res.routes.resources[0].packed);
         assert_eq!(
@@ -605,7 +605,7 @@ fn cors_per_route_and_from_the_module() {
         max_age: Some("86400".into()),
     };
     let mut f = to("a");
-    f.cors = Some(cors.clone());
+    f.cors = Some(Box::new(cors.clone()));
     let mut i = ir(vec![
         route_to("a", prefix("/"), f),
         route_to("b", prefix("/b"), to("b")),
@@ -1220,24 +1220,24 @@ fn kitchen_sink() -> Ir {
     let mut f = fwd(vec![backend("a", 70), backend("b", 30)]);
     f.prefix_rewrite = Some("/".into());
     f.idle_timeout_ms = Some(1500);
-    f.retry = Some(RetryPolicy {
+    f.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("gateway-error".into()),
         num_retries: Some(2),
         per_try_timeout_ms: Some(250),
-    });
-    f.cors = Some(Cors {
+    }));
+    f.cors = Some(Box::new(Cors {
         origins: vec!["*".into()],
         methods: vec!["GET".into()],
         headers: Vec::new(),
         exposed_headers: Vec::new(),
         credentials: Some(false),
         max_age: None,
-    });
-    f.shadow = Some(Shadow {
+    }));
+    f.shadow = Some(Box::new(Shadow {
         cluster: "shadow".into(),
         percent: 10,
         source: sref("shadow"),
-    });
+    }));
     f.auto_host_rewrite = true;
     f.upgrades = vec!["websocket".into()];
     f.request_headers_to_add = vec![HeaderValue {
@@ -1246,11 +1246,11 @@ fn kitchen_sink() -> Ir {
         append: false,
     }];
     f.response_headers_to_remove = vec!["server".into()];
-    f.hash_policy = Some(HashPolicy::Cookie {
+    f.hash_policy = Some(Box::new(HashPolicy::Cookie {
         name: "s".into(),
         ttl: Some("10s".into()),
         path: None,
-    });
+    }));
     let mut m = prefix("/api/");
     m.case_sensitive = false;
     m.headers = vec![HeaderMatch {
