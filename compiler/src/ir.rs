@@ -312,8 +312,8 @@ pub enum RedirectPath {
     Regex(RegexRewrite),
 }
 
-/// An upstream cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// An upstream cluster. The default (no name, no host) is a placeholder, not a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Cluster {
     pub name: String,
     /// The DNS name or address to connect to, e.g. `quote.default` or `10.0.0.1`.
@@ -335,10 +335,11 @@ pub struct Cluster {
 }
 
 /// How a cluster's endpoints are discovered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Discovery {
     /// Resolve `host` through DNS (Ambassador's default `kubernetes-service` resolver).
+    #[default]
     Dns,
     /// Endpoints are pushed through EDS (`kubernetes-endpoint` resolver), keyed by the
     /// Kubernetes Service `namespace/name` and port.
@@ -365,9 +366,10 @@ pub struct UpstreamTls {
 }
 
 /// The load-balancing policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
+    #[default]
     RoundRobin,
     LeastRequest,
     RingHash,

@@ -135,7 +135,8 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
                     continue;
                 }
                 cx.check_service(&mp, &services, default_resolver, &resolvers);
-                let cluster = cluster_of(&mp, &tls_contexts, &resolvers, default_resolver);
+                let cluster =
+                    Box::new(cluster_of(&mp, &tls_contexts, &resolvers, default_resolver));
                 out.push(Lowered {
                     mp,
                     cluster,
@@ -306,7 +307,8 @@ const PARALLEL_MIN_MAPPINGS: usize = 512;
 /// A Mapping that passed its own checks, with the cluster it sends to.
 struct Lowered<'a> {
     mp: Mapping<'a>,
-    cluster: Cluster,
+    /// Boxed: it moves into the configuration when a route uses it, without a copy.
+    cluster: Box<Cluster>,
     /// Its place among the lowered Mappings.
     index: usize,
 }
@@ -1352,7 +1354,7 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
     }
     // In the order of the Mappings (of memory): the first of a group gives the cluster,
     // each adds itself to the sources.
-    let mut taken: Vec<Option<Cluster>> = (0..groups.len()).map(|_| None).collect();
+    let mut taken: Vec<Option<Box<Cluster>>> = (0..groups.len()).map(|_| None).collect();
     for l in mappings.iter_mut() {
         let g = slot[l.index];
         if g == usize::MAX {
@@ -1362,22 +1364,8 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
         match &mut taken[g] {
             Some(c) => c.sources.push(src),
             None => {
-                // Moved out: the Mapping is not read again. What is left allocates nothing.
-                let empty = Cluster {
-                    name: String::new(),
-                    host: String::new(),
-                    port: 0,
-                    discovery: Discovery::Dns,
-                    tls: None,
-                    http2: false,
-                    connect_timeout_ms: 0,
-                    idle_timeout_ms: None,
-                    max_connection_lifetime_ms: None,
-                    lb_policy: LbPolicy::RoundRobin,
-                    circuit_breakers: Vec::new(),
-                    sources: Vec::new(),
-                };
-                let mut cluster = std::mem::replace(&mut l.cluster, empty);
+                // Moved out: the Mapping is not read again.
+                let mut cluster = std::mem::take(&mut l.cluster);
                 cluster.sources.reserve_exact(1 + groups[g].1.len());
                 cluster.sources.push(src);
                 taken[g] = Some(cluster);
@@ -1388,7 +1376,7 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
     taken
         .into_iter()
         .flatten()
-        .map(|c| (c.name.clone(), c))
+        .map(|c| (c.name.clone(), *c))
         .collect()
 }
 
