@@ -16,8 +16,23 @@ const REGEX_PAIR_BUDGET: usize = 1_000_000;
 
 /// Runs the whole-configuration checks on the IR.
 pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
-    for vh in &ir.virtual_hosts {
-        shadowing(&vh.routes, diags);
+    // Virtual hosts are independent: large configurations check them on all cores, and the
+    // findings come back in virtual-host order.
+    let routes: usize = ir.virtual_hosts.iter().map(|v| v.routes.len()).sum();
+    let run = if routes < 4096 {
+        ir.virtual_hosts.len()
+    } else {
+        1
+    };
+    let found = crate::par::runs(&ir.virtual_hosts, run, |vhs| {
+        let mut out = Vec::new();
+        for vh in vhs {
+            shadowing(&vh.routes, &mut out);
+        }
+        out
+    });
+    for mut d in found {
+        diags.append(&mut d);
     }
 }
 
