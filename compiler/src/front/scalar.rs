@@ -32,18 +32,29 @@ impl ScalarMap {
         if value.len() > MAX_EXACT_BYTES {
             return ScalarMap::coarse(start);
         }
-        let decoded = source_start(file, start, style)
-            .and_then(|(off, at)| decode(&file.text[off..], at, style));
+        let decoded = source_start(file, start, style).and_then(|(off, at)| {
+            let src = &file.text[off..];
+            match style {
+                // Block scalars are checked against the value as they are decoded, without
+                // building the text again.
+                Style::Literal | Style::Folded => {
+                    let mut expect = Expect {
+                        rest: value,
+                        ok: true,
+                    };
+                    let runs = decode_block(src, at, style == Style::Folded, &mut expect)?;
+                    (expect.ok && expect.rest.is_empty()).then_some((value, runs))
+                }
+                _ => decode(src, at, style)
+                    .and_then(|(text, runs)| (text == value).then_some((value, runs))),
+            }
+        });
         match decoded {
-            Some((text, positions)) if text == value => {
+            Some((text, positions)) => {
                 let mut line_starts = vec![0];
                 if text.is_ascii() {
                     // Characters are bytes: the common case, and a faster loop.
-                    for (i, b) in text.bytes().enumerate() {
-                        if b == b'\n' {
-                            line_starts.push(i + 1);
-                        }
-                    }
+                    line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
                 } else {
                     for (i, c) in text.chars().enumerate() {
                         if c == '\n' {
@@ -124,7 +135,11 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
 /// position per character. `None` when the source is not in a shape handled here.
 fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Runs)> {
     match style {
-        Style::Literal | Style::Folded => decode_block(src, start, style == Style::Folded),
+        Style::Literal | Style::Folded => {
+            let mut text = String::new();
+            let runs = decode_block(src, start, style == Style::Folded, &mut text)?;
+            Some((text, runs))
+        }
         Style::DoubleQuoted => decode_quoted(src, start, true),
         Style::SingleQuoted => decode_quoted(src, start, false),
         Style::Plain => decode_plain(src, start),
@@ -132,7 +147,52 @@ fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Runs)> {
 }
 
 /// Literal (`|`) and folded (`>`) block scalars with automatic indentation.
-fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
+/// Where decoded text goes: built, or compared with the value the parser gave.
+trait Sink {
+    fn push(&mut self, c: char);
+    fn push_str(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn push(&mut self, c: char) {
+        String::push(self, c)
+    }
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s)
+    }
+}
+
+/// Compares decoded text with the expected value as it comes.
+struct Expect<'v> {
+    rest: &'v str,
+    ok: bool,
+}
+
+impl Sink for Expect<'_> {
+    fn push(&mut self, c: char) {
+        match self.rest.strip_prefix(c) {
+            Some(r) => self.rest = r,
+            None => self.ok = false,
+        }
+    }
+    fn push_str(&mut self, s: &str) {
+        match self.rest.strip_prefix(s) {
+            Some(r) => self.rest = r,
+            None => self.ok = false,
+        }
+    }
+}
+
+/// The number of characters of `s`, without decoding when it is ASCII.
+fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
+fn decode_block<S: Sink>(src: &str, start: Pos, folded: bool, text: &mut S) -> Option<Runs> {
     let mut lines = src.split('\n');
     let header = lines.next()?;
     let header = header.split(" #").next()?.trim_end();
@@ -180,14 +240,13 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
     let trailing = content.len() - last_content;
     content.truncate(last_content);
 
-    let mut text = String::new();
     let mut pos = Runs::default();
     let mut prev_normal: Option<bool> = None;
     let mut blanks = 0usize;
     let mut last_break = start;
     for (line_no, line) in &content {
         let body: &str = if line.len() >= n { &line[n..] } else { "" };
-        let line_end = Pos::new(*line_no, line.chars().count() as u32 + 1);
+        let line_end = Pos::new(*line_no, char_len(line) as u32 + 1);
         if body.is_empty() && line.trim_start_matches(' ').is_empty() {
             blanks += 1;
             last_break = line_end;
@@ -196,12 +255,10 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
         let normal = !body.starts_with([' ', '\t']);
         if folded {
             match prev_normal {
-                None => push_n(&mut text, &mut pos, '\n', blanks, last_break),
-                Some(true) if normal && blanks == 0 => {
-                    push_n(&mut text, &mut pos, ' ', 1, last_break)
-                }
-                Some(true) if normal => push_n(&mut text, &mut pos, '\n', blanks, last_break),
-                Some(_) => push_n(&mut text, &mut pos, '\n', blanks + 1, last_break),
+                None => push_n(text, &mut pos, '\n', blanks, last_break),
+                Some(true) if normal && blanks == 0 => push_n(text, &mut pos, ' ', 1, last_break),
+                Some(true) if normal => push_n(text, &mut pos, '\n', blanks, last_break),
+                Some(_) => push_n(text, &mut pos, '\n', blanks + 1, last_break),
             }
         } else {
             let breaks = if prev_normal.is_some() {
@@ -209,10 +266,10 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
             } else {
                 blanks
             };
-            push_n(&mut text, &mut pos, '\n', breaks, last_break);
+            push_n(text, &mut pos, '\n', breaks, last_break);
         }
         text.push_str(body);
-        pos.run(Pos::new(*line_no, n as u32 + 1), body.chars().count());
+        pos.run(Pos::new(*line_no, n as u32 + 1), char_len(body));
         prev_normal = Some(normal);
         blanks = 0;
         last_break = line_end;
@@ -221,19 +278,19 @@ fn decode_block(src: &str, start: Pos, folded: bool) -> Option<(String, Runs)> {
         's' => {}
         'k' => {
             if prev_normal.is_some() {
-                push_n(&mut text, &mut pos, '\n', 1 + blanks + trailing, last_break);
+                push_n(text, &mut pos, '\n', 1 + blanks + trailing, last_break);
             }
         }
         _ => {
             if prev_normal.is_some() {
-                push_n(&mut text, &mut pos, '\n', 1, last_break);
+                push_n(text, &mut pos, '\n', 1, last_break);
             }
         }
     }
-    Some((text, pos))
+    Some(pos)
 }
 
-fn push_n(text: &mut String, pos: &mut Runs, c: char, n: usize, at: Pos) {
+fn push_n<S: Sink>(text: &mut S, pos: &mut Runs, c: char, n: usize, at: Pos) {
     for _ in 0..n {
         text.push(c);
         pos.push(at);
