@@ -27,6 +27,43 @@ pub struct ObjectCheck {
     pub ir: Ir,
 }
 
+/// kubectl's copy of the last applied configuration: an annotation nobody writes by hand.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// An object read from the API server, as its author wrote it: `apiVersion` and `kind` first
+/// (list items come without them), without `managedFields`, `resourceVersion` and the
+/// last-applied copy, and without `status` unless `keep_status`. `lint` on a cluster and the
+/// webhook's watched view both read objects through this, so a finding has the same position
+/// in both.
+pub fn as_written(api_version: &str, kind: &str, object: Value, keep_status: bool) -> Value {
+    let Value::Object(mut fields) = object else {
+        return object;
+    };
+    // `shift_remove` throughout: the map keeps insertion order (serde_json's
+    // `preserve_order`), which is the order the YAML is written in, and a plain `remove`
+    // would move the last key into the hole and shift every position below it.
+    let mut out = serde_json::Map::new();
+    out.insert("apiVersion".into(), api_version.into());
+    out.insert("kind".into(), kind.into());
+    fields.shift_remove("apiVersion");
+    fields.shift_remove("kind");
+    if !keep_status {
+        fields.shift_remove("status");
+    }
+    if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+        meta.shift_remove("managedFields");
+        meta.shift_remove("resourceVersion");
+        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+            annotations.shift_remove(LAST_APPLIED);
+            if annotations.is_empty() {
+                meta.shift_remove("annotations");
+            }
+        }
+    }
+    out.extend(fields);
+    Value::Object(out)
+}
+
 /// Whether the webhook has anything to check in this object.
 pub fn is_ambassador_object(obj: &Value) -> bool {
     let group = obj["apiVersion"]

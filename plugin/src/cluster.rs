@@ -9,16 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ambassador_compiler::admission::as_written;
 use ambassador_compiler::front::Kind;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cli::SourceArgs;
 use crate::input::{self, Input};
-
-/// The annotation `kubectl apply` keeps a full copy of the object in: noise for a linter.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Versions of `getambassador.io` tried for each kind, newest first.
 const VERSIONS: [&str; 2] = ["v3alpha1", "v2"];
@@ -384,37 +382,16 @@ fn source_name(object: &Value) -> String {
     )
 }
 
-/// The object as a user would read it: `apiVersion` and `kind` first (list items come
-/// without them), without `managedFields`, `resourceVersion`, the last-applied copy, or
-/// `status`. The in-cluster view (`ambassador_webhook::view::kube::clean`) drops the same
-/// metadata, so a finding has the same position in both.
+/// The object as a user would read it, without `status`: see
+/// [`ambassador_compiler::admission::as_written`].
 fn clean(resource: &ApiResource, object: Value) -> Value {
-    let Value::Object(mut fields) = object else {
-        return object;
-    };
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), resource.api_version.clone().into());
-    out.insert("kind".into(), resource.kind.clone().into());
-    fields.shift_remove("apiVersion");
-    fields.shift_remove("kind");
-    fields.shift_remove("status");
-    if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-        meta.shift_remove("managedFields");
-        meta.shift_remove("resourceVersion");
-        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-            annotations.shift_remove(LAST_APPLIED);
-            if annotations.is_empty() {
-                meta.shift_remove("annotations");
-            }
-        }
-    }
-    out.extend(fields);
-    Value::Object(out)
+    as_written(&resource.api_version, &resource.kind, object, false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ambassador_compiler::admission::LAST_APPLIED;
     use serde_json::json;
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ambassador_compiler::admission::as_written;
 use ambassador_compiler::diag::{Diagnostic, Severity};
 use ambassador_compiler::front::Kind;
 use futures::StreamExt;
@@ -24,14 +25,11 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Key, Origin, Snapshot, View};
-
-/// The annotation `kubectl apply` keeps a full copy of the object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The `getambassador.io` versions tried for each kind, newest first.
 const VERSIONS: [&str; 2] = ["v3alpha1", "v2"];
@@ -234,32 +232,12 @@ fn to_value(ar: &ApiResource, object: DynamicObject) -> Option<Value> {
 /// compares against it. `resourceVersion` goes so that an object whose content did not
 /// change does not wake the compiler.
 pub fn clean(ar: &ApiResource, object: Value) -> Value {
-    let Value::Object(mut fields) = object else {
-        return object;
-    };
-    // `shift_remove` throughout: the map keeps insertion order (serde_json's
-    // `preserve_order`), which is the order the YAML is written in, and a plain `remove`
-    // would move the last key into the hole and shift every position below it.
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), ar.api_version.clone().into());
-    out.insert("kind".into(), ar.kind.clone().into());
-    fields.shift_remove("apiVersion");
-    fields.shift_remove("kind");
-    if ar.group != "getambassador.io" {
-        fields.shift_remove("status");
-    }
-    if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
-        meta.shift_remove("managedFields");
-        meta.shift_remove("resourceVersion");
-        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-            annotations.shift_remove(LAST_APPLIED);
-            if annotations.is_empty() {
-                meta.shift_remove("annotations");
-            }
-        }
-    }
-    out.extend(fields);
-    Value::Object(out)
+    as_written(
+        &ar.api_version,
+        &ar.kind,
+        object,
+        ar.group == "getambassador.io",
+    )
 }
 
 /// How a resource's version was resolved.
@@ -663,6 +641,7 @@ fn micro_time(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ambassador_compiler::admission::LAST_APPLIED;
 
     #[test]
     fn micro_time_is_rfc3339() {
