@@ -1332,29 +1332,26 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
         .filter(|l| used[l.index])
         .map(|l| (l.cluster.name.as_str(), l.index))
         .collect();
-    names.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
-    // Runs of one name: (first Mapping, the others).
-    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    // Stable: within a name, Mappings stay in input order.
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    // Each used Mapping's group (one per name, in name order), and the size of each group.
+    let mut slot = vec![usize::MAX; mappings.len()];
+    let mut sizes: Vec<usize> = Vec::new();
     let mut last: Option<&str> = None;
     for &(name, i) in &names {
-        match groups.last_mut() {
-            Some((_, others)) if last == Some(name) => others.push(i),
-            _ => groups.push((i, Vec::new())),
+        if last != Some(name) {
+            sizes.push(0);
+            last = Some(name);
         }
-        last = Some(name);
+        slot[i] = sizes.len() - 1;
+        if let Some(n) = sizes.last_mut() {
+            *n += 1;
+        }
     }
     drop(names);
-    // Each group's slot in `taken`, per Mapping of the group.
-    let mut slot = vec![usize::MAX; mappings.len()];
-    for (g, (first, others)) in groups.iter().enumerate() {
-        slot[*first] = g;
-        for &i in others {
-            slot[i] = g;
-        }
-    }
     // In the order of the Mappings (of memory): the first of a group gives the cluster,
     // each adds itself to the sources.
-    let mut taken: Vec<Option<Box<Cluster>>> = (0..groups.len()).map(|_| None).collect();
+    let mut taken: Vec<Option<Box<Cluster>>> = (0..sizes.len()).map(|_| None).collect();
     for l in mappings.iter_mut() {
         let g = slot[l.index];
         if g == usize::MAX {
@@ -1366,7 +1363,7 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
             None => {
                 // Moved out: the Mapping is not read again.
                 let mut cluster = std::mem::take(&mut l.cluster);
-                cluster.sources.reserve_exact(1 + groups[g].1.len());
+                cluster.sources.reserve_exact(sizes[g]);
                 cluster.sources.push(src);
                 taken[g] = Some(cluster);
             }

@@ -32,31 +32,35 @@ impl ScalarMap {
         if value.len() > MAX_EXACT_BYTES {
             return ScalarMap::coarse(start);
         }
+        // The source is decoded again, one position per character; the decoded text must be
+        // the parser's value, or positions fall back to the start.
         let decoded = source_start(file, start, style).and_then(|(off, at)| {
             let src = &file.text[off..];
-            match style {
-                // Block scalars are checked against the value as they are decoded, without
-                // building the text again.
+            let (text, runs) = match style {
+                // Block scalars are compared with the value as they are decoded, without
+                // building the text again (annotations are block scalars).
                 Style::Literal | Style::Folded => {
                     let mut expect = Expect {
                         rest: value,
                         ok: true,
                     };
                     let runs = decode_block(src, at, style == Style::Folded, &mut expect)?;
-                    (expect.ok && expect.rest.is_empty()).then_some((value, runs))
+                    return (expect.ok && expect.rest.is_empty()).then_some(runs);
                 }
-                _ => decode(src, at, style)
-                    .and_then(|(text, runs)| (text == value).then_some((value, runs))),
-            }
+                Style::DoubleQuoted => decode_quoted(src, at, true)?,
+                Style::SingleQuoted => decode_quoted(src, at, false)?,
+                Style::Plain => decode_plain(src, at)?,
+            };
+            (text == value).then_some(runs)
         });
         match decoded {
-            Some((text, positions)) => {
+            Some(positions) => {
                 let mut line_starts = vec![0];
-                if text.is_ascii() {
+                if value.is_ascii() {
                     // Characters are bytes: the common case, and a faster loop.
-                    line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+                    line_starts.extend(memchr::memchr_iter(b'\n', value.as_bytes()).map(|i| i + 1));
                 } else {
-                    for (i, c) in text.chars().enumerate() {
+                    for (i, c) in value.chars().enumerate() {
                         if c == '\n' {
                             line_starts.push(i + 1);
                         }
@@ -72,7 +76,7 @@ impl ScalarMap {
                     end,
                 }
             }
-            _ => ScalarMap::coarse(start),
+            None => ScalarMap::coarse(start),
         }
     }
 
@@ -131,22 +135,6 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
     None
 }
 
-/// Decodes the scalar that starts at the beginning of `src`, returning its value and one
-/// position per character. `None` when the source is not in a shape handled here.
-fn decode(src: &str, start: Pos, style: Style) -> Option<(String, Runs)> {
-    match style {
-        Style::Literal | Style::Folded => {
-            let mut text = String::new();
-            let runs = decode_block(src, start, style == Style::Folded, &mut text)?;
-            Some((text, runs))
-        }
-        Style::DoubleQuoted => decode_quoted(src, start, true),
-        Style::SingleQuoted => decode_quoted(src, start, false),
-        Style::Plain => decode_plain(src, start),
-    }
-}
-
-/// Literal (`|`) and folded (`>`) block scalars with automatic indentation.
 /// Where decoded text goes: built, or compared with the value the parser gave.
 trait Sink {
     fn push(&mut self, c: char);
@@ -192,6 +180,9 @@ fn char_len(s: &str) -> usize {
     }
 }
 
+/// Literal (`|`) and folded (`>`) block scalars with automatic indentation, starting at the
+/// beginning of `src`: the text goes to `text`, one position per character is returned.
+/// `None` when the source is not in a shape handled here.
 fn decode_block<S: Sink>(src: &str, start: Pos, folded: bool, text: &mut S) -> Option<Runs> {
     let mut lines = src.split('\n');
     let header = lines.next()?;
