@@ -49,16 +49,13 @@ pub const ROUTE_CONFIG: &str = "ambassador-routes";
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    let mut known_namespaces: HashSet<&str> = HashSet::new();
-    for s in &m.services {
-        known_namespaces.insert(&s.namespace);
-    }
-    for r in &m.resources {
-        known_namespaces.insert(&r.id.namespace);
-    }
-    let known = &known_namespaces;
+    let mut diags = Vec::new();
+    let active = dedupe(m.resources.iter().collect(), &mut diags);
+    let ctx = Context::build(&active, &m.resources, &m.services, opts);
+    diags.extend(ctx.diags.iter().cloned());
+    let known = &ctx.known_namespaces;
     let mut cx = Cx {
-        diags: Vec::new(),
+        diags,
         known_namespaces: known,
     };
     // Looked up once per Mapping: a set keeps that linear in the number of Mappings.
@@ -67,56 +64,14 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         .iter()
         .map(|s| (s.namespace.as_str(), s.name.as_str()))
         .collect();
-    let active = dedupe(&m.resources, &mut cx.diags);
-    let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
+    let has_service = |ns: &str, name: &str| services.contains(&(ns, name));
 
-    let settings = module_settings(by_kind(Kind::Module), &mut cx.diags);
-    let default_resolver = by_kind(Kind::Module)
-        .find(|r| r.id.name == "ambassador")
-        .and_then(|r| r.field("config"))
-        .and_then(|c| c.get("resolver"))
-        .and_then(Node::as_str)
-        .map(str::to_string);
-    let mut resolvers: HashMap<String, Kind> = HashMap::new();
-    resolvers.insert("kubernetes-service".into(), Kind::KubernetesServiceResolver);
-    resolvers.insert(
-        "kubernetes-endpoint".into(),
-        Kind::KubernetesEndpointResolver,
-    );
-    for r in active.iter().filter(|r| {
-        matches!(
-            r.kind,
-            Kind::KubernetesServiceResolver
-                | Kind::KubernetesEndpointResolver
-                | Kind::ConsulResolver
-        )
-    }) {
-        resolvers.insert(r.id.name.clone(), r.kind);
-    }
-    let tls_contexts: HashMap<&str, &Resource> = by_kind(Kind::TlsContext)
-        .map(|r| (r.id.name.as_str(), r))
+    // Mappings, on all cores: each needs only its own resource and the context.
+    let mapping_resources: Vec<&Resource> = active
+        .iter()
+        .copied()
+        .filter(|r| r.kind == Kind::Mapping)
         .collect();
-
-    // Virtual hosts from Hosts, or one catch-all when there is none.
-    let mut server_tls = Vec::new();
-    let mut vhosts = hosts(
-        by_kind(Kind::Host),
-        &tls_contexts,
-        &mut server_tls,
-        &mut cx.diags,
-    );
-    for ctx in tls_contexts.values() {
-        let hosts: Vec<String> = Reader::new(ctx).str_list("hosts");
-        if let Some(secret) = ctx.field("secret").and_then(Node::as_str) {
-            if !hosts.is_empty() {
-                server_tls.push(server_tls_from_context(ctx, hosts, secret));
-            }
-        }
-    }
-
-    // Mappings, on all cores: each needs only its own resource and the tables above.
-    let mapping_resources: Vec<&Resource> = by_kind(Kind::Mapping).collect();
-    let default_resolver = default_resolver.as_deref();
     let read_runs = crate::par::runs(
         &mapping_resources,
         crate::par::run_len(mapping_resources.len(), PARALLEL_MIN_MAPPINGS),
@@ -125,24 +80,10 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
                 diags: Vec::new(),
                 known_namespaces: known,
             };
-            let mut out = Vec::with_capacity(run.len());
-            for r in run {
-                let mut reader = Reader::new(r);
-                let read = mapping::read(&mut reader);
-                cx.diags.append(&mut reader.diags);
-                let Some(mut mp) = read else { continue };
-                if !check_references(&mut mp, &tls_contexts, &resolvers, &mut cx) {
-                    continue;
-                }
-                cx.check_service(&mp, &services, default_resolver, &resolvers);
-                let cluster =
-                    Box::new(cluster_of(&mp, &tls_contexts, &resolvers, default_resolver));
-                out.push(Lowered {
-                    mp,
-                    cluster,
-                    index: 0,
-                });
-            }
+            let out: Vec<Lowered> = run
+                .iter()
+                .filter_map(|r| read_mapping(r, &ctx, &has_service, &mut cx))
+                .collect();
             (out, cx.diags)
         },
     );
@@ -156,67 +97,11 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     }
 
     // Attach Mappings to virtual hosts.
-    let have_hosts = !vhosts.is_empty();
-    if !have_hosts {
-        vhosts.push(VHost {
-            vh: VirtualHost {
-                name: "ambassador-default".into(),
-                domains: vec!["*".into()],
-                source: None,
-                insecure: InsecureAction::Route,
-                routes: Vec::new(),
-                cors: None,
-            },
-            glob: "*".into(),
-            selector: BTreeMap::new(),
-        });
-    }
+    let vhosts = &ctx.vhosts;
     let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];
     for (i, mp) in mappings.iter().enumerate() {
-        let Some(hostname) = &mp.hostname else {
-            cx.diags.push(
-                Diagnostic::at(
-                    Code::NoHostname,
-                    mp.r.span,
-                    format!(
-                        "Mapping `{}` sets neither `hostname` nor `host`, so no Host takes it",
-                        mp.r.id.name
-                    ),
-                )
-                .with_object(&mp.r.id),
-            );
-            continue;
-        };
-        let mut any = false;
-        for (v, vh) in vhosts.iter().enumerate() {
-            if globs_intersect(hostname, &vh.glob)
-                && vh
-                    .selector
-                    .iter()
-                    .all(|(k, val)| mp.r.labels.get(k) == Some(val))
-            {
-                attached[v].push(i);
-                any = true;
-            }
-        }
-        if !any {
-            let span = if mp.r.field("hostname").is_some() {
-                mp.r.key_span("hostname")
-            } else {
-                mp.r.key_span("host")
-            };
-            cx.diags.push(
-                Diagnostic::at(
-                    Code::HostnameMatchesNoHost,
-                    span,
-                    format!("hostname `{hostname}` of Mapping `{}` matches no Host, so it is not routed", mp.r.id.name),
-                )
-                .with_object(&mp.r.id)
-                .with_help(format!(
-                    "the Hosts are: {}",
-                    vhosts.iter().map(|v| format!("`{}`", v.glob)).collect::<Vec<_>>().join(", ")
-                )),
-            );
+        for v in attach(mp, vhosts, &mut cx) {
+            attached[v].push(i);
         }
     }
 
@@ -233,6 +118,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     } else {
         1
     };
+    let settings = &ctx.settings;
     let built = crate::par::runs(&vhost_members, run, |run| {
         run.iter()
             .map(|(vh, members)| {
@@ -240,8 +126,8 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let (mut routes, used) = build_routes(members, &vh.glob, &settings, &mut cx);
-                routes.sort_by_cached_key(|r| std::cmp::Reverse(order_key(r)));
+                let (mut routes, used) = build_routes(members, &vh.glob, settings, &mut cx);
+                sort_routes(&mut routes);
                 (routes, used, cx.diags)
             })
             .collect::<Vec<_>>()
@@ -250,44 +136,27 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
     // The Mappings some route sends to: their clusters make the configuration's.
     let mut used_by_routes = vec![false; mappings.len()];
-    for (mut vh, (routes, used, mut diags)) in vhosts.into_iter().zip(built.into_iter().flatten()) {
+    for (vh, (routes, used, mut diags)) in vhosts.iter().zip(built.into_iter().flatten()) {
         cx.diags.append(&mut diags);
         for i in used {
             used_by_routes[i] = true;
         }
-        vh.vh.routes = routes;
-        out_vhosts.push(vh.vh);
+        let mut vh = vh.vh.clone();
+        vh.routes = routes;
+        out_vhosts.push(vh);
     }
     let mut clusters = used_clusters(&mut mappings, &used_by_routes);
+    for (name, c) in &ctx.tcp_clusters {
+        clusters.entry(name.clone()).or_insert_with(|| c.clone());
+    }
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
 
-    // Listeners.
-    let mut listeners = vec![Listener {
-        name: format!("ambassador-listener-{}", opts.http_port),
-        address: opts.listen_address.clone(),
-        port: opts.http_port,
-        route_config: ROUTE_CONFIG.into(),
-        tls: Vec::new(),
-    }];
-    if !server_tls.is_empty() {
-        server_tls.sort_by(|a, b| a.server_names.cmp(&b.server_names));
-        server_tls.dedup_by(|a, b| a.server_names == b.server_names);
-        listeners.push(Listener {
-            name: format!("ambassador-listener-{}", opts.https_port),
-            address: opts.listen_address.clone(),
-            port: opts.https_port,
-            route_config: ROUTE_CONFIG.into(),
-            tls: server_tls,
-        });
-    }
-
-    let tcp_listeners = tcp(
-        by_kind(Kind::TcpMapping),
-        &mut clusters,
-        &mut cx,
-        &tls_contexts,
-    );
-
+    let Context {
+        listeners,
+        tcp_listeners,
+        settings,
+        ..
+    } = ctx;
     let ir = Ir {
         listeners,
         virtual_hosts: out_vhosts,
@@ -300,17 +169,273 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     (ir, diags)
 }
 
+/// Everything lowering reads besides the Mappings, and what it makes of it: Modules,
+/// resolvers, TLSContexts, Hosts (virtual hosts and listeners) and TCPMappings. Built once
+/// per configuration; [`crate::incremental`] keeps it while only Mappings change.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub default_resolver: Option<String>,
+    pub resolvers: HashMap<String, Kind>,
+    /// By name; cloned out of the input, there are few.
+    pub tls_contexts: HashMap<String, Resource>,
+    /// At least one: the catch-all when no Host is given. Routes empty.
+    pub vhosts: Vec<VHost>,
+    pub listeners: Vec<Listener>,
+    pub tcp_listeners: Vec<TcpListener>,
+    pub tcp_clusters: BTreeMap<String, Cluster>,
+    /// Namespaces of every object and Service read: a `service` naming one of them as
+    /// `name.namespace` is a Kubernetes Service there.
+    pub known_namespaces: HashSet<String>,
+    /// Findings about the objects above.
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Context {
+    /// `active` are the resources left after [`dedupe`]; `all` and `services` give the
+    /// known namespaces.
+    pub fn build<'r>(
+        active: &[&'r Resource],
+        all: impl IntoIterator<Item = &'r Resource>,
+        services: &[crate::front::ServiceInfo],
+        opts: &LowerOptions,
+    ) -> Context {
+        let mut known_namespaces: HashSet<String> = HashSet::new();
+        let mut know = |ns: &str| {
+            if !known_namespaces.contains(ns) {
+                known_namespaces.insert(ns.to_string());
+            }
+        };
+        for s in services {
+            know(&s.namespace);
+        }
+        for r in all {
+            know(&r.id.namespace);
+        }
+        let mut diags = Vec::new();
+        let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
+
+        let settings = module_settings(by_kind(Kind::Module), &mut diags);
+        let default_resolver = by_kind(Kind::Module)
+            .find(|r| r.id.name == "ambassador")
+            .and_then(|r| r.field("config"))
+            .and_then(|c| c.get("resolver"))
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        let mut resolvers: HashMap<String, Kind> = HashMap::new();
+        resolvers.insert("kubernetes-service".into(), Kind::KubernetesServiceResolver);
+        resolvers.insert(
+            "kubernetes-endpoint".into(),
+            Kind::KubernetesEndpointResolver,
+        );
+        for r in active.iter().filter(|r| {
+            matches!(
+                r.kind,
+                Kind::KubernetesServiceResolver
+                    | Kind::KubernetesEndpointResolver
+                    | Kind::ConsulResolver
+            )
+        }) {
+            resolvers.insert(r.id.name.clone(), r.kind);
+        }
+        let tls_contexts: HashMap<String, Resource> = by_kind(Kind::TlsContext)
+            .map(|r| (r.id.name.clone(), r.clone()))
+            .collect();
+
+        // Virtual hosts from Hosts, or one catch-all when there is none.
+        let mut server_tls = Vec::new();
+        let mut vhosts = hosts(
+            by_kind(Kind::Host),
+            &tls_contexts,
+            &mut server_tls,
+            &mut diags,
+        );
+        let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
+        // Map order is not input order: keep the listener's list independent of both.
+        contexts.sort_by(|a, b| a.id.cmp(&b.id));
+        for ctx in contexts {
+            let hosts: Vec<String> = Reader::new(ctx).str_list("hosts");
+            if let Some(secret) = ctx.field("secret").and_then(Node::as_str) {
+                if !hosts.is_empty() {
+                    server_tls.push(server_tls_from_context(ctx, hosts, secret));
+                }
+            }
+        }
+        if vhosts.is_empty() {
+            vhosts.push(VHost {
+                vh: VirtualHost {
+                    name: "ambassador-default".into(),
+                    domains: vec!["*".into()],
+                    source: None,
+                    insecure: InsecureAction::Route,
+                    routes: Vec::new(),
+                    cors: None,
+                },
+                glob: "*".into(),
+                selector: BTreeMap::new(),
+            });
+        }
+
+        // Listeners.
+        let mut listeners = vec![Listener {
+            name: format!("ambassador-listener-{}", opts.http_port),
+            address: opts.listen_address.clone(),
+            port: opts.http_port,
+            route_config: ROUTE_CONFIG.into(),
+            tls: Vec::new(),
+        }];
+        if !server_tls.is_empty() {
+            server_tls.sort_by(|a, b| a.server_names.cmp(&b.server_names));
+            server_tls.dedup_by(|a, b| a.server_names == b.server_names);
+            listeners.push(Listener {
+                name: format!("ambassador-listener-{}", opts.https_port),
+                address: opts.listen_address.clone(),
+                port: opts.https_port,
+                route_config: ROUTE_CONFIG.into(),
+                tls: server_tls,
+            });
+        }
+
+        let mut tcp_clusters = BTreeMap::new();
+        let mut cx = Cx {
+            diags,
+            known_namespaces: &known_namespaces,
+        };
+        let tcp_listeners = tcp(
+            by_kind(Kind::TcpMapping),
+            &mut tcp_clusters,
+            &mut cx,
+            &tls_contexts,
+        );
+        let diags = cx.diags;
+        Context {
+            settings,
+            default_resolver,
+            resolvers,
+            tls_contexts,
+            vhosts,
+            listeners,
+            tcp_listeners,
+            tcp_clusters,
+            known_namespaces,
+            diags,
+        }
+    }
+}
+
+/// A Mapping's own reading: its fields, the TLSContext and resolver it names, its service
+/// and its cluster. `None` when an error leaves it out (reported in `cx`).
+pub(crate) fn read_mapping<'r>(
+    r: &'r Resource,
+    ctx: &Context,
+    has_service: &dyn Fn(&str, &str) -> bool,
+    cx: &mut Cx,
+) -> Option<Lowered<'r>> {
+    let mut reader = Reader::new(r);
+    let read = mapping::read(&mut reader);
+    cx.diags.append(&mut reader.diags);
+    let mut mp = read?;
+    if !check_references(&mut mp, &ctx.tls_contexts, &ctx.resolvers, cx) {
+        return None;
+    }
+    let default_resolver = ctx.default_resolver.as_deref();
+    cx.check_service(&mp, has_service, default_resolver, &ctx.resolvers);
+    let cluster = Box::new(cluster_of(
+        &mp,
+        &ctx.tls_contexts,
+        &ctx.resolvers,
+        default_resolver,
+    ));
+    Some(Lowered {
+        mp,
+        cluster,
+        index: 0,
+    })
+}
+
+/// The virtual hosts a Mapping joins, by index; a Mapping that joins none is reported.
+pub(crate) fn attach(mp: &Mapping, vhosts: &[VHost], cx: &mut Cx) -> Vec<usize> {
+    let Some(hostname) = &mp.hostname else {
+        cx.diags.push(
+            Diagnostic::at(
+                Code::NoHostname,
+                mp.r.span,
+                format!(
+                    "Mapping `{}` sets neither `hostname` nor `host`, so no Host takes it",
+                    mp.r.id.name
+                ),
+            )
+            .with_object(&mp.r.id),
+        );
+        return Vec::new();
+    };
+    let mut joined = Vec::new();
+    for (v, vh) in vhosts.iter().enumerate() {
+        if globs_intersect(hostname, &vh.glob)
+            && vh
+                .selector
+                .iter()
+                .all(|(k, val)| mp.r.labels.get(k) == Some(val))
+        {
+            joined.push(v);
+        }
+    }
+    if joined.is_empty() {
+        let span = if mp.r.field("hostname").is_some() {
+            mp.r.key_span("hostname")
+        } else {
+            mp.r.key_span("host")
+        };
+        cx.diags.push(
+            Diagnostic::at(
+                Code::HostnameMatchesNoHost,
+                span,
+                format!(
+                    "hostname `{hostname}` of Mapping `{}` matches no Host, so it is not routed",
+                    mp.r.id.name
+                ),
+            )
+            .with_object(&mp.r.id)
+            .with_help(format!(
+                "the Hosts are: {}",
+                vhosts
+                    .iter()
+                    .map(|v| format!("`{}`", v.glob))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
+    }
+    joined
+}
+
+/// Sorts a virtual host's routes into Envoy's evaluation order: [`order_key`] descending,
+/// and routes whose keys tie by name, so the order never depends on the input's.
+pub(crate) fn sort_routes(routes: &mut Vec<Route>) {
+    let mut keyed: Vec<(std::cmp::Reverse<OrderKey>, usize)> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (std::cmp::Reverse(order_key(r)), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| routes[a.1].name.cmp(&routes[b.1].name))
+    });
+    let mut slots: Vec<Option<Route>> = std::mem::take(routes).into_iter().map(Some).collect();
+    routes.extend(keyed.into_iter().filter_map(|(_, i)| slots[i].take()));
+}
+
 /// Below this many Mappings, lowering stays on the calling thread: starting threads would
 /// cost more than they save (and admission compiles one object at a time).
 const PARALLEL_MIN_MAPPINGS: usize = 512;
 
 /// A Mapping that passed its own checks, with the cluster it sends to.
-struct Lowered<'a> {
-    mp: Mapping<'a>,
+pub(crate) struct Lowered<'a> {
+    pub mp: Mapping<'a>,
     /// Boxed: it moves into the configuration when a route uses it, without a copy.
-    cluster: Box<Cluster>,
+    pub cluster: Box<Cluster>,
     /// Its place among the lowered Mappings.
-    index: usize,
+    pub index: usize,
 }
 
 impl<'a> std::ops::Deref for Lowered<'a> {
@@ -321,9 +446,9 @@ impl<'a> std::ops::Deref for Lowered<'a> {
 }
 
 /// Diagnostics of one thread's share of the work, and what every share reads.
-struct Cx<'k> {
-    diags: Vec<Diagnostic>,
-    known_namespaces: &'k HashSet<&'k str>,
+pub(crate) struct Cx<'k> {
+    pub diags: Vec<Diagnostic>,
+    pub known_namespaces: &'k HashSet<String>,
 }
 
 impl Cx<'_> {
@@ -331,7 +456,7 @@ impl Cx<'_> {
     fn check_service(
         &mut self,
         mp: &Mapping,
-        services: &HashSet<(&str, &str)>,
+        has_service: &dyn Fn(&str, &str) -> bool,
         default_resolver: Option<&str>,
         resolvers: &HashMap<String, Kind>,
     ) {
@@ -341,7 +466,7 @@ impl Cx<'_> {
         let ns = &mp.r.id.namespace;
         let known = |n: &str| self.known_namespaces.contains(n) || n == "default";
         if let Some((name, namespace)) = mp.service.kubernetes_service(ns, &known) {
-            let found = services.contains(&(namespace.as_str(), name.as_str()));
+            let found = has_service(namespace.as_str(), name.as_str());
             if !found {
                 self.diags.push(
                     Diagnostic::at(
@@ -381,11 +506,14 @@ impl Cx<'_> {
 }
 
 /// Drops all but the last of objects sharing kind, namespace and name, reporting each.
-fn dedupe<'a>(resources: &'a [Resource], diags: &mut Vec<Diagnostic>) -> Vec<&'a Resource> {
+pub(crate) fn dedupe<'a>(
+    resources: Vec<&'a Resource>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<&'a Resource> {
     let mut last: HashMap<(&Kind, &str, &str), usize> = HashMap::with_capacity(resources.len());
     for (i, r) in resources.iter().enumerate() {
         if let Some(prev) = last.insert((&r.kind, &r.id.namespace, &r.id.name), i) {
-            let p = &resources[prev];
+            let p = resources[prev];
             diags.push(
                 Diagnostic::at(
                     Code::DuplicateName,
@@ -407,7 +535,7 @@ fn dedupe<'a>(resources: &'a [Resource], diags: &mut Vec<Diagnostic>) -> Vec<&'a
         keep[i] = true;
     }
     resources
-        .iter()
+        .into_iter()
         .zip(keep)
         .filter(|(_, k)| *k)
         .map(|(r, _)| r)
@@ -481,13 +609,14 @@ fn module_settings<'a>(
     s
 }
 
-struct VHost {
-    vh: VirtualHost,
-    glob: String,
-    selector: BTreeMap<String, String>,
+#[derive(Clone, Debug)]
+pub(crate) struct VHost {
+    pub vh: VirtualHost,
+    pub glob: String,
+    pub selector: BTreeMap<String, String>,
 }
 
-fn source_ref(r: &Resource) -> SourceRef {
+pub(crate) fn source_ref(r: &Resource) -> SourceRef {
     SourceRef {
         kind: r.kind.as_str().into(),
         namespace: r.id.namespace.as_str().into(),
@@ -498,7 +627,7 @@ fn source_ref(r: &Resource) -> SourceRef {
 
 fn hosts<'a>(
     hosts: impl Iterator<Item = &'a Resource>,
-    tls_contexts: &HashMap<&str, &Resource>,
+    tls_contexts: &HashMap<String, Resource>,
     server_tls: &mut Vec<ServerTls>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
@@ -655,7 +784,7 @@ fn server_tls_from_context(c: &Resource, server_names: Vec<String>, secret: &str
 /// The TLSContext and resolver a Mapping names must exist.
 fn check_references(
     mp: &mut Mapping,
-    tls_contexts: &HashMap<&str, &Resource>,
+    tls_contexts: &HashMap<String, Resource>,
     resolvers: &HashMap<String, Kind>,
     cx: &mut Cx,
 ) -> bool {
@@ -731,12 +860,12 @@ fn glob_regex(glob: &str) -> String {
 
 /// What makes two Mappings members of one group.
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct GroupKey {
-    matcher: RouteMatch,
-    precedence: i64,
+pub(crate) struct GroupKey {
+    pub matcher: RouteMatch,
+    pub precedence: i64,
 }
 
-fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
+pub(crate) fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
     let mut headers = mp.headers.clone();
     if let Some(m) = &mp.method {
         headers.push(HeaderMatch {
@@ -818,155 +947,170 @@ fn build_routes<'m, 'a>(
     canary_precedence(&groups, cx);
 
     let mut routes = Vec::with_capacity(groups.len());
-    for (key, mut group) in groups {
-        group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
-        let (shadows, mut primaries): (Vec<&Lowered>, Vec<&Lowered>) =
-            group.iter().partition(|m| m.shadow);
-        if primaries.is_empty() {
-            for s in &shadows {
-                cx.diags.push(
-                    Diagnostic::at(
-                        Code::ShadowOnly,
-                        s.r.span,
-                        format!("shadow Mapping `{}` has no primary Mapping with the same match, so it produces no route", s.r.id.name),
-                    )
-                    .with_object(&s.r.id),
-                );
-            }
-            continue;
+    for (key, group) in groups {
+        if let Some(route) = build_group(key, group, settings, cx, &mut used) {
+            routes.push(route);
         }
-        for extra in shadows.iter().skip(1) {
+    }
+    (routes, used.into_iter().map(|m| m.index).collect())
+}
+
+/// The route of one group of Mappings (same match, same precedence): canary weights, the
+/// shadow, the leader's settings. `None` when the group has no primary member. The members
+/// whose clusters the route sends to are added to `used`.
+pub(crate) fn build_group<'m, 'a>(
+    key: GroupKey,
+    mut group: Vec<&'m Lowered<'a>>,
+    settings: &Settings,
+    cx: &mut Cx,
+    used: &mut Vec<&'m Lowered<'a>>,
+) -> Option<Route> {
+    group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
+    let (shadows, mut primaries): (Vec<&Lowered>, Vec<&Lowered>) =
+        group.iter().partition(|m| m.shadow);
+    if primaries.is_empty() {
+        for s in &shadows {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::ShadowOnly,
+                    s.r.span,
+                    format!("shadow Mapping `{}` has no primary Mapping with the same match, so it produces no route", s.r.id.name),
+                )
+                .with_object(&s.r.id),
+            );
+        }
+        return None;
+    }
+    for extra in shadows.iter().skip(1) {
+        cx.diags.push(
+            Diagnostic::at(
+                Code::CanaryMismatch,
+                extra.r.span,
+                format!(
+                    "only one shadow per group: `{}` is ignored in favour of `{}`",
+                    extra.r.id.name, shadows[0].r.id.name
+                ),
+            )
+            .with_object(&extra.r.id)
+            .with_related(shadows[0].r.span, "the shadow that is used"),
+        );
+    }
+    // Core keys must agree with the first member.
+    let first = primaries[0];
+    primaries.retain(|m| {
+        if std::ptr::eq(*m, first) {
+            return true;
+        }
+        let bad = m.core.iter().find(|(k, v)| first.core.get(*k) != Some(*v)).map(|(k, _)| *k);
+        let bad = bad.or_else(|| (m.redirect.is_some() != first.redirect.is_some()).then_some("host_redirect"));
+        if let Some(k) = bad {
             cx.diags.push(
                 Diagnostic::at(
                     Code::CanaryMismatch,
-                    extra.r.span,
-                    format!(
-                        "only one shadow per group: `{}` is ignored in favour of `{}`",
-                        extra.r.id.name, shadows[0].r.id.name
-                    ),
+                    m.r.key_span(k),
+                    format!("`{k}` of `{}` differs from `{}` in the same canary group, so it cannot join the group", m.r.id.name, first.r.id.name),
                 )
-                .with_object(&extra.r.id)
-                .with_related(shadows[0].r.span, "the shadow that is used"),
+                .with_object(&m.r.id)
+                .with_field(m.r.path(k))
+                .with_related(first.r.span, "the group's first member"),
             );
+            return false;
         }
-        // Core keys must agree with the first member.
-        let first = primaries[0];
-        primaries.retain(|m| {
-            if std::ptr::eq(*m, first) {
-                return true;
-            }
-            let bad = m.core.iter().find(|(k, v)| first.core.get(*k) != Some(*v)).map(|(k, _)| *k);
-            let bad = bad.or_else(|| (m.redirect.is_some() != first.redirect.is_some()).then_some("host_redirect"));
-            if let Some(k) = bad {
+        true
+    });
+
+    let weights = weights(&primaries, cx);
+    // The main member (largest share) carries the route settings.
+    let leader = primaries
+        .iter()
+        .zip(&weights)
+        .max_by(|(a, wa), (b, wb)| wa.cmp(wb).then(b.r.id.cmp(&a.r.id)))
+        .map(|(m, _)| *m)
+        .unwrap_or(first);
+    let sources: Vec<SourceRef> = primaries
+        .iter()
+        .chain(shadows.first())
+        .map(|m| source_ref(m.r))
+        .collect();
+    let name = route_name(&key);
+
+    let action = if let Some(redirect) = &leader.redirect {
+        RouteAction::Redirect(Redirect {
+            host: leader.service.host.clone(),
+            port: leader.service.port,
+            https: leader.service.https,
+            path: redirect.path.clone(),
+            response_code: redirect.response_code,
+        })
+    } else {
+        for m in &primaries {
+            if m.route != leader.route && !std::ptr::eq(*m, leader) {
+                let what = differing_setting(&m.route, &leader.route);
                 cx.diags.push(
                     Diagnostic::at(
-                        Code::CanaryMismatch,
-                        m.r.key_span(k),
-                        format!("`{k}` of `{}` differs from `{}` in the same canary group, so it cannot join the group", m.r.id.name, first.r.id.name),
+                        Code::CanarySettingsDiffer,
+                        m.r.span,
+                        format!("`{what}` of `{}` differs from `{}`, whose settings the group's route uses", m.r.id.name, leader.r.id.name),
                     )
                     .with_object(&m.r.id)
-                    .with_field(m.r.path(k))
-                    .with_related(first.r.span, "the group's first member"),
+                    .with_related(leader.r.span, "the main member"),
                 );
-                return false;
             }
-            true
+        }
+        let mut wc = Vec::new();
+        let mut unique = HashSet::new();
+        for (m, w) in primaries.iter().zip(&weights) {
+            used.push(*m);
+            let cluster = m.cluster.name.clone();
+            if unique.insert(cluster.clone()) {
+                wc.push(WeightedCluster {
+                    cluster,
+                    weight: *w,
+                    source: source_ref(m.r),
+                });
+            } else if let Some(existing) = wc.iter_mut().find(|c| c.cluster == cluster) {
+                existing.weight += *w;
+            }
+        }
+        let shadow = shadows.first().map(|s| Shadow {
+            cluster: {
+                used.push(*s);
+                s.cluster.name.clone()
+            },
+            percent: s.weight.unwrap_or(100).min(100),
+            source: source_ref(s.r),
         });
-
-        let weights = weights(&primaries, cx);
-        // The main member (largest share) carries the route settings.
-        let leader = primaries
-            .iter()
-            .zip(&weights)
-            .max_by(|(a, wa), (b, wb)| wa.cmp(wb).then(b.r.id.cmp(&a.r.id)))
-            .map(|(m, _)| *m)
-            .unwrap_or(first);
-        let sources: Vec<SourceRef> = primaries
-            .iter()
-            .chain(shadows.first())
-            .map(|m| source_ref(m.r))
-            .collect();
-        let name = route_name(&key);
-
-        let action = if let Some(redirect) = &leader.redirect {
-            RouteAction::Redirect(Redirect {
-                host: leader.service.host.clone(),
-                port: leader.service.port,
-                https: leader.service.https,
-                path: redirect.path.clone(),
-                response_code: redirect.response_code,
-            })
-        } else {
-            for m in &primaries {
-                if m.route != leader.route && !std::ptr::eq(*m, leader) {
-                    let what = differing_setting(&m.route, &leader.route);
-                    cx.diags.push(
-                        Diagnostic::at(
-                            Code::CanarySettingsDiffer,
-                            m.r.span,
-                            format!("`{what}` of `{}` differs from `{}`, whose settings the group's route uses", m.r.id.name, leader.r.id.name),
-                        )
-                        .with_object(&m.r.id)
-                        .with_related(leader.r.span, "the main member"),
-                    );
-                }
-            }
-            let mut wc = Vec::new();
-            let mut unique = HashSet::new();
-            for (m, w) in primaries.iter().zip(&weights) {
-                used.push(m.index);
-                let cluster = m.cluster.name.clone();
-                if unique.insert(cluster.clone()) {
-                    wc.push(WeightedCluster {
-                        cluster,
-                        weight: *w,
-                        source: source_ref(m.r),
-                    });
-                } else if let Some(existing) = wc.iter_mut().find(|c| c.cluster == cluster) {
-                    existing.weight += *w;
-                }
-            }
-            let shadow = shadows.first().map(|s| Shadow {
-                cluster: {
-                    used.push(s.index);
-                    s.cluster.name.clone()
-                },
-                percent: s.weight.unwrap_or(100).min(100),
-                source: source_ref(s.r),
-            });
-            let rs = &leader.route;
-            RouteAction::Forward(Box::new(Forward {
-                clusters: wc,
-                prefix_rewrite: rs.prefix_rewrite.clone(),
-                regex_rewrite: rs.regex_rewrite.clone(),
-                timeout_ms: rs.timeout_ms.unwrap_or(settings.default_timeout_ms),
-                idle_timeout_ms: rs.idle_timeout_ms,
-                retry: rs.retry.clone().map(Box::new),
-                cors: rs
-                    .cors
-                    .clone()
-                    .or_else(|| settings.cors.clone())
-                    .map(Box::new),
-                shadow: shadow.map(Box::new),
-                host_rewrite: rs.host_rewrite.clone(),
-                auto_host_rewrite: rs.auto_host_rewrite,
-                upgrades: rs.upgrades.clone(),
-                request_headers_to_add: rs.request_headers_to_add.clone(),
-                request_headers_to_remove: rs.request_headers_to_remove.clone(),
-                response_headers_to_add: rs.response_headers_to_add.clone(),
-                response_headers_to_remove: rs.response_headers_to_remove.clone(),
-                hash_policy: rs.hash_policy.clone().map(Box::new),
-            }))
-        };
-        routes.push(Route {
-            name,
-            matcher: key.matcher,
-            action,
-            precedence: key.precedence,
-            sources,
-        });
-    }
-    (routes, used)
+        let rs = &leader.route;
+        RouteAction::Forward(Box::new(Forward {
+            clusters: wc,
+            prefix_rewrite: rs.prefix_rewrite.clone(),
+            regex_rewrite: rs.regex_rewrite.clone(),
+            timeout_ms: rs.timeout_ms.unwrap_or(settings.default_timeout_ms),
+            idle_timeout_ms: rs.idle_timeout_ms,
+            retry: rs.retry.clone().map(Box::new),
+            cors: rs
+                .cors
+                .clone()
+                .or_else(|| settings.cors.clone())
+                .map(Box::new),
+            shadow: shadow.map(Box::new),
+            host_rewrite: rs.host_rewrite.clone(),
+            auto_host_rewrite: rs.auto_host_rewrite,
+            upgrades: rs.upgrades.clone(),
+            request_headers_to_add: rs.request_headers_to_add.clone(),
+            request_headers_to_remove: rs.request_headers_to_remove.clone(),
+            response_headers_to_add: rs.response_headers_to_add.clone(),
+            response_headers_to_remove: rs.response_headers_to_remove.clone(),
+            hash_policy: rs.hash_policy.clone().map(Box::new),
+        }))
+    };
+    Some(Route {
+        name,
+        matcher: key.matcher,
+        action,
+        precedence: key.precedence,
+        sources,
+    })
 }
 
 fn differing_setting(a: &mapping::RouteSettings, b: &mapping::RouteSettings) -> &'static str {
@@ -1117,7 +1261,7 @@ fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
 }
 
 /// Would-be canaries: the same match under different precedences never share traffic.
-fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut Cx) {
+pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut Cx) {
     let mut by_match: HashMap<&RouteMatch, Vec<usize>> = HashMap::new();
     for (i, (k, _)) in groups.iter().enumerate() {
         by_match.entry(&k.matcher).or_default().push(i);
@@ -1217,7 +1361,7 @@ fn sanitize(s: &str) -> String {
 /// The cluster a Mapping sends to, named; its sources are added by [`add_cluster`].
 fn cluster_of(
     m: &Mapping,
-    tls_contexts: &HashMap<&str, &Resource>,
+    tls_contexts: &HashMap<String, Resource>,
     resolvers: &HashMap<String, Kind>,
     default_resolver: Option<&str>,
 ) -> Cluster {
@@ -1381,7 +1525,7 @@ fn tcp<'a>(
     tcp_mappings: impl Iterator<Item = &'a Resource>,
     clusters: &mut BTreeMap<String, Cluster>,
     cx: &mut Cx,
-    tls_contexts: &HashMap<&str, &Resource>,
+    tls_contexts: &HashMap<String, Resource>,
 ) -> Vec<TcpListener> {
     let mut by_port: BTreeMap<u16, Vec<TcpRoute>> = BTreeMap::new();
     for r in tcp_mappings {
