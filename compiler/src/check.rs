@@ -27,7 +27,8 @@ pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
     let found = crate::par::runs(&ir.virtual_hosts, run, |vhs| {
         let mut out = Vec::new();
         for vh in vhs {
-            shadowing(&vh.routes, &mut out);
+            let routes: Vec<&Route> = vh.routes.iter().collect();
+            shadowing(&routes, &mut out);
         }
         out
     });
@@ -36,7 +37,8 @@ pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-fn shadowing(routes: &[Route], diags: &mut Vec<Diagnostic>) {
+/// Routes of one virtual host, in order, that an earlier route always wins over.
+pub(crate) fn shadowing(routes: &[&Route], diags: &mut Vec<Diagnostic>) {
     // Earlier literal routes by their path text: case-sensitive ones under the text,
     // case-insensitive ones under the lowercased text.
     let mut sensitive: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -54,7 +56,7 @@ fn shadowing(routes: &[Route], diags: &mut Vec<Diagnostic>) {
                 if is_exact {
                     found = exact
                         .get(&(q.as_str(), m.case_sensitive))
-                        .and_then(|c| c.iter().copied().find(|&i| covers(&routes[i], route)));
+                        .and_then(|c| c.iter().copied().find(|&i| covers(routes[i], route)));
                 }
                 if found.is_none() {
                     found =
@@ -69,7 +71,7 @@ fn shadowing(routes: &[Route], diags: &mut Vec<Diagnostic>) {
                                 break;
                             }
                             budget -= 1;
-                            if covers_headers(&routes[*i], route) && regex_covers(re, q, is_exact) {
+                            if covers_headers(routes[*i], route) && regex_covers(re, q, is_exact) {
                                 hit = Some((*i, Code::ShadowedByRegex));
                                 break;
                             }
@@ -131,14 +133,14 @@ fn literal_cover(
     case_sensitive: bool,
     sensitive: &HashMap<&str, Vec<usize>>,
     insensitive: &HashMap<String, Vec<usize>>,
-    routes: &[Route],
+    routes: &[&Route],
     route: &Route,
 ) -> Option<usize> {
     let lower = q.to_lowercase();
     let mut best: Option<usize> = None;
     let mut consider = |cands: Option<&Vec<usize>>| {
         if let Some(c) = cands {
-            if let Some(i) = c.iter().copied().find(|&i| covers(&routes[i], route)) {
+            if let Some(i) = c.iter().copied().find(|&i| covers(routes[i], route)) {
                 best = Some(best.map_or(i, |b| b.min(i)));
             }
         }

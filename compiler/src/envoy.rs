@@ -26,6 +26,7 @@ mod cluster;
 mod common;
 pub mod json;
 mod listener;
+pub mod parts;
 mod route;
 
 #[cfg(test)]
@@ -283,6 +284,11 @@ impl Fnv1a {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
+    }
+
+    /// Feeds a hash of a part: its eight bytes, little-endian.
+    fn write_u64(&mut self, v: u64) {
+        self.write(&v.to_le_bytes());
     }
 
     fn hex(&self) -> String {

@@ -14,6 +14,7 @@ pub mod context;
 pub mod diag;
 pub mod envoy;
 pub mod front;
+pub mod incremental;
 pub mod ir;
 pub mod lower;
 pub mod par;
@@ -83,18 +84,27 @@ pub fn endpoints_of(
     service: &str,
     port: u16,
 ) -> Vec<(String, u16)> {
+    endpoints_among(&m.services, &m.endpoints, namespace, service, port)
+}
+
+/// [`endpoints_of`] over lists of Services and endpoints.
+pub fn endpoints_among(
+    services: &[front::ServiceInfo],
+    endpoints: &[front::EndpointsInfo],
+    namespace: &str,
+    service: &str,
+    port: u16,
+) -> Vec<(String, u16)> {
     // As kube-proxy does: the Service port's name picks the endpoint port (an unnamed
     // Service port pairs with the unnamed endpoint port), and the endpoints carry the port to
     // connect to, whatever the Service's `targetPort` says.
-    let name = m
-        .services
+    let name = services
         .iter()
         .find(|s| s.namespace == namespace && s.name == service)
         .and_then(|s| s.ports.iter().find(|p| p.port == port))
         .and_then(|p| p.name.clone());
     let mut out = Vec::new();
-    for e in m
-        .endpoints
+    for e in endpoints
         .iter()
         .filter(|e| e.namespace == namespace && e.service == service)
     {

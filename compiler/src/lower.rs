@@ -197,7 +197,7 @@ impl Context {
     pub fn build<'r>(
         active: &[&'r Resource],
         all: impl IntoIterator<Item = &'r Resource>,
-        services: &[crate::front::ServiceInfo],
+        services: impl IntoIterator<Item = &'r crate::front::ServiceInfo>,
         opts: &LowerOptions,
     ) -> Context {
         let mut known_namespaces: HashSet<String> = HashSet::new();
@@ -859,7 +859,7 @@ fn glob_regex(glob: &str) -> String {
 }
 
 /// What makes two Mappings members of one group.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct GroupKey {
     pub matcher: RouteMatch,
     pub precedence: i64,
@@ -940,7 +940,10 @@ fn build_routes<'m, 'a>(
     let groups: Vec<(GroupKey, Vec<&'m Lowered<'a>>)> = first_of_group
         .iter()
         .zip(members_of)
-        .filter_map(|(&i, group)| Some((keys[i].take()?, group)))
+        .filter_map(|(&i, mut group)| {
+            sort_members(&mut group);
+            Some((keys[i].take()?, group))
+        })
         .collect();
     drop(keys);
     let mut used = Vec::with_capacity(members.len());
@@ -955,6 +958,12 @@ fn build_routes<'m, 'a>(
     (routes, used.into_iter().map(|m| m.index).collect())
 }
 
+/// A group's members in the order the route lists them: weighted ones first, then by
+/// object. Independent of the input's order.
+pub(crate) fn sort_members(group: &mut [&Lowered]) {
+    group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
+}
+
 /// The route of one group of Mappings (same match, same precedence): canary weights, the
 /// shadow, the leader's settings. `None` when the group has no primary member. The members
 /// whose clusters the route sends to are added to `used`.
@@ -965,7 +974,7 @@ pub(crate) fn build_group<'m, 'a>(
     cx: &mut Cx,
     used: &mut Vec<&'m Lowered<'a>>,
 ) -> Option<Route> {
-    group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
+    sort_members(&mut group);
     let (shadows, mut primaries): (Vec<&Lowered>, Vec<&Lowered>) =
         group.iter().partition(|m| m.shadow);
     if primaries.is_empty() {
@@ -1445,6 +1454,10 @@ fn cluster_of(
     // The name says what the cluster is; a hash of the non-default settings keeps two
     // clusters for the same upstream with different settings apart, and stays stable.
     let mut name = format!("cluster_{}_{port}", sanitize(&host));
+    // The same upstream found through EDS and through DNS is two clusters.
+    if matches!(cluster.discovery, Discovery::Eds { .. }) {
+        name.push_str("_eds");
+    }
     let plain = cluster.tls.is_none()
         && !cluster.http2
         && cluster.connect_timeout_ms == 3000

@@ -87,7 +87,7 @@ pub(crate) fn initial_endpoints(ir: &Ir) -> Vec<ClusterLoadAssignment> {
     names.iter().map(|n| endpoints(n, &[])).collect()
 }
 
-fn cluster(c: &IrCluster) -> Cluster {
+pub(crate) fn cluster(c: &IrCluster) -> Cluster {
     use cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
     let (kind, load_assignment, eds_cluster_config) = match &c.discovery {
         // Ambassador's `kubernetes-service` resolver: the Service's DNS name, all of its

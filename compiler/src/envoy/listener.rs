@@ -24,11 +24,15 @@ use crate::ir::{Ir, Listener as IrListener, RouteAction, ServerTls, TcpListener,
 
 /// The HTTP listeners, then the TCP listeners.
 pub(crate) fn listeners(ir: &Ir) -> Vec<Listener> {
-    let upgrades = upgrade_types(ir);
+    listeners_with(ir, &upgrade_types(ir))
+}
+
+/// The listeners of `ir` (its routes are not read) when the routes allow `upgrades`.
+pub(crate) fn listeners_with(ir: &Ir, upgrades: &BTreeSet<String>) -> Vec<Listener> {
     let mut out: Vec<Listener> = ir
         .listeners
         .iter()
-        .map(|l| http_listener(l, ir, &upgrades))
+        .map(|l| http_listener(l, ir, upgrades))
         .collect();
     // TCP listeners listen where the HTTP listeners do (`LowerOptions::listen_address`),
     // so that a loopback-only configuration stays on loopback; all addresses otherwise.

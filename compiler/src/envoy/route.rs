@@ -49,7 +49,16 @@ pub(crate) fn route_configurations(ir: &Ir) -> Vec<RouteConfiguration> {
     out
 }
 
-fn virtual_host(vh: &VirtualHost, secure: bool, ir: &Ir) -> EnvoyVirtualHost {
+pub(crate) fn virtual_host(vh: &VirtualHost, secure: bool, ir: &Ir) -> EnvoyVirtualHost {
+    virtual_host_with(vh, secure, ir.settings.cors.as_ref())
+}
+
+/// A virtual host when the Module's CORS policy is `module_cors`.
+pub(crate) fn virtual_host_with(
+    vh: &VirtualHost,
+    secure: bool,
+    module_cors: Option<&Cors>,
+) -> EnvoyVirtualHost {
     let insecure = if secure {
         InsecureAction::Route
     } else {
@@ -67,7 +76,7 @@ fn virtual_host(vh: &VirtualHost, secure: bool, ir: &Ir) -> EnvoyVirtualHost {
     };
     // The Module's CORS policy is the virtual host's default; a route's own policy wins over
     // it because Envoy takes the most specific per-filter configuration.
-    let cors = vh.cors.as_ref().or(ir.settings.cors.as_ref());
+    let cors = vh.cors.as_ref().or(module_cors);
     EnvoyVirtualHost {
         name: vh.name.clone(),
         domains: vh.domains.clone(),
@@ -116,7 +125,7 @@ fn origin_matcher(origin: &str) -> StringMatcher {
     exact_string(origin)
 }
 
-fn route(r: &Route) -> EnvoyRoute {
+pub(crate) fn route(r: &Route) -> EnvoyRoute {
     let mut out = EnvoyRoute {
         name: r.name.clone(),
         r#match: Some(route_match(&r.matcher)),

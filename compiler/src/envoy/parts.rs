@@ -1,0 +1,205 @@
+//! Envoy resources built from parts that were encoded before: what [`crate::incremental`]
+//! needs to re-emit one route without building the others again.
+//!
+//! Protobuf encodes a repeated message field as the concatenation of its elements, each a
+//! key, a length and the element's bytes, and prost writes fields in their declaration
+//! order. A VirtualHost declares `name`, `domains` and then `routes` first, and a
+//! RouteConfiguration `name` and then `virtual_hosts`: so a virtual host's encoding is the
+//! encoding of its name and domains, then each route's, then the rest; and a route
+//! configuration's is its name, then each virtual host's. The bytes are the same as
+//! encoding the whole message at once (`tests.rs` in `incremental` compares them).
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, VirtualHost as EnvoyVirtualHost,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::{Message, Name};
+
+use super::{Fnv1a, XdsResource};
+use crate::ir::{Cluster, Cors, InsecureAction, Ir, Route, VirtualHost};
+
+/// A resource ready for the wire: name, version and the packed message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Packed {
+    pub name: String,
+    /// A hash of the encoding (or of its parts), in hex.
+    pub version: String,
+    pub any: Any,
+}
+
+impl Packed {
+    /// Encodes `message`; the version is FNV-1a of the bytes, as [`super::emit`] gives.
+    pub fn of<T: XdsResource>(message: &T) -> Packed {
+        let value = message.encode_to_vec();
+        let mut h = Fnv1a::new();
+        h.write(&value);
+        Packed {
+            name: message.resource_name().to_owned(),
+            version: h.hex(),
+            any: Any {
+                type_url: T::type_url(),
+                value,
+            },
+        }
+    }
+}
+
+/// One encoded route and a hash of its bytes.
+#[derive(Clone, Debug)]
+pub struct EncodedRoute {
+    pub bytes: Vec<u8>,
+    pub hash: u64,
+}
+
+/// Encodes a route once, to be placed in any number of virtual hosts.
+pub fn encode_route(r: &Route) -> EncodedRoute {
+    let bytes = super::route::route(r).encode_to_vec();
+    let mut h = Fnv1a::new();
+    h.write(&bytes);
+    EncodedRoute { bytes, hash: h.0 }
+}
+
+/// A virtual host's encoding around its routes.
+#[derive(Clone, Debug)]
+pub struct VirtualHostShell {
+    /// Name and domains.
+    head: Vec<u8>,
+    /// Every field after `routes`.
+    tail: Vec<u8>,
+    /// False when the host answers every request itself (insecure requests rejected).
+    with_routes: bool,
+    hash: u64,
+}
+
+impl VirtualHostShell {
+    /// The shell of `vh` on a listener that terminates TLS (`secure`) or not. `vh.routes`
+    /// is not read.
+    pub fn new(vh: &VirtualHost, secure: bool, module_cors: Option<&Cors>) -> VirtualHostShell {
+        let empty = VirtualHost {
+            routes: Vec::new(),
+            ..vh.clone()
+        };
+        let whole = super::route::virtual_host_with(&empty, secure, module_cors);
+        let head = EnvoyVirtualHost {
+            name: whole.name.clone(),
+            domains: whole.domains.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let tail = EnvoyVirtualHost {
+            name: String::new(),
+            domains: Vec::new(),
+            ..whole
+        }
+        .encode_to_vec();
+        let insecure = if secure {
+            InsecureAction::Route
+        } else {
+            vh.insecure
+        };
+        let mut h = Fnv1a::new();
+        h.write(&head);
+        h.write(&[0xff]);
+        h.write(&tail);
+        VirtualHostShell {
+            head,
+            tail,
+            with_routes: insecure != InsecureAction::Reject,
+            hash: h.0,
+        }
+    }
+
+    /// Appends the virtual host with `routes` to `out` as field `field` of the enclosing
+    /// message, and feeds its hash.
+    fn write<'r>(
+        &self,
+        routes: impl Iterator<Item = &'r EncodedRoute> + Clone,
+        field: u32,
+        out: &mut Vec<u8>,
+        h: &mut Fnv1a,
+    ) {
+        let mut len = self.head.len() + self.tail.len();
+        if self.with_routes {
+            for r in routes.clone() {
+                len += element_len(r.bytes.len());
+            }
+        }
+        encode_key(field, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        out.extend_from_slice(&self.head);
+        h.write_u64(self.hash);
+        if self.with_routes {
+            for r in routes {
+                encode_key(3, WireType::LengthDelimited, out);
+                encode_varint(r.bytes.len() as u64, out);
+                out.extend_from_slice(&r.bytes);
+                h.write_u64(r.hash);
+            }
+        }
+        out.extend_from_slice(&self.tail);
+    }
+}
+
+/// Bytes of one length-delimited element of a small field number: key, length, body.
+fn element_len(body: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(body as u64) + body
+}
+
+/// A RouteConfiguration named `name` holding `vhosts` (each a shell and its routes, in
+/// the order given), packed. The version hashes the parts' hashes, not the bytes.
+pub fn route_configuration<'a, R>(
+    name: &str,
+    vhosts: impl Iterator<Item = (&'a VirtualHostShell, R)>,
+) -> Packed
+where
+    R: Iterator<Item = &'a EncodedRoute> + Clone,
+{
+    let mut value = RouteConfiguration {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut h = Fnv1a::new();
+    h.write(name.as_bytes());
+    for (shell, routes) in vhosts {
+        shell.write(routes, 2, &mut value, &mut h);
+    }
+    Packed {
+        name: name.to_owned(),
+        version: format!("{}-{}", h.hex(), value.len()),
+        any: Any {
+            type_url: RouteConfiguration::type_url(),
+            value,
+        },
+    }
+}
+
+/// The Envoy cluster of an IR cluster, packed.
+pub fn cluster(c: &Cluster) -> Packed {
+    Packed::of(&super::cluster::cluster(c))
+}
+
+/// The listeners of `skeleton` (an IR whose virtual hosts and clusters are not read) when
+/// the routes allow the `upgrades`, packed, in output order.
+pub fn listeners(skeleton: &Ir, upgrades: &BTreeSet<String>) -> Vec<Packed> {
+    super::listener::listeners_with(skeleton, upgrades)
+        .iter()
+        .map(Packed::of)
+        .collect()
+}
+
+/// The names of the route configurations the listeners of `skeleton` take, each with
+/// whether the first listener naming it terminates TLS (its virtual hosts are built for
+/// that listener, as [`super::emit`] does).
+pub fn route_configuration_names(skeleton: &Ir) -> Vec<(String, bool)> {
+    let mut seen = BTreeSet::new();
+    skeleton
+        .listeners
+        .iter()
+        .filter(|l| seen.insert(l.route_config.as_str()))
+        .map(|l| (l.route_config.clone(), !l.tls.is_empty()))
+        .collect()
+}

@@ -1,0 +1,947 @@
+//! Incremental compilation: a session that keeps what it compiled, so that a change to one
+//! Mapping costs work in proportion to what changed.
+//!
+//! [`Session::update`] takes the whole current set of files each time, as
+//! [`crate::compile`] does, and answers with the Envoy resources that changed. In between
+//! it keeps:
+//!
+//! - per file, the front end's result (a file whose text did not change is not read);
+//! - the [`Context`]: everything lowering reads besides the Mappings (Modules, resolvers,
+//!   TLSContexts, Hosts, TCPMappings, the Services and namespaces);
+//! - per Mapping, its findings and the groups (match and precedence) it joined in each
+//!   virtual host;
+//! - per group, its route, encoded once, and the clusters it sends to;
+//! - per virtual host, its routes in evaluation order;
+//! - per cluster, how many routes send to it.
+//!
+//! When only Mappings changed (in files that hold nothing but Mappings and the same
+//! Services), the session reads the changed Mappings, rebuilds the groups they leave and
+//! join, checks the virtual hosts those groups belong to again, and assembles the route
+//! configuration from the encoded routes. Anything else (a Host, a Module, a new namespace,
+//! a duplicate name, endpoints) starts from the files already read, in one full pass.
+//!
+//! **Architecture invariant:** a session's output is the same as compiling its files from
+//! scratch with [`crate::compile`] and [`crate::envoy_resources`]: the same resources,
+//! byte for byte, and the same findings. `incremental/tests.rs` checks it over random edits.
+
+mod files;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+
+use crate::diag::{self, Diagnostic};
+use crate::envoy::parts::{self, EncodedRoute, Packed, VirtualHostShell};
+use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::front::{EndpointsInfo, Kind, Manifests, Options, Resource, ServiceInfo};
+use crate::ir::{Cluster, Discovery, Ir, Route, RouteAction, RouteMatch};
+use crate::lower::{
+    self, attach, build_group, canary_precedence, dedupe, match_of, order_key, read_mapping,
+    Context, Cx, GroupKey, LowerOptions, Lowered, OrderKey,
+};
+use crate::source::FileId;
+
+pub use crate::envoy::parts::Packed as PackedResource;
+use files::{FileChanges, Files};
+
+/// The four resource types, in the order updates list them.
+pub const TYPES: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+/// One resource that differs from the previous update: its new value, or `None` when it
+/// is gone.
+#[derive(Debug)]
+pub struct Delta {
+    pub type_url: &'static str,
+    pub name: String,
+    pub resource: Option<Packed>,
+}
+
+/// Where the time of one update went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Reading the files that changed.
+    pub front: Duration,
+    /// Lowering and checking what changed.
+    pub lower: Duration,
+    /// Encoding what changed and assembling the resources that contain it.
+    pub emit: Duration,
+}
+
+/// What one [`Session::update`] did.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// Whether any file was added, removed or changed (nothing is compiled otherwise).
+    pub compiled: bool,
+    /// Whether the update started from the files (a full pass) rather than from the last
+    /// result.
+    pub full: bool,
+    /// Files read again because their text changed (or they are new).
+    pub files_read: usize,
+    /// Resources added, changed or removed, by type (in [`TYPES`] order) and name.
+    pub deltas: Vec<Delta>,
+    pub timings: Timings,
+}
+
+/// A compilation that is kept and brought up to date. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Session {
+    front: Options,
+    lower: LowerOptions,
+    files: Files,
+    state: Option<State>,
+    /// The version of every resource of the last update, per type (in [`TYPES`] order).
+    versions: [HashMap<String, String>; 4],
+    /// The findings of the last update, sorted.
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A Mapping's key: namespace and name.
+type MKey = (String, String);
+
+/// Where a route goes in its virtual host: descending order key, then name.
+type Place = (Reverse<OrderKey>, String);
+
+/// A route, encoded, with what it takes from the configuration.
+#[derive(Debug)]
+struct Built {
+    route: Route,
+    encoded: EncodedRoute,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    members: Vec<MKey>,
+    built: Option<(Place, Arc<Built>)>,
+    /// Clusters the route sends to (one entry per use).
+    clusters: Vec<String>,
+    diags: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default)]
+struct VhState {
+    groups: HashMap<GroupKey, Group>,
+    /// The routes in evaluation order.
+    order: BTreeMap<Place, Arc<Built>>,
+    /// Precedences of the groups that share a match (would-be canaries), and the findings
+    /// about them.
+    by_match: HashMap<RouteMatch, (BTreeSet<i64>, Vec<Diagnostic>)>,
+    /// Findings of the shadowing check.
+    check_diags: Vec<Diagnostic>,
+    /// Per route configuration (in `State::route_configs` order), the shell.
+    shells: Vec<VirtualHostShell>,
+}
+
+#[derive(Debug)]
+struct MState {
+    slot: usize,
+    index: usize,
+    /// The findings of its own reading and of attaching it.
+    diags: Vec<Diagnostic>,
+    /// The groups it joined: virtual host and key.
+    joined: Vec<(usize, GroupKey)>,
+}
+
+#[derive(Debug)]
+struct ClusterSlot {
+    cluster: Cluster,
+    uses: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    ctx: Context,
+    /// Listeners, TCP listeners and settings of the configuration; no routes, no clusters.
+    skeleton: Ir,
+    /// The route configurations and whether each is built for a TLS listener.
+    route_configs: Vec<(String, bool)>,
+    /// Virtual hosts by name: the order of the route configuration.
+    vhost_order: Vec<usize>,
+    /// Namespace, then names, of the Services read.
+    services: HashMap<String, HashSet<String>>,
+    /// Copies for endpoint assignments of EDS clusters.
+    service_list: Vec<ServiceInfo>,
+    endpoint_list: Vec<EndpointsInfo>,
+    /// How many objects (and Services) each namespace has.
+    namespaces: HashMap<String, usize>,
+    /// How many objects carry each kind, namespace and name.
+    ids: HashMap<(Kind, String, String), usize>,
+    /// Findings of the full pass that no Mapping change alters.
+    fixed_diags: Vec<Diagnostic>,
+    mappings: HashMap<MKey, MState>,
+    vhosts: Vec<VhState>,
+    clusters: HashMap<String, ClusterSlot>,
+    /// EDS service names and how many clusters ask for each.
+    eds: HashMap<String, usize>,
+    /// Upgrade types the routes allow, with counts (the listeners declare them).
+    upgrades: BTreeMap<String, usize>,
+}
+
+/// What changed below the files in one update, to be emitted.
+#[derive(Default)]
+struct Dirty {
+    /// Groups to build again: virtual host and key (possibly more than once).
+    groups: Vec<(usize, GroupKey)>,
+    matches: HashSet<(usize, RouteMatch)>,
+    vhosts: BTreeSet<usize>,
+    clusters: BTreeSet<String>,
+    eds: BTreeSet<String>,
+    listeners: bool,
+}
+
+impl Session {
+    /// A session compiling with these options.
+    pub fn new(front: Options, lower: LowerOptions) -> Session {
+        Session {
+            front,
+            lower,
+            ..Session::default()
+        }
+    }
+
+    /// The findings of the last update, sorted by file and position.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// The name of the file a position points into.
+    pub fn file_name(&self, id: FileId) -> &str {
+        self.files.file_name(id)
+    }
+
+    /// The sources the findings' positions point into.
+    pub fn sources(&self) -> &crate::source::Sources {
+        self.files.sources()
+    }
+
+    /// How many resources of each type the last update left, in [`TYPES`] order.
+    pub fn counts(&self) -> [usize; 4] {
+        [0, 1, 2, 3].map(|i| self.versions[i].len())
+    }
+
+    /// Brings the session to `sources` (file name and text, in the order objects should be
+    /// read: a later duplicate replaces an earlier one) and returns what changed.
+    pub fn update(&mut self, sources: Vec<(String, String)>) -> Update {
+        let mut update = Update::default();
+        let t = Instant::now();
+        let changes = self.files.update(sources, &self.front);
+        update.timings.front = t.elapsed();
+        update.files_read = changes.files_read;
+        if changes.changed.is_empty()
+            && !changes.reset
+            && !changes.reordered
+            && self.state.is_some()
+        {
+            return update;
+        }
+        update.compiled = true;
+        let t = Instant::now();
+        let mut out = Output::default();
+        let fast = !changes.reset && self.state.is_some() && self.local(&changes);
+        if fast {
+            self.apply(changes, &mut out);
+        } else {
+            update.full = true;
+            self.rebuild(&mut out);
+        }
+        update.timings.lower = t.elapsed();
+        let t = Instant::now();
+        let state = self.state.as_mut().expect("a state after every update");
+        emit(state, &self.files, out.dirty, update.full, &mut out.packed);
+        self.diagnostics = collect_diags(state, &self.files);
+        update.deltas = self.deltas(out.packed, update.full);
+        update.timings.emit = t.elapsed();
+        update
+    }
+
+    /// Whether the change touches nothing but Mappings: every changed file held, and holds,
+    /// only Mappings and the same Services, no endpoints; no namespace appears or empties;
+    /// no Mapping shares its name with another.
+    fn local(&self, changes: &FileChanges) -> bool {
+        let Some(state) = &self.state else {
+            return false;
+        };
+        if changes.reordered {
+            // Order decides which duplicate wins; without duplicates it decides nothing,
+            // but a reorder is rare enough to take the full pass.
+            return false;
+        }
+        let empty = Manifests::default();
+        let mut ns_delta: HashMap<&str, i64> = HashMap::new();
+        let mut id_delta: HashMap<(&str, &str), i64> = HashMap::new();
+        for c in changes.changed.iter() {
+            let old = c.old.as_ref().unwrap_or(&empty);
+            let new = if c.present {
+                match self.files.get(c.slot) {
+                    Some(chunk) => &chunk.manifests,
+                    None => return false,
+                }
+            } else {
+                &empty
+            };
+            for m in [old, new] {
+                if !m.endpoints.is_empty() || m.resources.iter().any(|r| r.kind != Kind::Mapping) {
+                    return false;
+                }
+            }
+            if !same_services(&old.services, &new.services) {
+                return false;
+            }
+            for (m, sign) in [(old, -1), (new, 1)] {
+                for r in &m.resources {
+                    *ns_delta.entry(&r.id.namespace).or_default() += sign;
+                    *id_delta.entry((&r.id.namespace, &r.id.name)).or_default() += sign;
+                }
+            }
+        }
+        for (ns, d) in ns_delta {
+            let before = state.namespaces.get(ns).copied().unwrap_or(0) as i64;
+            if (before == 0) != (before + d == 0) {
+                return false;
+            }
+        }
+        for ((ns, name), d) in id_delta {
+            let key = (Kind::Mapping, ns.to_string(), name.to_string());
+            let before = state.ids.get(&key).copied().unwrap_or(0) as i64;
+            if before > 1 || before + d > 1 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The fast path: remove the Mappings of the old texts, add those of the new.
+    fn apply(&mut self, changes: FileChanges, out: &mut Output) {
+        let state = self.state.as_mut().expect("checked by `local`");
+        let files = &self.files;
+        let mut added: Vec<(usize, usize)> = Vec::new();
+        for c in changes.changed {
+            if let Some(old) = &c.old {
+                for r in &old.resources {
+                    count(state, r, false);
+                    remove_mapping(state, r, &mut out.dirty);
+                }
+            }
+            if c.present {
+                if let Some(chunk) = files.get(c.slot) {
+                    for (i, r) in chunk.manifests.resources.iter().enumerate() {
+                        count(state, r, true);
+                        added.push((c.slot, i));
+                    }
+                }
+            }
+        }
+        let mut lowered: HashMap<MKey, Lowered> = HashMap::new();
+        for (slot, i) in added {
+            add_mapping(state, files, slot, i, &mut lowered, &mut out.dirty);
+        }
+        rebuild_groups(state, files, lowered, &mut out.dirty);
+    }
+
+    /// The full pass: a new context from every file, every Mapping added again.
+    fn rebuild(&mut self, out: &mut Output) {
+        let files = &self.files;
+        let all: Vec<&Resource> = files
+            .in_order()
+            .flat_map(|(_, c)| c.manifests.resources.iter())
+            .collect();
+        let services: Vec<&ServiceInfo> = files
+            .in_order()
+            .flat_map(|(_, c)| c.manifests.services.iter())
+            .collect();
+        let mut fixed_diags = Vec::new();
+        let active = dedupe(all.clone(), &mut fixed_diags);
+        let ctx = Context::build(
+            &active,
+            all.iter().copied(),
+            services.iter().copied(),
+            &self.lower,
+        );
+        fixed_diags.extend(ctx.diags.iter().cloned());
+        let skeleton = Ir {
+            listeners: ctx.listeners.clone(),
+            virtual_hosts: Vec::new(),
+            clusters: BTreeMap::new(),
+            tcp_listeners: ctx.tcp_listeners.clone(),
+            settings: ctx.settings.clone(),
+        };
+        let route_configs = parts::route_configuration_names(&skeleton);
+        let mut vhost_order: Vec<usize> = (0..ctx.vhosts.len()).collect();
+        vhost_order.sort_by(|a, b| ctx.vhosts[*a].vh.name.cmp(&ctx.vhosts[*b].vh.name));
+        let vhosts = ctx
+            .vhosts
+            .iter()
+            .map(|v| VhState {
+                shells: route_configs
+                    .iter()
+                    .map(|(_, secure)| {
+                        VirtualHostShell::new(&v.vh, *secure, ctx.settings.cors.as_ref())
+                    })
+                    .collect(),
+                ..VhState::default()
+            })
+            .collect();
+        let mut service_set: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut namespaces: HashMap<String, usize> = HashMap::new();
+        for s in &services {
+            service_set
+                .entry(s.namespace.clone())
+                .or_default()
+                .insert(s.name.clone());
+            *namespaces.entry(s.namespace.clone()).or_default() += 1;
+        }
+        let mut ids: HashMap<(Kind, String, String), usize> = HashMap::new();
+        for r in &all {
+            *namespaces.entry(r.id.namespace.clone()).or_default() += 1;
+            *ids.entry((r.kind, r.id.namespace.clone(), r.id.name.clone()))
+                .or_default() += 1;
+        }
+        let mut clusters = HashMap::new();
+        for (name, c) in &ctx.tcp_clusters {
+            // Held by their listeners for as long as the context lives.
+            clusters.insert(
+                name.clone(),
+                ClusterSlot {
+                    cluster: c.clone(),
+                    uses: 1,
+                },
+            );
+            out.dirty.clusters.insert(name.clone());
+        }
+        // Where each active Mapping is: by identity of the resource.
+        let mut place: HashMap<*const Resource, (usize, usize)> = HashMap::new();
+        for (slot, c) in files.in_order() {
+            for (i, r) in c.manifests.resources.iter().enumerate() {
+                place.insert(r as *const Resource, (slot, i));
+            }
+        }
+        let mapping_places: Vec<(usize, usize)> = active
+            .iter()
+            .filter(|r| r.kind == Kind::Mapping)
+            .filter_map(|r| place.get(&(*r as *const Resource)).copied())
+            .collect();
+        self.state = Some(State {
+            ctx,
+            skeleton,
+            route_configs,
+            vhost_order,
+            services: service_set,
+            service_list: services.into_iter().cloned().collect(),
+            endpoint_list: files
+                .in_order()
+                .flat_map(|(_, c)| c.manifests.endpoints.iter().cloned())
+                .collect(),
+            namespaces,
+            ids,
+            fixed_diags,
+            mappings: HashMap::new(),
+            vhosts,
+            clusters,
+            eds: HashMap::new(),
+            upgrades: BTreeMap::new(),
+        });
+        let state = self.state.as_mut().expect("just set");
+        out.dirty.listeners = true;
+        out.dirty.vhosts.extend(0..state.vhosts.len());
+        let mut lowered: HashMap<MKey, Lowered> = HashMap::new();
+        for (slot, i) in mapping_places {
+            add_mapping(state, files, slot, i, &mut lowered, &mut out.dirty);
+        }
+        rebuild_groups(state, files, lowered, &mut out.dirty);
+    }
+
+    /// Compares the packed resources with the last versions: what changed, in type and
+    /// name order. A full pass also removes what it did not produce.
+    fn deltas(&mut self, packed: [BTreeMap<String, Option<Packed>>; 4], full: bool) -> Vec<Delta> {
+        let mut deltas = Vec::new();
+        for (t, set) in packed.into_iter().enumerate() {
+            let versions = &mut self.versions[t];
+            let mut gone: Vec<String> = Vec::new();
+            if full {
+                gone = versions
+                    .keys()
+                    .filter(|n| !set.contains_key(*n))
+                    .cloned()
+                    .collect();
+                gone.sort();
+            }
+            let mut out: Vec<Delta> = Vec::new();
+            for (name, resource) in set {
+                match resource {
+                    Some(p) => {
+                        if versions.get(&name) == Some(&p.version) {
+                            continue;
+                        }
+                        versions.insert(name.clone(), p.version.clone());
+                        out.push(Delta {
+                            type_url: TYPES[t],
+                            name,
+                            resource: Some(p),
+                        });
+                    }
+                    None => {
+                        if versions.remove(&name).is_some() {
+                            out.push(Delta {
+                                type_url: TYPES[t],
+                                name,
+                                resource: None,
+                            });
+                        }
+                    }
+                }
+            }
+            for name in gone {
+                versions.remove(&name);
+                out.push(Delta {
+                    type_url: TYPES[t],
+                    name,
+                    resource: None,
+                });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            deltas.extend(out);
+        }
+        deltas
+    }
+}
+
+#[derive(Default)]
+struct Output {
+    dirty: Dirty,
+    /// Per type, resources produced (`Some`) or known to be gone (`None`).
+    packed: [BTreeMap<String, Option<Packed>>; 4],
+}
+
+fn same_services(a: &[ServiceInfo], b: &[ServiceInfo]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.namespace == y.namespace
+                && x.name == y.name
+                && x.ports.len() == y.ports.len()
+                && x.ports.iter().zip(&y.ports).all(|(p, q)| {
+                    p.name == q.name && p.port == q.port && p.target_port == q.target_port
+                })
+        })
+}
+
+/// Counts an object in (or out of) the namespaces and names.
+fn count(state: &mut State, r: &Resource, add: bool) {
+    let ns = state.namespaces.entry(r.id.namespace.clone()).or_default();
+    let id = state
+        .ids
+        .entry((r.kind, r.id.namespace.clone(), r.id.name.clone()))
+        .or_default();
+    if add {
+        *ns += 1;
+        *id += 1;
+    } else {
+        *ns = ns.saturating_sub(1);
+        *id = id.saturating_sub(1);
+    }
+}
+
+fn key_of(r: &Resource) -> MKey {
+    (r.id.namespace.clone(), r.id.name.clone())
+}
+
+/// Reads the Mapping at (slot, index) again: for the members of a group being rebuilt.
+fn reread<'f>(state: &State, files: &'f Files, slot: usize, index: usize) -> Option<Lowered<'f>> {
+    let r = files.get(slot)?.manifests.resources.get(index)?;
+    let has_service = |ns: &str, name: &str| {
+        state
+            .services
+            .get(ns)
+            .is_some_and(|names| names.contains(name))
+    };
+    let mut cx = Cx {
+        diags: Vec::new(),
+        known_namespaces: &state.ctx.known_namespaces,
+    };
+    read_mapping(r, &state.ctx, &has_service, &mut cx)
+}
+
+/// Takes a Mapping out of its groups.
+fn remove_mapping(state: &mut State, r: &Resource, dirty: &mut Dirty) {
+    let key = key_of(r);
+    let Some(m) = state.mappings.remove(&key) else {
+        return;
+    };
+    for (v, gk) in m.joined {
+        if let Some(g) = state.vhosts[v].groups.get_mut(&gk) {
+            g.members.retain(|k| *k != key);
+        }
+        dirty.groups.push((v, gk));
+    }
+}
+
+/// Reads a Mapping and puts it in its groups.
+fn add_mapping<'f>(
+    state: &mut State,
+    files: &'f Files,
+    slot: usize,
+    index: usize,
+    lowered: &mut HashMap<MKey, Lowered<'f>>,
+    dirty: &mut Dirty,
+) {
+    let Some(r) = files
+        .get(slot)
+        .and_then(|c| c.manifests.resources.get(index))
+    else {
+        return;
+    };
+    let key = key_of(r);
+    let has_service = |ns: &str, name: &str| {
+        state
+            .services
+            .get(ns)
+            .is_some_and(|names| names.contains(name))
+    };
+    let mut cx = Cx {
+        diags: Vec::new(),
+        known_namespaces: &state.ctx.known_namespaces,
+    };
+    let read = read_mapping(r, &state.ctx, &has_service, &mut cx);
+    let mut joined = Vec::new();
+    if let Some(l) = read {
+        for v in attach(&l, &state.ctx.vhosts, &mut cx) {
+            let gk = GroupKey {
+                matcher: match_of(&l, &state.ctx.vhosts[v].glob),
+                precedence: l.precedence,
+            };
+            joined.push((v, gk));
+        }
+        lowered.insert(key.clone(), l);
+    }
+    let diags = cx.diags;
+    for (v, gk) in &joined {
+        state.vhosts[*v]
+            .groups
+            .entry(gk.clone())
+            .or_default()
+            .members
+            .push(key.clone());
+        dirty.groups.push((*v, gk.clone()));
+    }
+    state.mappings.insert(
+        key,
+        MState {
+            slot,
+            index,
+            diags,
+            joined,
+        },
+    );
+}
+
+/// Builds the dirty groups again, then the precedence findings of their matches.
+fn rebuild_groups<'f>(
+    state: &mut State,
+    files: &'f Files,
+    mut lowered: HashMap<MKey, Lowered<'f>>,
+    dirty: &mut Dirty,
+) {
+    let marked = std::mem::take(&mut dirty.groups);
+    let mut seen: HashSet<(usize, &GroupKey)> = HashSet::new();
+    for (v, gk) in &marked {
+        let v = *v;
+        if !seen.insert((v, gk)) {
+            continue;
+        }
+        dirty.vhosts.insert(v);
+        dirty.matches.insert((v, gk.matcher.clone()));
+        // Take the old route out.
+        let Some(group) = state.vhosts[v].groups.get_mut(gk) else {
+            continue;
+        };
+        let old_place = group.built.take().map(|(p, _)| p);
+        let old_clusters = std::mem::take(&mut group.clusters);
+        let members = group.members.clone();
+        if let Some(place) = old_place {
+            if let Some(b) = state.vhosts[v].order.remove(&place) {
+                count_upgrades(&mut state.upgrades, &b.route, false, dirty);
+            }
+        }
+        if members.is_empty() {
+            state.vhosts[v].groups.remove(gk);
+            let entry = state.vhosts[v].by_match.get_mut(&gk.matcher);
+            if let Some((precs, _)) = entry {
+                precs.remove(&gk.precedence);
+            }
+        } else {
+            for k in &members {
+                if !lowered.contains_key(k) {
+                    if let Some(m) = state.mappings.get(k) {
+                        if let Some(l) = reread(state, files, m.slot, m.index) {
+                            lowered.insert(k.clone(), l);
+                        }
+                    }
+                }
+            }
+            let group_members: Vec<&Lowered> =
+                members.iter().filter_map(|k| lowered.get(k)).collect();
+            let mut cx = Cx {
+                diags: Vec::new(),
+                known_namespaces: &state.ctx.known_namespaces,
+            };
+            let mut used: Vec<&Lowered> = Vec::new();
+            let route = build_group(
+                gk.clone(),
+                group_members,
+                &state.ctx.settings,
+                &mut cx,
+                &mut used,
+            );
+            let diags = cx.diags;
+            let mut clusters = Vec::with_capacity(used.len());
+            for l in used {
+                let name = l.cluster.name.clone();
+                use_cluster(state, &l.cluster, dirty);
+                clusters.push(name);
+            }
+            let built = route.map(|route| {
+                count_upgrades(&mut state.upgrades, &route, true, dirty);
+                let place: Place = (Reverse(order_key(&route)), route.name.clone());
+                let encoded = parts::encode_route(&route);
+                (place, Arc::new(Built { route, encoded }))
+            });
+            let vh = &mut state.vhosts[v];
+            if let Some((place, b)) = &built {
+                vh.order.insert(place.clone(), Arc::clone(b));
+            }
+            vh.by_match
+                .entry(gk.matcher.clone())
+                .or_default()
+                .0
+                .insert(gk.precedence);
+            let group = vh.groups.get_mut(gk).expect("checked above");
+            group.built = built;
+            group.diags = diags;
+            group.clusters = clusters;
+        }
+        for name in old_clusters {
+            release_cluster(state, &name, dirty);
+        }
+    }
+    // Would-be canaries: every group of each touched match.
+    let matches: Vec<(usize, RouteMatch)> =
+        std::mem::take(&mut dirty.matches).into_iter().collect();
+    for (v, matcher) in matches {
+        let precs: Vec<i64> = match state.vhosts[v].by_match.get(&matcher) {
+            Some((p, _)) => p.iter().copied().collect(),
+            None => continue,
+        };
+        if precs.is_empty() {
+            state.vhosts[v].by_match.remove(&matcher);
+            continue;
+        }
+        let mut diags = Vec::new();
+        if precs.len() > 1 {
+            let keys: Vec<GroupKey> = precs
+                .into_iter()
+                .map(|p| GroupKey {
+                    matcher: matcher.clone(),
+                    precedence: p,
+                })
+                .filter(|gk| state.vhosts[v].groups.contains_key(gk))
+                .collect();
+            for gk in &keys {
+                for k in &state.vhosts[v].groups[gk].members {
+                    if !lowered.contains_key(k) {
+                        if let Some(m) = state.mappings.get(k) {
+                            if let Some(l) = reread(state, files, m.slot, m.index) {
+                                lowered.insert(k.clone(), l);
+                            }
+                        }
+                    }
+                }
+            }
+            let groups: Vec<(GroupKey, Vec<&Lowered>)> = keys
+                .into_iter()
+                .map(|gk| {
+                    let mut members: Vec<&Lowered> = state.vhosts[v].groups[&gk]
+                        .members
+                        .iter()
+                        .filter_map(|k| lowered.get(k))
+                        .collect();
+                    lower::sort_members(&mut members);
+                    (gk, members)
+                })
+                .collect();
+            let mut cx = Cx {
+                diags: Vec::new(),
+                known_namespaces: &state.ctx.known_namespaces,
+            };
+            canary_precedence(&groups, &mut cx);
+            diags = cx.diags;
+        }
+        if let Some(entry) = state.vhosts[v].by_match.get_mut(&matcher) {
+            entry.1 = diags;
+        }
+    }
+}
+
+fn count_upgrades(
+    upgrades: &mut BTreeMap<String, usize>,
+    route: &Route,
+    add: bool,
+    dirty: &mut Dirty,
+) {
+    let RouteAction::Forward(f) = &route.action else {
+        return;
+    };
+    for u in &f.upgrades {
+        if add {
+            let n = upgrades.entry(u.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                dirty.listeners = true;
+            }
+        } else if let Some(n) = upgrades.get_mut(u) {
+            *n -= 1;
+            if *n == 0 {
+                upgrades.remove(u);
+                dirty.listeners = true;
+            }
+        }
+    }
+}
+
+fn eds_name(c: &Cluster) -> Option<String> {
+    match &c.discovery {
+        Discovery::Eds {
+            service,
+            namespace,
+            port,
+        } => Some(envoy::eds_service_name(namespace, service, *port)),
+        Discovery::Dns | Discovery::Static => None,
+    }
+}
+
+fn use_cluster(state: &mut State, c: &Cluster, dirty: &mut Dirty) {
+    if let Some(slot) = state.clusters.get_mut(&c.name) {
+        slot.uses += 1;
+        return;
+    }
+    let mut cluster = c.clone();
+    cluster.sources.clear();
+    if let Some(eds) = eds_name(&cluster) {
+        let n = state.eds.entry(eds.clone()).or_default();
+        *n += 1;
+        if *n == 1 {
+            dirty.eds.insert(eds);
+        }
+    }
+    dirty.clusters.insert(c.name.clone());
+    state
+        .clusters
+        .insert(c.name.clone(), ClusterSlot { cluster, uses: 1 });
+}
+
+fn release_cluster(state: &mut State, name: &str, dirty: &mut Dirty) {
+    let Some(slot) = state.clusters.get_mut(name) else {
+        return;
+    };
+    slot.uses -= 1;
+    if slot.uses > 0 {
+        return;
+    }
+    let slot = state.clusters.remove(name).expect("just found");
+    dirty.clusters.insert(name.to_string());
+    if let Some(eds) = eds_name(&slot.cluster) {
+        if let Some(n) = state.eds.get_mut(&eds) {
+            *n -= 1;
+            if *n == 0 {
+                state.eds.remove(&eds);
+                dirty.eds.insert(eds);
+            }
+        }
+    }
+}
+
+/// Checks the touched virtual hosts, and encodes what changed.
+fn emit(
+    state: &mut State,
+    _files: &Files,
+    dirty: Dirty,
+    full: bool,
+    packed: &mut [BTreeMap<String, Option<Packed>>; 4],
+) {
+    for &v in &dirty.vhosts {
+        let vh = &mut state.vhosts[v];
+        let routes: Vec<&Route> = vh.order.values().map(|b| &b.route).collect();
+        let mut diags = Vec::new();
+        crate::check::shadowing(&routes, &mut diags);
+        vh.check_diags = diags;
+    }
+    for name in &dirty.clusters {
+        let p = state.clusters.get(name).map(|s| parts::cluster(&s.cluster));
+        packed[0].insert(name.clone(), p);
+    }
+    for name in &dirty.eds {
+        let p = state.eds.contains_key(name).then(|| {
+            let addrs = name
+                .split_once('/')
+                .and_then(|(ns, rest)| {
+                    let (svc, port) = rest.rsplit_once(':')?;
+                    let port: u16 = port.parse().unwrap_or(0);
+                    Some(crate::endpoints_among(
+                        &state.service_list,
+                        &state.endpoint_list,
+                        ns,
+                        svc,
+                        port,
+                    ))
+                })
+                .unwrap_or_default();
+            Packed::of(&envoy::endpoints(name, &addrs))
+        });
+        packed[1].insert(name.clone(), p);
+    }
+    if dirty.listeners || full {
+        let upgrades: BTreeSet<String> = std::iter::once("websocket".to_owned())
+            .chain(state.upgrades.keys().cloned())
+            .collect();
+        for p in parts::listeners(&state.skeleton, &upgrades) {
+            packed[2].insert(p.name.clone(), Some(p));
+        }
+    }
+    if !dirty.vhosts.is_empty() || full {
+        for (rc, (name, _)) in state.route_configs.iter().enumerate() {
+            let vhosts = state.vhost_order.iter().map(|&v| {
+                let vh = &state.vhosts[v];
+                (&vh.shells[rc], vh.order.values().map(|b| &b.encoded))
+            });
+            let p = parts::route_configuration(name, vhosts);
+            packed[3].insert(name.clone(), Some(p));
+        }
+    }
+}
+
+/// Every finding of the configuration as it stands, sorted, each said once.
+fn collect_diags(state: &State, files: &Files) -> Vec<Diagnostic> {
+    let mut all: Vec<Diagnostic> = Vec::new();
+    for (_, c) in files.in_order() {
+        all.extend(c.manifests.diagnostics.iter().cloned());
+    }
+    all.extend(state.fixed_diags.iter().cloned());
+    for m in state.mappings.values() {
+        all.extend(m.diags.iter().cloned());
+    }
+    for vh in &state.vhosts {
+        for g in vh.groups.values() {
+            all.extend(g.diags.iter().cloned());
+        }
+        for (_, d) in vh.by_match.values() {
+            all.extend(d.iter().cloned());
+        }
+        all.extend(vh.check_diags.iter().cloned());
+    }
+    diag::sort(&mut all);
+    all.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
+    all
+}

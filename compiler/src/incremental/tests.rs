@@ -1,0 +1,520 @@
+//! The session's output against compiling from scratch, over random edits.
+
+use std::collections::BTreeMap;
+
+use super::{Session, TYPES};
+use crate::front::Options;
+use crate::lower::LowerOptions;
+use crate::source::Sources;
+
+/// xorshift64*: a small, seeded generator, so every failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Mapping {
+    name: String,
+    namespace: &'static str,
+    prefix: String,
+    hostname: &'static str,
+    service: &'static str,
+    weight: Option<u32>,
+    precedence: i64,
+    shadow: bool,
+    method: Option<&'static str>,
+    header: Option<&'static str>,
+    resolver: Option<&'static str>,
+    timeout_ms: Option<u32>,
+    rewrite: Option<&'static str>,
+    upgrade: bool,
+}
+
+impl Mapping {
+    fn random(rng: &mut Rng, name: String) -> Mapping {
+        let prefixes = ["/a/", "/b/", "/c/", "/a/b/", "/api/", "/api/v1/", "/x", "/"];
+        Mapping {
+            name,
+            namespace: if rng.chance(80) { "default" } else { "team" },
+            prefix: if rng.chance(3) {
+                "noslash".into()
+            } else if rng.chance(70) {
+                prefixes[rng.below(prefixes.len())].into()
+            } else {
+                format!("/p{}/", rng.below(40))
+            },
+            hostname: rng.pick(&["*", "*", "*", "a.example.com", "*.example.com", "b.test"]),
+            service: rng.pick(&[
+                "web",
+                "web:8080",
+                "api.team:9000",
+                "127.0.0.1:9001",
+                "127.0.0.1:9002",
+                "https://secure",
+                "missing",
+                "bad:port:1",
+            ]),
+            weight: match rng.below(10) {
+                0 => Some(10),
+                1 => Some(50),
+                2 => Some(150),
+                _ => None,
+            },
+            precedence: if rng.chance(10) { 1 } else { 0 },
+            shadow: rng.chance(4),
+            method: rng.chance(10).then(|| rng.pick(&["POST", "GET"])),
+            header: rng.chance(10).then(|| rng.pick(&["x-a", "x-b"])),
+            resolver: rng.chance(8).then_some("endpoint"),
+            timeout_ms: rng.chance(20).then(|| 1000 * (1 + rng.below(3) as u32)),
+            rewrite: rng.chance(15).then(|| rng.pick(&["/", "/v2/"])),
+            upgrade: rng.chance(5),
+        }
+    }
+
+    /// The spec lines, indented by `pad`.
+    fn spec(&self, pad: &str) -> String {
+        let mut s = String::new();
+        let mut line = |l: String| {
+            s.push_str(pad);
+            s.push_str(&l);
+            s.push('\n');
+        };
+        line(format!("prefix: {}", self.prefix));
+        line(format!("hostname: \"{}\"", self.hostname));
+        line(format!("service: \"{}\"", self.service));
+        if let Some(w) = self.weight {
+            line(format!("weight: {w}"));
+        }
+        if self.precedence != 0 {
+            line(format!("precedence: {}", self.precedence));
+        }
+        if self.shadow {
+            line("shadow: true".into());
+        }
+        if let Some(m) = self.method {
+            line(format!("method: {m}"));
+        }
+        if let Some(h) = self.header {
+            line(format!("headers:\n{pad}  {h}: \"1\""));
+        }
+        if let Some(r) = self.resolver {
+            line(format!("resolver: {r}"));
+        }
+        if let Some(t) = self.timeout_ms {
+            line(format!("timeout_ms: {t}"));
+        }
+        if let Some(r) = self.rewrite {
+            line(format!("rewrite: \"{r}\""));
+        }
+        if self.upgrade {
+            line("allow_upgrade:\n".to_string() + pad + "- websocket");
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug)]
+enum File {
+    /// A `getambassador.io/v3alpha1` Mapping.
+    Crd(Mapping),
+    /// A Service with Mappings in its annotation.
+    Service {
+        name: String,
+        namespace: &'static str,
+        mappings: Vec<Mapping>,
+    },
+    Host(&'static str),
+    Module(u32),
+    Resolver,
+    /// Endpoints of the `web` Service.
+    Endpoints(u8),
+    Broken,
+}
+
+impl File {
+    fn text(&self) -> String {
+        match self {
+            File::Crd(m) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n{}",
+                m.name,
+                m.namespace,
+                m.spec("  ")
+            ),
+            File::Service {
+                name,
+                namespace,
+                mappings,
+            } => {
+                let mut a = String::new();
+                for (i, m) in mappings.iter().enumerate() {
+                    if i > 0 {
+                        a.push_str("      ---\n");
+                    }
+                    a.push_str(&format!(
+                        "      apiVersion: getambassador.io/v3alpha1\n      kind: Mapping\n      name: {}\n{}",
+                        m.name,
+                        m.spec("      ")
+                    ));
+                }
+                format!(
+                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  annotations:\n    getambassador.io/config: |\n{a}spec:\n  ports:\n  - port: 80\n"
+                )
+            }
+            File::Host(h) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: host-{}\n  namespace: default\nspec:\n  hostname: \"{h}\"\n",
+                h.replace(['*', '.'], "x")
+            ),
+            File::Module(t) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata:\n  name: ambassador\n  namespace: default\nspec:\n  config:\n    cluster_request_timeout_ms: {t}\n"
+            ),
+            File::Resolver => "apiVersion: getambassador.io/v3alpha1\nkind: KubernetesEndpointResolver\nmetadata:\n  name: endpoint\n  namespace: default\n".into(),
+            File::Endpoints(n) => format!(
+                "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: web\n  namespace: default\nsubsets:\n- addresses:\n  - ip: 10.0.0.{n}\n  ports:\n  - port: 8080\n"
+            ),
+            File::Broken => "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: [unclosed\n".into(),
+        }
+    }
+}
+
+struct World {
+    rng: Rng,
+    files: Vec<(String, File)>,
+    next: usize,
+}
+
+impl World {
+    fn name(&mut self) -> String {
+        self.next += 1;
+        format!("m{}", self.next)
+    }
+
+    fn new_file(&mut self) -> (String, File) {
+        self.next += 1;
+        let file_name = format!("f{:04}.yaml", self.next);
+        let file = match self.rng.below(12) {
+            0..=5 => {
+                let n = self.name();
+                File::Crd(Mapping::random(&mut self.rng, n))
+            }
+            6..=9 => {
+                let count = 1 + self.rng.below(3);
+                let mut mappings = Vec::new();
+                for _ in 0..count {
+                    let n = self.name();
+                    mappings.push(Mapping::random(&mut self.rng, n));
+                }
+                File::Service {
+                    name: self.name(),
+                    namespace: "default",
+                    mappings,
+                }
+            }
+            10 => File::Host(self.rng.pick(&["a.example.com", "*.example.com", "*"])),
+            _ => File::Endpoints(1 + self.rng.below(3) as u8),
+        };
+        (file_name, file)
+    }
+
+    /// One random edit; mostly edits to Mappings, sometimes something that changes the
+    /// context.
+    fn edit(&mut self) {
+        let n = self.files.len();
+        match self.rng.below(20) {
+            0..=9 if n > 0 => {
+                // Change one field of one Mapping.
+                let i = self.rng.below(n);
+                let fresh = {
+                    let name = self.name();
+                    Mapping::random(&mut self.rng, name)
+                };
+                let which = self.rng.below(8);
+                let m = match &mut self.files[i].1 {
+                    File::Crd(m) => Some(m),
+                    File::Service { mappings, .. } if !mappings.is_empty() => {
+                        let j = self.rng.below(mappings.len());
+                        Some(&mut mappings[j])
+                    }
+                    _ => None,
+                };
+                if let Some(m) = m {
+                    match which {
+                        0 => m.prefix = fresh.prefix,
+                        1 => m.service = fresh.service,
+                        2 => m.weight = fresh.weight,
+                        3 => m.precedence = fresh.precedence,
+                        4 => m.hostname = fresh.hostname,
+                        5 => m.shadow = fresh.shadow,
+                        6 => m.timeout_ms = fresh.timeout_ms,
+                        _ => m.upgrade = !m.upgrade,
+                    }
+                }
+            }
+            10..=12 => {
+                let f = self.new_file();
+                let at = self.rng.below(n + 1);
+                self.files.insert(at, f);
+            }
+            13..=14 if n > 0 => {
+                let i = self.rng.below(n);
+                self.files.remove(i);
+            }
+            15 if n > 0 => {
+                // A second object with an existing Mapping's name.
+                let i = self.rng.below(n);
+                if let File::Crd(m) = &self.files[i].1 {
+                    let mut copy = m.clone();
+                    copy.prefix = "/dup/".into();
+                    self.next += 1;
+                    self.files
+                        .push((format!("f{:04}.yaml", self.next), File::Crd(copy)));
+                }
+            }
+            16 => {
+                self.next += 1;
+                let f = match self.rng.below(3) {
+                    0 => File::Module(1000 + 1000 * self.rng.below(3) as u32),
+                    1 => File::Resolver,
+                    _ => File::Broken,
+                };
+                self.files.push((format!("f{:04}.yaml", self.next), f));
+            }
+            17 if n > 1 => {
+                // Two files swap places.
+                let (a, b) = (self.rng.below(n), self.rng.below(n));
+                self.files.swap(a, b);
+            }
+            _ => {
+                // Rename a Mapping (a new object, the old one gone).
+                if n > 0 {
+                    let i = self.rng.below(n);
+                    let name = self.name();
+                    if let File::Crd(m) = &mut self.files[i].1 {
+                        m.name = name;
+                    }
+                }
+            }
+        }
+    }
+
+    fn sources(&self) -> Vec<(String, String)> {
+        self.files
+            .iter()
+            .map(|(n, f)| (n.clone(), f.text()))
+            .collect()
+    }
+}
+
+type Findings = Vec<(String, u32, u32, &'static str, String)>;
+
+/// Compiling from scratch: every resource's bytes by type and name, and the findings.
+fn from_scratch(sources: &[(String, String)]) -> (BTreeMap<(usize, String), Vec<u8>>, Findings) {
+    let mut s = Sources::new();
+    for (name, text) in sources {
+        s.add(name.clone(), text.clone());
+    }
+    let c = crate::compile(&s, &Options::default(), &LowerOptions::default());
+    let res = crate::envoy_resources(&c);
+    let mut out = BTreeMap::new();
+    for (t, type_url) in TYPES.iter().enumerate() {
+        for (name, _, any) in res
+            .packed(type_url)
+            .expect("a type the back end emits")
+            .resources
+        {
+            out.insert((t, name.to_string()), any.value.clone());
+        }
+    }
+    let findings = c
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let (file, line, col) = d.span.map_or((String::new(), 0, 0), |sp| {
+                (s.name(sp.file).to_string(), sp.start.line, sp.start.column)
+            });
+            (file, line, col, d.code.as_str(), d.message.clone())
+        })
+        .collect();
+    (out, sorted(findings))
+}
+
+fn sorted(mut f: Findings) -> Findings {
+    f.sort();
+    f
+}
+
+fn session_findings(session: &Session) -> Findings {
+    sorted(
+        session
+            .diagnostics()
+            .iter()
+            .map(|d| {
+                let (file, line, col) = d.span.map_or((String::new(), 0, 0), |sp| {
+                    (
+                        session.file_name(sp.file).to_string(),
+                        sp.start.line,
+                        sp.start.column,
+                    )
+                });
+                (file, line, col, d.code.as_str(), d.message.clone())
+            })
+            .collect(),
+    )
+}
+
+fn run(seed: u64, start_files: usize, edits: usize) -> (usize, usize) {
+    let mut world = World {
+        rng: Rng(seed),
+        files: Vec::new(),
+        next: 0,
+    };
+    for _ in 0..start_files {
+        let f = world.new_file();
+        world.files.push(f);
+    }
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    let mut held: BTreeMap<(usize, String), Vec<u8>> = BTreeMap::new();
+    let (mut fast, mut full) = (0, 0);
+    for step in 0..=edits {
+        if step > 0 {
+            world.edit();
+        }
+        let sources = world.sources();
+        let update = session.update(sources.clone());
+        if update.compiled {
+            if update.full {
+                full += 1;
+            } else {
+                fast += 1;
+            }
+        }
+        for d in update.deltas {
+            let t = TYPES
+                .iter()
+                .position(|t| *t == d.type_url)
+                .expect("a known type");
+            match d.resource {
+                Some(p) => {
+                    assert_eq!(p.name, d.name);
+                    held.insert((t, d.name), p.any.value);
+                }
+                None => {
+                    assert!(
+                        held.remove(&(t, d.name.clone())).is_some(),
+                        "seed {seed} step {step}: removed `{}`, which was never sent",
+                        d.name
+                    );
+                }
+            }
+        }
+        let (want, want_findings) = from_scratch(&sources);
+        let names = |m: &BTreeMap<(usize, String), Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(&held),
+            names(&want),
+            "seed {seed} step {step} (full: {}): resource names differ",
+            update.full
+        );
+        for (k, v) in &want {
+            assert!(
+                held.get(k) == Some(v),
+                "seed {seed} step {step} (full: {}): `{}` differs from a compile from scratch",
+                update.full,
+                k.1
+            );
+        }
+        assert_eq!(
+            session_findings(&session),
+            want_findings,
+            "seed {seed} step {step} (full: {}): findings differ",
+            update.full
+        );
+    }
+    (fast, full)
+}
+
+#[test]
+fn a_session_agrees_with_compiling_from_scratch_over_random_edits() {
+    let (mut fast, mut full) = (0, 0);
+    for seed in 1..=40u64 {
+        let (a, b) = run(
+            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            12 + (seed as usize % 20),
+            60,
+        );
+        fast += a;
+        full += b;
+    }
+    // Both paths must have been taken often, or the comparison proves little.
+    assert!(fast > 500, "only {fast} updates took the incremental path");
+    assert!(full > 200, "only {full} updates took the full pass");
+}
+
+#[test]
+fn an_update_with_no_change_compiles_nothing() {
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    let files = vec![(
+        "a.yaml".to_string(),
+        File::Crd(Mapping::random(&mut Rng(7), "a".into())).text(),
+    )];
+    let first = session.update(files.clone());
+    assert!(first.compiled && first.full && !first.deltas.is_empty());
+    let again = session.update(files);
+    assert!(!again.compiled && again.deltas.is_empty());
+}
+
+#[test]
+fn editing_one_mapping_resends_one_route_configuration_and_reads_one_file() {
+    let mut rng = Rng(11);
+    let mut files: Vec<(String, File)> = (0..200)
+        .map(|i| {
+            let mut m = Mapping::random(&mut rng, format!("m{i}"));
+            m.prefix = format!("/m{i}/");
+            m.service = "127.0.0.1:9001";
+            m.weight = None;
+            m.shadow = false;
+            m.hostname = "*";
+            (format!("f{i}.yaml"), File::Crd(m))
+        })
+        .collect();
+    let sources = |files: &[(String, File)]| {
+        files
+            .iter()
+            .map(|(n, f)| (n.clone(), f.text()))
+            .collect::<Vec<_>>()
+    };
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    session.update(sources(&files));
+    if let File::Crd(m) = &mut files[7].1 {
+        m.prefix = "/moved/".into();
+    }
+    let update = session.update(sources(&files));
+    assert!(!update.full, "a Mapping edit took the full pass");
+    assert_eq!(update.files_read, 1);
+    let changed: Vec<(&str, &str)> = update
+        .deltas
+        .iter()
+        .map(|d| (d.type_url, d.name.as_str()))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![(crate::envoy::ROUTE_TYPE, crate::lower::ROUTE_CONFIG)]
+    );
+}
