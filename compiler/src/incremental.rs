@@ -97,8 +97,9 @@ pub struct Session {
     state: Option<State>,
     /// The version of every resource of the last update, per type (in [`TYPES`] order).
     versions: [HashMap<String, String>; 4],
-    /// The findings of the last update, sorted.
+    /// The findings of the last update, sorted; out of date while `stale`.
     diagnostics: Vec<Diagnostic>,
+    stale: bool,
 }
 
 /// A Mapping's key: namespace and name.
@@ -180,6 +181,8 @@ struct State {
     eds: HashMap<String, usize>,
     /// Upgrade types the routes allow, with counts (the listeners declare them).
     upgrades: BTreeMap<String, usize>,
+    /// Virtual hosts whose routes changed since their last check.
+    unchecked: BTreeSet<usize>,
 }
 
 /// What changed below the files in one update, to be emitted.
@@ -205,7 +208,24 @@ impl Session {
     }
 
     /// The findings of the last update, sorted by file and position.
-    pub fn diagnostics(&self) -> &[Diagnostic] {
+    ///
+    /// The checks that need a virtual host's whole route table (routes that can never
+    /// match) run here, not in [`Session::update`]: they only find, they never change what
+    /// Envoy gets, so a caller can publish the update first and ask for its findings after.
+    pub fn diagnostics(&mut self) -> &[Diagnostic] {
+        if self.stale {
+            if let Some(state) = &mut self.state {
+                check_routes(state);
+                self.diagnostics = collect_diags(state, &self.files);
+            }
+            self.stale = false;
+        }
+        &self.diagnostics
+    }
+
+    /// The findings as [`Session::diagnostics`] last made them (without running checks
+    /// that are due).
+    pub fn current_diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
     }
 
@@ -252,8 +272,8 @@ impl Session {
         update.timings.lower = t.elapsed();
         let t = Instant::now();
         let state = self.state.as_mut().expect("a state after every update");
-        emit(state, &self.files, out.dirty, update.full, &mut out.packed);
-        self.diagnostics = collect_diags(state, &self.files);
+        emit(state, out.dirty, update.full, &mut out.packed);
+        self.stale = true;
         update.deltas = self.deltas(out.packed, update.full);
         update.timings.emit = t.elapsed();
         update
@@ -444,6 +464,7 @@ impl Session {
             clusters,
             eds: HashMap::new(),
             upgrades: BTreeMap::new(),
+            unchecked: BTreeSet::new(),
         });
         let state = self.state.as_mut().expect("just set");
         out.dirty.listeners = true;
@@ -863,21 +884,25 @@ fn release_cluster(state: &mut State, name: &str, dirty: &mut Dirty) {
     }
 }
 
-/// Checks the touched virtual hosts, and encodes what changed.
-fn emit(
-    state: &mut State,
-    _files: &Files,
-    dirty: Dirty,
-    full: bool,
-    packed: &mut [BTreeMap<String, Option<Packed>>; 4],
-) {
-    for &v in &dirty.vhosts {
+/// Runs the route-table checks of the virtual hosts whose routes changed.
+fn check_routes(state: &mut State) {
+    for v in std::mem::take(&mut state.unchecked) {
         let vh = &mut state.vhosts[v];
         let routes: Vec<&Route> = vh.order.values().map(|b| &b.route).collect();
         let mut diags = Vec::new();
         crate::check::shadowing(&routes, &mut diags);
         vh.check_diags = diags;
     }
+}
+
+/// Encodes what changed, and notes the virtual hosts to check.
+fn emit(
+    state: &mut State,
+    dirty: Dirty,
+    full: bool,
+    packed: &mut [BTreeMap<String, Option<Packed>>; 4],
+) {
+    state.unchecked.extend(dirty.vhosts.iter().copied());
     for name in &dirty.clusters {
         let p = state.clusters.get(name).map(|s| parts::cluster(&s.cluster));
         packed[0].insert(name.clone(), p);

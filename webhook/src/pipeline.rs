@@ -7,39 +7,32 @@
 //! are left out by the compiler and listed in the [`UpdateReport`]; everything else keeps
 //! flowing, so one bad Mapping never holds back the others.
 //!
-//! Repeated updates are cheap where it pays (see `docs/PERFORMANCE.md`, "Reconfiguration"):
-//!
-//! - a file whose text did not change is not read again: its front-end result (the parsed
-//!   resources with their positions) is kept, and the per-file results are spliced together
-//!   in input order before lowering;
-//! - an update in which no text changed does nothing at all;
-//! - a resource whose version (a hash of its encoding) did not change keeps the very
-//!   `Arc<Resource>` of the previous snapshot, so the publisher resends only what changed
-//!   and no bytes are copied or hashed twice.
+//! Repeated updates cost what changed (see `docs/PERFORMANCE.md`, "Reconfiguration"): the
+//! compiling is done by an [`ambassador_compiler::incremental::Session`], which reads only
+//! the files whose text changed, rebuilds only the routes and clusters a Mapping change
+//! touches, and answers with the resources that changed. The pipeline turns those into the
+//! next snapshot, which shares every unchanged resource (and every unchanged type) with the
+//! last one, so the publisher resends only what changed and no bytes are copied or hashed
+//! twice. An update in which no text changed does nothing at all.
 //!
 //! **Architecture invariant:** the pipeline never fails on user input; only the compiler
 //! decides what is served, and the pipeline adds nothing to it but the EDS endpoints.
 
 pub mod dir;
-mod front_cache;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ambassador_compiler::diag::{Diagnostic, ObjectRef, Severity};
-use ambassador_compiler::envoy::Resources;
+use ambassador_compiler::diag::{ObjectRef, Severity};
 use ambassador_compiler::front::Options;
+use ambassador_compiler::incremental::{Delta, Session};
 use ambassador_compiler::lower::LowerOptions;
-use ambassador_compiler::{check, diag, lower, Compilation};
 use tokio::sync::watch;
 
 use crate::ads::{type_url, Resource, Snapshot};
-
-use front_cache::FrontCache;
 
 /// What a pipeline compiles with: the front end's options (`ambassador_id`, default
 /// namespace) and where Envoy's listeners listen.
@@ -134,12 +127,16 @@ pub struct Change {
 pub struct Timings {
     /// Reading the files that changed (YAML, annotations, schema).
     pub front: Duration,
-    /// Splicing per-file results, lowering to the IR and the whole-configuration checks.
+    /// Lowering what changed to the IR, and the checks of the virtual hosts it touched.
     pub lower: Duration,
-    /// Translating the IR to Envoy resources and encoding them, endpoints included.
+    /// Encoding what changed and assembling the resources that hold it, the findings.
     pub emit: Duration,
-    /// Comparing versions with the previous snapshot and building the new one.
+    /// Building the next snapshot from the changed resources.
     pub snapshot: Duration,
+    /// From the start of the update to the snapshot's publication: what Envoy waits for.
+    pub published: Duration,
+    /// The route-table checks and the findings, after publishing.
+    pub findings: Duration,
     /// The whole update, publishing included.
     pub total: Duration,
 }
@@ -149,6 +146,9 @@ pub struct Timings {
 pub struct UpdateReport {
     /// Whether anything was compiled: false when no text changed since the last update.
     pub compiled: bool,
+    /// Whether the compiler started from the files (a change beyond Mappings, or the first
+    /// update) rather than from its last result.
+    pub full: bool,
     /// Whether a new snapshot was published: false when nothing Envoy sees changed.
     pub published: bool,
     /// Files read again because their text changed (or they are new).
@@ -205,22 +205,14 @@ const TYPES: [&str; 4] = [
     type_url::ROUTE,
 ];
 
-/// The last published resource of one name: its compiler version (FNV of the encoding)
-/// and the shared resource that carries it.
-#[derive(Debug)]
-struct Published {
-    version: String,
-    resource: Arc<Resource>,
-}
-
 /// Compiles source texts and publishes snapshots. See the module documentation.
 #[derive(Debug)]
 pub struct Pipeline {
     options: PipelineOptions,
     sender: watch::Sender<Arc<Snapshot>>,
-    front: FrontCache,
-    /// Per type URL, by name.
-    published: HashMap<&'static str, HashMap<String, Published>>,
+    session: Session,
+    /// The compiled resources alone (the published snapshot adds the extras).
+    compiled: Snapshot,
     /// Findings of the last compilation, for updates that change nothing.
     findings: Vec<Finding>,
     /// Whether at least one compilation ran (the first always publishes).
@@ -238,10 +230,10 @@ impl Pipeline {
     pub fn new(options: PipelineOptions) -> (Pipeline, watch::Receiver<Arc<Snapshot>>) {
         let (sender, receiver) = watch::channel(Arc::new(Snapshot::new()));
         let pipeline = Pipeline {
-            options,
+            options: options.clone(),
             sender,
-            front: FrontCache::default(),
-            published: HashMap::new(),
+            session: Session::new(options.front.clone(), options.lower.clone()),
+            compiled: Snapshot::new(),
             findings: Vec::new(),
             started: false,
             extra: Vec::new(),
@@ -280,12 +272,10 @@ impl Pipeline {
     pub fn update(&mut self, sources: Vec<(String, String)>) -> UpdateReport {
         let start = Instant::now();
         let mut report = UpdateReport::default();
-
-        let t = Instant::now();
-        let read = self.front.update(sources, &self.options.front);
-        report.timings.front = t.elapsed();
-        report.files_read = read.files_read;
-        if !read.changed && self.started && !self.extra_changed {
+        let update = self.session.update(sources);
+        report.timings.front = update.timings.front;
+        report.files_read = update.files_read;
+        if !update.compiled && self.started && !self.extra_changed {
             report.findings = self.findings.clone();
             report.counts = self.counts();
             report.timings.total = start.elapsed();
@@ -294,105 +284,57 @@ impl Pipeline {
         }
         self.started = true;
         self.extra_changed = false;
-        report.compiled = true;
+        report.compiled = update.compiled;
+        report.full = update.full;
+        report.timings.lower = update.timings.lower;
+        report.timings.emit = update.timings.emit;
 
         let t = Instant::now();
-        let compilation = self.lower();
-        report.timings.lower = t.elapsed();
-
-        let t = Instant::now();
-        let resources = ambassador_compiler::envoy_resources(&compilation);
-        report.timings.emit = t.elapsed();
-
-        let t = Instant::now();
-        let (snapshot, changes) = self.diff(&resources);
+        let (snapshot, changes) = self.next_snapshot(update.deltas);
         report.timings.snapshot = t.elapsed();
-
-        report.findings = self.findings(&compilation.diagnostics);
-        self.findings = report.findings.clone();
-        // The compilation holds the manifests, which belong to the cache: hand them back.
-        let Compilation { manifests, ir, .. } = compilation;
-        self.front.restore(manifests);
-        // Freeing an IR and resources of 10,000 Mappings takes milliseconds: not on the
-        // path to Envoy.
-        drop_later((ir, resources));
 
         report.changes = changes;
         if !report.changes.is_empty() || self.sender.borrow().type_urls().next().is_none() {
             self.sender.send_replace(Arc::new(snapshot));
             report.published = true;
         }
+        report.timings.published = start.elapsed();
+        // Findings never change what is served: Envoy has the update before they are made.
+        let t = Instant::now();
+        report.findings = self.findings();
+        self.findings = report.findings.clone();
+        report.timings.findings = t.elapsed();
         report.counts = self.counts();
         report.timings.total = start.elapsed();
         log(&report);
         report
     }
 
-    /// Lowers the spliced manifests and runs the checks: [`ambassador_compiler::compile`]
-    /// after its front end, which the cache has already done file by file.
-    fn lower(&mut self) -> Compilation {
-        let manifests = self.front.take();
-        let (ir, mut diags) = lower::lower(&manifests, &self.options.lower);
-        check::check(&ir, &mut diags);
-        let mut diagnostics = manifests.diagnostics.clone();
-        diagnostics.append(&mut diags);
-        diag::sort(&mut diagnostics);
-        Compilation {
-            manifests,
-            ir,
-            diagnostics,
-        }
-    }
-
-    /// The snapshot for `resources`, sharing every unchanged resource with the last one,
+    /// The next snapshot: the compiled resources with `deltas` applied, then the extras;
     /// and what changed.
-    fn diff(&mut self, resources: &Resources) -> (Snapshot, Vec<Change>) {
-        let mut snapshot = Snapshot::new();
-        let mut changes = Vec::new();
-        for type_url in TYPES {
-            let set = resources
-                .packed(type_url)
-                .expect("the compiler emits every type the pipeline lists");
-            let old = self.published.remove(type_url).unwrap_or_default();
-            let mut old = old;
-            let mut new: HashMap<String, Published> = HashMap::with_capacity(set.resources.len());
-            for (name, version, any) in set.resources {
-                let (resource, kind) = match old.remove(name) {
-                    Some(p) if p.version == version => (p.resource, None),
-                    Some(_) => (
-                        Arc::new(Resource::new(name, any.clone())),
-                        Some(ChangeKind::Changed),
-                    ),
-                    None => (
-                        Arc::new(Resource::new(name, any.clone())),
-                        Some(ChangeKind::Added),
-                    ),
-                };
-                if let Some(kind) = kind {
-                    changes.push(Change {
-                        type_url,
-                        name: name.to_owned(),
-                        kind,
-                    });
+    fn next_snapshot(&mut self, deltas: Vec<Delta>) -> (Snapshot, Vec<Change>) {
+        let mut changes = Vec::with_capacity(deltas.len());
+        for d in deltas {
+            let kind = match d.resource {
+                Some(p) => {
+                    let resource = Resource::with_version(p.name, p.any, p.version);
+                    match self.compiled.insert_arc(Arc::new(resource)) {
+                        Some(_) => ChangeKind::Changed,
+                        None => ChangeKind::Added,
+                    }
                 }
-                snapshot.insert_arc(Arc::clone(&resource));
-                new.insert(
-                    name.to_owned(),
-                    Published {
-                        version: version.to_owned(),
-                        resource,
-                    },
-                );
-            }
-            let mut removed: Vec<String> = old.into_keys().collect();
-            removed.sort();
-            changes.extend(removed.into_iter().map(|name| Change {
-                type_url,
-                name,
-                kind: ChangeKind::Removed,
-            }));
-            self.published.insert(type_url, new);
+                None => match self.compiled.remove(d.type_url, &d.name) {
+                    Some(_) => ChangeKind::Removed,
+                    None => continue,
+                },
+            };
+            changes.push(Change {
+                type_url: d.type_url,
+                name: d.name,
+                kind,
+            });
         }
+        let mut snapshot = self.compiled.clone();
         for extra in &self.extra {
             let (type_url, name) = (static_type(extra.type_url()), extra.name());
             let replaced = snapshot.insert_arc(Arc::clone(extra));
@@ -440,8 +382,12 @@ impl Pipeline {
         (snapshot, changes)
     }
 
-    fn findings(&self, diagnostics: &[Diagnostic]) -> Vec<Finding> {
-        diagnostics
+    fn findings(&mut self) -> Vec<Finding> {
+        let session = &mut self.session;
+        session.diagnostics();
+        let session = &self.session;
+        session
+            .current_diagnostics()
             .iter()
             .map(|d| Finding {
                 severity: d.severity,
@@ -449,13 +395,12 @@ impl Pipeline {
                 message: d.message.clone(),
                 object: d.object.clone(),
                 field: d.field.clone(),
-                file: d.span.map(|s| self.front.file_name(s.file).to_owned()),
+                file: d.span.map(|s| session.file_name(s.file).to_owned()),
                 line: d.span.map(|s| s.start.line),
                 column: d.span.map(|s| s.start.column),
             })
             .collect()
     }
-
     fn counts(&self) -> Vec<(&'static str, usize)> {
         let snapshot = self.sender.borrow();
         TYPES
@@ -463,15 +408,6 @@ impl Pipeline {
             .map(|t| (*t, snapshot.resources(t).len()))
             .collect()
     }
-}
-
-/// Drops `value` on another thread when it is large enough to matter, else here.
-fn drop_later<T: Send + 'static>(value: T) {
-    let spawned = std::thread::Builder::new()
-        .name("pipeline-drop".into())
-        .spawn(move || drop(value));
-    // If no thread can be started, the value was dropped with the closure.
-    drop(spawned);
 }
 
 /// The `'static` spelling of a type URL the pipeline knows, for [`Change::type_url`].

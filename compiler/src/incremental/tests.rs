@@ -360,10 +360,10 @@ fn sorted(mut f: Findings) -> Findings {
     f
 }
 
-fn session_findings(session: &Session) -> Findings {
+fn session_findings(session: &mut Session) -> Findings {
+    let diags = session.diagnostics().to_vec();
     sorted(
-        session
-            .diagnostics()
+        diags
             .iter()
             .map(|d| {
                 let (file, line, col) = d.span.map_or((String::new(), 0, 0), |sp| {
@@ -440,8 +440,13 @@ fn run(seed: u64, start_files: usize, edits: usize) -> (usize, usize) {
                 k.1
             );
         }
+        // Findings are asked for after most updates, not all: checks left over from an
+        // update must still run at the next request.
+        if step % 4 == 1 {
+            continue;
+        }
         assert_eq!(
-            session_findings(&session),
+            session_findings(&mut session),
             want_findings,
             "seed {seed} step {step} (full: {}): findings differ",
             update.full

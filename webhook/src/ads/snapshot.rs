@@ -58,6 +58,16 @@ impl Resource {
         }
     }
 
+    /// Wraps a packed resource whose version is already known (the compiler's hash of its
+    /// encoding): nothing is hashed again.
+    pub fn with_version(name: impl Into<String>, any: Any, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            any,
+            version: version.into(),
+        }
+    }
+
     /// Packs a message (e.g. a `Cluster`) and wraps it.
     pub fn pack<M: prost::Message + prost::Name>(name: impl Into<String>, message: M) -> Self {
         Self::new(name, envoy_types::util::pack_any(message))
@@ -125,7 +135,9 @@ pub(crate) fn set_version<'a>(entries: impl IntoIterator<Item = (&'a str, &'a st
 /// `Arc`s so that building the next snapshot from the previous one copies no bytes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
-    types: BTreeMap<String, BTreeMap<String, Arc<Resource>>>,
+    /// Per type, shared with the snapshots it was copied from until one of them changes
+    /// that type: the next snapshot after a route change copies no cluster.
+    types: BTreeMap<String, Arc<BTreeMap<String, Arc<Resource>>>>,
 }
 
 impl Snapshot {
@@ -141,10 +153,12 @@ impl Snapshot {
 
     /// Like [`Snapshot::insert`], for a resource shared with another snapshot.
     pub fn insert_arc(&mut self, resource: Arc<Resource>) -> Option<Arc<Resource>> {
-        self.types
-            .entry(resource.type_url().to_owned())
-            .or_default()
-            .insert(resource.name().to_owned(), resource)
+        Arc::make_mut(
+            self.types
+                .entry(resource.type_url().to_owned())
+                .or_default(),
+        )
+        .insert(resource.name().to_owned(), resource)
     }
 
     /// Builder form of [`Snapshot::insert`].
@@ -155,7 +169,7 @@ impl Snapshot {
 
     /// Removes a resource; returns it if it was there.
     pub fn remove(&mut self, type_url: &str, name: &str) -> Option<Arc<Resource>> {
-        let resources = self.types.get_mut(type_url)?;
+        let resources = Arc::make_mut(self.types.get_mut(type_url)?);
         let removed = resources.remove(name);
         if resources.is_empty() {
             self.types.remove(type_url);
@@ -166,7 +180,7 @@ impl Snapshot {
     /// The resources of one type, by name (empty if the snapshot has none of that type).
     pub fn resources(&self, type_url: &str) -> &BTreeMap<String, Arc<Resource>> {
         static EMPTY: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
-        self.types.get(type_url).unwrap_or(&EMPTY)
+        self.types.get(type_url).map_or(&EMPTY, |m| m)
     }
 
     /// One resource by type URL and name.

@@ -68,9 +68,10 @@ fn a_change_to_one_mapping_shares_everything_else() {
         .collect();
     assert_eq!(
         kinds,
+        // In type, then name order: `..._9002` went, `..._9003` came.
         [
-            ("Cluster", ChangeKind::Added),
             ("Cluster", ChangeKind::Removed),
+            ("Cluster", ChangeKind::Added),
             ("RouteConfiguration", ChangeKind::Changed)
         ],
         "{:?}",
