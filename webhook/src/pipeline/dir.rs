@@ -1,9 +1,10 @@
-//! A directory of manifests as a [`Feed`]: polls modification times, debounced, and reads every file again on a change.
+//! A directory of manifests as a [`Feed`]: polls modification times, debounced, and reads the files that changed.
 //!
 //! This is the stand-in for the watched view of the cluster: a poll is portable, needs no
 //! inotify limits, and sees editors that replace files by renaming. A scan costs one
-//! `stat` per file; the texts are read only when something changed and then stayed
-//! still for the debounce time, so a half-written file is not compiled.
+//! `stat` per file; a file is read only when its time or size changed and the directory
+//! then stayed still for the debounce time, so a half-written file is not compiled. The
+//! texts of the other files are kept from their last read.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,8 @@ pub struct DirFeed {
     interval: Duration,
     debounce: Duration,
     last: Option<Stamp>,
+    /// The text of each file as last read, with the time and size it was read at.
+    texts: std::collections::HashMap<PathBuf, (Option<SystemTime>, u64, String)>,
 }
 
 impl DirFeed {
@@ -45,6 +48,7 @@ impl DirFeed {
             interval: interval.max(Duration::from_millis(1)),
             debounce,
             last: None,
+            texts: std::collections::HashMap::new(),
         }
     }
 
@@ -83,22 +87,40 @@ impl DirFeed {
         Ok(out)
     }
 
-    /// Reads every file of `stamp`; a file that vanished or is not UTF-8 is skipped with a
-    /// warning (the next change brings it back).
-    fn read(&self, stamp: &Stamp) -> Vec<(String, String)> {
+    /// The text of every file of `stamp`, read again where its time or size changed; a
+    /// file that vanished or is not UTF-8 is skipped with a warning (the next change brings
+    /// it back).
+    fn read(&mut self, stamp: &Stamp) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(stamp.len());
-        for (path, _, _) in stamp {
+        let mut texts = std::collections::HashMap::with_capacity(stamp.len());
+        for (path, modified, len) in stamp {
             let name = path
                 .strip_prefix(&self.dir)
                 .unwrap_or(path)
                 .display()
                 .to_string();
-            match std::fs::read(path).map(String::from_utf8) {
-                Ok(Ok(text)) => out.push((name, text)),
-                Ok(Err(_)) => tracing::warn!(file = %name, "skipped: not UTF-8 text"),
-                Err(e) => tracing::warn!(file = %name, error = %e, "skipped: cannot read"),
-            }
+            let kept = self
+                .texts
+                .remove(path)
+                .filter(|(m, l, _)| m == modified && l == len);
+            let text = match kept {
+                Some((_, _, text)) => text,
+                None => match std::fs::read(path).map(String::from_utf8) {
+                    Ok(Ok(text)) => text,
+                    Ok(Err(_)) => {
+                        tracing::warn!(file = %name, "skipped: not UTF-8 text");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %name, error = %e, "skipped: cannot read");
+                        continue;
+                    }
+                },
+            };
+            out.push((name, text.clone()));
+            texts.insert(path.clone(), (*modified, *len, text));
         }
+        self.texts = texts;
         out
     }
 }
