@@ -185,13 +185,21 @@ pub async fn serve_with_shutdown(
     signal: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let service = publisher.service();
+    // No Nagle: a response larger than one segment would otherwise wait for the delayed
+    // ACK of its first part (40 ms on Linux) before its last frames go out.
+    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    });
     tonic::transport::Server::builder()
         // An Envoy whose pod vanished never closes its stream; HTTP/2 pings find out, so
         // that its session leaves the status instead of lingering until TCP gives up.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             signal.await;
             publisher.shutdown();
         })
