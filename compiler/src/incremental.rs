@@ -102,6 +102,9 @@ pub struct Session {
     stale: bool,
 }
 
+/// How many read Mappings one update keeps for its group builds.
+const KEEP_LOWERED: usize = 1024;
+
 /// A Mapping's key: namespace and name.
 type MKey = (String, String);
 
@@ -118,7 +121,7 @@ struct Built {
 #[derive(Debug, Default)]
 struct Group {
     members: Vec<MKey>,
-    built: Option<(Place, Arc<Built>)>,
+    built: Option<(Arc<Place>, Arc<Built>)>,
     /// Clusters the route sends to (one entry per use).
     clusters: Vec<String>,
     diags: Vec<Diagnostic>,
@@ -128,7 +131,7 @@ struct Group {
 struct VhState {
     groups: HashMap<GroupKey, Group>,
     /// The routes in evaluation order.
-    order: BTreeMap<Place, Arc<Built>>,
+    order: BTreeMap<Arc<Place>, Arc<Built>>,
     /// Precedences of the groups that share a match (would-be canaries), and the findings
     /// about them.
     by_match: HashMap<RouteMatch, (BTreeSet<i64>, Vec<Diagnostic>)>,
@@ -636,9 +639,15 @@ fn add_mapping<'f>(
             };
             joined.push((v, gk));
         }
-        lowered.insert(key.clone(), l);
+        // Kept for the group builds of this update, up to a bound: a full pass over many
+        // Mappings reads them again instead of holding them all at once.
+        if lowered.len() < KEEP_LOWERED {
+            lowered.insert(key.clone(), l);
+        }
     }
-    let diags = cx.diags;
+    joined.shrink_to_fit();
+    let mut diags = cx.diags;
+    diags.shrink_to_fit();
     for (v, gk) in &joined {
         state.vhosts[*v]
             .groups
@@ -694,17 +703,18 @@ fn rebuild_groups<'f>(
                 precs.remove(&gk.precedence);
             }
         } else {
-            for k in &members {
-                if !lowered.contains_key(k) {
-                    if let Some(m) = state.mappings.get(k) {
-                        if let Some(l) = reread(state, files, m.slot, m.index) {
-                            lowered.insert(k.clone(), l);
-                        }
-                    }
-                }
-            }
-            let group_members: Vec<&Lowered> =
-                members.iter().filter_map(|k| lowered.get(k)).collect();
+            // Members read in this update, and the others read again for this group only.
+            let again: Vec<Lowered> = members
+                .iter()
+                .filter(|k| !lowered.contains_key(*k))
+                .filter_map(|k| state.mappings.get(k))
+                .filter_map(|m| reread(state, files, m.slot, m.index))
+                .collect();
+            let group_members: Vec<&Lowered> = members
+                .iter()
+                .filter_map(|k| lowered.get(k))
+                .chain(again.iter())
+                .collect();
             let mut cx = Cx {
                 diags: Vec::new(),
                 known_namespaces: &state.ctx.known_namespaces,
@@ -726,13 +736,13 @@ fn rebuild_groups<'f>(
             }
             let built = route.map(|route| {
                 count_upgrades(&mut state.upgrades, &route, true, dirty);
-                let place: Place = (Reverse(order_key(&route)), route.name.clone());
+                let place = Arc::new((Reverse(order_key(&route)), route.name.clone()));
                 let encoded = parts::encode_route(&route);
                 (place, Arc::new(Built { route, encoded }))
             });
             let vh = &mut state.vhosts[v];
             if let Some((place, b)) = &built {
-                vh.order.insert(place.clone(), Arc::clone(b));
+                vh.order.insert(Arc::clone(place), Arc::clone(b));
             }
             vh.by_match
                 .entry(gk.matcher.clone())
@@ -742,6 +752,7 @@ fn rebuild_groups<'f>(
             let group = vh.groups.get_mut(gk).expect("checked above");
             group.built = built;
             group.diags = diags;
+            group.members.shrink_to_fit();
             group.clusters = clusters;
         }
         for name in old_clusters {

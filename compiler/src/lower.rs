@@ -1066,7 +1066,7 @@ pub(crate) fn build_group<'m, 'a>(
                 );
             }
         }
-        let mut wc = Vec::new();
+        let mut wc = Vec::with_capacity(primaries.len());
         let mut unique = HashSet::new();
         for (m, w) in primaries.iter().zip(&weights) {
             used.push(*m);

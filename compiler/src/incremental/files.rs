@@ -182,6 +182,11 @@ impl Files {
         let id = self.sources.add(name.clone(), text);
         let mut manifests = Manifests::default();
         front::read_file(&self.sources, id, opts, &mut manifests);
+        // Kept for as long as the file is: no room to grow.
+        manifests.resources.shrink_to_fit();
+        manifests.services.shrink_to_fit();
+        manifests.endpoints.shrink_to_fit();
+        manifests.diagnostics.shrink_to_fit();
         Chunk {
             name,
             id,
