@@ -16,8 +16,11 @@
 //! - send to ACK: from the publisher sending the route configuration to Envoy's ACK;
 //! - first request: from the start of `update` to the first request the new route served
 //!   (polled every 200 µs);
-//! - memory: the resident set of this process (pipeline, publisher and the load
-//!   generator; Envoy is another process) after the size has been served.
+//! - memory: the resident set of this process before the pipeline is made (runtime,
+//!   backends, HTTP client) and after the size has been served (plus the pipeline, the
+//!   publisher and the sources of the last change); Envoy is another process. Run with
+//!   `MIMALLOC_PURGE_DELAY=0`, as the webhook Deployment does, to see memory that is in
+//!   use rather than kept by the allocator for reuse.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -113,6 +116,8 @@ struct Row {
     parts: Vec<Timings>,
     ack: Vec<Duration>,
     served: Vec<Duration>,
+    /// Resident set before the pipeline was made (runtime, backends, client).
+    base_rss: f64,
     rss: f64,
     envoy_rss: f64,
 }
@@ -131,10 +136,12 @@ async fn run_size(n: usize, changes: usize, with_envoy: bool) -> Row {
     let options = PipelineOptions::default()
         .listen("127.0.0.1", http_port)
         .https_port(free_port());
+    let base_rss = rss_mib().0;
     let (mut pipeline, snapshots) = Pipeline::new(options);
     let first = pipeline.update(sources(n, &sa, &sa, &sb));
     assert_eq!(first.errors().count(), 0, "{:?}", first.findings);
     let mut row = Row {
+        base_rss,
         size: n,
         full: first.timings,
         ..Row::default()
@@ -236,14 +243,14 @@ fn main() {
         if args.envoy { "on" } else { "off" }
     );
     println!(
-        "| Mappings | first update | ours per change: front | lower | emit | snapshot | **published** | findings, after | Envoy push→ACK | update→first request served | RSS (this process) | Envoy RSS |"
+        "| Mappings | first update | ours per change: front | lower | emit | snapshot | **published** | findings, after | Envoy push→ACK | update→first request served | RSS (this process): before → after | Envoy RSS |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &args.sizes {
         let row = runtime.block_on(run_size(n, args.changes, args.envoy));
         let part = |f: fn(&Timings) -> Duration| median(row.parts.iter().map(f).collect());
         println!(
-            "| {} | {} | {} | {} | {} | {} | **{}** | {} | {} | {} | {:.0} MiB | {:.0} MiB |",
+            "| {} | {} | {} | {} | {} | {} | **{}** | {} | {} | {} | {:.0} → {:.0} MiB | {:.0} MiB |",
             row.size,
             ms(row.full.total),
             ms(part(|t| t.front)),
@@ -254,6 +261,7 @@ fn main() {
             ms(part(|t| t.findings)),
             ms(median(row.ack)),
             ms(median(row.served)),
+            row.base_rss,
             row.rss,
             row.envoy_rss,
         );

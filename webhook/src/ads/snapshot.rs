@@ -184,6 +184,12 @@ impl Snapshot {
     }
 
     /// One resource by type URL and name.
+    /// The resources of one type as the snapshot shares them: two snapshots returning the
+    /// same `Arc` hold the same resources of that type.
+    pub fn shared(&self, type_url: &str) -> Option<&Arc<BTreeMap<String, Arc<Resource>>>> {
+        self.types.get(type_url)
+    }
+
     pub fn get(&self, type_url: &str, name: &str) -> Option<&Arc<Resource>> {
         self.types.get(type_url)?.get(name)
     }
