@@ -132,6 +132,8 @@ struct VhState {
     groups: HashMap<GroupKey, Group>,
     /// The routes in evaluation order.
     order: BTreeMap<Arc<Place>, Arc<Built>>,
+    /// The bytes the routes of `order` take in the virtual host's encoding.
+    routes_len: usize,
     /// Precedences of the groups that share a match (would-be canaries), and the findings
     /// about them.
     by_match: HashMap<RouteMatch, (BTreeSet<i64>, Vec<Diagnostic>)>,
@@ -693,6 +695,7 @@ fn rebuild_groups<'f>(
         let members = group.members.clone();
         if let Some(place) = old_place {
             if let Some(b) = state.vhosts[v].order.remove(&place) {
+                state.vhosts[v].routes_len -= b.encoded.element_len();
                 count_upgrades(&mut state.upgrades, &b.route, false, dirty);
             }
         }
@@ -742,6 +745,7 @@ fn rebuild_groups<'f>(
             });
             let vh = &mut state.vhosts[v];
             if let Some((place, b)) = &built {
+                vh.routes_len += b.encoded.element_len();
                 vh.order.insert(Arc::clone(place), Arc::clone(b));
             }
             vh.by_match
@@ -950,7 +954,11 @@ fn emit(
         for (rc, (name, _)) in state.route_configs.iter().enumerate() {
             let vhosts = state.vhost_order.iter().map(|&v| {
                 let vh = &state.vhosts[v];
-                (&vh.shells[rc], vh.order.values().map(|b| &b.encoded))
+                (
+                    &vh.shells[rc],
+                    vh.order.values().map(|b| &b.encoded),
+                    vh.routes_len,
+                )
             });
             let p = parts::route_configuration(name, vhosts);
             packed[3].insert(name.clone(), Some(p));

@@ -112,21 +112,23 @@ impl VirtualHostShell {
         }
     }
 
-    /// Appends the virtual host with `routes` to `out` as field `field` of the enclosing
-    /// message, and feeds its hash.
+    /// The length of the virtual host's encoding when its routes take `routes_len` bytes
+    /// (the sum of [`EncodedRoute::element_len`]).
+    fn len(&self, routes_len: usize) -> usize {
+        self.head.len() + self.tail.len() + if self.with_routes { routes_len } else { 0 }
+    }
+
+    /// Appends the virtual host with `routes` (taking `routes_len` bytes) to `out` as field
+    /// `field` of the enclosing message, and feeds its hash.
     fn write<'r>(
         &self,
-        routes: impl Iterator<Item = &'r EncodedRoute> + Clone,
+        routes: impl Iterator<Item = &'r EncodedRoute>,
+        routes_len: usize,
         field: u32,
         out: &mut Vec<u8>,
         h: &mut Fnv1a,
     ) {
-        let mut len = self.head.len() + self.tail.len();
-        if self.with_routes {
-            for r in routes.clone() {
-                len += element_len(r.bytes.len());
-            }
-        }
+        let len = self.len(routes_len);
         encode_key(field, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
         out.extend_from_slice(&self.head);
@@ -148,25 +150,41 @@ fn element_len(body: usize) -> usize {
     1 + prost::encoding::encoded_len_varint(body as u64) + body
 }
 
-/// A RouteConfiguration named `name` holding `vhosts` (each a shell and its routes, in
-/// the order given), packed. The version hashes the parts' hashes, not the bytes.
+impl EncodedRoute {
+    /// The bytes this route takes inside a virtual host.
+    pub fn element_len(&self) -> usize {
+        element_len(self.bytes.len())
+    }
+}
+
+/// A RouteConfiguration named `name` holding `vhosts` (each a shell, its routes and the
+/// bytes they take, in the order given), packed. The version hashes the parts' hashes, not
+/// the bytes. The buffer is allocated once, at its final size.
 pub fn route_configuration<'a, R>(
     name: &str,
-    vhosts: impl Iterator<Item = (&'a VirtualHostShell, R)>,
+    vhosts: impl Iterator<Item = (&'a VirtualHostShell, R, usize)> + Clone,
 ) -> Packed
 where
-    R: Iterator<Item = &'a EncodedRoute> + Clone,
+    R: Iterator<Item = &'a EncodedRoute>,
 {
-    let mut value = RouteConfiguration {
+    let head = RouteConfiguration {
         name: name.to_owned(),
         ..Default::default()
-    }
-    .encode_to_vec();
+    };
+    let total = head.encoded_len()
+        + vhosts
+            .clone()
+            .map(|(shell, _, len)| element_len(shell.len(len)))
+            .sum::<usize>();
+    let mut value = Vec::with_capacity(total);
+    head.encode(&mut value)
+        .expect("a vector is allocated at the encoded length");
     let mut h = Fnv1a::new();
     h.write(name.as_bytes());
-    for (shell, routes) in vhosts {
-        shell.write(routes, 2, &mut value, &mut h);
+    for (shell, routes, len) in vhosts {
+        shell.write(routes, len, 2, &mut value, &mut h);
     }
+    debug_assert_eq!(value.len(), total);
     Packed {
         name: name.to_owned(),
         version: format!("{}-{}", h.hex(), value.len()),
