@@ -284,6 +284,13 @@ pub fn read_file(sources: &Sources, file: FileId, opts: &Options, out: &mut Mani
             Ok(Some(root)) => read_object(sources, &root, opts, part, 0),
         },
     );
+    // Each list grows once, to its final length, rather than doubling part by part.
+    out.resources
+        .reserve(parts.iter().map(|p| p.resources.len()).sum());
+    out.services
+        .reserve(parts.iter().map(|p| p.services.len()).sum());
+    out.diagnostics
+        .reserve(parts.iter().map(|p| p.diagnostics.len()).sum());
     for mut part in parts {
         out.resources.append(&mut part.resources);
         out.services.append(&mut part.services);

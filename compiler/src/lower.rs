@@ -66,12 +66,14 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         .collect();
     let has_service = |ns: &str, name: &str| services.contains(&(ns, name));
 
-    // Mappings, on all cores: each needs only its own resource and the context.
+    // Mappings, on all cores: each needs only its own resource and the context. Each is
+    // attached to its virtual hosts there too (a glob test per Host).
     let mapping_resources: Vec<&Resource> = active
         .iter()
         .copied()
         .filter(|r| r.kind == Kind::Mapping)
         .collect();
+    let vhosts = &ctx.vhosts;
     let read_runs = crate::par::runs(
         &mapping_resources,
         crate::par::run_len(mapping_resources.len(), PARALLEL_MIN_MAPPINGS),
@@ -80,30 +82,34 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
                 diags: Vec::new(),
                 known_namespaces: known,
             };
-            let out: Vec<Lowered> = run
-                .iter()
-                .filter_map(|r| read_mapping(r, &ctx, &has_service, &mut cx))
-                .collect();
-            (out, cx.diags)
+            let mut joined = Vec::with_capacity(run.len());
+            let mut out: Vec<Lowered> = Vec::with_capacity(run.len());
+            for r in run {
+                if let Some(l) = read_mapping(r, &ctx, &has_service, &mut cx) {
+                    joined.push(attach(&l, vhosts, &mut cx));
+                    out.push(l);
+                }
+            }
+            (out, joined, cx.diags)
         },
     );
-    let mut mappings = Vec::with_capacity(mapping_resources.len());
-    for (mut out, mut diags) in read_runs {
-        mappings.append(&mut out);
+    // Each run's Mappings stay where the run put them: at 50,000 Mappings one list would be
+    // a copy of some 60 MB into fresh memory.
+    let mut runs: Vec<Vec<Lowered>> = Vec::with_capacity(read_runs.len());
+    let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];
+    let mut i = 0;
+    for (mut out, joined, mut diags) in read_runs {
+        for (l, vs) in out.iter_mut().zip(joined) {
+            l.index = i;
+            for v in vs {
+                attached[v].push(i);
+            }
+            i += 1;
+        }
+        runs.push(out);
         cx.diags.append(&mut diags);
     }
-    for (i, l) in mappings.iter_mut().enumerate() {
-        l.index = i;
-    }
-
-    // Attach Mappings to virtual hosts.
-    let vhosts = &ctx.vhosts;
-    let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];
-    for (i, mp) in mappings.iter().enumerate() {
-        for v in attach(mp, vhosts, &mut cx) {
-            attached[v].push(i);
-        }
-    }
+    let mappings: Vec<&Lowered> = runs.iter().flatten().collect();
 
     // Routes per virtual host, the virtual hosts on all cores. Clusters are collected
     // afterwards in virtual-host order, so their sources are listed as one thread would.
@@ -111,7 +117,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let vhost_members: Vec<(&VHost, Vec<&Lowered>)> = vhosts
         .iter()
         .zip(&attached)
-        .map(|(vh, idx)| (vh, idx.iter().map(|&i| &mappings[i]).collect()))
+        .map(|(vh, idx)| (vh, idx.iter().map(|&i| mappings[i]).collect()))
         .collect();
     let run = if attached_total < PARALLEL_MIN_MAPPINGS {
         vhost_members.len()
@@ -145,7 +151,9 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         vh.routes = routes;
         out_vhosts.push(vh);
     }
-    let mut clusters = used_clusters(&mut mappings, &used_by_routes);
+    drop(vhost_members);
+    drop(mappings);
+    let mut clusters = used_clusters(&mut runs, &used_by_routes);
     for (name, c) in &ctx.tcp_clusters {
         clusters.entry(name.clone()).or_insert_with(|| c.clone());
     }
@@ -412,17 +420,18 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &[VHost], cx: &mut Cx) -> Vec<usize> 
 /// Sorts a virtual host's routes into Envoy's evaluation order: [`order_key`] descending,
 /// and routes whose keys tie by name, so the order never depends on the input's.
 pub(crate) fn sort_routes(routes: &mut Vec<Route>) {
-    let mut keyed: Vec<(std::cmp::Reverse<OrderKey>, usize)> = routes
+    let mut keyed: Vec<_> = routes
         .iter()
         .enumerate()
-        .map(|(i, r)| (std::cmp::Reverse(order_key(r)), i))
+        .map(|(i, r)| (std::cmp::Reverse(order_key_ref(r)), i))
         .collect();
     keyed.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| routes[a.1].name.cmp(&routes[b.1].name))
     });
+    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
     let mut slots: Vec<Option<Route>> = std::mem::take(routes).into_iter().map(Some).collect();
-    routes.extend(keyed.into_iter().filter_map(|(_, i)| slots[i].take()));
+    routes.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 /// Below this many Mappings, lowering stays on the calling thread: starting threads would
@@ -1066,19 +1075,19 @@ pub(crate) fn build_group<'m, 'a>(
                 );
             }
         }
-        let mut wc = Vec::with_capacity(primaries.len());
-        let mut unique = HashSet::new();
+        let mut wc: Vec<WeightedCluster> = Vec::with_capacity(primaries.len());
         for (m, w) in primaries.iter().zip(&weights) {
             used.push(*m);
-            let cluster = m.cluster.name.clone();
-            if unique.insert(cluster.clone()) {
-                wc.push(WeightedCluster {
-                    cluster,
+            // Members that send to the same cluster share its entry (a group is a few
+            // Mappings: a scan, not a set).
+            let cluster = &m.cluster.name;
+            match wc.iter_mut().find(|c| c.cluster == *cluster) {
+                Some(existing) => existing.weight += *w,
+                None => wc.push(WeightedCluster {
+                    cluster: cluster.clone(),
                     weight: *w,
                     source: source_ref(m.r),
-                });
-            } else if let Some(existing) = wc.iter_mut().find(|c| c.cluster == cluster) {
-                existing.weight += *w;
+                }),
             }
         }
         let shadow = shadows.first().map(|s| Shadow {
@@ -1481,18 +1490,19 @@ fn cluster_of(
 
 /// The clusters routes send to. Mappings that name the same cluster are its sources, in
 /// the order of the input; the first of them gives the cluster.
-fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cluster> {
+fn used_clusters(runs: &mut [Vec<Lowered>], used: &[bool]) -> BTreeMap<String, Cluster> {
     // Mappings are visited in their order in memory, and only names are sorted: at 50,000
     // Mappings, sorting or hashing through the Mappings themselves is mostly cache misses.
-    let mut names: Vec<(&str, usize)> = mappings
+    let mut names: Vec<(&str, usize)> = runs
         .iter()
+        .flatten()
         .filter(|l| used[l.index])
         .map(|l| (l.cluster.name.as_str(), l.index))
         .collect();
     // Stable: within a name, Mappings stay in input order.
     names.sort_by(|a, b| a.0.cmp(b.0));
     // Each used Mapping's group (one per name, in name order), and the size of each group.
-    let mut slot = vec![usize::MAX; mappings.len()];
+    let mut slot = vec![usize::MAX; used.len()];
     let mut sizes: Vec<usize> = Vec::new();
     let mut last: Option<&str> = None;
     for &(name, i) in &names {
@@ -1508,8 +1518,8 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
     drop(names);
     // In the order of the Mappings (of memory): the first of a group gives the cluster,
     // each adds itself to the sources.
-    let mut taken: Vec<Option<Box<Cluster>>> = (0..sizes.len()).map(|_| None).collect();
-    for l in mappings.iter_mut() {
+    let mut taken: Vec<Option<Cluster>> = (0..sizes.len()).map(|_| None).collect();
+    for l in runs.iter_mut().flatten() {
         let g = slot[l.index];
         if g == usize::MAX {
             continue;
@@ -1518,8 +1528,9 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
         match &mut taken[g] {
             Some(c) => c.sources.push(src),
             None => {
-                // Moved out: the Mapping is not read again.
-                let mut cluster = std::mem::take(&mut l.cluster);
+                // Moved out (the Mapping is not read again); a default, which allocates
+                // nothing, stays in its place.
+                let mut cluster = std::mem::take(&mut *l.cluster);
                 cluster.sources.reserve_exact(sizes[g]);
                 cluster.sources.push(src);
                 taken[g] = Some(cluster);
@@ -1530,7 +1541,7 @@ fn used_clusters(mappings: &mut [Lowered], used: &[bool]) -> BTreeMap<String, Cl
     taken
         .into_iter()
         .flatten()
-        .map(|c| (c.name.clone(), *c))
+        .map(|c| (c.name.clone(), c))
         .collect()
 }
 
@@ -1661,16 +1672,45 @@ pub type OrderKey = (
 /// prefix, method, headers..., query...]`, sorted descending. Headers count
 /// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers.
 pub fn order_key(r: &Route) -> OrderKey {
+    let (p, pl, hl, ql, path, method, headers, query) = order_key_ref(r);
+    (
+        p,
+        pl,
+        hl,
+        ql,
+        path.to_string(),
+        method.to_string(),
+        headers,
+        query,
+    )
+}
+
+/// [`order_key`] borrowing the route's texts where it can: the same order, fewer copies
+/// (for sorting many routes at once).
+pub(crate) fn order_key_ref(
+    r: &Route,
+) -> (
+    i64,
+    usize,
+    usize,
+    usize,
+    &str,
+    &str,
+    Vec<String>,
+    Vec<String>,
+) {
     let m = &r.matcher;
     let vlen = |v: &ValueMatch| match v {
         ValueMatch::Exact(s) => s.len(),
         ValueMatch::Regex(s) => s.len() + 1,
         ValueMatch::Present => 1,
     };
-    let vtext = |v: &ValueMatch| match v {
-        ValueMatch::Exact(s) | ValueMatch::Regex(s) => s.clone(),
-        ValueMatch::Present => "*".into(),
-    };
+    fn vtext(v: &ValueMatch) -> &str {
+        match v {
+            ValueMatch::Exact(s) | ValueMatch::Regex(s) => s,
+            ValueMatch::Present => "*",
+        }
+    }
     let header_len = m
         .headers
         .iter()
@@ -1685,14 +1725,13 @@ pub fn order_key(r: &Route) -> OrderKey {
         .headers
         .iter()
         .find(|h| h.name == ":method")
-        .map(|h| vtext(&h.value))
-        .unwrap_or_else(|| "GET".into());
+        .map_or("GET", |h| vtext(&h.value));
     (
         r.precedence,
         m.path.text().len(),
         header_len,
         query_len,
-        m.path.text().to_string(),
+        m.path.text(),
         method,
         m.headers
             .iter()
