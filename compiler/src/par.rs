@@ -10,9 +10,14 @@ use std::sync::Mutex;
 
 /// The number of threads worth starting: the cores, at most 8.
 pub fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
+    // Asked once: the standard library reads the cgroup's CPU quota from files each time,
+    // which costs more than reading a small file of YAML.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    })
 }
 
 /// `f` over runs of `run_len` consecutive items, on all cores; the results in run order.
