@@ -14,11 +14,12 @@
 //! - per virtual host, its routes in evaluation order;
 //! - per cluster, how many routes send to it.
 //!
-//! When only Mappings changed (in files that hold nothing but Mappings and the same
+//! When only Mappings and endpoints changed (in files that hold nothing else but the same
 //! Services), the session reads the changed Mappings, rebuilds the groups they leave and
-//! join, checks the virtual hosts those groups belong to again, and assembles the route
-//! configuration from the encoded routes. Anything else (a Host, a Module, a new namespace,
-//! a duplicate name, endpoints) starts from the files already read, in one full pass.
+//! join, assembles the route configuration from the encoded routes, and builds again the
+//! endpoint assignments of the EDS services whose endpoints changed. Anything else (a Host,
+//! a Module, a new namespace, a duplicate name) starts from the files already read, in one
+//! full pass.
 //!
 //! **Architecture invariant:** a session's output is the same as compiling its files from
 //! scratch with [`crate::compile`] and [`crate::envoy_resources`]: the same resources,
@@ -39,7 +40,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::diag::{self, Diagnostic};
 use crate::envoy::parts::{self, EncodedRoute, Packed, VirtualHostShell};
 use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
-use crate::front::{EndpointsInfo, Kind, Manifests, Options, Resource, ServiceInfo};
+use crate::front::{Kind, Manifests, Options, Resource, ServiceInfo};
 use crate::ir::{Cluster, Discovery, Ir, Route, RouteAction, RouteMatch};
 use crate::lower::{
     self, attach, build_group, canary_precedence, dedupe, match_of, order_key, read_mapping,
@@ -170,9 +171,6 @@ struct State {
     vhost_order: Vec<usize>,
     /// Namespace, then names, of the Services read.
     services: HashMap<String, HashSet<String>>,
-    /// Copies for endpoint assignments of EDS clusters.
-    service_list: Vec<ServiceInfo>,
-    endpoint_list: Vec<EndpointsInfo>,
     /// How many objects (and Services) each namespace has.
     namespaces: HashMap<String, usize>,
     /// How many objects carry each kind, namespace and name.
@@ -277,16 +275,16 @@ impl Session {
         update.timings.lower = t.elapsed();
         let t = Instant::now();
         let state = self.state.as_mut().expect("a state after every update");
-        emit(state, out.dirty, update.full, &mut out.packed);
+        emit(state, &self.files, out.dirty, update.full, &mut out.packed);
         self.stale = true;
         update.deltas = self.deltas(out.packed, update.full);
         update.timings.emit = t.elapsed();
         update
     }
 
-    /// Whether the change touches nothing but Mappings: every changed file held, and holds,
-    /// only Mappings and the same Services, no endpoints; no namespace appears or empties;
-    /// no Mapping shares its name with another.
+    /// Whether the change touches nothing but Mappings and endpoints: every changed file
+    /// held, and holds, only Mappings, endpoints and the same Services; no namespace appears
+    /// or empties; no Mapping shares its name with another.
     fn local(&self, changes: &FileChanges) -> bool {
         let Some(state) = &self.state else {
             return false;
@@ -310,7 +308,7 @@ impl Session {
                 &empty
             };
             for m in [old, new] {
-                if !m.endpoints.is_empty() || m.resources.iter().any(|r| r.kind != Kind::Mapping) {
+                if m.resources.iter().any(|r| r.kind != Kind::Mapping) {
                     return false;
                 }
             }
@@ -345,6 +343,28 @@ impl Session {
         let state = self.state.as_mut().expect("checked by `local`");
         let files = &self.files;
         let mut added: Vec<(usize, usize)> = Vec::new();
+        // Endpoints change only the assignments of the EDS services they belong to.
+        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+        for c in &changes.changed {
+            let now = c.present.then(|| files.get(c.slot)).flatten();
+            for e in c
+                .old
+                .iter()
+                .flat_map(|m| m.endpoints.iter())
+                .chain(now.into_iter().flat_map(|f| f.manifests.endpoints.iter()))
+            {
+                touched.insert((e.namespace.clone(), e.service.clone()));
+            }
+        }
+        for name in state.eds.keys() {
+            let Some((ns, rest)) = name.split_once('/') else {
+                continue;
+            };
+            let svc = rest.rsplit_once(':').map_or(rest, |(s, _)| s);
+            if touched.contains(&(ns.to_string(), svc.to_string())) {
+                out.dirty.eds.insert(name.clone());
+            }
+        }
         for c in changes.changed {
             if let Some(old) = &c.old {
                 for r in &old.resources {
@@ -456,11 +476,6 @@ impl Session {
             route_configs,
             vhost_order,
             services: service_set,
-            service_list: services.into_iter().cloned().collect(),
-            endpoint_list: files
-                .in_order()
-                .flat_map(|(_, c)| c.manifests.endpoints.iter().cloned())
-                .collect(),
             namespaces,
             ids,
             fixed_diags,
@@ -913,6 +928,7 @@ fn check_routes(state: &mut State) {
 /// Encodes what changed, and notes the virtual hosts to check.
 fn emit(
     state: &mut State,
+    files: &Files,
     dirty: Dirty,
     full: bool,
     packed: &mut [BTreeMap<String, Option<Packed>>; 4],
@@ -929,9 +945,14 @@ fn emit(
                 .and_then(|(ns, rest)| {
                     let (svc, port) = rest.rsplit_once(':')?;
                     let port: u16 = port.parse().unwrap_or(0);
+                    // The files in input order, as a compile from scratch sees them.
                     Some(crate::endpoints_among(
-                        &state.service_list,
-                        &state.endpoint_list,
+                        files
+                            .in_order()
+                            .flat_map(|(_, c)| c.manifests.services.iter()),
+                        files
+                            .in_order()
+                            .flat_map(|(_, c)| c.manifests.endpoints.iter()),
                         ns,
                         svc,
                         port,

@@ -84,13 +84,19 @@ pub fn endpoints_of(
     service: &str,
     port: u16,
 ) -> Vec<(String, u16)> {
-    endpoints_among(&m.services, &m.endpoints, namespace, service, port)
+    endpoints_among(
+        m.services.iter(),
+        m.endpoints.iter(),
+        namespace,
+        service,
+        port,
+    )
 }
 
-/// [`endpoints_of`] over lists of Services and endpoints.
-pub fn endpoints_among(
-    services: &[front::ServiceInfo],
-    endpoints: &[front::EndpointsInfo],
+/// [`endpoints_of`] over Services and endpoints from anywhere (e.g. file by file).
+pub fn endpoints_among<'a>(
+    services: impl Iterator<Item = &'a front::ServiceInfo>,
+    endpoints: impl Iterator<Item = &'a front::EndpointsInfo>,
     namespace: &str,
     service: &str,
     port: u16,
@@ -98,16 +104,13 @@ pub fn endpoints_among(
     // As kube-proxy does: the Service port's name picks the endpoint port (an unnamed
     // Service port pairs with the unnamed endpoint port), and the endpoints carry the port to
     // connect to, whatever the Service's `targetPort` says.
+    let mut services = services;
     let name = services
-        .iter()
         .find(|s| s.namespace == namespace && s.name == service)
         .and_then(|s| s.ports.iter().find(|p| p.port == port))
         .and_then(|p| p.name.clone());
     let mut out = Vec::new();
-    for e in endpoints
-        .iter()
-        .filter(|e| e.namespace == namespace && e.service == service)
-    {
+    for e in endpoints.filter(|e| e.namespace == namespace && e.service == service) {
         let target = e
             .ports
             .iter()

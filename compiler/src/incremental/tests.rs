@@ -523,3 +523,48 @@ fn editing_one_mapping_resends_one_route_configuration_and_reads_one_file() {
         vec![(crate::envoy::ROUTE_TYPE, crate::lower::ROUTE_CONFIG)]
     );
 }
+
+#[test]
+fn new_endpoints_resend_one_assignment_without_a_full_pass() {
+    let mut m = Mapping::random(&mut Rng(5), "web".into());
+    m.prefix = "/web/".into();
+    m.service = "web";
+    m.resolver = Some("endpoint");
+    m.weight = None;
+    m.shadow = false;
+    m.hostname = "*";
+    let service = File::Service {
+        name: "web".into(),
+        namespace: "default",
+        mappings: vec![m],
+    };
+    let files = |ip: u8| {
+        vec![
+            ("a.yaml".to_string(), service.text()),
+            ("b.yaml".to_string(), File::Resolver.text()),
+            ("c.yaml".to_string(), File::Endpoints(ip).text()),
+        ]
+    };
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    let first = session.update(files(1));
+    assert!(first.full);
+    let update = session.update(files(2));
+    assert!(!update.full, "an endpoints change took the full pass");
+    let changed: Vec<(&str, &str)> = update
+        .deltas
+        .iter()
+        .map(|d| (d.type_url, d.name.as_str()))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![(crate::envoy::ENDPOINT_TYPE, "default/web:80")],
+        "{:?}",
+        session.diagnostics()
+    );
+    let assignment = update.deltas[0].resource.as_ref().unwrap();
+    let (want, _) = from_scratch(&files(2));
+    assert_eq!(
+        Some(&assignment.any.value),
+        want.get(&(1, "default/web:80".to_string()))
+    );
+}
