@@ -103,8 +103,9 @@ pub struct Session {
     stale: bool,
 }
 
-/// How many read Mappings one update keeps for its group builds.
-const KEEP_LOWERED: usize = 1024;
+/// How many read Mappings one update keeps for its group builds (small in tests, so that
+/// the batches of a full pass are exercised).
+const KEEP_LOWERED: usize = if cfg!(test) { 8 } else { 1024 };
 
 /// A Mapping's key: namespace and name.
 type MKey = (String, String);
@@ -489,11 +490,16 @@ impl Session {
         let state = self.state.as_mut().expect("just set");
         out.dirty.listeners = true;
         out.dirty.vhosts.extend(0..state.vhosts.len());
-        let mut lowered: HashMap<MKey, Lowered> = HashMap::new();
-        for (slot, i) in mapping_places {
-            add_mapping(state, files, slot, i, &mut lowered, &mut out.dirty);
+        // In batches: each batch's Mappings are read once and kept for the builds of their
+        // groups, then dropped. A group with members in several batches is built again
+        // with each (a canary pair across files), which gives the same result.
+        for batch in mapping_places.chunks(KEEP_LOWERED) {
+            let mut lowered: HashMap<MKey, Lowered> = HashMap::with_capacity(batch.len());
+            for &(slot, i) in batch {
+                add_mapping(state, files, slot, i, &mut lowered, &mut out.dirty);
+            }
+            rebuild_groups(state, files, lowered, &mut out.dirty);
         }
-        rebuild_groups(state, files, lowered, &mut out.dirty);
     }
 
     /// Compares the packed resources with the last versions: what changed, in type and
