@@ -1309,43 +1309,52 @@ pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut C
     }
 }
 
-fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// FNV-1a over an explicit encoding, for names that must stay the same across builds:
+/// each part is a tag byte, then its text and a 0xff byte that no UTF-8 text contains, so
+/// different values never feed the same bytes. Written out, not `Debug` or `Hash`, whose
+/// output Rust does not promise to keep.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn text(&mut self, tag: u8, s: &str) {
+        self.bytes(&[tag]);
+        self.bytes(s.as_bytes());
+        self.bytes(&[0xff]);
+    }
+    fn opt_text(&mut self, tag: u8, s: Option<&str>) {
+        match s {
+            Some(s) => self.text(tag, s),
+            None => self.bytes(&[tag, 0xfe]),
+        }
+    }
+    fn number(&mut self, tag: u8, n: Option<u64>) {
+        self.bytes(&[tag]);
+        match n {
+            Some(n) => self.bytes(&n.to_le_bytes()),
+            None => self.bytes(&[0xfe]),
+        }
+    }
+    fn value(&mut self, v: &ValueMatch) {
+        match v {
+            ValueMatch::Exact(s) => self.text(b'e', s),
+            ValueMatch::Regex(s) => self.text(b'r', s),
+            ValueMatch::Present => self.bytes(b"p"),
+        }
+    }
 }
 
 fn route_name(key: &GroupKey) -> String {
-    // FNV-1a over an explicit encoding of the match and the precedence: each part is a
-    // tag byte, then its text and a 0xff byte that no UTF-8 text contains, so different
-    // matches never feed the same bytes. Written out (not `Debug` or `Hash`, whose output
-    // Rust does not promise to keep) so the names stay the same across builds.
-    struct Fnv(u64);
-    impl Fnv {
-        fn bytes(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 ^= b as u64;
-                self.0 = self.0.wrapping_mul(0x100_0000_01b3);
-            }
-        }
-        fn text(&mut self, tag: u8, s: &str) {
-            self.bytes(&[tag]);
-            self.bytes(s.as_bytes());
-            self.bytes(&[0xff]);
-        }
-        fn value(&mut self, v: &ValueMatch) {
-            match v {
-                ValueMatch::Exact(s) => self.text(b'e', s),
-                ValueMatch::Regex(s) => self.text(b'r', s),
-                ValueMatch::Present => self.bytes(b"p"),
-            }
-        }
-    }
     let m = &key.matcher;
-    let mut h = Fnv(fnv(""));
+    let mut h = Fnv::new();
     match &m.path {
         PathMatch::Prefix(p) => h.text(b'P', p),
         PathMatch::Exact(p) => h.text(b'E', p),
@@ -1362,6 +1371,60 @@ fn route_name(key: &GroupKey) -> String {
     }
     h.bytes(&key.precedence.to_le_bytes());
     format!("route-{:016x}", h.0)
+}
+
+/// A hash of what makes a cluster (its name and sources aside), for the names of clusters
+/// with settings other than the defaults.
+fn cluster_hash(c: &Cluster) -> u64 {
+    let mut h = Fnv::new();
+    h.text(b'h', &c.host);
+    h.number(b'p', Some(c.port.into()));
+    match &c.discovery {
+        Discovery::Dns => h.bytes(b"D"),
+        Discovery::Static => h.bytes(b"S"),
+        Discovery::Eds {
+            service,
+            namespace,
+            port,
+        } => {
+            h.text(b'E', service);
+            h.text(b'n', namespace);
+            h.number(b'p', Some((*port).into()));
+        }
+    }
+    match &c.tls {
+        None => h.bytes(b"-"),
+        Some(t) => {
+            h.opt_text(b's', t.sni.as_deref());
+            h.opt_text(b'c', t.context.as_deref());
+            h.opt_text(b'k', t.client_secret.as_deref());
+            h.opt_text(b'a', t.ca_secret.as_deref());
+            for p in &t.alpn_protocols {
+                h.text(b'l', p);
+            }
+        }
+    }
+    h.bytes(&[b'2', c.http2 as u8]);
+    h.number(b't', Some(c.connect_timeout_ms));
+    h.number(b'i', c.idle_timeout_ms);
+    h.number(b'm', c.max_connection_lifetime_ms);
+    h.bytes(&[
+        b'b',
+        match c.lb_policy {
+            LbPolicy::RoundRobin => 0,
+            LbPolicy::LeastRequest => 1,
+            LbPolicy::RingHash => 2,
+            LbPolicy::Maglev => 3,
+        },
+    ]);
+    for cb in &c.circuit_breakers {
+        h.text(b'B', &cb.priority);
+        h.number(b'c', cb.max_connections.map(u64::from));
+        h.number(b'q', cb.max_pending_requests.map(u64::from));
+        h.number(b'r', cb.max_requests.map(u64::from));
+        h.number(b'y', cb.max_retries.map(u64::from));
+    }
+    h.0
 }
 
 fn sanitize(s: &str) -> String {
@@ -1481,8 +1544,8 @@ fn cluster_of(
         if cluster.http2 {
             name.push_str("_h2");
         }
-        // The hash of the settings, name and sources still empty.
-        name.push_str(&format!("_{:08x}", fnv(&format!("{cluster:?}")) as u32));
+        // A hash of the settings.
+        name.push_str(&format!("_{:08x}", cluster_hash(&cluster) as u32));
     }
     cluster.name = name;
     cluster
