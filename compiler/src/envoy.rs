@@ -42,6 +42,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
+use crate::fnv::Fnv1a;
 use crate::ir::Ir;
 
 pub use cluster::{eds_service_name, endpoints};
@@ -254,45 +255,13 @@ pub struct Resource<T> {
 
 impl<T: XdsResource> Resource<T> {
     fn new(message: T) -> Resource<T> {
-        let value = message.encode_to_vec();
-        let mut h = Fnv1a::new();
-        h.write(&value);
+        let parts::Packed { name, version, any } = parts::Packed::of(&message);
         Resource {
-            name: message.resource_name().to_owned(),
-            version: h.hex(),
-            packed: Any {
-                type_url: T::type_url(),
-                value,
-            },
+            name,
+            version,
+            packed: any,
             message,
         }
-    }
-}
-
-/// FNV-1a, 64 bits: a stable, dependency-free hash for versions. Collisions only cost a
-/// missed update if two different encodings of the same resource collided, which at 64 bits
-/// and a handful of versions per resource is not a practical concern.
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    fn new() -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// Feeds a hash of a part: its eight bytes, little-endian.
-    fn write_u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
-    }
-
-    fn hex(&self) -> String {
-        format!("{:016x}", self.0)
     }
 }
 

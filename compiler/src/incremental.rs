@@ -596,9 +596,12 @@ fn key_of(r: &Resource) -> MKey {
     (r.id.namespace.clone(), r.id.name.clone())
 }
 
-/// Reads the Mapping at (slot, index) again: for the members of a group being rebuilt.
-fn reread<'f>(state: &State, files: &'f Files, slot: usize, index: usize) -> Option<Lowered<'f>> {
-    let r = files.get(slot)?.manifests.resources.get(index)?;
+/// Reads a Mapping in the context of `state`, and the virtual hosts it joins; with the
+/// findings of both.
+fn read_one<'f>(
+    state: &State,
+    r: &'f Resource,
+) -> (Option<Lowered<'f>>, Vec<usize>, Vec<Diagnostic>) {
     let has_service = |ns: &str, name: &str| {
         state
             .services
@@ -609,7 +612,18 @@ fn reread<'f>(state: &State, files: &'f Files, slot: usize, index: usize) -> Opt
         diags: Vec::new(),
         known_namespaces: &state.ctx.known_namespaces,
     };
-    read_mapping(r, &state.ctx, &has_service, &mut cx)
+    let read = read_mapping(r, &state.ctx, &has_service, &mut cx);
+    let joined = match &read {
+        Some(l) => attach(l, &state.ctx.vhosts, &mut cx),
+        None => Vec::new(),
+    };
+    (read, joined, cx.diags)
+}
+
+/// Reads the Mapping at (slot, index) again: for the members of a group being rebuilt.
+fn reread<'f>(state: &State, files: &'f Files, slot: usize, index: usize) -> Option<Lowered<'f>> {
+    let r = files.get(slot)?.manifests.resources.get(index)?;
+    read_one(state, r).0
 }
 
 /// Takes a Mapping out of its groups.
@@ -642,20 +656,10 @@ fn add_mapping<'f>(
         return;
     };
     let key = key_of(r);
-    let has_service = |ns: &str, name: &str| {
-        state
-            .services
-            .get(ns)
-            .is_some_and(|names| names.contains(name))
-    };
-    let mut cx = Cx {
-        diags: Vec::new(),
-        known_namespaces: &state.ctx.known_namespaces,
-    };
-    let read = read_mapping(r, &state.ctx, &has_service, &mut cx);
-    let mut joined = Vec::new();
+    let (read, vhosts, mut diags) = read_one(state, r);
+    let mut joined = Vec::with_capacity(vhosts.len());
     if let Some(l) = read {
-        for v in attach(&l, &state.ctx.vhosts, &mut cx) {
+        for v in vhosts {
             let gk = GroupKey {
                 matcher: match_of(&l, &state.ctx.vhosts[v].glob),
                 precedence: l.precedence,
@@ -668,8 +672,6 @@ fn add_mapping<'f>(
             lowered.insert(key.clone(), l);
         }
     }
-    joined.shrink_to_fit();
-    let mut diags = cx.diags;
     diags.shrink_to_fit();
     for (v, gk) in &joined {
         state.vhosts[*v]

@@ -13,6 +13,7 @@ pub mod check;
 pub mod context;
 pub mod diag;
 pub mod envoy;
+mod fnv;
 pub mod front;
 pub mod incremental;
 pub mod ir;

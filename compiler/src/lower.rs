@@ -1313,17 +1313,14 @@ pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut C
 /// each part is a tag byte, then its text and a 0xff byte that no UTF-8 text contains, so
 /// different values never feed the same bytes. Written out, not `Debug` or `Hash`, whose
 /// output Rust does not promise to keep.
-struct Fnv(u64);
+struct Fnv(crate::fnv::Fnv1a);
 
 impl Fnv {
     fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        Fnv(crate::fnv::Fnv1a::new())
     }
     fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
-        }
+        self.0.write(bytes);
     }
     fn text(&mut self, tag: u8, s: &str) {
         self.bytes(&[tag]);
@@ -1370,7 +1367,7 @@ fn route_name(key: &GroupKey) -> String {
         h.value(&q.value);
     }
     h.bytes(&key.precedence.to_le_bytes());
-    format!("route-{:016x}", h.0)
+    format!("route-{}", h.0.hex())
 }
 
 /// A hash of what makes a cluster (its name and sources aside), for the names of clusters
@@ -1424,7 +1421,7 @@ fn cluster_hash(c: &Cluster) -> u64 {
         h.number(b'r', cb.max_requests.map(u64::from));
         h.number(b'y', cb.max_retries.map(u64::from));
     }
-    h.0
+    (h.0).0
 }
 
 fn sanitize(s: &str) -> String {

@@ -18,7 +18,8 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::{Message, Name};
 
-use super::{Fnv1a, XdsResource};
+use super::XdsResource;
+use crate::fnv::Fnv1a;
 use crate::ir::{Cluster, Cors, InsecureAction, Ir, Route, VirtualHost};
 
 /// A resource ready for the wire: name, version and the packed message.

@@ -89,14 +89,7 @@ impl Files {
                 if self.sources.get(id).text == text {
                     continue;
                 }
-                let chunk = self.read(name, text, opts);
-                let old = self.slots[slot].replace(chunk).map(|c| self.retire(c));
-                changes.changed.push(Changed {
-                    slot,
-                    old,
-                    present: true,
-                });
-                changes.files_read += 1;
+                self.reread(slot, name, text, opts, &mut changes);
             }
             return changes;
         }
@@ -116,14 +109,7 @@ impl Files {
                 Some(slot) => {
                     let id = self.chunk(slot).id;
                     if self.sources.get(id).text != text {
-                        let chunk = self.read(name, text, opts);
-                        let old = self.slots[slot].replace(chunk).map(|c| self.retire(c));
-                        changes.changed.push(Changed {
-                            slot,
-                            old,
-                            present: true,
-                        });
-                        changes.files_read += 1;
+                        self.reread(slot, name, text, opts, &mut changes);
                     }
                     slot
                 }
@@ -174,6 +160,25 @@ impl Files {
             .collect();
         changes.reordered = kept_old.len() > 1 && kept_old != kept_new;
         changes
+    }
+
+    /// Reads the new text of the file in `slot`, and records the change.
+    fn reread(
+        &mut self,
+        slot: usize,
+        name: String,
+        text: String,
+        opts: &Options,
+        changes: &mut FileChanges,
+    ) {
+        let chunk = self.read(name, text, opts);
+        let old = self.slots[slot].replace(chunk).map(|c| self.retire(c));
+        changes.changed.push(Changed {
+            slot,
+            old,
+            present: true,
+        });
+        changes.files_read += 1;
     }
 
     /// Adds a text to the sources and reads it.

@@ -324,6 +324,15 @@ impl World {
 
 type Findings = Vec<(String, u32, u32, &'static str, String)>;
 
+/// The type and name of each resource an update changed.
+fn changed(update: &super::Update) -> Vec<(&'static str, &str)> {
+    update
+        .deltas
+        .iter()
+        .map(|d| (d.type_url, d.name.as_str()))
+        .collect()
+}
+
 /// Compiling from scratch: every resource's bytes by type and name, and the findings.
 fn from_scratch(sources: &[(String, String)]) -> (BTreeMap<(usize, String), Vec<u8>>, Findings) {
     let mut s = Sources::new();
@@ -513,11 +522,7 @@ fn editing_one_mapping_resends_one_route_configuration_and_reads_one_file() {
     let update = session.update(sources(&files));
     assert!(!update.full, "a Mapping edit took the full pass");
     assert_eq!(update.files_read, 1);
-    let changed: Vec<(&str, &str)> = update
-        .deltas
-        .iter()
-        .map(|d| (d.type_url, d.name.as_str()))
-        .collect();
+    let changed = changed(&update);
     assert_eq!(
         changed,
         vec![(crate::envoy::ROUTE_TYPE, crate::lower::ROUTE_CONFIG)]
@@ -550,11 +555,7 @@ fn new_endpoints_resend_one_assignment_without_a_full_pass() {
     assert!(first.full);
     let update = session.update(files(2));
     assert!(!update.full, "an endpoints change took the full pass");
-    let changed: Vec<(&str, &str)> = update
-        .deltas
-        .iter()
-        .map(|d| (d.type_url, d.name.as_str()))
-        .collect();
+    let changed = changed(&update);
     assert_eq!(
         changed,
         vec![(crate::envoy::ENDPOINT_TYPE, "default/web:80")],
