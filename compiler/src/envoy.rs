@@ -45,7 +45,7 @@ use prost::{Message, Name};
 use crate::fnv::Fnv1a;
 use crate::ir::Ir;
 
-pub use cluster::{eds_service_name, endpoints};
+pub use cluster::{eds_service_name, eds_service_of, endpoints, parse_eds_service_name};
 pub use json::to_config_dump_json;
 
 /// Type URL of `envoy.config.listener.v3.Listener`.

@@ -41,14 +41,13 @@ use crate::diag::{self, Diagnostic};
 use crate::envoy::parts::{self, EncodedRoute, Packed, VirtualHostShell};
 use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::front::{Kind, Manifests, Options, Resource, ServiceInfo};
-use crate::ir::{Cluster, Discovery, Ir, Route, RouteAction, RouteMatch};
+use crate::ir::{Cluster, Ir, Route, RouteAction, RouteMatch};
 use crate::lower::{
     self, attach, build_group, canary_precedence, dedupe, match_of, order_key, read_mapping,
     Context, Cx, GroupKey, LowerOptions, Lowered, OrderKey,
 };
 use crate::source::FileId;
 
-pub use crate::envoy::parts::Packed as PackedResource;
 use files::{FileChanges, Files};
 
 /// The four resource types, in the order updates list them.
@@ -238,16 +237,6 @@ impl Session {
         self.files.file_name(id)
     }
 
-    /// The sources the findings' positions point into.
-    pub fn sources(&self) -> &crate::source::Sources {
-        self.files.sources()
-    }
-
-    /// How many resources of each type the last update left, in [`TYPES`] order.
-    pub fn counts(&self) -> [usize; 4] {
-        [0, 1, 2, 3].map(|i| self.versions[i].len())
-    }
-
     /// Brings the session to `sources` (file name and text, in the order objects should be
     /// read: a later duplicate replaces an earlier one) and returns what changed.
     pub fn update(&mut self, sources: Vec<(String, String)>) -> Update {
@@ -358,10 +347,9 @@ impl Session {
             }
         }
         for name in state.eds.keys() {
-            let Some((ns, rest)) = name.split_once('/') else {
+            let Some((ns, svc, _)) = envoy::parse_eds_service_name(name) else {
                 continue;
             };
-            let svc = rest.rsplit_once(':').map_or(rest, |(s, _)| s);
             if touched.contains(&(ns.to_string(), svc.to_string())) {
                 out.dirty.eds.insert(name.clone());
             }
@@ -459,17 +447,18 @@ impl Session {
             );
             out.dirty.clusters.insert(name.clone());
         }
-        // Where each active Mapping is: by identity of the resource.
-        let mut place: HashMap<*const Resource, (usize, usize)> = HashMap::new();
-        for (slot, c) in files.in_order() {
-            for (i, r) in c.manifests.resources.iter().enumerate() {
-                place.insert(r as *const Resource, (slot, i));
-            }
-        }
-        let mapping_places: Vec<(usize, usize)> = active
+        // Where each active Mapping is. `dedupe` keeps the order of `all`, so the two lists
+        // are walked side by side.
+        let places = files
+            .in_order()
+            .flat_map(|(slot, c)| (0..c.manifests.resources.len()).map(move |i| (slot, i)));
+        let mut kept = active.iter().peekable();
+        let mapping_places: Vec<(usize, usize)> = all
             .iter()
-            .filter(|r| r.kind == Kind::Mapping)
-            .filter_map(|r| place.get(&(*r as *const Resource)).copied())
+            .zip(places)
+            .filter(|(r, _)| kept.next_if(|a| std::ptr::eq(**a, **r)).is_some())
+            .filter(|(r, _)| r.kind == Kind::Mapping)
+            .map(|(_, place)| place)
             .collect();
         self.state = Some(State {
             ctx,
@@ -870,17 +859,6 @@ fn count_upgrades(
     }
 }
 
-fn eds_name(c: &Cluster) -> Option<String> {
-    match &c.discovery {
-        Discovery::Eds {
-            service,
-            namespace,
-            port,
-        } => Some(envoy::eds_service_name(namespace, service, *port)),
-        Discovery::Dns | Discovery::Static => None,
-    }
-}
-
 fn use_cluster(state: &mut State, c: &Cluster, dirty: &mut Dirty) {
     if let Some(slot) = state.clusters.get_mut(&c.name) {
         slot.uses += 1;
@@ -888,7 +866,7 @@ fn use_cluster(state: &mut State, c: &Cluster, dirty: &mut Dirty) {
     }
     let mut cluster = c.clone();
     cluster.sources.clear();
-    if let Some(eds) = eds_name(&cluster) {
+    if let Some(eds) = envoy::eds_service_of(&cluster) {
         let n = state.eds.entry(eds.clone()).or_default();
         *n += 1;
         if *n == 1 {
@@ -911,7 +889,7 @@ fn release_cluster(state: &mut State, name: &str, dirty: &mut Dirty) {
     }
     let slot = state.clusters.remove(name).expect("just found");
     dirty.clusters.insert(name.to_string());
-    if let Some(eds) = eds_name(&slot.cluster) {
+    if let Some(eds) = envoy::eds_service_of(&slot.cluster) {
         if let Some(n) = state.eds.get_mut(&eds) {
             *n -= 1;
             if *n == 0 {
@@ -948,13 +926,10 @@ fn emit(
     }
     for name in &dirty.eds {
         let p = state.eds.contains_key(name).then(|| {
-            let addrs = name
-                .split_once('/')
-                .and_then(|(ns, rest)| {
-                    let (svc, port) = rest.rsplit_once(':')?;
-                    let port: u16 = port.parse().unwrap_or(0);
+            let addrs = envoy::parse_eds_service_name(name)
+                .map(|(ns, svc, port)| {
                     // The files in input order, as a compile from scratch sees them.
-                    Some(crate::endpoints_among(
+                    crate::endpoints_among(
                         files
                             .in_order()
                             .flat_map(|(_, c)| c.manifests.services.iter()),
@@ -964,7 +939,7 @@ fn emit(
                         ns,
                         svc,
                         port,
-                    ))
+                    )
                 })
                 .unwrap_or_default();
             Packed::of(&envoy::endpoints(name, &addrs))

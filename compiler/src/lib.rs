@@ -138,12 +138,9 @@ pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
     let mut res = envoy::emit(&c.ir);
     let wanted: Vec<String> = res.eds_services().into_iter().map(str::to_string).collect();
     for name in wanted {
-        if let Some((ns, rest)) = name.split_once('/') {
-            if let Some((svc, port)) = rest.rsplit_once(':') {
-                let port: u16 = port.parse().unwrap_or(0);
-                let addrs = endpoints_of(&c.manifests, ns, svc, port);
-                res.set_endpoints(envoy::endpoints(&name, &addrs));
-            }
+        if let Some((ns, svc, port)) = envoy::parse_eds_service_name(&name) {
+            let addrs = endpoints_of(&c.manifests, ns, svc, port);
+            res.set_endpoints(envoy::endpoints(&name, &addrs));
         }
     }
     res

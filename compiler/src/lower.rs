@@ -514,7 +514,8 @@ impl Cx<'_> {
     }
 }
 
-/// Drops all but the last of objects sharing kind, namespace and name, reporting each.
+/// Drops all but the last of objects sharing kind, namespace and name, reporting each. The
+/// objects kept stay in their order.
 pub(crate) fn dedupe<'a>(
     resources: Vec<&'a Resource>,
     diags: &mut Vec<Diagnostic>,

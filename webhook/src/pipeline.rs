@@ -401,6 +401,7 @@ impl Pipeline {
             })
             .collect()
     }
+
     fn counts(&self) -> Vec<(&'static str, usize)> {
         let snapshot = self.sender.borrow();
         TYPES

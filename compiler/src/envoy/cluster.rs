@@ -33,6 +33,26 @@ pub fn eds_service_name(namespace: &str, service: &str, port: u16) -> String {
     format!("{namespace}/{service}:{port}")
 }
 
+/// The namespace, Service and port an EDS service name stands for: the inverse of
+/// [`eds_service_name`].
+pub fn parse_eds_service_name(name: &str) -> Option<(&str, &str, u16)> {
+    let (namespace, rest) = name.split_once('/')?;
+    let (service, port) = rest.rsplit_once(':')?;
+    Some((namespace, service, port.parse().ok()?))
+}
+
+/// The EDS service name a cluster asks for, when it takes its endpoints from EDS.
+pub fn eds_service_of(c: &IrCluster) -> Option<String> {
+    match &c.discovery {
+        Discovery::Eds {
+            service,
+            namespace,
+            port,
+        } => Some(eds_service_name(namespace, service, *port)),
+        Discovery::Dns | Discovery::Static => None,
+    }
+}
+
 /// The endpoint assignment of an EDS service (see [`eds_service_name`]) from the addresses
 /// of its ready endpoints, e.g. out of Kubernetes EndpointSlices. Sorted and deduplicated,
 /// so the same set of endpoints always encodes the same way.
@@ -72,18 +92,7 @@ pub(crate) fn clusters(ir: &Ir) -> Vec<Cluster> {
 /// An empty assignment for every EDS service, until real endpoints are known: Envoy keeps an
 /// EDS cluster warming until its assignment arrives.
 pub(crate) fn initial_endpoints(ir: &Ir) -> Vec<ClusterLoadAssignment> {
-    let names: BTreeSet<String> = ir
-        .clusters
-        .values()
-        .filter_map(|c| match &c.discovery {
-            Discovery::Eds {
-                service,
-                namespace,
-                port,
-            } => Some(eds_service_name(namespace, service, *port)),
-            Discovery::Dns | Discovery::Static => None,
-        })
-        .collect();
+    let names: BTreeSet<String> = ir.clusters.values().filter_map(eds_service_of).collect();
     names.iter().map(|n| endpoints(n, &[])).collect()
 }
 

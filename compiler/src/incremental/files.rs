@@ -227,9 +227,4 @@ impl Files {
     pub fn file_name(&self, id: FileId) -> &str {
         self.sources.name(id)
     }
-
-    /// The sources every kept position points into.
-    pub fn sources(&self) -> &Sources {
-        &self.sources
-    }
 }
