@@ -1,0 +1,277 @@
+//! What lowering reads besides the Mappings: the Module's settings, resolvers, TLSContexts, Hosts and TCPMappings.
+
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+
+use crate::diag::{Code, Diagnostic};
+use crate::front::yaml::Node;
+use crate::front::{Kind, Resource};
+use crate::ir::{Cluster, InsecureAction, Listener, Settings, TcpListener, VirtualHost};
+
+use super::hosts::{hosts, server_tls_from_context, VHost};
+use super::mapping::{self, Mapping, Reader};
+use super::tcp::tcp;
+use super::{Cx, LowerOptions, ROUTE_CONFIG};
+
+/// Everything lowering reads besides the Mappings, and what it makes of it: Modules,
+/// resolvers, TLSContexts, Hosts (virtual hosts and listeners) and TCPMappings. Built once
+/// per configuration; [`crate::incremental`] keeps it while only Mappings change.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub default_resolver: Option<String>,
+    pub resolvers: HashMap<String, Kind>,
+    /// By name; cloned out of the input, there are few.
+    pub tls_contexts: HashMap<String, Resource>,
+    /// At least one: the catch-all when no Host is given. Routes empty.
+    pub vhosts: Vec<VHost>,
+    pub listeners: Vec<Listener>,
+    pub tcp_listeners: Vec<TcpListener>,
+    pub tcp_clusters: BTreeMap<String, Cluster>,
+    /// Namespaces of every object and Service read: a `service` naming one of them as
+    /// `name.namespace` is a Kubernetes Service there.
+    pub known_namespaces: HashSet<String>,
+    /// Findings about the objects above.
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Context {
+    /// `active` are the resources left after [`dedupe`](super::dedupe); `all` and
+    /// `services` give the known namespaces.
+    pub fn build<'r>(
+        active: &[&'r Resource],
+        all: impl IntoIterator<Item = &'r Resource>,
+        services: impl IntoIterator<Item = &'r crate::front::ServiceInfo>,
+        opts: &LowerOptions,
+    ) -> Context {
+        let mut known_namespaces: HashSet<String> = HashSet::new();
+        let mut know = |ns: &str| {
+            if !known_namespaces.contains(ns) {
+                known_namespaces.insert(ns.to_string());
+            }
+        };
+        for s in services {
+            know(&s.namespace);
+        }
+        for r in all {
+            know(&r.id.namespace);
+        }
+        let mut diags = Vec::new();
+        let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
+
+        let settings = module_settings(by_kind(Kind::Module), &mut diags);
+        let default_resolver = by_kind(Kind::Module)
+            .find(|r| r.id.name == "ambassador")
+            .and_then(|r| r.field("config"))
+            .and_then(|c| c.get("resolver"))
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        let mut resolvers: HashMap<String, Kind> = HashMap::new();
+        resolvers.insert("kubernetes-service".into(), Kind::KubernetesServiceResolver);
+        resolvers.insert(
+            "kubernetes-endpoint".into(),
+            Kind::KubernetesEndpointResolver,
+        );
+        for r in active.iter().filter(|r| {
+            matches!(
+                r.kind,
+                Kind::KubernetesServiceResolver
+                    | Kind::KubernetesEndpointResolver
+                    | Kind::ConsulResolver
+            )
+        }) {
+            resolvers.insert(r.id.name.clone(), r.kind);
+        }
+        let tls_contexts: HashMap<String, Resource> = by_kind(Kind::TlsContext)
+            .map(|r| (r.id.name.clone(), r.clone()))
+            .collect();
+
+        // Virtual hosts from Hosts, or one catch-all when there is none.
+        let mut server_tls = Vec::new();
+        let mut vhosts = hosts(
+            by_kind(Kind::Host),
+            &tls_contexts,
+            &mut server_tls,
+            &mut diags,
+        );
+        let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
+        // Map order is not input order: keep the listener's list independent of both.
+        contexts.sort_by(|a, b| a.id.cmp(&b.id));
+        for ctx in contexts {
+            let hosts: Vec<String> = Reader::new(ctx).str_list("hosts");
+            if let Some(secret) = ctx.field("secret").and_then(Node::as_str) {
+                if !hosts.is_empty() {
+                    server_tls.push(server_tls_from_context(ctx, hosts, secret));
+                }
+            }
+        }
+        if vhosts.is_empty() {
+            vhosts.push(VHost {
+                vh: VirtualHost {
+                    name: "ambassador-default".into(),
+                    domains: vec!["*".into()],
+                    source: None,
+                    insecure: InsecureAction::Route,
+                    routes: Vec::new(),
+                    cors: None,
+                },
+                glob: "*".into(),
+                selector: BTreeMap::new(),
+            });
+        }
+
+        // Listeners.
+        let mut listeners = vec![Listener {
+            name: format!("ambassador-listener-{}", opts.http_port),
+            address: opts.listen_address.clone(),
+            port: opts.http_port,
+            route_config: ROUTE_CONFIG.into(),
+            tls: Vec::new(),
+        }];
+        if !server_tls.is_empty() {
+            server_tls.sort_by(|a, b| a.server_names.cmp(&b.server_names));
+            server_tls.dedup_by(|a, b| a.server_names == b.server_names);
+            listeners.push(Listener {
+                name: format!("ambassador-listener-{}", opts.https_port),
+                address: opts.listen_address.clone(),
+                port: opts.https_port,
+                route_config: ROUTE_CONFIG.into(),
+                tls: server_tls,
+            });
+        }
+
+        let mut tcp_clusters = BTreeMap::new();
+        let mut cx = Cx {
+            diags,
+            known_namespaces: &known_namespaces,
+        };
+        let tcp_listeners = tcp(
+            by_kind(Kind::TcpMapping),
+            &mut tcp_clusters,
+            &mut cx,
+            &tls_contexts,
+        );
+        let diags = cx.diags;
+        Context {
+            settings,
+            default_resolver,
+            resolvers,
+            tls_contexts,
+            vhosts,
+            listeners,
+            tcp_listeners,
+            tcp_clusters,
+            known_namespaces,
+            diags,
+        }
+    }
+}
+
+fn module_settings<'a>(
+    modules: impl Iterator<Item = &'a Resource>,
+    diags: &mut Vec<Diagnostic>,
+) -> Settings {
+    let mut s = Settings::default();
+    for r in modules {
+        if r.id.name != "ambassador" {
+            if r.id.name != "tls" {
+                diags.push(
+                    Diagnostic::at(
+                        Code::UnknownModule,
+                        r.span,
+                        format!(
+                            "Module `{}` has no effect: only the Module named `ambassador` is read",
+                            r.id.name
+                        ),
+                    )
+                    .with_object(&r.id),
+                );
+            }
+            continue;
+        }
+        let Some(c) = r.field("config") else { continue };
+        // The Module has dozens of settings; the ones this compiler applies are read below,
+        // and every other one is reported, so none is dropped without a word.
+        const APPLIED: &[&str] = &[
+            "cluster_request_timeout_ms",
+            "use_remote_address",
+            "xff_num_trusted_hops",
+            "server_name",
+            "cors",
+            "resolver",
+        ];
+        for (k, _) in c.as_map().unwrap_or_default() {
+            let key = k.scalar().unwrap_or_default();
+            if !APPLIED.contains(&key) {
+                let mut d = Diagnostic::at(
+                    Code::UnsupportedField,
+                    k.span,
+                    format!("`{}config.{key}` of the `ambassador` Module is not applied by this compiler", r.field_prefix),
+                )
+                .with_object(&r.id)
+                .with_field(r.path(&format!("config.{key}")));
+                if let Some(s) = crate::diag::did_you_mean(key, APPLIED.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+        }
+        if let Some(v) = c.get("cluster_request_timeout_ms").and_then(Node::as_int) {
+            s.default_timeout_ms = v.max(0) as u64;
+        }
+        if let Some(v) = c.get("use_remote_address").and_then(Node::as_bool) {
+            s.use_remote_address = v;
+        }
+        if let Some(v) = c.get("xff_num_trusted_hops").and_then(Node::as_int) {
+            s.xff_num_trusted_hops = v.clamp(0, u32::MAX as i64) as u32;
+        }
+        s.server_name = c
+            .get("server_name")
+            .and_then(Node::as_str)
+            .map(str::to_string);
+        s.cors = c.get("cors").map(mapping::read_cors);
+    }
+    s
+}
+
+/// The TLSContext and resolver a Mapping names must exist.
+pub(super) fn check_references(
+    mp: &mut Mapping,
+    tls_contexts: &HashMap<String, Resource>,
+    resolvers: &HashMap<String, Kind>,
+    cx: &mut Cx,
+) -> bool {
+    let mut ok = true;
+    if let Some(name) = &mp.cluster.tls_context {
+        if !tls_contexts.contains_key(name.as_str()) {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::UndefinedTlsContext,
+                    mp.cluster.tls_context_span.unwrap_or(mp.r.span),
+                    format!("TLSContext `{name}` is not defined"),
+                )
+                .with_object(&mp.r.id)
+                .with_field(mp.r.path("tls")),
+            );
+            ok = false;
+        }
+    }
+    if let Some((name, span)) = &mp.cluster.resolver {
+        if !resolvers.contains_key(name) {
+            let mut d = Diagnostic::at(
+                Code::UndefinedResolver,
+                *span,
+                format!("resolver `{name}` is not defined"),
+            )
+            .with_object(&mp.r.id)
+            .with_field(mp.r.path("resolver"));
+            if let Some(s) = crate::diag::did_you_mean(name, resolvers.keys().map(String::as_str)) {
+                d = d.with_help(format!("did you mean `{s}`?"));
+            }
+            cx.diags.push(d);
+            ok = false;
+        }
+    }
+    ok
+}

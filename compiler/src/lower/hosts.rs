@@ -1,0 +1,216 @@
+//! Hosts: virtual hosts, the TLS the listener terminates for them, and hostname globs.
+
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
+
+use crate::diag::{Code, Diagnostic};
+use crate::front::yaml::Node;
+use crate::front::Resource;
+use crate::ir::{InsecureAction, ServerTls, VirtualHost};
+
+use super::mapping::Reader;
+use super::source_ref;
+
+#[derive(Clone, Debug)]
+pub(crate) struct VHost {
+    pub vh: VirtualHost,
+    pub glob: String,
+    pub selector: BTreeMap<String, String>,
+}
+
+pub(super) fn hosts<'a>(
+    hosts: impl Iterator<Item = &'a Resource>,
+    tls_contexts: &HashMap<String, Resource>,
+    server_tls: &mut Vec<ServerTls>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<VHost> {
+    let mut out: Vec<VHost> = Vec::new();
+    for r in hosts {
+        let reader = Reader::new(r);
+        let glob = reader.str("hostname").unwrap_or("*").to_ascii_lowercase();
+        let selector = r
+            .field("mappingSelector")
+            .or_else(|| r.field("selector"))
+            .and_then(|s| s.get("matchLabels"))
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.scalar()?.to_string(), v.scalar()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut has_tls = false;
+        if let Some(secret) = r.field("tlsSecret") {
+            if let Some(name) = secret.get("name").and_then(Node::as_str) {
+                let ns = secret
+                    .get("namespace")
+                    .and_then(Node::as_str)
+                    .unwrap_or(&r.id.namespace);
+                let tls = r.field("tls");
+                let s = |k: &str| {
+                    tls.and_then(|t| t.get(k))
+                        .and_then(Node::as_str)
+                        .map(str::to_string)
+                };
+                server_tls.push(ServerTls {
+                    server_names: if glob == "*" {
+                        Vec::new()
+                    } else {
+                        vec![glob.clone()]
+                    },
+                    secret: format!("{ns}/{name}"),
+                    min_tls_version: s("min_tls_version"),
+                    max_tls_version: s("max_tls_version"),
+                    alpn_protocols: s("alpn_protocols")
+                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+                        .unwrap_or_default(),
+                });
+                has_tls = true;
+            }
+        }
+        if let Some(ctx) = r.field("tlsContext") {
+            let name = ctx.get("name").and_then(Node::as_str).unwrap_or_default();
+            match tls_contexts.get(name) {
+                Some(c) => {
+                    if let Some(secret) = c.field("secret").and_then(Node::as_str) {
+                        let names = if glob == "*" {
+                            Vec::new()
+                        } else {
+                            vec![glob.clone()]
+                        };
+                        server_tls.push(server_tls_from_context(c, names, secret));
+                        has_tls = true;
+                    }
+                }
+                None => diags.push(
+                    Diagnostic::at(
+                        Code::UndefinedTlsContext,
+                        ctx.span,
+                        format!(
+                            "Host `{}` names TLSContext `{name}`, which is not defined",
+                            r.id.name
+                        ),
+                    )
+                    .with_object(&r.id)
+                    .with_field(r.path("tlsContext.name")),
+                ),
+            }
+        }
+        let action = r
+            .field("requestPolicy")
+            .and_then(|p| p.get("insecure"))
+            .and_then(|i| i.get("action"))
+            .and_then(|a| Some((a.as_str()?, a.span)));
+        let insecure = match action {
+            Some(("Route", _)) => InsecureAction::Route,
+            Some(("Redirect", _)) => InsecureAction::Redirect,
+            Some(("Reject", _)) => InsecureAction::Reject,
+            Some((other, span)) => {
+                diags.push(
+                    Diagnostic::at(
+                        Code::InvalidValue,
+                        span,
+                        format!(
+                            "`insecure.action: {other}` must be one of Redirect, Route, Reject"
+                        ),
+                    )
+                    .with_object(&r.id)
+                    .with_field(r.path("requestPolicy.insecure.action")),
+                );
+                InsecureAction::Route
+            }
+            None if has_tls => InsecureAction::Redirect,
+            None => InsecureAction::Route,
+        };
+        if let Some(existing) = out.iter_mut().find(|v| v.glob == glob) {
+            diags.push(
+                Diagnostic::at(
+                    Code::DuplicateHostname,
+                    reader.span("hostname"),
+                    format!(
+                        "Host `{}` claims hostname `{glob}`, which another Host already claims",
+                        r.id.name
+                    ),
+                )
+                .with_object(&r.id)
+                .with_related(
+                    existing.vh.source.as_ref().map_or(r.span, |s| s.span),
+                    "the other Host",
+                ),
+            );
+            continue;
+        }
+        out.push(VHost {
+            vh: VirtualHost {
+                name: format!("host-{}-{}", r.id.namespace, r.id.name),
+                domains: vec![glob.clone()],
+                source: Some(source_ref(r)),
+                insecure,
+                routes: Vec::new(),
+                cors: None,
+            },
+            glob,
+            selector,
+        });
+    }
+    out
+}
+
+pub(super) fn server_tls_from_context(
+    c: &Resource,
+    server_names: Vec<String>,
+    secret: &str,
+) -> ServerTls {
+    let s = |k: &str| c.field(k).and_then(Node::as_str).map(str::to_string);
+    let secret = if secret.contains('/') {
+        secret.to_string()
+    } else {
+        format!("{}/{secret}", c.id.namespace)
+    };
+    ServerTls {
+        server_names: server_names.into_iter().filter(|n| n != "*").collect(),
+        secret,
+        min_tls_version: s("min_tls_version"),
+        max_tls_version: s("max_tls_version"),
+        alpn_protocols: s("alpn_protocols")
+            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether two DNS globs (exact, `*.suffix`, `prefix*`, `*`) can match a common name.
+pub fn globs_intersect(a: &str, b: &str) -> bool {
+    if a == "*" || b == "*" {
+        return true;
+    }
+    match (
+        a.strip_prefix('*'),
+        a.strip_suffix('*'),
+        b.strip_prefix('*'),
+        b.strip_suffix('*'),
+    ) {
+        (Some(sa), _, Some(sb), _) => sa.ends_with(sb) || sb.ends_with(sa),
+        (_, Some(pa), _, Some(pb)) => pa.starts_with(pb) || pb.starts_with(pa),
+        (Some(_), _, _, Some(_)) | (_, Some(_), Some(_), _) => true,
+        (Some(s), _, None, None) => b.ends_with(s),
+        (_, Some(p), None, None) => b.starts_with(p),
+        (None, None, Some(s), _) => a.ends_with(s),
+        (None, None, _, Some(p)) => a.starts_with(p),
+        (None, None, None, None) => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// A DNS glob as an RE2 regex over `:authority` (with an optional port).
+pub(super) fn glob_regex(glob: &str) -> String {
+    let mut out = String::new();
+    for c in glob.chars() {
+        match c {
+            '*' => out.push_str("[^:]*"),
+            '.' => out.push_str("\\."),
+            c => out.push(c),
+        }
+    }
+    out.push_str("(:[0-9]+)?");
+    out
+}
