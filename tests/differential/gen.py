@@ -1,0 +1,368 @@
+"""Seeded generator of Ambassador configurations and of boundary requests near each match.
+
+A configuration is a plain dict:
+
+    {"hosts": [{"name", "hostname"}],
+     "mappings": [{"name", "form", "spec"}]}
+
+`form` is how the Mapping is written for our compiler:
+  v3   getambassador.io/v3alpha1 Mapping CRD
+  v2   getambassador.io/v2 Mapping CRD
+  ann2 getambassador.io/v2 Mapping inside a Service's getambassador.io/config annotation
+  ann3 getambassador.io/v3alpha1 Mapping inside an annotation
+
+`spec` uses the field names of the form (v2 `host` is the v2 field).  `render_ours` writes the
+files our compiler reads; `render_emissary` writes what Emissary's Python compiler sees after its
+Go side has converted annotations and v2 objects to v3alpha1 (see `to_v3alpha1`).
+
+A request is {"method", "path", "host", "headers": {}}: `path` is sent as is (raw bytes on the
+request line, query included).
+"""
+
+import copy
+import json
+import random
+
+NAMESPACE = "default"
+SEGMENTS = ["a", "b", "app", "shop", "users", "api", "v1"]
+HOST_POOL = ["a.example.com", "b.example.com", "*.example.org"]
+SERVICES = ["svc-a", "svc-b", "svc-c:8080", "svc-d.default", "svc-e.other:9000", "svc-f:8080",
+            "svc-g", "svc-h:8081", "svc-i.other", "svc-j", "svc-k:8080", "svc-l"]
+REDIRECT_SERVICES = ["redir.example.net", "other.example.net:8443"]
+
+# prefix_regex templates, each with paths near it (matching and not).
+REGEXES = [
+    ("/shop(/.*)?", ["/shop", "/shop/", "/shop/q/r", "/shopx", "/SHOP/q", "/shop/q?x=1"]),
+    ("/a/[0-9]+", ["/a/123", "/a/12x", "/a/", "/A/1", "/a/7/"]),
+    ("/users/.*", ["/users/x", "/users/", "/users", "/USERS/x", "/users/x/y"]),
+    ("^/app/.*$", ["/app/x", "/app", "/app/", "/App/x"]),
+    ("/api/v[12]/.*", ["/api/v1/x", "/api/v3/x", "/api/v2/", "/API/v1/x"]),
+    ("/b/[a-z]+/?", ["/b/abc", "/b/abc/", "/b/ABC", "/b/abc/d"]),
+]
+REGEX_REWRITES = [
+    {"pattern": "^/([a-z]+)/(.*)$", "substitution": "/r/\\2"},
+    {"pattern": "/a/([0-9]+)", "substitution": "/n/\\1"},
+    {"pattern": "^/(.*)$", "substitution": "/re/\\1"},
+]
+EXTRA_HEADERS = [("x-env", "canary"), ("x-env", "prod"), ("x-user", "42"), ("x-user", "bob")]
+
+
+def _flip_case(s, rng):
+    letters = [i for i, c in enumerate(s) if c.isalpha()]
+    if not letters:
+        return s
+    i = rng.choice(letters)
+    return s[:i] + s[i].swapcase() + s[i + 1:]
+
+
+def _prefix(rng):
+    r = rng.random()
+    seg = rng.choice(SEGMENTS)
+    if r < 0.05:
+        return "/"
+    if r < 0.45:
+        p = "/" + seg + "/"
+    elif r < 0.65:
+        p = "/" + seg
+    else:
+        p = "/" + seg + "/" + rng.choice(SEGMENTS) + rng.choice(["/", ""])
+    if rng.random() < 0.08:
+        p = _flip_case(p, rng)
+    return p
+
+
+def gen_config(rng, index):
+    hosts = []
+    names = rng.sample(HOST_POOL, rng.choice([1, 1, 2, 2, 3]))
+    for i, h in enumerate(names):
+        hosts.append({"name": "host-%d" % i, "hostname": h})
+    host_names = [h["hostname"] for h in hosts]
+    mappings = []
+    n = rng.randint(2, 9)
+    services = rng.sample(SERVICES, len(SERVICES))
+    for i in range(n):
+        form = rng.choices(["v3", "v2", "ann2", "ann3"], [65, 15, 12, 8])[0]
+        v2 = form in ("v2", "ann2")
+        spec = {}
+        canary_of = None
+        if mappings and rng.random() < 0.3:
+            canary_of = rng.choice(mappings)
+        if canary_of is not None:
+            base = canary_of["spec"]
+            # a would-be canary: same prefix, often the same match keys
+            for k in ("prefix", "prefix_regex", "prefix_exact", "case_sensitive", "headers",
+                      "regex_headers", "query_parameters", "method", "precedence"):
+                if k in base and (k in ("prefix", "prefix_regex") or rng.random() < 0.85):
+                    spec[k] = copy.deepcopy(base[k])
+            hn = base.get("hostname", base.get("host"))
+            if hn is not None and rng.random() < 0.7:
+                if v2:
+                    if hn != "*":
+                        spec["host"] = hn
+                else:
+                    spec["hostname"] = hn
+            if rng.random() < 0.8:
+                spec["weight"] = rng.choice([10, 25, 30, 50, 50, 100])
+            if "weight" in base and rng.random() < 0.5:
+                pass
+        else:
+            if rng.random() < 0.15:
+                rx, _ = rng.choice(REGEXES)
+                spec["prefix"] = rx
+                spec["prefix_regex"] = True
+            else:
+                spec["prefix"] = _prefix(rng)
+                if rng.random() < 0.1:
+                    spec["prefix_exact"] = True
+            if rng.random() < 0.12:
+                spec["case_sensitive"] = False
+            if rng.random() < 0.2:
+                k, v = rng.choice(EXTRA_HEADERS[:2])
+                spec["headers"] = {k: v}
+            if rng.random() < 0.1:
+                spec["regex_headers"] = {"x-user": "^[0-9]+$"}
+            if rng.random() < 0.15:
+                spec["query_parameters"] = {"debug": "1"}
+            if rng.random() < 0.15:
+                spec["method"] = rng.choice(["GET", "POST"])
+            if rng.random() < 0.15:
+                spec["precedence"] = rng.choice([1, -1, 5, 2])
+            # where it attaches
+            r = rng.random()
+            if v2:
+                if r < 0.45:
+                    pass  # no host: every host
+                elif r < 0.8:
+                    spec["host"] = rng.choice(host_names + ["a.example.com"])
+                else:
+                    spec["host"] = rng.choice(["*.example.com", "*.example.org", "q.example.org"])
+            else:
+                if r < 0.35:
+                    spec["hostname"] = "*"
+                elif r < 0.65:
+                    spec["hostname"] = rng.choice(host_names)
+                elif r < 0.8:
+                    spec["hostname"] = rng.choice(["*.example.com", "*.example.org", "q.example.org",
+                                                   "a.example.com"])
+                elif r < 0.95:
+                    spec["host"] = rng.choice(host_names + ["a.example.com"])
+                    if rng.random() < 0.3:
+                        spec["hostname"] = spec["host"]
+                # else: neither (v3alpha1: attaches to no Host)
+        # what it does
+        if rng.random() < 0.08 and canary_of is None:
+            spec["host_redirect"] = True
+            spec["service"] = rng.choice(REDIRECT_SERVICES)
+            r = rng.random()
+            if r < 0.35:
+                spec["path_redirect"] = rng.choice(["/moved", "/moved/here"])
+            elif r < 0.7:
+                spec["prefix_redirect"] = rng.choice(["/new/", "/new"])
+            if rng.random() < 0.4:
+                spec["redirect_response_code"] = rng.choice([302, 307, 308])
+        else:
+            spec["service"] = services[i % len(services)]
+            r = rng.random()
+            if r < 0.45:
+                pass
+            elif r < 0.9:
+                spec["rewrite"] = rng.choice(["", "/", "/v2/", "/x"])
+            else:
+                spec["regex_rewrite"] = copy.deepcopy(rng.choice(REGEX_REWRITES))
+        mappings.append({"name": "m%d" % i, "form": form, "spec": spec})
+    return {"index": index, "hosts": hosts, "mappings": mappings}
+
+
+# ---------------------------------------------------------------- rendering
+
+def _scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    return json.dumps(str(v))
+
+
+def to_yaml(obj, indent=0):
+    """Block YAML with every string double-quoted (JSON escapes are valid YAML escapes)."""
+    pad = "  " * indent
+    out = []
+    if isinstance(obj, dict):
+        if not obj:
+            return pad + "{}\n"
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:\n%s" % (pad, json.dumps(k), to_yaml(v, indent + 1)))
+            elif isinstance(v, dict):
+                out.append("%s%s: {}\n" % (pad, json.dumps(k)))
+            elif isinstance(v, list):
+                out.append("%s%s: []\n" % (pad, json.dumps(k)))
+            else:
+                out.append("%s%s: %s\n" % (pad, json.dumps(k), _scalar(v)))
+        return "".join(out)
+    if isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, (dict, list)) and v:
+                body = to_yaml(v, indent + 1)
+                out.append("%s-\n%s" % (pad, body))
+            else:
+                out.append("%s- %s\n" % (pad, _scalar(v) if not isinstance(v, (dict, list)) else json.dumps(v)))
+        return "".join(out)
+    return pad + _scalar(obj) + "\n"
+
+
+LISTENERS = [
+    {"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+     "metadata": {"name": "listener-8080", "namespace": NAMESPACE},
+     "spec": {"port": 8080, "protocol": "HTTPS", "securityModel": "XFP",
+              "hostBinding": {"namespace": {"from": "ALL"}}}},
+    {"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+     "metadata": {"name": "listener-8443", "namespace": NAMESPACE},
+     "spec": {"port": 8443, "protocol": "HTTPS", "securityModel": "XFP",
+              "hostBinding": {"namespace": {"from": "ALL"}}}},
+]
+
+
+def host_objs(cfg):
+    return [{"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+             "metadata": {"name": h["name"], "namespace": NAMESPACE},
+             "spec": {"hostname": h["hostname"],
+                      "requestPolicy": {"insecure": {"action": "Route"}}}}
+            for h in cfg["hosts"]]
+
+
+def to_v3alpha1(m):
+    """A Mapping as Emissary's Go side hands it to Python: v3alpha1, converted like
+    pkg/api/getambassador.io/v2/handwritten.conversion.go (v2 `host` -> `hostname`, no host ->
+    `hostname: "*"`, `headers: {x: true}` -> regex_headers `.*`)."""
+    spec = copy.deepcopy(m["spec"])
+    if m["form"] in ("v2", "ann2"):
+        host = spec.pop("host", None)
+        host_regex = spec.pop("host_regex", None)
+        if host_regex:
+            spec["host"] = host
+            spec["host_regex"] = True
+        elif host:
+            spec["hostname"] = host
+        else:
+            spec["hostname"] = "*"
+        for field, rfield in (("headers", "regex_headers"), ("query_parameters", "regex_query_parameters")):
+            if field in spec:
+                plain = {k: v for k, v in spec[field].items() if v is not True}
+                bools = [k for k, v in spec[field].items() if v is True]
+                if plain:
+                    spec[field] = plain
+                else:
+                    del spec[field]
+                for k in bools:
+                    spec.setdefault(rfield, {}).setdefault(k, ".*")
+    return {"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+            "metadata": {"name": m["name"], "namespace": NAMESPACE}, "spec": spec}
+
+
+def render_emissary(cfg):
+    docs = LISTENERS + host_objs(cfg) + [to_v3alpha1(m) for m in cfg["mappings"]]
+    return "".join("---\n" + to_yaml(d) for d in docs)
+
+
+def render_ours(cfg):
+    docs = list(LISTENERS) + host_objs(cfg)
+    for m in cfg["mappings"]:
+        if m["form"] in ("v3", "v2"):
+            ver = "v3alpha1" if m["form"] == "v3" else "v2"
+            docs.append({"apiVersion": "getambassador.io/" + ver, "kind": "Mapping",
+                         "metadata": {"name": m["name"], "namespace": NAMESPACE},
+                         "spec": m["spec"]})
+        else:
+            ver = "v3alpha1" if m["form"] == "ann3" else "v2"
+            inner = {"apiVersion": "getambassador.io/" + ver, "kind": "Mapping", "name": m["name"]}
+            inner.update(m["spec"])
+            docs.append({"apiVersion": "v1", "kind": "Service",
+                         "metadata": {"name": "ann-" + m["name"], "namespace": NAMESPACE,
+                                      "annotations": {"getambassador.io/config": "---\n" + to_yaml(inner)}},
+                         "spec": {"selector": {"app": m["name"]},
+                                  "ports": [{"port": 80, "targetPort": 8080}]}})
+    return "".join("---\n" + to_yaml(d) for d in docs)
+
+
+# ---------------------------------------------------------------- requests
+
+def _host_variants(hostname, rng):
+    if hostname in (None, "*"):
+        base = rng.choice(["a.example.com", "b.example.com", "q.example.org", "nohost.example.net"])
+    elif hostname.startswith("*."):
+        base = "q" + hostname[1:]
+    elif hostname.endswith("*"):
+        base = hostname[:-1] + "x"
+    else:
+        base = hostname
+    return [base, base, _flip_case(base, rng), base + ":8080", base.upper()]
+
+
+def _path_variants(m, rng):
+    spec = m["spec"]
+    p = spec.get("prefix", "/")
+    if spec.get("prefix_regex"):
+        for rx, paths in REGEXES:
+            if rx == p:
+                out = list(paths)
+                break
+        else:
+            out = ["/x"]
+        out += ["/." + out[0], out[0].replace("/", "//", 1)]
+        return out
+    stem = p.rstrip("/")
+    out = [p, p + "x", p + "x/y", stem, stem + "/", stem + "x", p[:-1] if len(p) > 1 else "/",
+           _flip_case(p + "q", rng), "/." + p, p + "./q", p + "%2e%2e/" + rng.choice(SEGMENTS) + "/z",
+           "/zz/%2e%2e" + p + "k", "/zz/.." + p + "k", p + "q/../r", "/" + p.lstrip("/").upper(),
+           p + "q?debug=1", p + "q?debug=2", p + "?x=1&debug=1", p + "%41q", "//" + p.lstrip("/")]
+    return out
+
+
+def gen_requests(cfg, rng, count):
+    cands = []
+    hosts = [h["hostname"] for h in cfg["hosts"]]
+    for m in cfg["mappings"]:
+        spec = m["spec"]
+        hn = spec.get("hostname", spec.get("host"))
+        hvs = _host_variants(hn, rng)
+        for path in _path_variants(m, rng):
+            method = spec.get("method", "GET")
+            headers = {}
+            for k, v in spec.get("headers", {}).items():
+                headers[k] = v
+            if "regex_headers" in spec:
+                headers["x-user"] = "42"
+            q = spec.get("query_parameters")
+            if q and "?" not in path and rng.random() < 0.7:
+                path = path + "?" + "&".join("%s=%s" % kv for kv in q.items())
+            cands.append({"method": method, "path": path, "host": hvs[0], "headers": dict(headers)})
+            # perturbations
+            r = rng.random()
+            alt = {"method": method, "path": path, "host": rng.choice(hvs), "headers": dict(headers)}
+            if r < 0.25 and headers:
+                alt["headers"] = {}
+            elif r < 0.4:
+                k, v = rng.choice(EXTRA_HEADERS)
+                alt["headers"][k] = v
+            elif r < 0.55:
+                alt["method"] = rng.choice(["GET", "POST", "PUT"])
+            elif r < 0.7 and "?" in path:
+                alt["path"] = path.split("?")[0]
+            alt["host"] = rng.choice(hvs + [rng.choice(hosts).replace("*", "w")])
+            cands.append(alt)
+    for _ in range(4):
+        cands.append({"method": "GET", "path": rng.choice(["/", "/nothing", "/x/y"]),
+                      "host": rng.choice(hosts).replace("*", "w"), "headers": {}})
+    rng.shuffle(cands)
+    seen = set()
+    out = []
+    for c in cands:
+        key = json.dumps(c, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(c)
+        if len(out) >= count:
+            break
+    return out

@@ -1,0 +1,874 @@
+#!/usr/bin/env python3
+"""Differential check: Emissary's own compiler against ours, in a real Envoy.
+
+    python3 tests/differential/run.py --emissary /path/to/emissary-checkout --configs 500 --seed 1
+
+See tests/differential/README.md.  Everything listens on 127.0.0.1 only; every loop and every
+child process is bounded by a count or a timeout.
+"""
+
+import argparse
+import asyncio
+import collections
+import copy
+import hashlib
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import envoyconf  # noqa: E402
+import gen  # noqa: E402
+
+FIELDS = ("status", "backend", "path", "host", "location")
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- setup
+
+def find_python(explicit):
+    if explicit:
+        return explicit
+    cands = []
+    root = os.path.expanduser("~/.pyenv/versions")
+    for ver in ("3.13", "3.12", "3.11"):
+        if os.path.isdir(root):
+            for d in sorted(os.listdir(root), reverse=True):
+                if d.startswith(ver + "."):
+                    cands.append(os.path.join(root, d, "bin", "python" + ver))
+        p = shutil.which("python" + ver)
+        if p:
+            cands.append(p)
+    for c in cands:
+        try:
+            subprocess.run([c, "-c", "import venv"], check=True, capture_output=True, timeout=60)
+            return c
+        except Exception:
+            continue
+    raise SystemExit("no Python 3.13/3.12/3.11 found; pass --python")
+
+
+def runtime_requirements(checkout):
+    """The pinned runtime requirements of Emissary's Python code: [dependency-groups].runtime of
+    the checkout's pyproject.toml (what its uv workspace installs), or python/requirements.txt in
+    older checkouts."""
+    import tomllib
+    pp = os.path.join(checkout, "pyproject.toml")
+    if os.path.exists(pp):
+        with open(pp, "rb") as f:
+            data = tomllib.load(f)
+        reqs = data.get("dependency-groups", {}).get("runtime")
+        if reqs:
+            return reqs
+    for cand in ("python/requirements.txt", "builder/requirements.txt"):
+        p = os.path.join(checkout, cand)
+        if os.path.exists(p):
+            with open(p) as f:
+                return [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()
+                        and not l.startswith("-")]
+    raise SystemExit("no pinned requirements found under %s" % checkout)
+
+
+def setup_emissary(checkout, work, python):
+    src = os.path.join(checkout, "python", "ambassador", "src")
+    if not os.path.isdir(os.path.join(src, "ambassador")):
+        raise SystemExit("%s: no python/ambassador/src/ambassador (not an Emissary checkout?)" % checkout)
+    reqs = runtime_requirements(checkout)
+    venv = os.path.join(work, "venv-emissary")
+    stamp = os.path.join(venv, "requirements.stamp")
+    want = "\n".join(reqs)
+    if not (os.path.exists(stamp) and open(stamp).read() == want):
+        py = find_python(python)
+        log("creating venv", venv, "with", py)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([py, "-m", "venv", venv], check=True, timeout=300)
+        log("pip install", " ".join(reqs))
+        r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q"] + reqs,
+                           capture_output=True, text=True, timeout=1800)
+        if r.returncode != 0:
+            raise SystemExit("pip install of Emissary's requirements failed:\n" + r.stdout + r.stderr)
+        with open(stamp, "w") as f:
+            f.write(want)
+    vpy = os.path.join(venv, "bin", "python")
+    env = dict(os.environ, PYTHONPATH=src)
+    r = subprocess.run([vpy, "-c", "import ambassador.compile, ambassador.VERSION as V; print(V.Version)"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit("cannot import Emissary's compiler:\n" + r.stderr)
+    rev = subprocess.run(["git", "-C", checkout, "describe", "--tags", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return {"python": vpy, "env": env, "version": r.stdout.strip(),
+            "commit": rev.stdout.strip() if rev.returncode == 0 else "unknown (not a git work tree)"}
+
+
+def our_binary(rebuild):
+    exe = os.path.join(REPO, "target", "release", "kubectl-ambassador")
+    if rebuild or not os.path.exists(exe):
+        log("cargo build --release -p kubectl-ambassador")
+        subprocess.run(["cargo", "build", "--release", "-p", "kubectl-ambassador"], cwd=REPO,
+                       check=True, timeout=7200)
+    return exe
+
+
+# ---------------------------------------------------------------- compiling
+
+def compile_emissary(em, items, timeout=1800):
+    """items: list of (yaml_path, json_path). One process per chunk (imports are slow)."""
+    for i in range(0, len(items), 100):
+        chunk = items[i:i + 100]
+        args = [a for pair in chunk for a in pair]
+        r = subprocess.run([em["python"], os.path.join(HERE, "emissary_compile.py")] + args,
+                           capture_output=True, text=True, env=em["env"], timeout=timeout)
+        if r.returncode != 0:
+            log("emissary_compile failed:", r.stderr[-2000:])
+
+
+def load_emissary(path):
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except Exception as e:
+        return {"error": "no output: %s" % e}
+    if "exception" in d:
+        return {"error": d["exception"], "errors": d.get("errors")}
+    cfg = d["config"]
+    sr = cfg.get("static_resources", {})
+    rt = cfg.get("layered_runtime") or cfg.get("bootstrap", {}).get("layered_runtime")
+    return {"listeners": sr.get("listeners", []), "clusters": sr.get("clusters", []), "routes": {},
+            "runtime": rt, "errors": d.get("errors") or {}}
+
+
+def compile_ours(exe, yaml_path, timeout=120):
+    r = subprocess.run([exe, "preview", "-f", yaml_path, "-o", "json"], capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode not in (0, 1) or not r.stdout.strip():
+        return {"error": "preview exit %d: %s" % (r.returncode, r.stderr[-2000:])}
+    d = json.loads(r.stdout)
+    lint = subprocess.run([exe, "lint", "-f", yaml_path, "-o", "json"], capture_output=True,
+                          text=True, timeout=timeout)
+    diags = []
+    try:
+        diags = [{"code": x.get("code"), "severity": x.get("severity"), "message": x.get("message"),
+                  "object": x.get("object")} for x in json.loads(lint.stdout).get("diagnostics", [])]
+    except Exception:
+        pass
+    return dict(parse_config_dump(d), errors=[x for x in diags if x["severity"] == "error"],
+                warnings=[x for x in diags if x["severity"] != "error"])
+
+
+def parse_config_dump(d):
+    listeners, clusters, routes, eds = [], [], {}, {}
+    for c in d.get("configs", []):
+        t = c.get("@type", "")
+        if t.endswith("ListenersConfigDump"):
+            for k in ("static_listeners", "dynamic_listeners"):
+                for l in c.get(k, []):
+                    l = l.get("active_state", l)
+                    listeners.append(l.get("listener", l))
+        elif t.endswith("ClustersConfigDump"):
+            for k in ("static_clusters", "dynamic_active_clusters", "dynamic_warming_clusters"):
+                for cl in c.get(k, []):
+                    clusters.append(cl.get("cluster", cl))
+        elif t.endswith("RoutesConfigDump"):
+            for k in ("static_route_configs", "dynamic_route_configs"):
+                for rc in c.get(k, []):
+                    rc = rc.get("route_config", rc)
+                    routes[rc.get("name")] = rc
+        elif t.endswith("EndpointsConfigDump"):
+            for k in ("static_endpoint_configs", "dynamic_endpoint_configs"):
+                for e in c.get(k, []):
+                    e = e.get("endpoint_config", e)
+                    eds[e.get("cluster_name")] = e
+    return {"listeners": listeners, "clusters": clusters, "routes": routes, "eds": eds}
+
+
+def has_split(side):
+    """Whether a side's routes may answer one request in more than one way (canaries)."""
+    found = [False]
+
+    def walk(o):
+        if isinstance(o, dict):
+            if "weighted_clusters" in o:
+                found[0] = True
+            rf = o.get("runtime_fraction")
+            if isinstance(rf, dict):
+                dv = rf.get("default_value", {})
+                den = {"HUNDRED": 100, "TEN_THOUSAND": 10000, "MILLION": 1000000}.get(
+                    dv.get("denominator", "HUNDRED"), 100)
+                if dv.get("numerator", 0) < den:
+                    found[0] = True
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(side.get("listeners"))
+    walk(side.get("routes"))
+    return found[0]
+
+
+# ---------------------------------------------------------------- echo backends
+
+class Echo:
+    """Loopback HTTP/1.1 backends: each answers with the port it was reached on, the request
+    line's path and the Host it received."""
+
+    def __init__(self, base_port):
+        self.base = base_port
+        self.port_of = {}
+        self.identity_of = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = []
+
+    async def _handle(self, reader, writer):
+        port = writer.get_extra_info("sockname")[1]
+        try:
+            for _ in range(100000):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
+                hdrs = {}
+                for l in lines[1:]:
+                    if ":" in l:
+                        k, v = l.split(":", 1)
+                        hdrs.setdefault(k.strip().lower(), v.strip())
+                cl = int(hdrs.get("content-length", "0") or 0)
+                if cl:
+                    await reader.readexactly(min(cl, 1 << 20))
+                body = json.dumps({"port": port, "path": path, "host": hdrs.get("host"),
+                                   "method": method}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError,
+                asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def port(self, identity):
+        if identity not in self.port_of:
+            p = self.base + len(self.port_of)
+            fut = asyncio.run_coroutine_threadsafe(
+                asyncio.start_server(self._handle, "127.0.0.1", p, reuse_address=True), self.loop)
+            self.servers.append(fut.result(30))
+            self.port_of[identity] = p
+            self.identity_of[p] = identity
+        return self.port_of[identity]
+
+
+# ---------------------------------------------------------------- Envoy
+
+class Envoy:
+    def __init__(self, work, name, boot, ports):
+        self.path = os.path.join(work, name + ".json")
+        with open(self.path, "w") as f:
+            json.dump(boot, f)
+        self.logpath = os.path.join(work, name + ".log")
+        self.ports = ports
+        self.proc = None
+
+    def start(self, timeout=60):
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen(["envoy", "-c", self.path, "--disable-hot-restart",
+                                      "--concurrency", "1", "-l", "error"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        pending = set(self.ports)
+        while pending and time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            for p in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", p), timeout=0.5).close()
+                    pending.discard(p)
+                except OSError:
+                    pass
+            if pending:
+                time.sleep(0.1)
+        return not pending
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc:
+            self.log.close()
+
+    def error(self):
+        try:
+            with open(self.logpath) as f:
+                lines = [l for l in f if "critical" in l or "error" in l]
+            return "".join(lines[-5:])[-3000:]
+        except OSError:
+            return ""
+
+
+def envoy_validate(boot, work, name):
+    path = os.path.join(work, name + ".validate.json")
+    with open(path, "w") as f:
+        json.dump(boot, f)
+    try:
+        r = subprocess.run(["envoy", "--mode", "validate", "-c", path, "--disable-hot-restart",
+                            "-l", "critical"], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "validate timed out"
+    if r.returncode == 0:
+        return None
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if "critical" in l or "error" in l]
+    return "\n".join(lines[-3:])[-2000:] or "exit %d" % r.returncode
+
+
+# ---------------------------------------------------------------- requests
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+        self.conn = None
+
+    def send(self, req, tries=3):
+        for attempt in range(tries):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                c = self.conn
+                c.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
+                c.putheader("Host", req["host"])
+                for k, v in req.get("headers", {}).items():
+                    c.putheader(k, v)
+                if req["method"] in ("POST", "PUT"):
+                    c.putheader("Content-Length", "0")
+                c.endheaders()
+                r = c.getresponse()
+                body = r.read()
+                if r.getheader("connection", "").lower() == "close":
+                    c.close()
+                    self.conn = None
+                return r.status, r.getheader("location"), r.getheader("x-envoy-upstream-service-time"), body
+            except (OSError, http.client.HTTPException):
+                if self.conn:
+                    self.conn.close()
+                self.conn = None
+                if attempt == tries - 1:
+                    return None, None, None, b""
+                time.sleep(0.05)
+
+
+def outcome(resp, echo):
+    status, location, _, body = resp
+    o = {"status": status, "backend": None, "path": None, "host": None, "location": location}
+    if status == 200 and body.startswith(b"{"):
+        try:
+            d = json.loads(body)
+            o["backend"] = echo.identity_of.get(d["port"], "port %s" % d["port"])
+            o["path"] = d["path"]
+            o["host"] = d["host"]
+        except ValueError:
+            pass
+    return o
+
+
+def okey(o):
+    return tuple(o[f] for f in FIELDS)
+
+
+def sample(client, req, echo, n):
+    counts = collections.Counter()
+    for _ in range(n):
+        counts[okey(outcome(client.send(req), echo))] += 1
+    return counts
+
+
+def diff_fields(ce, co):
+    """Fields whose sets of observed values differ between the two sides."""
+    out = []
+    for i, f in enumerate(FIELDS):
+        if {k[i] for k in ce} != {k[i] for k in co}:
+            out.append(f)
+    if not out and set(ce) != set(co):
+        out.append("combination")
+    return out
+
+
+def freq_differs(ce, co):
+    ne, no = sum(ce.values()), sum(co.values())
+    for k in set(ce) | set(co):
+        pe, po = ce.get(k, 0) / ne, co.get(k, 0) / no
+        p = (ce.get(k, 0) + co.get(k, 0)) / (ne + no)
+        sd = (p * (1 - p) * (1 / ne + 1 / no)) ** 0.5
+        if abs(pe - po) > 4.5 * sd + 0.05:
+            return True
+    return False
+
+
+def compare(ce_client, co_client, req, echo, split, samples):
+    """Compare one request on both sides.  Returns (diff fields, emissary counts, our counts)."""
+    n = samples if split else 1
+    ce = sample(ce_client, req, echo, n)
+    co = sample(co_client, req, echo, n)
+    if split and ((set(ce) != set(co) and set(ce) & set(co)) or freq_differs(ce, co)):
+        # look harder before calling it a difference: a 10 % share can hide in 16 samples
+        # (disjoint sets after 16 samples each are a difference already)
+        ce += sample(ce_client, req, echo, 120)
+        co += sample(co_client, req, echo, 120)
+        if set(ce) == set(co):
+            return (["split"] if freq_differs(ce, co) else []), ce, co
+    elif not split and set(ce) != set(co):
+        # one more look, to rule out a transient error
+        ce2 = sample(ce_client, req, echo, 1)
+        co2 = sample(co_client, req, echo, 1)
+        if set(ce2) == set(co2) and set(ce2) == set(ce):
+            return [], ce, co
+    return diff_fields(ce, co), ce, co
+
+
+# ---------------------------------------------------------------- one batch
+
+class Harness:
+    def __init__(self, args, em, exe):
+        self.args = args
+        self.em = em
+        self.exe = exe
+        self.work = args.work
+        self.echo = Echo(args.port_base + 2000)
+        self.batch_no = 0
+
+    def compile_all(self, cases, tag):
+        """cases: list of (key, cfg).  Returns {key: {"emissary": side, "ours": side}}."""
+        d = os.path.join(self.work, tag)
+        os.makedirs(d, exist_ok=True)
+        items = []
+        out = {}
+        for key, cfg in cases:
+            base = os.path.join(d, str(key))
+            os.makedirs(base, exist_ok=True)
+            with open(os.path.join(base, "emissary.yaml"), "w") as f:
+                f.write(gen.render_emissary(cfg))
+            with open(os.path.join(base, "ours.yaml"), "w") as f:
+                f.write(gen.render_ours(cfg))
+            items.append((os.path.join(base, "emissary.yaml"), os.path.join(base, "emissary.out.json")))
+        compile_emissary(self.em, items)
+        for key, cfg in cases:
+            base = os.path.join(d, str(key))
+            e = load_emissary(os.path.join(base, "emissary.out.json"))
+            try:
+                o = compile_ours(self.exe, os.path.join(base, "ours.yaml"))
+            except Exception as ex:
+                o = {"error": "preview failed: %s" % ex}
+            out[key] = {"emissary": e, "ours": o}
+        return out
+
+    def run_batch(self, cases, compiled, requests_of):
+        """Load every case's two outputs into two Envoys (one per side), send each case's
+        requests.  Returns {key: {"results": [...], "load": {...}}}."""
+        self.batch_no += 1
+        bdir = os.path.join(self.work, "envoy")
+        os.makedirs(bdir, exist_ok=True)
+        res = {key: {"results": [], "load": {}} for key, _ in cases}
+        ports = {}
+        sides = {}
+        for side, base in (("emissary", self.args.port_base), ("ours", self.args.port_base + 1000)):
+            parts = {}
+            for i, (key, _) in enumerate(cases):
+                s = compiled[key][side]
+                if "error" in s:
+                    res[key]["load"][side] = "compile: " + s["error"][-1500:]
+                    continue
+                ls, cs, _ = envoyconf.prepare(s["listeners"], s["clusters"], s.get("routes", {}),
+                                              "%s%d_" % (side[0], i), base + i, self.echo.port,
+                                              s.get("eds"))
+                if not ls:
+                    res[key]["load"][side] = "no listener on port 8080"
+                    continue
+                parts[key] = (ls, cs, base + i)
+            runtime = None
+            for key, _ in cases:
+                rt = compiled[key][side].get("runtime")
+                if rt:
+                    runtime = rt
+            sides[side] = (parts, runtime)
+
+        envoys = {}
+        for side, (parts, runtime) in sides.items():
+            for attempt in range(3):
+                boot = envoyconf.bootstrap([l for p in parts.values() for l in p[0]],
+                                           [c for p in parts.values() for c in p[1]], runtime)
+                env = Envoy(bdir, "%s-%d" % (side, self.batch_no), boot, [p[2] for p in parts.values()])
+                if not parts or env.start():
+                    envoys[side] = env
+                    break
+                env.stop()
+                log("envoy (%s) failed to load batch %d: %s" % (side, self.batch_no, env.error().strip()[-300:]))
+                # find the configurations Envoy refuses, one by one, and leave them out
+                bad = []
+                for key, p in parts.items():
+                    err = envoy_validate(envoyconf.bootstrap(p[0], p[1], runtime), bdir, "%s-one" % side)
+                    if err:
+                        bad.append(key)
+                        res[key]["load"][side] = "envoy rejected: " + err
+                for key in bad:
+                    del parts[key]
+                if not bad:
+                    for key in list(parts):
+                        res[key]["load"][side] = "envoy failed to start (batch): " + env.error()[-500:]
+                    parts.clear()
+            for key in parts:
+                ports.setdefault(key, {})[side] = parts[key][2]
+        try:
+            for key, cfg in cases:
+                pe = ports.get(key, {}).get("emissary")
+                po = ports.get(key, {}).get("ours")
+                if pe is None or po is None:
+                    continue
+                split = has_split(compiled[key]["emissary"]) or has_split(compiled[key]["ours"])
+                ce_client, co_client = Client(pe), Client(po)
+                for req in requests_of(key):
+                    fields, ce, co = compare(ce_client, co_client, req, self.echo, split, self.args.samples)
+                    res[key]["results"].append({"req": req, "diff": fields, "split": split,
+                                                "emissary": counts_json(ce), "ours": counts_json(co)})
+        finally:
+            for env in envoys.values():
+                env.stop()
+        return res
+
+
+def counts_json(c):
+    return [dict(zip(FIELDS, k), n=v) for k, v in sorted(c.items(), key=lambda kv: -kv[1])]
+
+
+# ---------------------------------------------------------------- grouping and minimising
+
+def req_features(req):
+    p = req["path"].split("?")[0]
+    lp = p.lower()
+    f = []
+    if "/./" in p or "/../" in p or p.endswith("/..") or p.endswith("/.") or "%2e" in lp:
+        f.append("dot-segment")
+    if "//" in p:
+        f.append("double-slash")
+    if "%" in p.replace("%2e", "").replace("%2E", ""):
+        f.append("percent-escape")
+    h = req["host"]
+    if ":" in h:
+        f.append("host-port")
+    if h != h.lower():
+        f.append("host-case")
+    return f
+
+
+def cfg_features(cfg):
+    f = set()
+    for m in cfg["mappings"]:
+        s = m["spec"]
+        f.add("form:" + m["form"])
+        for k in s:
+            if k not in ("service", "prefix"):
+                f.add(k)
+    return sorted(f)
+
+
+def signature(cfg, r):
+    return (tuple(r["diff"]), tuple(req_features(r["req"])))
+
+
+def simplifications(cfg, req):
+    """Smaller cases, as operations: drop one Mapping, one Host, one field of a Mapping, write an
+    annotation Mapping as a CRD of the same version, simplify the request."""
+    ops = []
+    for m in cfg["mappings"]:
+        ops.append(("mapping", m["name"]))
+    if len(cfg["hosts"]) > 1:
+        for h in cfg["hosts"]:
+            ops.append(("host", h["name"]))
+    for m in cfg["mappings"]:
+        for k in m["spec"]:
+            if k not in ("prefix", "service", "path_redirect", "prefix_redirect", "redirect_response_code"):
+                ops.append(("field", m["name"], k))
+        if m["form"] in ("ann2", "ann3"):
+            ops.append(("crd", m["name"]))
+    for k in req.get("headers", {}):
+        ops.append(("header", k))
+    if "?" in req["path"]:
+        ops.append(("query",))
+    if req["method"] != "GET":
+        ops.append(("get",))
+    return ops
+
+
+def apply_ops(cfg, req, ops):
+    cfg, req = copy.deepcopy(cfg), copy.deepcopy(req)
+    for op in ops:
+        if op[0] == "mapping":
+            cfg["mappings"] = [m for m in cfg["mappings"] if m["name"] != op[1]]
+        elif op[0] == "host":
+            cfg["hosts"] = [h for h in cfg["hosts"] if h["name"] != op[1]]
+        elif op[0] in ("field", "crd"):
+            for m in cfg["mappings"]:
+                if m["name"] != op[1]:
+                    continue
+                if op[0] == "crd":
+                    m["form"] = "v2" if m["form"] == "ann2" else "v3"
+                    continue
+                m["spec"].pop(op[2], None)
+                if op[2] == "host_redirect":
+                    for kk in ("path_redirect", "prefix_redirect", "redirect_response_code"):
+                        m["spec"].pop(kk, None)
+        elif op[0] == "header":
+            req["headers"].pop(op[1], None)
+        elif op[0] == "query":
+            req["path"] = req["path"].split("?")[0]
+        elif op[0] == "get":
+            req["method"] = "GET"
+    return cfg, req
+
+
+def _try(h, cases, want):
+    """cases: list of (cfg, req).  Which of them still show the difference `want`."""
+    keyed = [("min%d" % i, c) for i, (c, _) in enumerate(cases)]
+    compiled = h.compile_all(keyed, "minimise")
+    reqs = {"min%d" % i: [r] for i, (_, r) in enumerate(cases)}
+    res = {}
+    for j in range(0, len(keyed), 40):
+        res.update(h.run_batch(keyed[j:j + 40], compiled, lambda k: reqs[k]))
+    out = []
+    for i in range(len(cases)):
+        rr = res["min%d" % i]["results"]
+        out.append(rr[0] if rr and rr[0]["diff"] == want else None)
+    return out
+
+
+def minimise(h, cfg, req, want, budget=8):
+    """Greedy reduction that keeps the same differing fields.  Each round tries every single
+    simplification at once, then all the successful ones together."""
+    cur_cfg, cur_req = copy.deepcopy(cfg), copy.deepcopy(req)
+    last = None
+    for _round in range(budget):
+        ops = simplifications(cur_cfg, cur_req)
+        if not ops:
+            break
+        cases = [apply_ops(cur_cfg, cur_req, [op]) for op in ops]
+        results = _try(h, cases, want)
+        good = [(op, c, r) for op, c, r in zip(ops, cases, results) if r is not None]
+        if not good:
+            break
+        if len(good) > 1:
+            gone = {op[1] for op, _, _ in good if op[0] == "mapping"}
+            allops = [op for op, _, _ in good if not (op[0] in ("field", "crd") and op[1] in gone)]
+            both = apply_ops(cur_cfg, cur_req, allops)
+            r = _try(h, [both], want)[0]
+            if r is not None:
+                cur_cfg, cur_req = both
+                last = r
+                continue
+        op, (cur_cfg, cur_req), last = good[0]
+    return cur_cfg, cur_req, last
+
+
+# ---------------------------------------------------------------- causes
+
+def classify(cfg, req, r):
+    """Which of issue 14's causes a (minimal) difference shows, by the shape of the case.  A
+    guess for the report, checked by a person; None when no rule fits."""
+    ms = [m["spec"] for m in cfg["mappings"]]
+    forms = [m["form"] for m in cfg["mappings"]]
+    feats = req_features(req)
+    diff = set(r["diff"])
+    if "dot-segment" in feats or "percent-escape" in feats:
+        return 2
+    if any(s.get("host_redirect") and s.get("query_parameters") for s in ms):
+        return 8
+    if any(s.get("prefix_regex") and s.get("case_sensitive") is False for s in ms):
+        return 7
+    if any(s.get("prefix_regex") and "rewrite" not in s and "regex_rewrite" not in s for s in ms) \
+            and diff <= {"path"}:
+        return 1
+    if ("host-case" in feats or "host-port" in feats) and diff & {"status", "backend"}:
+        return 9
+    if any(f in ("v2", "ann2") and "host" in s for f, s in zip(forms, ms)):
+        return 5
+    prefixes = collections.Counter(s.get("prefix") for s in ms)
+    if len(ms) >= 2 and max(prefixes.values()) >= 2:
+        grouped = [s for s in ms if prefixes[s.get("prefix")] >= 2]
+        keys = ("prefix_exact", "case_sensitive", "prefix_regex")
+        if any(len({json.dumps(s.get(k)) for s in grouped}) > 1 for k in keys):
+            return 6
+        if any("hostname" in s or "host" in s for s in grouped) and \
+                len({json.dumps([s.get("hostname"), s.get("host")]) for s in grouped}) > 1:
+            return 4
+        if len({json.dumps([s.get("rewrite"), s.get("regex_rewrite")]) for s in grouped}) > 1:
+            return 3
+    if any("hostname" in s and s["hostname"] not in ("*",) for s in ms):
+        return 4
+    return None
+
+
+CAUSES = {
+    1: "default rewrite on regex prefixes",
+    2: "path normalisation (normalize_path)",
+    3: "canary members keep their own rewrite",
+    4: "hostname in grouping and order",
+    5: "v2 host is a hostname",
+    6: "what the group key leaves out (prefix_exact / case_sensitive / prefix_regex)",
+    7: "case_sensitive: false on a regex prefix",
+    8: "query_parameters on a host_redirect Mapping",
+    9: "Host header details (exact match case, :port on globs)",
+}
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emissary", required=True, help="path to a checkout of emissary-ingress/emissary")
+    ap.add_argument("--configs", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=42, help="requests per configuration")
+    ap.add_argument("--samples", type=int, default=16,
+                    help="times a request is sent to each side when either side splits traffic")
+    ap.add_argument("--batch", type=int, default=25, help="configurations per Envoy")
+    ap.add_argument("--minimise", type=int, default=25, help="differences to minimise (one per signature)")
+    ap.add_argument("--work", default="/tmp/ambassador-differential")
+    ap.add_argument("--port-base", type=int, default=31000,
+                    help="loopback ports: Emissary side BASE+i, ours BASE+1000+i, echo BASE+2000+k")
+    ap.add_argument("--python", help="interpreter for Emissary's venv (default: python3.13, 3.12, 3.11)")
+    ap.add_argument("--rebuild", action="store_true", help="cargo build the plugin even if built")
+    ap.add_argument("--only", type=int, help="run only configuration N (for a re-check)")
+    args = ap.parse_args()
+    t0 = time.time()
+    os.makedirs(args.work, exist_ok=True)
+    em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
+    log("Emissary compiler:", em["version"], em["commit"])
+    exe = our_binary(args.rebuild)
+    ours_rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                              capture_output=True, text=True).stdout.strip()
+    h = Harness(args, em, exe)
+
+    configs, requests = [], {}
+    for i in range(args.configs):
+        rng = random.Random("%d/%d" % (args.seed, i))
+        cfg = gen.gen_config(rng, i)
+        configs.append(cfg)
+        requests[i] = gen.gen_requests(cfg, rng, args.requests)
+    if args.only is not None:
+        configs = [configs[args.only]]
+
+    all_res = {}
+    compile_time = 0.0
+    for b in range(0, len(configs), args.batch):
+        batch = [(c["index"], c) for c in configs[b:b + args.batch]]
+        tc = time.time()
+        compiled = h.compile_all(batch, "configs")
+        compile_time += time.time() - tc
+        res = h.run_batch(batch, compiled, lambda k: requests[k])
+        for key, _ in batch:
+            all_res[key] = dict(res[key], emissary_errors=compiled[key]["emissary"].get("errors"),
+                                ours_errors=compiled[key]["ours"].get("errors"))
+        nreq = sum(len(all_res[k]["results"]) for k in all_res)
+        ndiff = sum(1 for k in all_res for r in all_res[k]["results"] if r["diff"])
+        log("configs %d/%d, requests %d, differing %d" % (len(all_res), len(configs), nreq, ndiff))
+
+    # counts
+    nreq = sum(len(v["results"]) for v in all_res.values())
+    nsent = sum(sum(o["n"] for o in r["emissary"]) + sum(o["n"] for o in r["ours"])
+                for v in all_res.values() for r in v["results"])
+    diffs = [(k, r) for k, v in all_res.items() for r in v["results"] if r["diff"]]
+    cfg_with = {k for k, _ in diffs}
+    load_fail = {k: v["load"] for k, v in all_res.items() if v["load"]}
+    by_sig = collections.OrderedDict()
+    for k, r in diffs:
+        by_sig.setdefault(signature(configs_by(configs, k), r), []).append((k, r))
+
+    # minimise one per signature, then group by cause
+    minimal = []
+    for sig, members in sorted(by_sig.items(), key=lambda kv: -len(kv[1]))[: args.minimise]:
+        k, r = members[0]
+        cfg = configs_by(configs, k)
+        log("minimising %s (%d requests), from config %d" % (sig, len(members), k))
+        mcfg, mreq, last = minimise(h, cfg, r["req"], r["diff"])
+        mres = r if last is None else last
+        cause = classify(mcfg, mreq, mres)
+        minimal.append({"signature": list(map(list, sig)), "count": len(members),
+                        "configs": sorted({m[0] for m in members}), "cause": cause,
+                        "config": mcfg, "request": mreq, "result": mres,
+                        "emissary_yaml": gen.render_emissary(mcfg), "ours_yaml": gen.render_ours(mcfg)})
+
+    elapsed = time.time() - t0
+    summary = {
+        "command": " ".join(["python3", "tests/differential/run.py"] + sys.argv[1:]),
+        "emissary": {"version": em["version"], "commit": em["commit"]},
+        "ours": ours_rev, "envoy": subprocess.run(["envoy", "--version"], capture_output=True,
+                                                   text=True).stdout.strip().split("version:")[-1].strip(),
+        "configs": len(all_res), "requests": nreq, "http_requests_sent": nsent,
+        "differing_requests": len(diffs), "configs_with_difference": len(cfg_with),
+        "load_failures": load_fail, "seconds": round(elapsed, 1), "compile_seconds": round(compile_time, 1),
+        "signatures": [{"signature": list(map(list, s)), "count": len(m)} for s, m in by_sig.items()],
+        "minimal": minimal,
+    }
+    with open(os.path.join(args.work, "results.json"), "w") as f:
+        json.dump({"summary": summary, "results": {str(k): v for k, v in all_res.items()},
+                   "configs": configs}, f, indent=1)
+    with open(os.path.join(args.work, "summary.md"), "w") as f:
+        f.write(render_summary(summary))
+    print(render_summary(summary))
+
+
+def configs_by(configs, k):
+    for c in configs:
+        if c["index"] == k:
+            return c
+    raise KeyError(k)
+
+
+def render_summary(s):
+    out = ["# Differential run", "",
+           "command: `%s`" % s["command"],
+           "Emissary: %s (commit %s); ours: %s; Envoy %s" % (s["emissary"]["version"], s["emissary"]["commit"],
+                                                             s["ours"], s["envoy"]),
+           "configurations: %d, requests: %d (HTTP requests sent, both sides, with canary sampling: %d)"
+           % (s["configs"], s["requests"], s["http_requests_sent"]),
+           "differing requests: %d (%.1f %%), configurations with a difference: %d (%.1f %%)"
+           % (s["differing_requests"], 100.0 * s["differing_requests"] / max(1, s["requests"]),
+              s["configs_with_difference"], 100.0 * s["configs_with_difference"] / max(1, s["configs"])),
+           "configurations one side could not load: %d" % len(s["load_failures"]),
+           "run time: %.0f s (compiling %.0f s)" % (s["seconds"], s["compile_seconds"]), ""]
+    out.append("## Signatures (differing fields, request features): requests")
+    for sg in s["signatures"]:
+        out.append("- %s: %d" % (json.dumps(sg["signature"]), sg["count"]))
+    out.append("")
+    for i, m in enumerate(s["minimal"]):
+        out.append("## Minimal case %d: cause %s (%s), %d requests, signature %s" % (
+            i + 1, m["cause"], CAUSES.get(m["cause"], "unclassified"), m["count"], json.dumps(m["signature"])))
+        out.append("")
+        out.append("Request: `%s %s` Host `%s` headers %s" % (m["request"]["method"], m["request"]["path"],
+                                                           m["request"]["host"], json.dumps(m["request"]["headers"])))
+        out.append("Emissary: %s" % json.dumps(m["result"]["emissary"]))
+        out.append("Ours:     %s" % json.dumps(m["result"]["ours"]))
+        out.append("")
+        out.append("Our input:\n```yaml\n%s```" % m["ours_yaml"].split("---\n", 3)[-1])
+        out.append("")
+    for k, v in sorted(s["load_failures"].items()):
+        out.append("- config %s: %s" % (k, json.dumps(v)[:600]))
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
