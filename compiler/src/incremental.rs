@@ -842,7 +842,7 @@ fn count_upgrades(
     let RouteAction::Forward(f) = &route.action else {
         return;
     };
-    for u in &f.upgrades {
+    for u in &f.settings.upgrades {
         if add {
             let n = upgrades.entry(u.clone()).or_default();
             *n += 1;

@@ -196,19 +196,32 @@ pub enum RouteAction {
 pub struct Forward {
     /// Backends with their effective weights; weights sum to 100. A single backend has 100.
     pub clusters: Vec<WeightedCluster>,
+    /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
+    pub shadow: Option<Box<Shadow>>,
+    /// The group leader's settings, with the Module's defaults applied. Flattened, so the
+    /// serialized route keeps one level, as before the settings had a type of their own.
+    #[serde(flatten)]
+    pub settings: RouteSettings,
+}
+
+/// Settings that belong to a route: what a Mapping sets, and what its group's route carries
+/// (the leader's, with the Module's timeout and CORS applied). One declaration for both, so
+/// a new setting is added once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RouteSettings {
     /// Replace the matched prefix with this (`rewrite`). `None` keeps the path.
     pub prefix_rewrite: Option<String>,
     /// `regex_rewrite`: wins over `prefix_rewrite` when both are set.
     pub regex_rewrite: Option<RegexRewrite>,
-    /// Route timeout in milliseconds; 0 disables it.
-    pub timeout_ms: u64,
+    /// Route timeout in milliseconds; 0 disables it. `None` on a Mapping that sets none;
+    /// lowering fills in the Module's `cluster_request_timeout_ms`, so a route always has one.
+    pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     // Rarely set: boxed, so a route without them stays small (95,000 routes at 50,000
     // Services).
     pub retry: Option<Box<RetryPolicy>>,
+    /// A Mapping's own policy; on a route, the Module's when the Mapping sets none.
     pub cors: Option<Box<Cors>>,
-    /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
-    pub shadow: Option<Box<Shadow>>,
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
     /// Protocol upgrades allowed on this route (`allow_upgrade`, `use_websocket`), lower case.

@@ -170,21 +170,11 @@ fn backend(cluster: &str, weight: u32) -> WeightedCluster {
 fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
-        prefix_rewrite: None,
-        regex_rewrite: None,
-        timeout_ms: 3000,
-        idle_timeout_ms: None,
-        retry: None,
-        cors: None,
         shadow: None,
-        host_rewrite: None,
-        auto_host_rewrite: false,
-        upgrades: Vec::new(),
-        request_headers_to_add: Vec::new(),
-        request_headers_to_remove: Vec::new(),
-        response_headers_to_add: Vec::new(),
-        response_headers_to_remove: Vec::new(),
-        hash_policy: None,
+        settings: RouteSettings {
+            timeout_ms: Some(3000),
+            ..RouteSettings::default()
+        },
     }
 }
 
@@ -376,15 +366,15 @@ fn matrix() -> Vec<(&'static str, Ir)> {
 
     // Rewrites, canaries, shadows, timeouts, retries, host rewrites.
     let mut rewrite = to("a");
-    rewrite.prefix_rewrite = Some("/".into());
+    rewrite.settings.prefix_rewrite = Some("/".into());
     let mut regex_rewrite = to("a");
-    regex_rewrite.prefix_rewrite = Some("/ignored/".into());
-    regex_rewrite.regex_rewrite = Some(RegexRewrite {
+    regex_rewrite.settings.prefix_rewrite = Some("/ignored/".into());
+    regex_rewrite.settings.regex_rewrite = Some(RegexRewrite {
         pattern: "^/rx/(.*)$".into(),
         substitution: "/\\1".into(),
     });
     let mut regex_route_rewrite = to("a");
-    regex_route_rewrite.prefix_rewrite = Some("/flat".into());
+    regex_route_rewrite.settings.prefix_rewrite = Some("/flat".into());
     let mut canary = fwd(vec![
         backend("main", 90),
         backend("canary", 10),
@@ -396,17 +386,17 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         source: sref("shadow"),
     }));
     let mut timeouts = to("a");
-    timeouts.timeout_ms = 0;
-    timeouts.idle_timeout_ms = Some(30_500);
-    timeouts.retry = Some(Box::new(RetryPolicy {
+    timeouts.settings.timeout_ms = Some(0);
+    timeouts.settings.idle_timeout_ms = Some(30_500);
+    timeouts.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx,gateway-error,connect-failure,retriable-4xx,refused-stream".into()),
         num_retries: Some(3),
         per_try_timeout_ms: Some(250),
     }));
     let mut literal_host = to("a");
-    literal_host.host_rewrite = Some("internal.example".into());
+    literal_host.settings.host_rewrite = Some("internal.example".into());
     let mut auto_host = to("b");
-    auto_host.auto_host_rewrite = true;
+    auto_host.settings.auto_host_rewrite = true;
     cases.push((
         "actions",
         ir(vec![
@@ -426,11 +416,11 @@ fn matrix() -> Vec<(&'static str, Ir)> {
 
     // CORS (route, virtual host, Module), upgrades, header changes.
     let mut with_cors = to("a");
-    with_cors.cors = Some(Box::new(cors()));
+    with_cors.settings.cors = Some(Box::new(cors()));
     let mut upgrades = to("a");
-    upgrades.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
+    upgrades.settings.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
     let mut headers = to("a");
-    headers.request_headers_to_add = vec![
+    headers.settings.request_headers_to_add = vec![
         HeaderValue {
             name: "x-added".into(),
             value: "1".into(),
@@ -442,13 +432,13 @@ fn matrix() -> Vec<(&'static str, Ir)> {
             append: false,
         },
     ];
-    headers.response_headers_to_add = vec![HeaderValue {
+    headers.settings.response_headers_to_add = vec![HeaderValue {
         name: "x-served-by".into(),
         value: "edge".into(),
         append: false,
     }];
-    headers.request_headers_to_remove = vec!["x-internal".into()];
-    headers.response_headers_to_remove = vec!["x-powered-by".into()];
+    headers.settings.request_headers_to_remove = vec!["x-internal".into()];
+    headers.settings.response_headers_to_remove = vec!["x-powered-by".into()];
     let mut i = ir(vec![
         forward("cors", prefix("/cors/"), with_cors),
         forward("upgrades", prefix("/ws/"), upgrades),
@@ -495,7 +485,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     ];
     for (name, policy, lb) in policies {
         let mut f = to(name);
-        f.hash_policy = Some(Box::new(policy));
+        f.settings.hash_policy = Some(Box::new(policy));
         i.virtual_hosts[0]
             .routes
             .push(forward(name, prefix(&format!("/{name}/")), f));

@@ -47,7 +47,7 @@ pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
                     if let Some(s) = &f.shadow {
                         b.push(json!({"cluster": s.cluster, "service": service_of(ir, &s.cluster), "shadow_percent": s.percent}));
                     }
-                    let rewrite = match (&f.regex_rewrite, &f.prefix_rewrite) {
+                    let rewrite = match (&f.settings.regex_rewrite, &f.settings.prefix_rewrite) {
                         (Some(rr), _) => {
                             Value::from(format!("regex {} -> {}", rr.pattern, rr.substitution))
                         }

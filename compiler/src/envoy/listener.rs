@@ -58,7 +58,7 @@ fn upgrade_types(ir: &Ir) -> BTreeSet<String> {
     for vh in &ir.virtual_hosts {
         for r in &vh.routes {
             if let RouteAction::Forward(f) = &r.action {
-                types.extend(f.upgrades.iter().cloned());
+                types.extend(f.settings.upgrades.iter().cloned());
             }
         }
     }

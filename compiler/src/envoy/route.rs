@@ -134,16 +134,21 @@ pub(crate) fn route(r: &Route) -> EnvoyRoute {
     match &r.action {
         IrAction::Forward(f) => {
             out.action = Some(forward(f));
-            out.request_headers_to_add =
-                f.request_headers_to_add.iter().map(header_option).collect();
-            out.request_headers_to_remove = f.request_headers_to_remove.clone();
+            out.request_headers_to_add = f
+                .settings
+                .request_headers_to_add
+                .iter()
+                .map(header_option)
+                .collect();
+            out.request_headers_to_remove = f.settings.request_headers_to_remove.clone();
             out.response_headers_to_add = f
+                .settings
                 .response_headers_to_add
                 .iter()
                 .map(header_option)
                 .collect();
-            out.response_headers_to_remove = f.response_headers_to_remove.clone();
-            out.typed_per_filter_config = cors_config(f.cors.as_deref());
+            out.response_headers_to_remove = f.settings.response_headers_to_remove.clone();
+            out.typed_per_filter_config = cors_config(f.settings.cors.as_deref());
         }
         IrAction::Redirect(rd) => out.action = Some(route::Action::Redirect(redirect(rd))),
     }
@@ -234,9 +239,11 @@ fn forward(f: &Forward) -> route::Action {
     };
     let mut a = RouteAction {
         cluster_specifier: Some(cluster),
-        timeout: Some(millis(f.timeout_ms)),
-        idle_timeout: f.idle_timeout_ms.map(millis),
-        retry_policy: f.retry.as_ref().map(|r| EnvoyRetryPolicy {
+        // `None` leaves Envoy's default; lowering always sets one (the Module's default
+        // where the Mapping sets none).
+        timeout: f.settings.timeout_ms.map(millis),
+        idle_timeout: f.settings.idle_timeout_ms.map(millis),
+        retry_policy: f.settings.retry.as_ref().map(|r| EnvoyRetryPolicy {
             retry_on: r.retry_on.clone().unwrap_or_default(),
             num_retries: r.num_retries.map(u32_value),
             per_try_timeout: r.per_try_timeout_ms.map(millis),
@@ -258,6 +265,7 @@ fn forward(f: &Forward) -> route::Action {
             })
             .collect(),
         upgrade_configs: f
+            .settings
             .upgrades
             .iter()
             .map(|u| route_action::UpgradeConfig {
@@ -267,6 +275,7 @@ fn forward(f: &Forward) -> route::Action {
             })
             .collect(),
         hash_policy: f
+            .settings
             .hash_policy
             .as_deref()
             .map(hash_policy)
@@ -274,19 +283,19 @@ fn forward(f: &Forward) -> route::Action {
             .collect(),
         ..Default::default()
     };
-    if let Some(rr) = &f.regex_rewrite {
+    if let Some(rr) = &f.settings.regex_rewrite {
         // `regex_rewrite` wins over `rewrite` (Ambassador's rule, and Envoy refuses both).
         a.regex_rewrite = Some(regex_substitute(rr));
-    } else if let Some(prefix) = &f.prefix_rewrite {
+    } else if let Some(prefix) = &f.settings.prefix_rewrite {
         // On a regex route the "prefix" Envoy replaces is the whole path the regex matched,
         // which is Ambassador's meaning of `rewrite` with `prefix_regex: true`.
         a.prefix_rewrite = prefix.clone();
     }
-    if let Some(host) = &f.host_rewrite {
+    if let Some(host) = &f.settings.host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
             host.clone(),
         ));
-    } else if f.auto_host_rewrite {
+    } else if f.settings.auto_host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::AutoHostRewrite(
             bool_value(true),
         ));

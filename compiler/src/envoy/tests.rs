@@ -57,21 +57,11 @@ fn backend(cluster: &str, weight: u32) -> WeightedCluster {
 fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
-        prefix_rewrite: None,
-        regex_rewrite: None,
-        timeout_ms: 3000,
-        idle_timeout_ms: None,
-        retry: None,
-        cors: None,
         shadow: None,
-        host_rewrite: None,
-        auto_host_rewrite: false,
-        upgrades: Vec::new(),
-        request_headers_to_add: Vec::new(),
-        request_headers_to_remove: Vec::new(),
-        response_headers_to_add: Vec::new(),
-        response_headers_to_remove: Vec::new(),
-        hash_policy: None,
+        settings: RouteSettings {
+            timeout_ms: Some(3000),
+            ..RouteSettings::default()
+        },
     }
 }
 
@@ -376,13 +366,13 @@ fn single_backend_uses_cluster_and_canaries_use_weighted_clusters() {
 #[test]
 fn rewrites() {
     let mut f = to("a");
-    f.prefix_rewrite = Some("/".into());
+    f.settings.prefix_rewrite = Some("/".into());
     let r = first_route(&route_to("a", prefix("/foo/"), f.clone()));
     assert_eq!(action(&r).prefix_rewrite, "/");
     assert_eq!(action(&r).regex_rewrite, None);
 
     // regex_rewrite wins over rewrite.
-    f.regex_rewrite = Some(RegexRewrite {
+    f.settings.regex_rewrite = Some(RegexRewrite {
         pattern: "^/foo/(.*)$".into(),
         substitution: "/\\1".into(),
     });
@@ -397,7 +387,7 @@ fn rewrites() {
     let mut m = prefix("");
     m.path = PathMatch::Regex("/api/v[0-9]+/.*".into());
     let mut f = to("a");
-    f.prefix_rewrite = Some("/api/".into());
+    f.settings.prefix_rewrite = Some("/api/".into());
     let r = first_route(&route_to("a", m, f));
     assert_eq!(action(&r).prefix_rewrite, "/api/");
     assert_eq!(action(&r).regex_rewrite, None);
@@ -406,9 +396,9 @@ fn rewrites() {
 #[test]
 fn timeouts_and_retries() {
     let mut f = to("a");
-    f.timeout_ms = 0;
-    f.idle_timeout_ms = Some(250);
-    f.retry = Some(Box::new(RetryPolicy {
+    f.settings.timeout_ms = Some(0);
+    f.settings.idle_timeout_ms = Some(250);
+    f.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx".into()),
         num_retries: Some(3),
         per_try_timeout_ms: Some(1500),
@@ -455,8 +445,8 @@ fn shadows_mirror_a_runtime_fraction() {
 #[test]
 fn host_rewrites() {
     let mut f = to("a");
-    f.host_rewrite = Some("example.com".into());
-    f.auto_host_rewrite = true;
+    f.settings.host_rewrite = Some("example.com".into());
+    f.settings.auto_host_rewrite = true;
     let r = first_route(&route_to("a", prefix("/"), f));
     assert_eq!(
         action(&r).host_rewrite_specifier,
@@ -466,7 +456,7 @@ fn host_rewrites() {
         "a literal host wins over auto_host_rewrite"
     );
     let mut f = to("a");
-    f.auto_host_rewrite = true;
+    f.settings.auto_host_rewrite = true;
     let r = first_route(&route_to("a", prefix("/"), f));
     assert!(matches!(
         action(&r).host_rewrite_specifier,
@@ -498,7 +488,7 @@ fn hash_policies() {
     ];
     for (policy, expected) in cases {
         let mut f = to("a");
-        f.hash_policy = Some(Box::new(policy));
+        f.settings.hash_policy = Some(Box::new(policy));
         let res = emit(&ir(vec![route_to("a", prefix("/"), f)]));
         let j = any_to_json(&res.routes.resources[0].packed);
         assert_eq!(
@@ -511,7 +501,7 @@ fn hash_policies() {
 #[test]
 fn upgrades_are_enabled_per_route_and_declared_disabled_on_the_listener() {
     let mut f = to("a");
-    f.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
+    f.settings.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
     let res = emit(&ir(vec![
         route_to("a", prefix("/"), f),
         route_to("b", prefix("/b"), to("b")),
@@ -543,7 +533,7 @@ fn upgrades_are_enabled_per_route_and_declared_disabled_on_the_listener() {
 #[test]
 fn headers_to_add_and_remove() {
     let mut f = to("a");
-    f.request_headers_to_add = vec![
+    f.settings.request_headers_to_add = vec![
         HeaderValue {
             name: "x-a".into(),
             value: "1".into(),
@@ -555,13 +545,13 @@ fn headers_to_add_and_remove() {
             append: false,
         },
     ];
-    f.response_headers_to_add = vec![HeaderValue {
+    f.settings.response_headers_to_add = vec![HeaderValue {
         name: "x-c".into(),
         value: "3".into(),
         append: false,
     }];
-    f.request_headers_to_remove = vec!["cookie".into()];
-    f.response_headers_to_remove = vec!["server".into()];
+    f.settings.request_headers_to_remove = vec!["cookie".into()];
+    f.settings.response_headers_to_remove = vec!["server".into()];
     let r = first_route(&route_to("a", prefix("/"), f));
     use header_value_option::HeaderAppendAction as A;
     let add: Vec<_> = r
@@ -605,7 +595,7 @@ fn cors_per_route_and_from_the_module() {
         max_age: Some("86400".into()),
     };
     let mut f = to("a");
-    f.cors = Some(Box::new(cors.clone()));
+    f.settings.cors = Some(Box::new(cors.clone()));
     let mut i = ir(vec![
         route_to("a", prefix("/"), f),
         route_to("b", prefix("/b"), to("b")),
@@ -1218,14 +1208,14 @@ fn endpoint_assignments_are_sorted_and_replaceable() {
 /// An IR that uses every feature the back end knows, for the cross-cutting tests.
 fn kitchen_sink() -> Ir {
     let mut f = fwd(vec![backend("a", 70), backend("b", 30)]);
-    f.prefix_rewrite = Some("/".into());
-    f.idle_timeout_ms = Some(1500);
-    f.retry = Some(Box::new(RetryPolicy {
+    f.settings.prefix_rewrite = Some("/".into());
+    f.settings.idle_timeout_ms = Some(1500);
+    f.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("gateway-error".into()),
         num_retries: Some(2),
         per_try_timeout_ms: Some(250),
     }));
-    f.cors = Some(Box::new(Cors {
+    f.settings.cors = Some(Box::new(Cors {
         origins: vec!["*".into()],
         methods: vec!["GET".into()],
         headers: Vec::new(),
@@ -1238,15 +1228,15 @@ fn kitchen_sink() -> Ir {
         percent: 10,
         source: sref("shadow"),
     }));
-    f.auto_host_rewrite = true;
-    f.upgrades = vec!["websocket".into()];
-    f.request_headers_to_add = vec![HeaderValue {
+    f.settings.auto_host_rewrite = true;
+    f.settings.upgrades = vec!["websocket".into()];
+    f.settings.request_headers_to_add = vec![HeaderValue {
         name: "x-a".into(),
         value: "1".into(),
         append: false,
     }];
-    f.response_headers_to_remove = vec!["server".into()];
-    f.hash_policy = Some(Box::new(HashPolicy::Cookie {
+    f.settings.response_headers_to_remove = vec!["server".into()];
+    f.settings.hash_policy = Some(Box::new(HashPolicy::Cookie {
         name: "s".into(),
         ttl: Some("10s".into()),
         path: None,
@@ -1369,7 +1359,7 @@ fn one_route_change_changes_only_its_route_configuration() {
     let RouteAction::Forward(f) = &mut changed.virtual_hosts[0].routes[2].action else {
         unreachable!()
     };
-    f.timeout_ms = 9000;
+    f.settings.timeout_ms = Some(9000);
     let after = emit(&changed);
     assert_eq!(after.listeners, before.listeners);
     assert_eq!(after.clusters, before.clusters);

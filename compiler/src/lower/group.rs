@@ -4,13 +4,13 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{
-    Forward, HeaderMatch, PathMatch, Redirect, Route, RouteAction, RouteMatch, Settings, Shadow,
-    SourceRef, ValueMatch, WeightedCluster,
+    Forward, HeaderMatch, PathMatch, Redirect, Route, RouteAction, RouteMatch, RouteSettings,
+    Settings, Shadow, SourceRef, ValueMatch, WeightedCluster,
 };
 
 use super::cluster::Fnv;
 use super::hosts::glob_regex;
-use super::mapping::{self, Mapping};
+use super::mapping::Mapping;
 use super::{source_ref, Cx, Lowered};
 
 /// What makes two Mappings members of one group.
@@ -244,28 +244,17 @@ pub(crate) fn build_group<'m, 'a>(
             percent: s.weight.unwrap_or(100).min(100),
             source: source_ref(s.r),
         });
-        let rs = &leader.route;
+        // The leader's settings, with the Module's timeout and CORS where the Mapping sets
+        // none.
+        let mut rs = leader.route.clone();
+        rs.timeout_ms = Some(rs.timeout_ms.unwrap_or(settings.default_timeout_ms));
+        if rs.cors.is_none() {
+            rs.cors = settings.cors.clone().map(Box::new);
+        }
         RouteAction::Forward(Box::new(Forward {
             clusters: wc,
-            prefix_rewrite: rs.prefix_rewrite.clone(),
-            regex_rewrite: rs.regex_rewrite.clone(),
-            timeout_ms: rs.timeout_ms.unwrap_or(settings.default_timeout_ms),
-            idle_timeout_ms: rs.idle_timeout_ms,
-            retry: rs.retry.clone().map(Box::new),
-            cors: rs
-                .cors
-                .clone()
-                .or_else(|| settings.cors.clone())
-                .map(Box::new),
             shadow: shadow.map(Box::new),
-            host_rewrite: rs.host_rewrite.clone(),
-            auto_host_rewrite: rs.auto_host_rewrite,
-            upgrades: rs.upgrades.clone(),
-            request_headers_to_add: rs.request_headers_to_add.clone(),
-            request_headers_to_remove: rs.request_headers_to_remove.clone(),
-            response_headers_to_add: rs.response_headers_to_add.clone(),
-            response_headers_to_remove: rs.response_headers_to_remove.clone(),
-            hash_policy: rs.hash_policy.clone().map(Box::new),
+            settings: rs,
         }))
     };
     Some(Route {
@@ -277,7 +266,7 @@ pub(crate) fn build_group<'m, 'a>(
     })
 }
 
-fn differing_setting(a: &mapping::RouteSettings, b: &mapping::RouteSettings) -> &'static str {
+fn differing_setting(a: &RouteSettings, b: &RouteSettings) -> &'static str {
     if a.prefix_rewrite != b.prefix_rewrite || a.regex_rewrite != b.regex_rewrite {
         "rewrite"
     } else if a.timeout_ms != b.timeout_ms || a.idle_timeout_ms != b.idle_timeout_ms {

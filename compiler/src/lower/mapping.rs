@@ -7,7 +7,7 @@ use crate::front::yaml::Node;
 use crate::front::{ApiVersion, Resource};
 use crate::ir::{
     CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, PathMatch, QueryMatch,
-    RedirectPath, RegexRewrite, RetryPolicy, ValueMatch,
+    RedirectPath, RegexRewrite, RetryPolicy, RouteSettings, ValueMatch,
 };
 use crate::lower::service::{self, Upstream};
 use crate::re2;
@@ -33,30 +33,12 @@ pub struct Mapping<'a> {
     pub shadow: bool,
     pub service: Upstream,
     pub service_span: Span,
+    /// Settings of the route (shared by a canary group in one Envoy route).
     pub route: RouteSettings,
     pub cluster: ClusterSettings,
     pub redirect: Option<RedirectSettings>,
     /// The keys whose values must agree across a canary group, as canonical text.
     pub core: BTreeMap<&'static str, String>,
-}
-
-/// Settings that belong to the route (shared by a canary group in one Envoy route).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct RouteSettings {
-    pub prefix_rewrite: Option<String>,
-    pub regex_rewrite: Option<RegexRewrite>,
-    pub timeout_ms: Option<u64>,
-    pub idle_timeout_ms: Option<u64>,
-    pub retry: Option<RetryPolicy>,
-    pub cors: Option<Cors>,
-    pub host_rewrite: Option<String>,
-    pub auto_host_rewrite: bool,
-    pub upgrades: Vec<String>,
-    pub request_headers_to_add: Vec<HeaderValue>,
-    pub request_headers_to_remove: Vec<String>,
-    pub response_headers_to_add: Vec<HeaderValue>,
-    pub response_headers_to_remove: Vec<String>,
-    pub hash_policy: Option<HashPolicy>,
 }
 
 /// Settings that belong to the upstream cluster.
@@ -550,7 +532,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
             }
         }
         s.retry =
-            Some(RetryPolicy {
+            Some(Box::new(RetryPolicy {
                 retry_on,
                 num_retries: rp
                     .get("num_retries")
@@ -570,10 +552,10 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
                         ms
                     },
                 ),
-            });
+            }));
     }
     if let Some(c) = reader.node("cors") {
-        s.cors = Some(read_cors(c));
+        s.cors = Some(Box::new(read_cors(c)));
     }
     s.host_rewrite = reader.str("host_rewrite").map(str::to_string);
     s.auto_host_rewrite = reader.bool("auto_host_rewrite").unwrap_or(false);
@@ -585,7 +567,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
     if reader.bool("use_websocket") == Some(true) && !s.upgrades.iter().any(|u| u == "websocket") {
         s.upgrades.push("websocket".into());
     }
-    s.hash_policy = hash_policy(reader);
+    s.hash_policy = hash_policy(reader).map(Box::new);
     s.request_headers_to_add = read_add_headers(reader.node("add_request_headers"));
     s.response_headers_to_add = read_add_headers(reader.node("add_response_headers"));
     s.request_headers_to_remove = reader.str_list("remove_request_headers");
