@@ -228,6 +228,7 @@ class Echo:
 
     def __init__(self, base_port):
         self.base = base_port
+        self.next = base_port
         self.port_of = {}
         self.identity_of = {}
         self.loop = asyncio.new_event_loop()
@@ -263,10 +264,18 @@ class Echo:
 
     def port(self, identity):
         if identity not in self.port_of:
-            p = self.base + len(self.port_of)
-            fut = asyncio.run_coroutine_threadsafe(
-                asyncio.start_server(self._handle, "127.0.0.1", p, reuse_address=True), self.loop)
-            self.servers.append(fut.result(30))
+            for _ in range(200):
+                p = self.next
+                self.next += 1
+                fut = asyncio.run_coroutine_threadsafe(
+                    asyncio.start_server(self._handle, "127.0.0.1", p, reuse_address=True), self.loop)
+                try:
+                    self.servers.append(fut.result(30))
+                    break
+                except OSError:
+                    continue  # taken by someone else: the next one
+            else:
+                raise SystemExit("no free loopback port for echo backends near %d" % self.base)
             self.port_of[identity] = p
             self.identity_of[p] = identity
         return self.port_of[identity]
@@ -685,13 +694,15 @@ def minimise(h, cfg, req, want, budget=8):
 
 # ---------------------------------------------------------------- causes
 
-def classify(cfg, req, r):
+def classify(cfg, req, r, codes=()):
     """Which of issue 14's causes a (minimal) difference shows, by the shape of the case.  A
     guess for the report, checked by a person; None when no rule fits."""
     ms = [m["spec"] for m in cfg["mappings"]]
     forms = [m["form"] for m in cfg["mappings"]]
     feats = req_features(req)
     diff = set(r["diff"])
+    if "AMB303" in codes:
+        return "D1"
     if "dot-segment" in feats or "percent-escape" in feats:
         return 2
     if any(s.get("host_redirect") and s.get("query_parameters") for s in ms):
@@ -731,6 +742,7 @@ CAUSES = {
     7: "case_sensitive: false on a regex prefix",
     8: "query_parameters on a host_redirect Mapping",
     9: "Host header details (exact match case, :port on globs)",
+    "D1": "documented difference: weights under 100 with no unweighted member are an error here (AMB303)",
 }
 
 
@@ -745,9 +757,11 @@ def main():
     ap.add_argument("--samples", type=int, default=16,
                     help="times a request is sent to each side when either side splits traffic")
     ap.add_argument("--batch", type=int, default=25, help="configurations per Envoy")
-    ap.add_argument("--minimise", type=int, default=25, help="differences to minimise (one per signature)")
+    ap.add_argument("--minimise", type=int, default=60, help="differences to minimise (in all)")
+    ap.add_argument("--per-signature", type=int, default=3,
+                    help="differences to minimise per signature (from different configurations)")
     ap.add_argument("--work", default="/tmp/ambassador-differential")
-    ap.add_argument("--port-base", type=int, default=31000,
+    ap.add_argument("--port-base", type=int, default=27100,
                     help="loopback ports: Emissary side BASE+i, ours BASE+1000+i, echo BASE+2000+k")
     ap.add_argument("--python", help="interpreter for Emissary's venv (default: python3.13, 3.12, 3.11)")
     ap.add_argument("--rebuild", action="store_true", help="cargo build the plugin even if built")
@@ -758,8 +772,10 @@ def main():
     em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
     log("Emissary compiler:", em["version"], em["commit"])
     exe = our_binary(args.rebuild)
-    ours_rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
-                              capture_output=True, text=True).stdout.strip()
+    ours_rev = "%s (binary built %s; HEAD now %s)" % (
+        exe, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(exe))),
+        subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True).stdout.strip())
     h = Harness(args, em, exe)
 
     configs, requests = [], {}
@@ -799,14 +815,32 @@ def main():
 
     # minimise one per signature, then group by cause
     minimal = []
-    for sig, members in sorted(by_sig.items(), key=lambda kv: -len(kv[1]))[: args.minimise]:
-        k, r = members[0]
+    per_sig = []
+    for sig, members in sorted(by_sig.items(), key=lambda kv: -len(kv[1])):
+        # up to --per-signature cases from different configurations: one signature can hide
+        # several causes
+        chosen, seen_cfg = [], set()
+        for k, r in members[:: max(1, len(members) // (3 * args.per_signature))]:
+            if k not in seen_cfg and len(chosen) < args.per_signature:
+                seen_cfg.add(k)
+                chosen.append((sig, members, k, r))
+        per_sig.append(chosen)
+    # round robin: the first case of every signature (largest first), then the second ones...
+    picks = [lst[i] for i in range(args.per_signature) for lst in per_sig if i < len(lst)]
+    for sig, members, k, r in picks[: args.minimise]:
         cfg = configs_by(configs, k)
         log("minimising %s (%d requests), from config %d" % (sig, len(members), k))
+        tm = time.time()
         mcfg, mreq, last = minimise(h, cfg, r["req"], r["diff"])
         mres = r if last is None else last
-        cause = classify(mcfg, mreq, mres)
-        minimal.append({"signature": list(map(list, sig)), "count": len(members),
+        mcomp = h.compile_all([("final", mcfg)], "minimal-%d" % len(minimal))["final"]
+        lint = [x for x in mcomp["ours"].get("errors", []) + mcomp["ours"].get("warnings", [])
+                if x["code"] != "AMB409"]  # "Service not among the given manifests": always
+        codes = sorted({x["code"] for x in lint})
+        cause = classify(mcfg, mreq, mres, codes)
+        minimal.append({"lint": lint, "from_config": k,
+                        "emissary_errors": mcomp["emissary"].get("errors"),
+                        "elapsed": round(time.time() - tm, 1),"signature": list(map(list, sig)), "count": len(members),
                         "configs": sorted({m[0] for m in members}), "cause": cause,
                         "config": mcfg, "request": mreq, "result": mres,
                         "emissary_yaml": gen.render_emissary(mcfg), "ours_yaml": gen.render_ours(mcfg)})
@@ -862,6 +896,10 @@ def render_summary(s):
                                                            m["request"]["host"], json.dumps(m["request"]["headers"])))
         out.append("Emissary: %s" % json.dumps(m["result"]["emissary"]))
         out.append("Ours:     %s" % json.dumps(m["result"]["ours"]))
+        if m.get("lint"):
+            out.append("Our lint: %s" % "; ".join("%s %s" % (x["code"], x["message"]) for x in m["lint"]))
+        if m.get("emissary_errors"):
+            out.append("Emissary errors: %s" % json.dumps(m["emissary_errors"])[:800])
         out.append("")
         out.append("Our input:\n```yaml\n%s```" % m["ours_yaml"].split("---\n", 3)[-1])
         out.append("")
