@@ -85,6 +85,8 @@ codes! {
     RedirectConflict = "AMB208", "redirect-conflict", Error, "more than one of `path_redirect`, `prefix_redirect`, `regex_redirect`", "keep exactly one redirect kind";
     RedirectWithoutHostRedirect = "AMB209", "redirect-without-host-redirect", Warning, "redirect fields without `host_redirect: true` are ignored", "set `host_redirect: true` or remove the redirect fields";
     UnsupportedOutlierDetection = "AMB210", "unsupported-outlier-detection", Error, "`outlier_detection` is not supported by Ambassador", "remove `outlier_detection`; use `circuit_breakers` instead";
+    RegexCaseIgnored = "AMB212", "regex-case-ignored", Warning, "`case_sensitive: false` on a `prefix_regex` Mapping has no effect: Emissary writes it where Envoy ignores it", "write the regex case-insensitively with `(?i)`, or remove `case_sensitive`";
+    RedirectQueryIgnored = "AMB213", "redirect-query-ignored", Warning, "Emissary leaves a `host_redirect` Mapping's query conditions out of its match: the redirect also answers requests without them", "remove the query conditions, or redirect from a Mapping matched some other way";
     LoadBalancerNeedsEndpoints = "AMB211", "load-balancer-needs-endpoints", Warning, "`load_balancer` has no effect with the `kubernetes-service` resolver (one DNS address)", "use a `kubernetes-endpoint` resolver or remove `load_balancer`";
     // Canaries and weights.
     WeightOver100 = "AMB301", "weight-over-100", Error, "a `weight` over 100", "give weights between 0 and 100";
@@ -94,7 +96,9 @@ codes! {
     CanaryMismatch = "AMB305", "canary-mismatch", Error, "members of a canary group disagree on a setting that must be equal across the group", "make the named setting equal on every member of the group";
     ShadowOnly = "AMB306", "shadow-only", Warning, "a group that holds only a `shadow` Mapping produces no route", "add the primary Mapping for this match, or remove the shadow";
     ImplicitSplit = "AMB307", "implicit-split", Warning, "the same route is bound to different services without weights, so traffic is split evenly between them", "set `weight` on the canary, or give one Mapping a different match";
-    CanarySettingsDiffer = "AMB309", "canary-settings-differ", Warning, "members of a canary group set different route settings; one Envoy route carries the group, with the settings of its main member", "set route settings (rewrite, timeouts, headers, cors, retries) the same on every member of the group";
+    CanarySettingsDiffer = "AMB309", "canary-settings-differ", Warning, "members of a canary group set a group setting differently; Emissary gives the whole group the value of one member", "set group settings (regex_rewrite, cors, retries, upgrades, headers) the same on every member of the group";
+    CanaryRewritesDiffer = "AMB310", "canary-rewrites-differ", Warning, "members of a canary group rewrite the path (or Host) differently, so the same request reaches each backend with a different path", "give every member the same `rewrite` and `host_rewrite`, unless the backends really expect different paths";
+    GroupFlagsInherited = "AMB311", "group-flags-inherited", Warning, "a member of a canary group takes the group's `prefix_exact`, `prefix_regex` or `case_sensitive` from another member", "set `prefix_exact`, `prefix_regex` and `case_sensitive` the same on every Mapping of the group";
     ZeroWeight = "AMB308", "zero-weight", Info, "a member of a canary group receives no traffic", "raise its weight, or remove it once the rollout is done";
     // Whole-configuration checks.
     DuplicateName = "AMB401", "duplicate-name", Error, "two objects of the same kind share a name in one namespace; the later replaces the earlier", "rename one of them";

@@ -41,10 +41,10 @@ use crate::diag::{self, Diagnostic};
 use crate::envoy::parts::{self, EncodedRoute, Packed, VirtualHostShell};
 use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::front::{Kind, Manifests, Options, Resource, ServiceInfo};
-use crate::ir::{Cluster, Ir, Route, RouteAction, RouteMatch};
+use crate::ir::{Cluster, Ir, Route, RouteAction};
 use crate::lower::{
     self, attach, build_group, canary_precedence, dedupe, match_of, order_key, read_mapping,
-    Context, Cx, GroupKey, LowerOptions, Lowered, OrderKey,
+    Context, Cx, GroupKey, LowerOptions, Lowered, MatchKey, OrderKey,
 };
 use crate::source::FileId;
 
@@ -137,7 +137,7 @@ struct VhState {
     routes_len: usize,
     /// Precedences of the groups that share a match (would-be canaries), and the findings
     /// about them.
-    by_match: HashMap<RouteMatch, (BTreeSet<i64>, Vec<Diagnostic>)>,
+    by_match: HashMap<MatchKey, (BTreeSet<i64>, Vec<Diagnostic>)>,
     /// Findings of the shadowing check.
     check_diags: Vec<Diagnostic>,
     /// Per route configuration (in `State::route_configs` order), the shell.
@@ -193,7 +193,7 @@ struct State {
 struct Dirty {
     /// Groups to build again: virtual host and key (possibly more than once).
     groups: Vec<(usize, GroupKey)>,
-    matches: HashSet<(usize, RouteMatch)>,
+    matches: HashSet<(usize, MatchKey)>,
     vhosts: BTreeSet<usize>,
     clusters: BTreeSet<String>,
     eds: BTreeSet<String>,
@@ -650,7 +650,7 @@ fn add_mapping<'f>(
     if let Some(l) = read {
         for v in vhosts {
             let gk = GroupKey {
-                matcher: match_of(&l, &state.ctx.vhosts[v].glob),
+                matcher: match_of(&l),
                 precedence: l.precedence,
             };
             joined.push((v, gk));
@@ -776,8 +776,7 @@ fn rebuild_groups<'f>(
         }
     }
     // Would-be canaries: every group of each touched match.
-    let matches: Vec<(usize, RouteMatch)> =
-        std::mem::take(&mut dirty.matches).into_iter().collect();
+    let matches: Vec<(usize, MatchKey)> = std::mem::take(&mut dirty.matches).into_iter().collect();
     for (v, matcher) in matches {
         let precs: Vec<i64> = match state.vhosts[v].by_match.get(&matcher) {
             Some((p, _)) => p.iter().copied().collect(),

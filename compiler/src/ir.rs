@@ -127,6 +127,10 @@ pub struct Route {
     pub precedence: i64,
     /// The Mappings that form this route (a canary group has several), in weight order.
     pub sources: Vec<SourceRef>,
+    /// Query conditions a redirect Mapping sets that Emissary leaves out of the route's
+    /// match (the redirect then catches requests without them) but still ranks it by.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_query: Vec<QueryMatch>,
 }
 
 /// The request conditions of a route. All must hold.
@@ -181,6 +185,10 @@ pub enum ValueMatch {
     Regex(String),
     /// The header or parameter is present, with any value.
     Present,
+    /// A Mapping's host glob on `:authority`, as Emissary emits it: `*` is no condition,
+    /// `*.x` a suffix, `x.*` a prefix, anything else the exact text. Each is compared with
+    /// the whole `Host` header, case-sensitively and port included.
+    Host(String),
 }
 
 /// What a route does.
@@ -194,36 +202,47 @@ pub enum RouteAction {
 /// Proxy the request to one or more clusters.
 #[derive(Clone, Debug, Serialize)]
 pub struct Forward {
-    /// Backends with their effective weights; weights sum to 100. A single backend has 100.
+    /// Backends with their effective weights, in the order Envoy tries them. Emissary gives
+    /// each member of a canary group an Envoy route of its own (the same match, a
+    /// cumulative share of the requests, and the member's own rewrite, timeouts, host
+    /// rewrite and path case), so each backend carries those settings. Weights sum to 100
+    /// unless the group's weights add up to less; a single backend has 100.
     pub clusters: Vec<WeightedCluster>,
     /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
     pub shadow: Option<Box<Shadow>>,
-    /// The group leader's settings, with the Module's defaults applied. Flattened, so the
-    /// serialized route keeps one level, as before the settings had a type of their own.
+    /// The group's settings, with the Module's defaults applied. Flattened, so the
+    /// serialized route keeps one level.
     #[serde(flatten)]
     pub settings: RouteSettings,
 }
 
-/// Settings that belong to a route: what a Mapping sets, and what its group's route carries
-/// (the leader's, with the Module's timeout and CORS applied). One declaration for both, so
-/// a new setting is added once.
+/// The settings each member of a canary group keeps on its own Envoy route (Emissary reads
+/// them from the member, not from the group).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RouteSettings {
-    /// Replace the matched prefix with this (`rewrite`). `None` keeps the path.
+pub struct MemberSettings {
+    /// Replace the matched prefix with this (`rewrite`). `None` keeps the path. On a regex
+    /// route Envoy replaces the whole path.
     pub prefix_rewrite: Option<String>,
-    /// `regex_rewrite`: wins over `prefix_rewrite` when both are set.
-    pub regex_rewrite: Option<RegexRewrite>,
     /// Route timeout in milliseconds; 0 disables it. `None` on a Mapping that sets none;
     /// lowering fills in the Module's `cluster_request_timeout_ms`, so a route always has one.
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: bool,
+}
+
+/// Settings that belong to a group's route: what a Mapping sets, and what its group's route
+/// carries (Emissary's: the last member that sets each, with the Module's CORS applied). One
+/// declaration for both, so a new setting is added once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RouteSettings {
+    /// `regex_rewrite`: wins over a member's `prefix_rewrite`.
+    pub regex_rewrite: Option<RegexRewrite>,
     // Rarely set: boxed, so a route without them stays small (95,000 routes at 50,000
     // Services).
     pub retry: Option<Box<RetryPolicy>>,
     /// A Mapping's own policy; on a route, the Module's when the Mapping sets none.
     pub cors: Option<Box<Cors>>,
-    pub host_rewrite: Option<String>,
-    pub auto_host_rewrite: bool,
     /// Protocol upgrades allowed on this route (`allow_upgrade`, `use_websocket`), lower case.
     pub upgrades: Vec<String>,
     pub request_headers_to_add: Vec<HeaderValue>,
@@ -242,6 +261,10 @@ pub struct WeightedCluster {
     pub weight: u32,
     /// The Mapping this backend came from.
     pub source: SourceRef,
+    /// The member's path case: its own `case_sensitive`, else the group's.
+    pub case_sensitive: bool,
+    #[serde(flatten)]
+    pub settings: MemberSettings,
 }
 
 /// `regex_rewrite: {pattern, substitution}`.

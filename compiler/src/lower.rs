@@ -27,7 +27,9 @@ use cluster::{cluster_of, used_clusters};
 use context::check_references;
 pub(crate) use context::Context;
 use group::build_routes;
-pub(crate) use group::{build_group, canary_precedence, match_of, sort_members, GroupKey};
+pub(crate) use group::{
+    build_group, canary_precedence, match_of, sort_members, GroupKey, MatchKey,
+};
 pub use hosts::globs_intersect;
 use hosts::VHost;
 pub(crate) use order::sort_routes;
@@ -137,12 +139,12 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let settings = &ctx.settings;
     let built = crate::par::runs(&vhost_members, run, |run| {
         run.iter()
-            .map(|(vh, members)| {
+            .map(|(_, members)| {
                 let mut cx = Cx {
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let (mut routes, used) = build_routes(members, &vh.glob, settings, &mut cx);
+                let (mut routes, used) = build_routes(members, settings, &mut cx);
                 sort_routes(&mut routes);
                 (routes, used, cx.diags)
             })

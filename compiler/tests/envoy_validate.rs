@@ -164,6 +164,11 @@ fn backend(cluster: &str, weight: u32) -> WeightedCluster {
         cluster: cluster.into(),
         weight,
         source: sref(cluster),
+        case_sensitive: true,
+        settings: MemberSettings {
+            timeout_ms: Some(3000),
+            ..MemberSettings::default()
+        },
     }
 }
 
@@ -171,10 +176,7 @@ fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
         shadow: None,
-        settings: RouteSettings {
-            timeout_ms: Some(3000),
-            ..RouteSettings::default()
-        },
+        settings: RouteSettings::default(),
     }
 }
 
@@ -195,13 +197,18 @@ fn prefix(p: &str) -> RouteMatch {
     path(PathMatch::Prefix(p.into()))
 }
 
-fn forward(name: &str, matcher: RouteMatch, f: Forward) -> Route {
+fn forward(name: &str, matcher: RouteMatch, mut f: Forward) -> Route {
+    // Members take the route's path case, as lowering gives it to members that set none.
+    for c in &mut f.clusters {
+        c.case_sensitive = matcher.case_sensitive;
+    }
     Route {
         name: name.into(),
         matcher,
         action: RouteAction::Forward(Box::new(f)),
         precedence: 0,
         sources: vec![sref(name)],
+        unmatched_query: Vec::new(),
     }
 }
 
@@ -212,6 +219,7 @@ fn redirect(name: &str, r: Redirect) -> Route {
         action: RouteAction::Redirect(r),
         precedence: 0,
         sources: vec![sref(name)],
+        unmatched_query: Vec::new(),
     }
 }
 
@@ -366,15 +374,15 @@ fn matrix() -> Vec<(&'static str, Ir)> {
 
     // Rewrites, canaries, shadows, timeouts, retries, host rewrites.
     let mut rewrite = to("a");
-    rewrite.settings.prefix_rewrite = Some("/".into());
+    rewrite.clusters[0].settings.prefix_rewrite = Some("/".into());
     let mut regex_rewrite = to("a");
-    regex_rewrite.settings.prefix_rewrite = Some("/ignored/".into());
+    regex_rewrite.clusters[0].settings.prefix_rewrite = Some("/ignored/".into());
     regex_rewrite.settings.regex_rewrite = Some(RegexRewrite {
         pattern: "^/rx/(.*)$".into(),
         substitution: "/\\1".into(),
     });
     let mut regex_route_rewrite = to("a");
-    regex_route_rewrite.settings.prefix_rewrite = Some("/flat".into());
+    regex_route_rewrite.clusters[0].settings.prefix_rewrite = Some("/flat".into());
     let mut canary = fwd(vec![
         backend("main", 90),
         backend("canary", 10),
@@ -386,17 +394,17 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         source: sref("shadow"),
     }));
     let mut timeouts = to("a");
-    timeouts.settings.timeout_ms = Some(0);
-    timeouts.settings.idle_timeout_ms = Some(30_500);
+    timeouts.clusters[0].settings.timeout_ms = Some(0);
+    timeouts.clusters[0].settings.idle_timeout_ms = Some(30_500);
     timeouts.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx,gateway-error,connect-failure,retriable-4xx,refused-stream".into()),
         num_retries: Some(3),
         per_try_timeout_ms: Some(250),
     }));
     let mut literal_host = to("a");
-    literal_host.settings.host_rewrite = Some("internal.example".into());
+    literal_host.clusters[0].settings.host_rewrite = Some("internal.example".into());
     let mut auto_host = to("b");
-    auto_host.settings.auto_host_rewrite = true;
+    auto_host.clusters[0].settings.auto_host_rewrite = true;
     cases.push((
         "actions",
         ir(vec![

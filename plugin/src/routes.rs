@@ -20,6 +20,7 @@ pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
                 ValueMatch::Exact(s) => json!({"exact": s}),
                 ValueMatch::Regex(s) => json!({"regex": s}),
                 ValueMatch::Present => json!({"present": true}),
+                ValueMatch::Host(s) => json!({"host": s}),
             };
             let method = m
                 .headers
@@ -39,20 +40,40 @@ pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
                 .collect();
             let (backends, rewrite, redirect) = match &r.action {
                 RouteAction::Forward(f) => {
-                    let mut b: Vec<Value> = f
-                        .clusters
-                        .iter()
-                        .map(|c| json!({"cluster": c.cluster, "service": service_of(ir, &c.cluster), "weight": c.weight}))
-                        .collect();
-                    if let Some(s) = &f.shadow {
-                        b.push(json!({"cluster": s.cluster, "service": service_of(ir, &s.cluster), "shadow_percent": s.percent}));
-                    }
-                    let rewrite = match (&f.settings.regex_rewrite, &f.settings.prefix_rewrite) {
+                    // Each member of a canary group keeps its own rewrite; the route's is
+                    // shown when they agree, else each backend shows its own.
+                    let rewrite_of = |p: &Option<String>| match (&f.settings.regex_rewrite, p) {
                         (Some(rr), _) => {
                             Value::from(format!("regex {} -> {}", rr.pattern, rr.substitution))
                         }
                         (None, Some(p)) => Value::from(p.clone()),
                         (None, None) => Value::Null,
+                    };
+                    let rewrites: Vec<Value> = f
+                        .clusters
+                        .iter()
+                        .map(|c| rewrite_of(&c.settings.prefix_rewrite))
+                        .collect();
+                    let same = rewrites.windows(2).all(|w| w[0] == w[1]);
+                    let mut b: Vec<Value> = f
+                        .clusters
+                        .iter()
+                        .zip(&rewrites)
+                        .map(|(c, rw)| {
+                            let mut b = json!({"cluster": c.cluster, "service": service_of(ir, &c.cluster), "weight": c.weight});
+                            if !same {
+                                b["rewrite"] = rw.clone();
+                            }
+                            b
+                        })
+                        .collect();
+                    if let Some(s) = &f.shadow {
+                        b.push(json!({"cluster": s.cluster, "service": service_of(ir, &s.cluster), "shadow_percent": s.percent}));
+                    }
+                    let rewrite = if same {
+                        rewrites.into_iter().next().unwrap_or(Value::Null)
+                    } else {
+                        Value::from("per backend")
                     };
                     (b, rewrite, Value::Null)
                 }
@@ -118,6 +139,8 @@ fn value_text(v: &Value) -> String {
         s.to_string()
     } else if let Some(s) = v.get("regex").and_then(Value::as_str) {
         format!("~{s}")
+    } else if let Some(s) = v.get("host").and_then(Value::as_str) {
+        s.to_string()
     } else {
         "*".to_string()
     }
@@ -180,11 +203,19 @@ pub fn table(rows: &[Value]) -> String {
                         "{} (shadow {p}%)",
                         b["service"].as_str().unwrap_or_default()
                     ),
-                    None => format!(
-                        "{} {}%",
-                        b["service"].as_str().unwrap_or_default(),
-                        b["weight"]
-                    ),
+                    None => match b.get("rewrite") {
+                        Some(rw) => format!(
+                            "{} {}% (rewrite {})",
+                            b["service"].as_str().unwrap_or_default(),
+                            b["weight"],
+                            rw.as_str().unwrap_or("-")
+                        ),
+                        None => format!(
+                            "{} {}%",
+                            b["service"].as_str().unwrap_or_default(),
+                            b["weight"]
+                        ),
+                    },
                 })
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -191,9 +191,9 @@ impl Case {
             ),
         };
         let upstream = match self.rewrite {
-            // Ambassador's default `rewrite: /` is not applied to regex prefixes: there is
-            // no literal prefix to replace.
-            Rewrite::Default if matches!(self.path, PathKind::Regex) => path.clone(),
+            // Ambassador's default `rewrite: /` applies to regex prefixes too, where Envoy
+            // replaces the whole path the regex matched.
+            Rewrite::Default if matches!(self.path, PathKind::Regex) => "/".to_owned(),
             Rewrite::Default => format!("/{rest}"),
             Rewrite::Keep => path.clone(),
             Rewrite::Custom => format!("/new/{rest}"),

@@ -522,6 +522,8 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         ] },
         "envoy.type.matcher.v3.StringMatcher" => const { &[
             one(1, "exact", Str),
+            one(2, "prefix", Str),
+            one(3, "suffix", Str),
             one(5, "safe_regex", REGEX),
             one(6, "ignore_case", Bool),
         ] },
@@ -542,6 +544,7 @@ fn fields(message: &str) -> Option<&'static [Field]> {
                 "upgrade_configs",
                 Msg("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig"),
             ),
+            one(30, "normalize_path", BOOL_VALUE),
         ] },
         "envoy.extensions.filters.network.http_connection_manager.v3.Rds" => const { &[
             one(1, "config_source", CONFIG_SOURCE),
@@ -628,6 +631,7 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             one(4, "case_sensitive", BOOL_VALUE),
             many(6, "headers", Msg("envoy.config.route.v3.HeaderMatcher")),
             many(7, "query_parameters", Msg("envoy.config.route.v3.QueryParameterMatcher")),
+            one(9, "runtime_fraction", Msg("envoy.config.core.v3.RuntimeFractionalPercent")),
             one(10, "safe_regex", REGEX),
         ] },
         "envoy.config.route.v3.HeaderMatcher" => const { &[

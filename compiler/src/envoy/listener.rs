@@ -97,6 +97,11 @@ fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listen
         use_remote_address: Some(bool_value(ir.settings.use_remote_address)),
         xff_num_trusted_hops: ir.settings.xff_num_trusted_hops,
         server_name: ir.settings.server_name.clone().unwrap_or_default(),
+        // Emissary sets this on every connection manager: dot segments and percent-encoded
+        // dots are resolved before routing, so `/./app/x` is routed as `/app/x` and
+        // `/app/%2e%2e/x` as `/x`, and a dot segment cannot reach another Mapping than its
+        // normalised path.
+        normalize_path: Some(bool_value(true)),
         ..Default::default()
     };
     let hcm = Filter {

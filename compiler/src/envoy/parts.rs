@@ -48,7 +48,8 @@ impl Packed {
     }
 }
 
-/// One encoded route and a hash of its bytes.
+/// One IR route encoded as the elements (key, length, body) of a virtual host's `routes` it
+/// becomes (several for a canary group), and a hash of those bytes.
 #[derive(Clone, Debug)]
 pub struct EncodedRoute {
     pub bytes: Vec<u8>,
@@ -57,7 +58,15 @@ pub struct EncodedRoute {
 
 /// Encodes a route once, to be placed in any number of virtual hosts.
 pub fn encode_route(r: &Route) -> EncodedRoute {
-    let bytes = super::route::route(r).encode_to_vec();
+    // Each Envoy route of the IR route as an element of the virtual host's `routes`.
+    let mut bytes = Vec::new();
+    for route in super::route::routes(r) {
+        encode_key(3, WireType::LengthDelimited, &mut bytes);
+        encode_varint(route.encoded_len() as u64, &mut bytes);
+        route
+            .encode(&mut bytes)
+            .expect("a vector grows as it is written");
+    }
     let mut h = Fnv1a::new();
     h.write(&bytes);
     EncodedRoute { bytes, hash: h.0 }
@@ -136,8 +145,6 @@ impl VirtualHostShell {
         h.write_u64(self.hash);
         if self.with_routes {
             for r in routes {
-                encode_key(3, WireType::LengthDelimited, out);
-                encode_varint(r.bytes.len() as u64, out);
                 out.extend_from_slice(&r.bytes);
                 h.write_u64(r.hash);
             }
@@ -154,7 +161,7 @@ fn element_len(body: usize) -> usize {
 impl EncodedRoute {
     /// The bytes this route takes inside a virtual host.
     pub fn element_len(&self) -> usize {
-        element_len(self.bytes.len())
+        self.bytes.len()
     }
 }
 

@@ -6,9 +6,9 @@ use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::RetryPolicy as EnvoyRetryPolicy;
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
-    virtual_host, weighted_cluster, DirectResponseAction, HeaderMatcher, QueryParameterMatcher,
-    RedirectAction, Route as EnvoyRoute, RouteAction, RouteConfiguration,
-    RouteMatch as EnvoyRouteMatch, VirtualHost as EnvoyVirtualHost, WeightedCluster,
+    virtual_host, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
+    Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch as EnvoyRouteMatch,
+    VirtualHost as EnvoyVirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, StringMatcher};
@@ -21,7 +21,7 @@ use super::common::{
 };
 use crate::ir::{
     Cors, Forward, HashPolicy, InsecureAction, Ir, PathMatch, Redirect, RedirectPath, RegexRewrite,
-    Route, RouteAction as IrAction, RouteMatch, ValueMatch, VirtualHost,
+    Route, RouteAction as IrAction, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,
 };
 
 /// One RouteConfiguration per distinct `route_config` name of the HTTP listeners. Two
@@ -65,7 +65,9 @@ pub(crate) fn virtual_host_with(
         vh.insecure
     };
     let routes = match insecure {
-        InsecureAction::Route | InsecureAction::Redirect => vh.routes.iter().map(route).collect(),
+        InsecureAction::Route | InsecureAction::Redirect => {
+            vh.routes.iter().flat_map(routes).collect()
+        }
         // No routes: Envoy answers 404 (no route matched) to every cleartext request.
         InsecureAction::Reject => Vec::new(),
     };
@@ -125,48 +127,90 @@ fn origin_matcher(origin: &str) -> StringMatcher {
     exact_string(origin)
 }
 
-pub(crate) fn route(r: &Route) -> EnvoyRoute {
-    let mut out = EnvoyRoute {
-        name: r.name.clone(),
-        r#match: Some(route_match(&r.matcher)),
+/// The Envoy routes of one IR route, in order. A canary group is one Envoy route per
+/// member, as Emissary emits it: the same match with a cumulative share of the requests
+/// (Envoy draws one random number per request and takes the first route whose fraction it
+/// falls under), each with the member's own cluster, rewrite, timeouts and path case.
+pub(crate) fn routes(r: &Route) -> Vec<EnvoyRoute> {
+    let f = match &r.action {
+        IrAction::Forward(f) => f,
+        IrAction::Redirect(rd) => {
+            return vec![EnvoyRoute {
+                name: r.name.clone(),
+                r#match: Some(route_match(&r.matcher, r.matcher.case_sensitive)),
+                action: Some(route::Action::Redirect(redirect(rd))),
+                ..Default::default()
+            }];
+        }
+    };
+    let group = |name: String, m: EnvoyRouteMatch, action: route::Action| EnvoyRoute {
+        name,
+        r#match: Some(m),
+        action: Some(action),
+        request_headers_to_add: f
+            .settings
+            .request_headers_to_add
+            .iter()
+            .map(header_option)
+            .collect(),
+        request_headers_to_remove: f.settings.request_headers_to_remove.clone(),
+        response_headers_to_add: f
+            .settings
+            .response_headers_to_add
+            .iter()
+            .map(header_option)
+            .collect(),
+        response_headers_to_remove: f.settings.response_headers_to_remove.clone(),
+        typed_per_filter_config: cors_config(f.settings.cors.as_deref()),
         ..Default::default()
     };
-    match &r.action {
-        IrAction::Forward(f) => {
-            out.action = Some(forward(f));
-            out.request_headers_to_add = f
-                .settings
-                .request_headers_to_add
+    match f.clusters.as_slice() {
+        // The IR promises at least one backend; should a route arrive without one, answer
+        // 503 as Envoy does for an unknown cluster instead of emitting an invalid route.
+        [] => vec![group(
+            r.name.clone(),
+            route_match(&r.matcher, r.matcher.case_sensitive),
+            route::Action::DirectResponse(DirectResponseAction {
+                status: 503,
+                ..Default::default()
+            }),
+        )],
+        [one] => vec![group(
+            r.name.clone(),
+            route_match(&r.matcher, one.case_sensitive),
+            forward(f, one),
+        )],
+        members => {
+            let mut cumulative = 0u32;
+            members
                 .iter()
-                .map(header_option)
-                .collect();
-            out.request_headers_to_remove = f.settings.request_headers_to_remove.clone();
-            out.response_headers_to_add = f
-                .settings
-                .response_headers_to_add
-                .iter()
-                .map(header_option)
-                .collect();
-            out.response_headers_to_remove = f.settings.response_headers_to_remove.clone();
-            out.typed_per_filter_config = cors_config(f.settings.cors.as_deref());
+                .enumerate()
+                .map(|(i, c)| {
+                    cumulative = (cumulative + c.weight).min(100);
+                    let mut m = route_match(&r.matcher, c.case_sensitive);
+                    m.runtime_fraction = Some(RuntimeFractionalPercent {
+                        default_value: Some(FractionalPercent {
+                            numerator: cumulative,
+                            denominator: fractional_percent::DenominatorType::Hundred as i32,
+                        }),
+                        runtime_key: format!("routing.traffic_shift.{}", c.cluster),
+                    });
+                    group(format!("{}-{i}", r.name), m, forward(f, c))
+                })
+                .collect()
         }
-        IrAction::Redirect(rd) => out.action = Some(route::Action::Redirect(redirect(rd))),
     }
-    out
 }
 
-fn route_match(m: &RouteMatch) -> EnvoyRouteMatch {
+fn route_match(m: &RouteMatch, case_sensitive: bool) -> EnvoyRouteMatch {
     let path = match &m.path {
         PathMatch::Prefix(p) => route_match::PathSpecifier::Prefix(p.clone()),
         PathMatch::Exact(p) => route_match::PathSpecifier::Path(p.clone()),
-        // `case_sensitive` does not apply to `safe_regex` in Envoy: the regex carries the
-        // flag itself.
-        PathMatch::Regex(re) if !m.case_sensitive => {
-            route_match::PathSpecifier::SafeRegex(regex(&format!("(?i){re}")))
-        }
+        // Envoy ignores `case_sensitive` on a regex; lowering keeps regex routes
+        // case-sensitive, as Emissary's are.
         PathMatch::Regex(re) => route_match::PathSpecifier::SafeRegex(regex(re)),
     };
-    let case_sensitive = match (&m.path, m.case_sensitive) {
+    let case_sensitive = match (&m.path, case_sensitive) {
         (PathMatch::Prefix(_) | PathMatch::Exact(_), false) => Some(bool_value(false)),
         _ => None,
     };
@@ -176,7 +220,7 @@ fn route_match(m: &RouteMatch) -> EnvoyRouteMatch {
         headers: m
             .headers
             .iter()
-            .map(|h| header_matcher(&h.name, &h.value))
+            .filter_map(|h| header_matcher(&h.name, &h.value))
             .collect(),
         query_parameters: m
             .query_parameters
@@ -187,24 +231,45 @@ fn route_match(m: &RouteMatch) -> EnvoyRouteMatch {
     }
 }
 
-fn header_matcher(name: &str, value: &ValueMatch) -> HeaderMatcher {
+/// `None` for a condition that holds for every request (the host glob `*`).
+fn header_matcher(name: &str, value: &ValueMatch) -> Option<HeaderMatcher> {
     use header_matcher::HeaderMatchSpecifier as S;
     let specifier = match value {
         ValueMatch::Exact(v) => S::StringMatch(exact_string(v)),
         ValueMatch::Regex(re) => S::StringMatch(regex_string(re)),
         ValueMatch::Present => S::PresentMatch(true),
+        ValueMatch::Host(glob) => S::StringMatch(host_glob(glob)?),
     };
-    HeaderMatcher {
+    Some(HeaderMatcher {
         name: name.to_owned(),
         header_match_specifier: Some(specifier),
         ..Default::default()
-    }
+    })
+}
+
+/// Emissary's `:authority` matcher for a host glob: `*` none, `*.x` the suffix `.x`, `x.*`
+/// the prefix `x.`, anything else exact. Case-sensitive, and the port is part of the value.
+fn host_glob(glob: &str) -> Option<StringMatcher> {
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let pattern = if glob == "*" {
+        return None;
+    } else if let Some(suffix) = glob.strip_prefix('*') {
+        MatchPattern::Suffix(suffix.to_owned())
+    } else if let Some(prefix) = glob.strip_suffix('*') {
+        MatchPattern::Prefix(prefix.to_owned())
+    } else {
+        MatchPattern::Exact(glob.to_owned())
+    };
+    Some(StringMatcher {
+        match_pattern: Some(pattern),
+        ignore_case: false,
+    })
 }
 
 fn query_matcher(name: &str, value: &ValueMatch) -> QueryParameterMatcher {
     use query_parameter_matcher::QueryParameterMatchSpecifier as S;
     let specifier = match value {
-        ValueMatch::Exact(v) => S::StringMatch(exact_string(v)),
+        ValueMatch::Exact(v) | ValueMatch::Host(v) => S::StringMatch(exact_string(v)),
         ValueMatch::Regex(re) => S::StringMatch(regex_string(re)),
         ValueMatch::Present => S::PresentMatch(true),
     };
@@ -214,35 +279,17 @@ fn query_matcher(name: &str, value: &ValueMatch) -> QueryParameterMatcher {
     }
 }
 
-fn forward(f: &Forward) -> route::Action {
-    let cluster = match f.clusters.as_slice() {
-        // The IR promises at least one backend; should a route arrive without one, answer
-        // 503 as Envoy does for an unknown cluster instead of emitting an invalid route.
-        [] => {
-            return route::Action::DirectResponse(DirectResponseAction {
-                status: 503,
-                ..Default::default()
-            });
-        }
-        [one] => route_action::ClusterSpecifier::Cluster(one.cluster.clone()),
-        many => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: many
-                .iter()
-                .map(|c| weighted_cluster::ClusterWeight {
-                    name: c.cluster.clone(),
-                    weight: Some(u32_value(c.weight)),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-    };
+/// The action of one member's route: its cluster and own settings, and the group's.
+fn forward(f: &Forward, member: &WeightedCluster) -> route::Action {
+    let own = &member.settings;
     let mut a = RouteAction {
-        cluster_specifier: Some(cluster),
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+            member.cluster.clone(),
+        )),
         // `None` leaves Envoy's default; lowering always sets one (the Module's default
         // where the Mapping sets none).
-        timeout: f.settings.timeout_ms.map(millis),
-        idle_timeout: f.settings.idle_timeout_ms.map(millis),
+        timeout: own.timeout_ms.map(millis),
+        idle_timeout: own.idle_timeout_ms.map(millis),
         retry_policy: f.settings.retry.as_ref().map(|r| EnvoyRetryPolicy {
             retry_on: r.retry_on.clone().unwrap_or_default(),
             num_retries: r.num_retries.map(u32_value),
@@ -284,18 +331,19 @@ fn forward(f: &Forward) -> route::Action {
         ..Default::default()
     };
     if let Some(rr) = &f.settings.regex_rewrite {
-        // `regex_rewrite` wins over `rewrite` (Ambassador's rule, and Envoy refuses both).
+        // The group's `regex_rewrite` wins over a member's `rewrite` (Emissary drops the
+        // `rewrite` of a Mapping with `regex_rewrite`, and Envoy refuses both).
         a.regex_rewrite = Some(regex_substitute(rr));
-    } else if let Some(prefix) = &f.settings.prefix_rewrite {
+    } else if let Some(prefix) = &own.prefix_rewrite {
         // On a regex route the "prefix" Envoy replaces is the whole path the regex matched,
         // which is Ambassador's meaning of `rewrite` with `prefix_regex: true`.
         a.prefix_rewrite = prefix.clone();
     }
-    if let Some(host) = &f.settings.host_rewrite {
+    if let Some(host) = &own.host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
             host.clone(),
         ));
-    } else if f.settings.auto_host_rewrite {
+    } else if own.auto_host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::AutoHostRewrite(
             bool_value(true),
         ));

@@ -51,6 +51,11 @@ fn backend(cluster: &str, weight: u32) -> WeightedCluster {
         cluster: cluster.into(),
         weight,
         source: sref(cluster),
+        case_sensitive: true,
+        settings: MemberSettings {
+            timeout_ms: Some(3000),
+            ..MemberSettings::default()
+        },
     }
 }
 
@@ -58,10 +63,7 @@ fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
         shadow: None,
-        settings: RouteSettings {
-            timeout_ms: Some(3000),
-            ..RouteSettings::default()
-        },
+        settings: RouteSettings::default(),
     }
 }
 
@@ -78,13 +80,18 @@ fn prefix(p: &str) -> RouteMatch {
     }
 }
 
-fn route_to(name: &str, matcher: RouteMatch, f: Forward) -> Route {
+fn route_to(name: &str, matcher: RouteMatch, mut f: Forward) -> Route {
+    // Members take the route's path case, as lowering gives it to members that set none.
+    for c in &mut f.clusters {
+        c.case_sensitive = matcher.case_sensitive;
+    }
     Route {
         name: name.into(),
         matcher,
         action: RouteAction::Forward(Box::new(f)),
         precedence: 0,
         sources: vec![sref(name)],
+        unmatched_query: Vec::new(),
     }
 }
 
@@ -242,14 +249,15 @@ fn case_insensitive_paths() {
     let em = first_route(&route_to("a", m, to("a"))).r#match.unwrap();
     assert_eq!(em.case_sensitive.map(|b| b.value), Some(false));
 
-    // Envoy ignores `case_sensitive` for regexes, so the flag goes into the regex.
+    // Envoy ignores `case_sensitive` for regexes, as in Emissary's output: the regex is
+    // emitted as written, never with `(?i)` added.
     let mut m = prefix("");
     m.path = PathMatch::Regex("/Foo/.*".into());
     m.case_sensitive = false;
     let em = first_route(&route_to("b", m, to("b"))).r#match.unwrap();
     assert_eq!(em.case_sensitive, None);
     match em.path_specifier {
-        Some(route_match::PathSpecifier::SafeRegex(r)) => assert_eq!(r.regex, "(?i)/Foo/.*"),
+        Some(route_match::PathSpecifier::SafeRegex(r)) => assert_eq!(r.regex, "/Foo/.*"),
         other => panic!("{other:?}"),
     }
 }
@@ -338,35 +346,76 @@ fn routes_keep_ir_order() {
 // Route actions.
 
 #[test]
-fn single_backend_uses_cluster_and_canaries_use_weighted_clusters() {
+fn single_backend_is_one_route_and_canaries_one_route_per_member() {
     let r = first_route(&route_to("a", prefix("/"), to("main")));
     assert_eq!(
         action(&r).cluster_specifier,
         Some(route_action::ClusterSpecifier::Cluster("main".into()))
     );
+    assert_eq!(r.r#match.unwrap().runtime_fraction, None);
 
-    let r = first_route(&route_to(
-        "b",
-        prefix("/"),
-        fwd(vec![backend("main", 90), backend("canary", 10)]),
-    ));
-    match &action(&r).cluster_specifier {
-        Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
-            let got: Vec<_> = w
-                .clusters
-                .iter()
-                .map(|c| (c.name.as_str(), c.weight.map(|w| w.value)))
-                .collect();
-            assert_eq!(got, [("main", Some(90)), ("canary", Some(10))]);
-        }
-        other => panic!("{other:?}"),
-    }
+    // Emissary's canary: one route per member, the same match, cumulative fractions of one
+    // random number per request, each member with its own rewrite.
+    let mut f = fwd(vec![
+        backend("main", 60),
+        backend("canary", 30),
+        backend("dark", 10),
+    ]);
+    f.clusters[1].settings.prefix_rewrite = Some("/v2/".into());
+    let res = emit(&ir(vec![route_to("b", prefix("/"), f)]));
+    let got: Vec<_> = routes_of(&res)
+        .iter()
+        .map(|r| {
+            let fraction = r
+                .r#match
+                .as_ref()
+                .unwrap()
+                .runtime_fraction
+                .clone()
+                .unwrap();
+            let a = action(r);
+            (
+                r.name.as_str(),
+                a.cluster_specifier.clone(),
+                fraction.default_value.unwrap().numerator,
+                fraction.runtime_key,
+                a.prefix_rewrite.clone(),
+            )
+        })
+        .collect();
+    let cluster = |c: &str| Some(route_action::ClusterSpecifier::Cluster(c.into()));
+    assert_eq!(
+        got,
+        [
+            (
+                "b-0",
+                cluster("main"),
+                60,
+                "routing.traffic_shift.main".to_string(),
+                String::new()
+            ),
+            (
+                "b-1",
+                cluster("canary"),
+                90,
+                "routing.traffic_shift.canary".into(),
+                "/v2/".into()
+            ),
+            (
+                "b-2",
+                cluster("dark"),
+                100,
+                "routing.traffic_shift.dark".into(),
+                String::new()
+            ),
+        ]
+    );
 }
 
 #[test]
 fn rewrites() {
     let mut f = to("a");
-    f.settings.prefix_rewrite = Some("/".into());
+    f.clusters[0].settings.prefix_rewrite = Some("/".into());
     let r = first_route(&route_to("a", prefix("/foo/"), f.clone()));
     assert_eq!(action(&r).prefix_rewrite, "/");
     assert_eq!(action(&r).regex_rewrite, None);
@@ -387,7 +436,7 @@ fn rewrites() {
     let mut m = prefix("");
     m.path = PathMatch::Regex("/api/v[0-9]+/.*".into());
     let mut f = to("a");
-    f.settings.prefix_rewrite = Some("/api/".into());
+    f.clusters[0].settings.prefix_rewrite = Some("/api/".into());
     let r = first_route(&route_to("a", m, f));
     assert_eq!(action(&r).prefix_rewrite, "/api/");
     assert_eq!(action(&r).regex_rewrite, None);
@@ -396,8 +445,8 @@ fn rewrites() {
 #[test]
 fn timeouts_and_retries() {
     let mut f = to("a");
-    f.settings.timeout_ms = Some(0);
-    f.settings.idle_timeout_ms = Some(250);
+    f.clusters[0].settings.timeout_ms = Some(0);
+    f.clusters[0].settings.idle_timeout_ms = Some(250);
     f.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("5xx".into()),
         num_retries: Some(3),
@@ -445,8 +494,8 @@ fn shadows_mirror_a_runtime_fraction() {
 #[test]
 fn host_rewrites() {
     let mut f = to("a");
-    f.settings.host_rewrite = Some("example.com".into());
-    f.settings.auto_host_rewrite = true;
+    f.clusters[0].settings.host_rewrite = Some("example.com".into());
+    f.clusters[0].settings.auto_host_rewrite = true;
     let r = first_route(&route_to("a", prefix("/"), f));
     assert_eq!(
         action(&r).host_rewrite_specifier,
@@ -456,7 +505,7 @@ fn host_rewrites() {
         "a literal host wins over auto_host_rewrite"
     );
     let mut f = to("a");
-    f.settings.auto_host_rewrite = true;
+    f.clusters[0].settings.auto_host_rewrite = true;
     let r = first_route(&route_to("a", prefix("/"), f));
     assert!(matches!(
         action(&r).host_rewrite_specifier,
@@ -675,6 +724,7 @@ fn redirects() {
                 response_code: code,
             }),
             precedence: 0,
+            unmatched_query: Vec::new(),
             sources: vec![sref("r")],
         };
         let er = first_route(&r);
@@ -1208,8 +1258,8 @@ fn endpoint_assignments_are_sorted_and_replaceable() {
 /// An IR that uses every feature the back end knows, for the cross-cutting tests.
 fn kitchen_sink() -> Ir {
     let mut f = fwd(vec![backend("a", 70), backend("b", 30)]);
-    f.settings.prefix_rewrite = Some("/".into());
-    f.settings.idle_timeout_ms = Some(1500);
+    f.clusters[0].settings.prefix_rewrite = Some("/".into());
+    f.clusters[0].settings.idle_timeout_ms = Some(1500);
     f.settings.retry = Some(Box::new(RetryPolicy {
         retry_on: Some("gateway-error".into()),
         num_retries: Some(2),
@@ -1228,7 +1278,7 @@ fn kitchen_sink() -> Ir {
         percent: 10,
         source: sref("shadow"),
     }));
-    f.settings.auto_host_rewrite = true;
+    f.clusters[0].settings.auto_host_rewrite = true;
     f.settings.upgrades = vec!["websocket".into()];
     f.settings.request_headers_to_add = vec![HeaderValue {
         name: "x-a".into(),
@@ -1262,6 +1312,7 @@ fn kitchen_sink() -> Ir {
             response_code: 308,
         }),
         precedence: 0,
+        unmatched_query: Vec::new(),
         sources: vec![sref("redir")],
     };
     let mut i = ir(vec![
@@ -1359,7 +1410,7 @@ fn one_route_change_changes_only_its_route_configuration() {
     let RouteAction::Forward(f) = &mut changed.virtual_hosts[0].routes[2].action else {
         unreachable!()
     };
-    f.settings.timeout_ms = Some(9000);
+    f.clusters[0].settings.timeout_ms = Some(9000);
     let after = emit(&changed);
     assert_eq!(after.listeners, before.listeners);
     assert_eq!(after.clusters, before.clusters);
@@ -1453,7 +1504,7 @@ fn json_values_follow_proto3_json() {
     let res = emit(&kitchen_sink());
     let rc = any_to_json(&res.routes.get("ambassador-routes-8080").unwrap().packed);
     let api = &rc["virtual_hosts"][0]["routes"][0];
-    assert_eq!(api["name"], json!("api"));
+    assert_eq!(api["name"], json!("api-0"));
     // Wrappers print as plain values; default scalars are left out.
     assert_eq!(
         api["match"],
@@ -1462,6 +1513,10 @@ fn json_values_follow_proto3_json() {
             "case_sensitive": false,
             "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
             "query_parameters": [{"name": "q", "present_match": true}],
+            "runtime_fraction": {
+                "default_value": {"numerator": 70},
+                "runtime_key": "routing.traffic_shift.a",
+            },
         })
     );
     let a = &api["route"];
@@ -1472,9 +1527,12 @@ fn json_values_follow_proto3_json() {
         a["retry_policy"],
         json!({"retry_on": "gateway-error", "num_retries": 2, "per_try_timeout": "0.250s"})
     );
+    assert_eq!(a["cluster"], json!("a"));
+    let canary = &rc["virtual_hosts"][0]["routes"][1];
+    assert_eq!(canary["route"]["cluster"], json!("b"));
     assert_eq!(
-        a["weighted_clusters"],
-        json!({"clusters": [{"name": "a", "weight": 70}, {"name": "b", "weight": 30}]})
+        canary["match"]["runtime_fraction"]["default_value"],
+        json!({"numerator": 100})
     );
     assert_eq!(
         a["request_mirror_policies"],
@@ -1502,7 +1560,7 @@ fn json_values_follow_proto3_json() {
             "allow_credentials": false,
         })
     );
-    let redirect = &rc["virtual_hosts"][0]["routes"][1]["redirect"];
+    let redirect = &rc["virtual_hosts"][0]["routes"][2]["redirect"];
     assert_eq!(
         redirect,
         &json!({

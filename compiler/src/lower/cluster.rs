@@ -47,6 +47,7 @@ impl Fnv {
             ValueMatch::Exact(s) => self.text(b'e', s),
             ValueMatch::Regex(s) => self.text(b'r', s),
             ValueMatch::Present => self.bytes(b"p"),
+            ValueMatch::Host(s) => self.text(b'h', s),
         }
     }
 }

@@ -4,52 +4,54 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{
-    Forward, HeaderMatch, PathMatch, Redirect, Route, RouteAction, RouteMatch, RouteSettings,
-    Settings, Shadow, SourceRef, ValueMatch, WeightedCluster,
+    Forward, HeaderMatch, HeaderValue, MemberSettings, PathMatch, QueryMatch, Redirect, Route,
+    RouteAction, RouteMatch, RouteSettings, Settings, Shadow, SourceRef, WeightedCluster,
 };
 
 use super::cluster::Fnv;
-use super::hosts::glob_regex;
 use super::mapping::Mapping;
 use super::{source_ref, Cx, Lowered};
+
+/// The match a group shares. Emissary's group key is the method, the prefix text, the
+/// headers (`:authority` and `:method` among them), the query conditions and the
+/// precedence: not `case_sensitive`, `prefix_exact` or `prefix_regex`, which the members
+/// take from the group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MatchKey {
+    pub path: String,
+    /// In Emissary's order: exact headers by name, regex headers by name, `:authority`,
+    /// `:method`.
+    pub headers: Vec<HeaderMatch>,
+    pub query_parameters: Vec<QueryMatch>,
+}
 
 /// What makes two Mappings members of one group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct GroupKey {
-    pub matcher: RouteMatch,
+    pub matcher: MatchKey,
     pub precedence: i64,
 }
 
-pub(crate) fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
-    let mut headers = mp.headers.clone();
+/// The match of a Mapping as Emissary groups it. It does not depend on the virtual host:
+/// every Mapping keeps its own `:authority` condition, whatever Host it joins.
+pub(crate) fn match_of(mp: &Mapping) -> MatchKey {
+    let extra = mp.authority.is_some() as usize + mp.method.is_some() as usize;
+    let mut headers = Vec::with_capacity(mp.headers.len() + extra);
+    headers.extend(mp.headers.iter().cloned());
+    if let Some(a) = &mp.authority {
+        headers.push(HeaderMatch {
+            name: ":authority".into(),
+            value: a.clone(),
+        });
+    }
     if let Some(m) = &mp.method {
         headers.push(HeaderMatch {
             name: ":method".into(),
             value: m.clone(),
         });
     }
-    match (&mp.authority, &mp.hostname) {
-        (Some(a), _) => headers.push(HeaderMatch {
-            name: ":authority".into(),
-            value: a.clone(),
-        }),
-        (None, Some(h)) if h != "*" && h != vhost_glob => {
-            let value = if h.contains('*') {
-                ValueMatch::Regex(glob_regex(h))
-            } else {
-                ValueMatch::Exact(h.clone())
-            };
-            headers.push(HeaderMatch {
-                name: ":authority".into(),
-                value,
-            });
-        }
-        _ => {}
-    }
-    headers.sort();
-    RouteMatch {
-        path: mp.path.clone(),
-        case_sensitive: mp.case_sensitive,
+    MatchKey {
+        path: mp.path.text().to_string(),
         headers,
         query_parameters: mp.query.clone(),
     }
@@ -59,7 +61,6 @@ pub(crate) fn match_of(mp: &Mapping, vhost_glob: &str) -> RouteMatch {
 /// order they were used.
 pub(super) fn build_routes<'m, 'a>(
     members: &[&'m Lowered<'a>],
-    vhost_glob: &str,
     settings: &Settings,
     cx: &mut Cx,
 ) -> (Vec<Route>, Vec<usize>) {
@@ -69,7 +70,7 @@ pub(super) fn build_routes<'m, 'a>(
         .iter()
         .map(|mp| {
             Some(GroupKey {
-                matcher: match_of(mp, vhost_glob),
+                matcher: match_of(mp),
                 precedence: mp.precedence,
             })
         })
@@ -114,14 +115,17 @@ pub(super) fn build_routes<'m, 'a>(
 }
 
 /// A group's members in the order the route lists them: weighted ones first, then by
-/// object. Independent of the input's order.
+/// object. Independent of the input's order. Emissary takes them in the order it reads
+/// them; where that decides something (the group's first member, the last one to set a
+/// group setting), this order stands in for it and lint says so.
 pub(crate) fn sort_members(group: &mut [&Lowered]) {
     group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
 }
 
-/// The route of one group of Mappings (same match, same precedence): canary weights, the
-/// shadow, the leader's settings. `None` when the group has no primary member. The members
-/// whose clusters the route sends to are added to `used`.
+/// The route of one group of Mappings (same match, same precedence): the group's path
+/// flags, canary weights, each member's own settings, the group's settings and the shadow.
+/// `None` when the group has no primary member. The members whose clusters the route sends
+/// to are added to `used`.
 pub(crate) fn build_group<'m, 'a>(
     key: GroupKey,
     mut group: Vec<&'m Lowered<'a>>,
@@ -159,7 +163,8 @@ pub(crate) fn build_group<'m, 'a>(
             .with_related(shadows[0].r.span, "the shadow that is used"),
         );
     }
-    // Core keys must agree with the first member.
+    // Core keys must agree with the first member: Emissary refuses a newcomer that sets one
+    // the group does not have, or has with another value.
     let first = primaries[0];
     primaries.retain(|m| {
         if std::ptr::eq(*m, first) {
@@ -183,58 +188,94 @@ pub(crate) fn build_group<'m, 'a>(
         true
     });
 
-    let weights = weights(&primaries, cx);
-    // The main member (largest share) carries the route settings.
-    let leader = primaries
+    // The group's path kind is its first member's; members that leave `prefix_exact` and
+    // `prefix_regex` out take it. A regex ignores `case_sensitive` in Envoy.
+    let regex = matches!(first.path, PathMatch::Regex(_));
+    let path = match &first.path {
+        PathMatch::Prefix(_) => PathMatch::Prefix(key.matcher.path),
+        PathMatch::Exact(_) => PathMatch::Exact(key.matcher.path),
+        PathMatch::Regex(_) => PathMatch::Regex(key.matcher.path),
+    };
+    // Emissary flattens `case_sensitive` into the group: the last member that sets it.
+    let group_case = primaries
         .iter()
-        .zip(&weights)
-        .max_by(|(a, wa), (b, wb)| wa.cmp(wb).then(b.r.id.cmp(&a.r.id)))
-        .map(|(m, _)| *m)
-        .unwrap_or(first);
+        .rev()
+        .find_map(|m| m.case_sensitive)
+        .unwrap_or(true)
+        || regex;
+    for m in &primaries[1..] {
+        let inherits_kind = !std::ptr::eq(*m, first)
+            && !matches!(first.path, PathMatch::Prefix(_))
+            && !m.core.contains_key("prefix_exact")
+            && !m.core.contains_key("prefix_regex");
+        let inherits_case = m.case_sensitive.is_none() && !group_case;
+        if inherits_kind || inherits_case {
+            let what = if inherits_kind {
+                if regex {
+                    "prefix_regex"
+                } else {
+                    "prefix_exact"
+                }
+            } else {
+                "case_sensitive"
+            };
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::GroupFlagsInherited,
+                    m.path_span,
+                    format!(
+                        "`{}` leaves `{what}` out and shares its match with `{}`, so Emissary matches its path with the group's `{what}: {}`",
+                        m.r.id.name,
+                        first.r.id.name,
+                        if inherits_kind { "true" } else { "false" }
+                    ),
+                )
+                .with_object(&m.r.id)
+                .with_related(first.r.span, "the group's first member"),
+            );
+        }
+    }
+
     let sources: Vec<SourceRef> = primaries
         .iter()
         .chain(shadows.first())
         .map(|m| source_ref(m.r))
         .collect();
-    let name = route_name(&key);
+    let mut matcher = RouteMatch {
+        path,
+        case_sensitive: group_case,
+        headers: key.matcher.headers,
+        query_parameters: key.matcher.query_parameters,
+    };
+    let mut unmatched_query = Vec::new();
 
-    let action = if let Some(redirect) = &leader.redirect {
+    let action = if let Some(redirect) = &first.redirect {
+        // Emissary's group takes its query conditions from its proxying members only, so a
+        // redirect's are left out of the match (they still rank it).
+        unmatched_query = std::mem::take(&mut matcher.query_parameters);
         RouteAction::Redirect(Redirect {
-            host: leader.service.host.clone(),
-            port: leader.service.port,
-            https: leader.service.https,
+            host: first.service.host.clone(),
+            port: first.service.port,
+            https: first.service.https,
             path: redirect.path.clone(),
             response_code: redirect.response_code,
         })
     } else {
-        for m in &primaries {
-            if m.route != leader.route && !std::ptr::eq(*m, leader) {
-                let what = differing_setting(&m.route, &leader.route);
-                cx.diags.push(
-                    Diagnostic::at(
-                        Code::CanarySettingsDiffer,
-                        m.r.span,
-                        format!("`{what}` of `{}` differs from `{}`, whose settings the group's route uses", m.r.id.name, leader.r.id.name),
-                    )
-                    .with_object(&m.r.id)
-                    .with_related(leader.r.span, "the main member"),
-                );
-            }
-        }
+        let weights = weights(&primaries, cx);
+        let rs = group_settings(&primaries, settings, cx);
+        rewrites_differ(&primaries, cx);
         let mut wc: Vec<WeightedCluster> = Vec::with_capacity(primaries.len());
         for (m, w) in primaries.iter().zip(&weights) {
             used.push(*m);
-            // Members that send to the same cluster share its entry (a group is a few
-            // Mappings: a scan, not a set).
-            let cluster = &m.cluster.name;
-            match wc.iter_mut().find(|c| c.cluster == *cluster) {
-                Some(existing) => existing.weight += *w,
-                None => wc.push(WeightedCluster {
-                    cluster: cluster.clone(),
-                    weight: *w,
-                    source: source_ref(m.r),
-                }),
-            }
+            let mut member = m.member.clone();
+            member.timeout_ms = Some(member.timeout_ms.unwrap_or(settings.default_timeout_ms));
+            wc.push(WeightedCluster {
+                cluster: m.cluster.name.clone(),
+                weight: *w,
+                source: source_ref(m.r),
+                case_sensitive: m.case_sensitive.unwrap_or(group_case) || regex,
+                settings: member,
+            });
         }
         let shadow = shadows.first().map(|s| Shadow {
             cluster: {
@@ -244,41 +285,147 @@ pub(crate) fn build_group<'m, 'a>(
             percent: s.weight.unwrap_or(100).min(100),
             source: source_ref(s.r),
         });
-        // The leader's settings, with the Module's timeout and CORS where the Mapping sets
-        // none.
-        let mut rs = leader.route.clone();
-        rs.timeout_ms = Some(rs.timeout_ms.unwrap_or(settings.default_timeout_ms));
-        if rs.cors.is_none() {
-            rs.cors = settings.cors.clone().map(Box::new);
-        }
         RouteAction::Forward(Box::new(Forward {
             clusters: wc,
             shadow: shadow.map(Box::new),
             settings: rs,
         }))
     };
+    if let RouteAction::Redirect(_) = &action {
+        if let Some(c) = first.case_sensitive {
+            matcher.case_sensitive = c || regex;
+        }
+    }
+    let name = route_name(&matcher, key.precedence);
     Some(Route {
         name,
-        matcher: key.matcher,
+        matcher,
         action,
         precedence: key.precedence,
         sources,
+        unmatched_query,
     })
 }
 
+/// The settings of a group's route as Emissary flattens them: each comes from the last
+/// member that sets it (`regex_rewrite`, which every Mapping carries, from the last
+/// member), headers to add are merged, and the Module's CORS applies where no member sets
+/// one. Members that set a value the route does not take are reported.
+fn group_settings(primaries: &[&Lowered], settings: &Settings, cx: &mut Cx) -> RouteSettings {
+    fn last<T: Clone>(ms: &[&Lowered], get: impl Fn(&RouteSettings) -> Option<&T>) -> Option<T> {
+        ms.iter().rev().find_map(|m| get(&m.route)).cloned()
+    }
+    let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let merge = |get: fn(&RouteSettings) -> &Vec<HeaderValue>| {
+        let mut out: Vec<HeaderValue> = Vec::new();
+        for m in primaries {
+            for h in get(&m.route) {
+                match out.iter_mut().find(|o| o.name == h.name) {
+                    Some(o) => *o = h.clone(),
+                    None => out.push(h.clone()),
+                }
+            }
+        }
+        out
+    };
+    let rs = RouteSettings {
+        regex_rewrite: primaries.last().and_then(|m| m.route.regex_rewrite.clone()),
+        retry: last(primaries, |r| r.retry.as_ref()),
+        cors: last(primaries, |r| r.cors.as_ref()),
+        upgrades: primaries
+            .iter()
+            .rev()
+            .find_map(|m| nonempty(&m.route.upgrades))
+            .unwrap_or_default(),
+        request_headers_to_add: merge(|r| &r.request_headers_to_add),
+        request_headers_to_remove: primaries
+            .iter()
+            .rev()
+            .find_map(|m| nonempty(&m.route.request_headers_to_remove))
+            .unwrap_or_default(),
+        response_headers_to_add: merge(|r| &r.response_headers_to_add),
+        response_headers_to_remove: primaries
+            .iter()
+            .rev()
+            .find_map(|m| nonempty(&m.route.response_headers_to_remove))
+            .unwrap_or_default(),
+        hash_policy: last(primaries, |r| r.hash_policy.as_ref()),
+    };
+    if primaries.len() > 1 {
+        for m in primaries {
+            if m.route != rs {
+                let what = differing_setting(&m.route, &rs);
+                cx.diags.push(
+                    Diagnostic::at(
+                        Code::CanarySettingsDiffer,
+                        m.r.span,
+                        format!(
+                            "`{what}` of `{}` is not what its canary group's route uses: Emissary gives the whole group one `{what}`, taken from the last member that sets it",
+                            m.r.id.name
+                        ),
+                    )
+                    .with_object(&m.r.id),
+                );
+            }
+        }
+    }
+    let mut rs = rs;
+    if rs.cors.is_none() {
+        rs.cors = settings.cors.clone().map(Box::new);
+    }
+    rs
+}
+
+/// Canary members that rewrite differently: each keeps its own rewrite in Emissary, so the
+/// same request reaches each backend with another path or Host.
+fn rewrites_differ(primaries: &[&Lowered], cx: &mut Cx) {
+    let rewrite_of = |m: &MemberSettings| {
+        (
+            m.prefix_rewrite.clone(),
+            m.host_rewrite.clone(),
+            m.auto_host_rewrite,
+        )
+    };
+    let Some(first) = primaries.first() else {
+        return;
+    };
+    let base = rewrite_of(&first.member);
+    for m in &primaries[1..] {
+        if rewrite_of(&m.member) != base || m.route.regex_rewrite != first.route.regex_rewrite {
+            let show = |m: &Lowered| match &m.member.prefix_rewrite {
+                Some(p) => format!("`rewrite: {p}`"),
+                None => "no rewrite".to_string(),
+            };
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::CanaryRewritesDiffer,
+                    m.r.span,
+                    format!(
+                        "`{}` ({}) and `{}` ({}) share a route but rewrite differently: each backend receives its own path",
+                        m.r.id.name,
+                        show(m),
+                        first.r.id.name,
+                        show(first)
+                    ),
+                )
+                .with_object(&m.r.id)
+                .with_related(first.r.span, "the other member"),
+            );
+        }
+    }
+}
+
 fn differing_setting(a: &RouteSettings, b: &RouteSettings) -> &'static str {
-    if a.prefix_rewrite != b.prefix_rewrite || a.regex_rewrite != b.regex_rewrite {
-        "rewrite"
-    } else if a.timeout_ms != b.timeout_ms || a.idle_timeout_ms != b.idle_timeout_ms {
-        "timeout_ms"
+    if a.regex_rewrite != b.regex_rewrite {
+        "regex_rewrite"
     } else if a.retry != b.retry {
         "retry_policy"
     } else if a.cors != b.cors {
         "cors"
     } else if a.upgrades != b.upgrades {
         "allow_upgrade"
-    } else if a.host_rewrite != b.host_rewrite || a.auto_host_rewrite != b.auto_host_rewrite {
-        "host_rewrite"
+    } else if a.hash_policy != b.hash_policy {
+        "load_balancer"
     } else {
         "headers"
     }
@@ -360,19 +507,31 @@ fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
         );
     }
     let remaining = 100u32.saturating_sub(total);
-    let share = remaining.checked_div(unweighted).unwrap_or(0);
+    // Emissary's share is Python's `round(remaining / unweighted)`: halves go to the even
+    // number. The last unweighted member takes what is left, and a cumulative share
+    // cannot pass 100 (Envoy's fraction is full there).
+    let share = match unweighted {
+        0 => 0,
+        n => {
+            let (q, r) = (remaining / n, remaining % n);
+            q + u32::from(2 * r > n || (2 * r == n && q % 2 == 1))
+        }
+    };
     let mut seen = 0;
+    let mut given = total;
     let out: Vec<u32> = ws
         .iter()
         .map(|w| match w {
             Some(w) => *w,
             None => {
                 seen += 1;
-                if seen == unweighted {
-                    remaining - share * (unweighted - 1)
+                let w = if seen == unweighted {
+                    100u32.saturating_sub(given)
                 } else {
-                    share
-                }
+                    share.min(100u32.saturating_sub(given))
+                };
+                given += w;
+                w
             }
         })
         .collect();
@@ -415,7 +574,7 @@ fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
 
 /// Would-be canaries: the same match under different precedences never share traffic.
 pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut Cx) {
-    let mut by_match: HashMap<&RouteMatch, Vec<usize>> = HashMap::new();
+    let mut by_match: HashMap<&MatchKey, Vec<usize>> = HashMap::new();
     for (i, (k, _)) in groups.iter().enumerate() {
         by_match.entry(&k.matcher).or_default().push(i);
     }
@@ -444,8 +603,7 @@ pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut C
     }
 }
 
-fn route_name(key: &GroupKey) -> String {
-    let m = &key.matcher;
+fn route_name(m: &RouteMatch, precedence: i64) -> String {
     let mut h = Fnv::new();
     match &m.path {
         PathMatch::Prefix(p) => h.text(b'P', p),
@@ -461,6 +619,6 @@ fn route_name(key: &GroupKey) -> String {
         h.text(b'q', &q.name);
         h.value(&q.value);
     }
-    h.bytes(&key.precedence.to_le_bytes());
+    h.bytes(&precedence.to_le_bytes());
     format!("route-{}", h.0.hex())
 }

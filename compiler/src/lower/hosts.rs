@@ -200,17 +200,3 @@ pub fn globs_intersect(a: &str, b: &str) -> bool {
         (None, None, None, None) => a.eq_ignore_ascii_case(b),
     }
 }
-
-/// A DNS glob as an RE2 regex over `:authority` (with an optional port).
-pub(super) fn glob_regex(glob: &str) -> String {
-    let mut out = String::new();
-    for c in glob.chars() {
-        match c {
-            '*' => out.push_str("[^:]*"),
-            '.' => out.push_str("\\."),
-            c => out.push(c),
-        }
-    }
-    out.push_str("(:[0-9]+)?");
-    out
-}

@@ -6,8 +6,8 @@ use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::{ApiVersion, Resource};
 use crate::ir::{
-    CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, PathMatch, QueryMatch,
-    RedirectPath, RegexRewrite, RetryPolicy, RouteSettings, ValueMatch,
+    CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, MemberSettings,
+    PathMatch, QueryMatch, RedirectPath, RegexRewrite, RetryPolicy, RouteSettings, ValueMatch,
 };
 use crate::lower::service::{self, Upstream};
 use crate::re2;
@@ -19,13 +19,19 @@ pub struct Mapping<'a> {
     pub r: &'a Resource,
     pub path: PathMatch,
     pub path_span: Span,
-    pub case_sensitive: bool,
+    /// `case_sensitive` as written: a member that leaves it out takes its group's.
+    pub case_sensitive: Option<bool>,
     pub method: Option<ValueMatch>,
+    /// Header conditions in Emissary's order: exact ones by name, then regex ones by name
+    /// (Emissary's Go side hands them over as JSON objects, whose keys it sorts).
     pub headers: Vec<HeaderMatch>,
+    /// Query conditions, in the same order.
     pub query: Vec<QueryMatch>,
-    /// `host` as an `:authority` condition.
+    /// The `:authority` condition Emissary adds: the host glob (`hostname`, else `host`, or
+    /// an exact `:authority` header) as [`ValueMatch::Host`], or `host` with `host_regex`.
     pub authority: Option<ValueMatch>,
-    /// The DNS glob that picks Hosts: `hostname`, else `host`, else `*` before v3alpha1.
+    /// The DNS glob that picks Hosts, lower case: `hostname`, else `host`, else `*` before
+    /// v3alpha1 (and for a regex `host`, which Emissary attaches to every Host).
     pub hostname: Option<String>,
     pub precedence: i64,
     pub weight: Option<u32>,
@@ -34,7 +40,10 @@ pub struct Mapping<'a> {
     pub service: Upstream,
     pub service_span: Span,
     /// Settings of the route (shared by a canary group in one Envoy route).
+    /// Settings of the group's route.
     pub route: RouteSettings,
+    /// Settings the member keeps on its own Envoy route.
+    pub member: MemberSettings,
     pub cluster: ClusterSettings,
     pub redirect: Option<RedirectSettings>,
     /// The keys whose values must agree across a canary group, as canonical text.
@@ -253,7 +262,19 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
             }
         }
     };
-    let case_sensitive = reader.bool("case_sensitive").unwrap_or(true);
+    let case_sensitive = reader.bool("case_sensitive");
+    if prefix_regex && case_sensitive == Some(false) {
+        reader.push(
+            Code::RegexCaseIgnored,
+            r.key_span("case_sensitive"),
+            "case_sensitive",
+            "`case_sensitive: false` has no effect on a `prefix_regex` Mapping: Emissary writes it beside the regex, where Envoy ignores it, so the path is matched case-sensitively".into(),
+        );
+    }
+    // Before v3alpha1, Emissary's Go side converts the Mapping first: `headers` and
+    // `query_parameters` values of `true` become the regex `.*`, and `host` becomes
+    // `hostname`, a glob.
+    let converted = r.version < ApiVersion::V3alpha1;
 
     // Method, headers, query parameters, host.
     let method = match reader.str("method") {
@@ -264,32 +285,43 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         Some(m) => Some(ValueMatch::Exact(m.to_ascii_uppercase())),
         None => None,
     };
+    // An exact `:authority` header is the Mapping's host (Emissary moves it there).
+    let mut authority_header: Option<(String, Span)> = None;
     let mut headers = Vec::new();
-    ok &= read_matches(reader, "headers", "regex_headers", &mut |name, value| {
-        headers.push(HeaderMatch {
-            name: name.to_ascii_lowercase(),
-            value,
-        })
-    });
+    ok &= read_matches(
+        reader,
+        "headers",
+        "regex_headers",
+        converted,
+        &mut |name, value, span| match value {
+            ValueMatch::Exact(v) if name.eq_ignore_ascii_case(":authority") => {
+                authority_header = Some((v, span));
+            }
+            value => headers.push(HeaderMatch { name, value }),
+        },
+    );
     let mut query = Vec::new();
     ok &= read_matches(
         reader,
         "query_parameters",
         "regex_query_parameters",
-        &mut |name, value| query.push(QueryMatch { name, value }),
+        converted,
+        &mut |name, value, _| query.push(QueryMatch { name, value }),
     );
-    headers.sort();
-    query.sort();
 
     let host = reader.str("host");
     let host_regex = reader.bool("host_regex").unwrap_or(false);
-    let authority = match host {
-        Some(h) if host_regex => {
+    // The glob Emissary matches against `:authority` and the Hosts: `hostname` wins over
+    // everything, then `host`, then an exact `:authority` header.
+    let (authority, hostname) = match (reader.str("hostname"), host) {
+        (Some(h), _) => (Some(ValueMatch::Host(h.to_string())), Some(h)),
+        (None, Some(h)) if host_regex => {
             ok &= reader.regex(h, reader.span("host"), "host");
-            Some(ValueMatch::Regex(h.to_string()))
+            // A regex host is matched by Envoy only; every Host takes the Mapping.
+            (Some(ValueMatch::Regex(h.to_string())), Some("*"))
         }
-        Some(h) => {
-            if h.contains('*') {
+        (None, Some(h)) => {
+            if h.contains('*') && !converted {
                 reader.push(
                     Code::HostWildcard,
                     reader.span("host"),
@@ -298,17 +330,26 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
                 );
                 ok = false;
             }
-            Some(ValueMatch::Exact(h.to_string()))
+            (Some(ValueMatch::Host(h.to_string())), Some(h))
         }
-        None => None,
+        (None, None) => match &authority_header {
+            Some((h, span)) => {
+                if h.contains('*') {
+                    reader.push(
+                        Code::HostWildcard,
+                        *span,
+                        "headers",
+                        format!("the `:authority` header `{h}` is matched exactly, so the `*` can never match"),
+                    );
+                    ok = false;
+                }
+                (Some(ValueMatch::Host(h.clone())), Some(h.as_str()))
+            }
+            None if converted => (Some(ValueMatch::Host("*".into())), Some("*")),
+            None => (None, None),
+        },
     };
-    let hostname = match (reader.str("hostname"), host) {
-        (Some(h), _) => Some(h.to_ascii_lowercase()),
-        (None, Some(h)) if !host_regex => Some(h.to_ascii_lowercase()),
-        (None, Some(_)) => Some("*".into()),
-        (None, None) if r.version < ApiVersion::V3alpha1 => Some("*".into()),
-        (None, None) => None,
-    };
+    let hostname = hostname.map(str::to_ascii_lowercase);
 
     // Weight and precedence.
     let precedence = reader.int("precedence").unwrap_or(0);
@@ -354,9 +395,22 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         ok = false;
     }
 
-    let route = read_route_settings(reader, &mut ok);
+    let (route, member) = read_route_settings(reader, &mut ok);
     let cluster = read_cluster_settings(reader, &mut ok);
     let redirect = read_redirect(reader, &mut ok);
+    if redirect.is_some() && !query.is_empty() {
+        let key = if reader.node("query_parameters").is_some() {
+            "query_parameters"
+        } else {
+            "regex_query_parameters"
+        };
+        reader.push(
+            Code::RedirectQueryIgnored,
+            r.key_span(key),
+            key,
+            format!("`{key}` of a `host_redirect` Mapping are left out of its match by Emissary: the redirect also answers requests without them"),
+        );
+    }
 
     // Keys that must agree across a canary group (Emissary's core keys).
     let mut core = BTreeMap::new();
@@ -368,6 +422,8 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         "labels",
         "load_balancer",
         "connect_timeout_ms",
+        "prefix_regex",
+        "prefix_exact",
     ] {
         if let Some(n) = reader.node(key) {
             core.insert(key, canonical(n));
@@ -391,6 +447,7 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         service,
         service_span,
         route,
+        member,
         cluster,
         redirect,
         core,
@@ -416,22 +473,35 @@ pub fn canonical(n: &Node) -> String {
     }
 }
 
+/// Reads exact and regex conditions (headers or query parameters) in Emissary's order:
+/// the exact ones by name, then the regex ones by name. A value of `true` (or none) means
+/// "present"; before v3alpha1 Emissary's conversion makes it the regex `.*`.
 fn read_matches(
     reader: &mut Reader,
     exact_field: &str,
     regex_field: &str,
-    push: &mut dyn FnMut(String, ValueMatch),
+    converted: bool,
+    push: &mut dyn FnMut(String, ValueMatch, Span),
 ) -> bool {
     let mut ok = true;
+    let mut exact: Vec<(String, ValueMatch, Span)> = Vec::new();
+    let mut regex: Vec<(String, ValueMatch, Span)> = Vec::new();
     if let Some(entries) = reader.node(exact_field).and_then(Node::as_map) {
         for (k, v) in entries {
             let Some(name) = k.scalar() else { continue };
-            let value = if v.is_null() || v.as_bool() == Some(true) {
-                ValueMatch::Present
+            if v.is_null() || v.as_bool() == Some(true) {
+                if converted {
+                    // The conversion keeps a regex the Mapping sets for the same name.
+                    regex.push((name.to_string(), ValueMatch::Regex(".*".into()), v.span));
+                } else {
+                    exact.push((name.to_string(), ValueMatch::Present, v.span));
+                }
+            } else if converted && v.as_bool() == Some(false) {
+                // Emissary's conversion drops `false`.
             } else {
-                ValueMatch::Exact(v.scalar().unwrap_or_default().to_string())
-            };
-            push(name.to_string(), value);
+                let value = v.scalar().unwrap_or_default().to_string();
+                exact.push((name.to_string(), ValueMatch::Exact(value), v.span));
+            }
         }
     }
     if let Some(entries) = reader.node(regex_field).and_then(Node::as_map) {
@@ -440,8 +510,18 @@ fn read_matches(
                 continue;
             };
             ok &= reader.regex(pattern, v.span, &format!("{regex_field}.{name}"));
-            push(name.to_string(), ValueMatch::Regex(pattern.to_string()));
+            regex.retain(|(n, _, _)| n != name);
+            regex.push((
+                name.to_string(),
+                ValueMatch::Regex(pattern.to_string()),
+                v.span,
+            ));
         }
+    }
+    exact.sort_by(|a, b| a.0.cmp(&b.0));
+    regex.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, value, span) in exact.into_iter().chain(regex) {
+        push(name, value, span);
     }
     ok
 }
@@ -459,13 +539,14 @@ const RETRY_ON: &[&str] = &[
     "http3-post-connect-failure",
 ];
 
-fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
-    let mut s = RouteSettings {
+fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> (RouteSettings, MemberSettings) {
+    let mut s = RouteSettings::default();
+    let mut m = MemberSettings {
         prefix_rewrite: reader
             .node("rewrite")
             .and_then(Node::scalar)
             .map(str::to_string),
-        ..RouteSettings::default()
+        ..MemberSettings::default()
     };
     if let Some(rr) = reader.node("regex_rewrite") {
         let pattern = rr.get("pattern").and_then(Node::scalar);
@@ -499,17 +580,19 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
                 "rewrite",
                 "both `rewrite` and `regex_rewrite` are set; `regex_rewrite` wins".into(),
             );
-            s.prefix_rewrite = None;
         }
-    } else if reader.node("rewrite").is_none() && reader.bool("prefix_regex") != Some(true) {
-        // Ambassador's default `rewrite` is `/`: the matched prefix is replaced by `/`.
-        s.prefix_rewrite = Some("/".into());
+        // Emissary drops the Mapping's `rewrite` when it has a `regex_rewrite`.
+        m.prefix_rewrite = None;
+    } else if reader.node("rewrite").is_none() {
+        // Ambassador's default `rewrite` is `/`: the matched prefix is replaced by `/`. On a
+        // `prefix_regex` Mapping too, where Envoy replaces the whole path the regex matched.
+        m.prefix_rewrite = Some("/".into());
     }
-    if s.prefix_rewrite.as_deref() == Some("") {
-        s.prefix_rewrite = None; // `rewrite: ""` keeps the path
+    if m.prefix_rewrite.as_deref() == Some("") {
+        m.prefix_rewrite = None; // `rewrite: ""` keeps the path
     }
-    s.timeout_ms = reader.uint("timeout_ms");
-    s.idle_timeout_ms = reader.uint("idle_timeout_ms");
+    m.timeout_ms = reader.uint("timeout_ms");
+    m.idle_timeout_ms = reader.uint("idle_timeout_ms");
     if let Some(rp) = reader.node("retry_policy") {
         let retry_on = rp
             .get("retry_on")
@@ -557,8 +640,8 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
     if let Some(c) = reader.node("cors") {
         s.cors = Some(Box::new(read_cors(c)));
     }
-    s.host_rewrite = reader.str("host_rewrite").map(str::to_string);
-    s.auto_host_rewrite = reader.bool("auto_host_rewrite").unwrap_or(false);
+    m.host_rewrite = reader.str("host_rewrite").map(str::to_string);
+    m.auto_host_rewrite = reader.bool("auto_host_rewrite").unwrap_or(false);
     s.upgrades = reader
         .str_list("allow_upgrade")
         .into_iter()
@@ -634,7 +717,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> RouteSettings {
             }
         }
     }
-    s
+    (s, m)
 }
 
 /// Parses Envoy-style durations: `250ms`, `2s`, `1.5s`, `1m`.

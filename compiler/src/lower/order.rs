@@ -33,7 +33,9 @@ pub type OrderKey = (
 
 /// Emissary's ordering key: `[precedence, prefix length, header length, query length,
 /// prefix, method, headers..., query...]`, sorted descending. Headers count
-/// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers.
+/// `len(name) + len(value or "*") + 1 for a regex`; `:authority` and `:method` count as headers,
+/// and each header and query condition is keyed as `name-value`. Lengths count characters,
+/// as Python's do.
 pub fn order_key(r: &Route) -> OrderKey {
     let (p, pl, hl, ql, path, method, headers, query) = order_key_ref(r);
     (
@@ -63,27 +65,26 @@ pub(crate) fn order_key_ref(
     Vec<String>,
 ) {
     let m = &r.matcher;
+    let chars = |s: &str| s.chars().count();
     let vlen = |v: &ValueMatch| match v {
-        ValueMatch::Exact(s) => s.len(),
-        ValueMatch::Regex(s) => s.len() + 1,
+        ValueMatch::Exact(s) | ValueMatch::Host(s) => chars(s),
+        ValueMatch::Regex(s) => chars(s) + 1,
         ValueMatch::Present => 1,
     };
     fn vtext(v: &ValueMatch) -> &str {
         match v {
-            ValueMatch::Exact(s) | ValueMatch::Regex(s) => s,
+            ValueMatch::Exact(s) | ValueMatch::Regex(s) | ValueMatch::Host(s) => s,
             ValueMatch::Present => "*",
         }
     }
+    // A redirect's query conditions rank it though Emissary leaves them out of its match.
+    let query = || m.query_parameters.iter().chain(&r.unmatched_query);
     let header_len = m
         .headers
         .iter()
-        .map(|h| h.name.len() + vlen(&h.value))
+        .map(|h| chars(&h.name) + vlen(&h.value))
         .sum();
-    let query_len = m
-        .query_parameters
-        .iter()
-        .map(|q| q.name.len() + vlen(&q.value))
-        .sum();
+    let query_len = query().map(|q| chars(&q.name) + vlen(&q.value)).sum();
     let method = m
         .headers
         .iter()
@@ -91,18 +92,17 @@ pub(crate) fn order_key_ref(
         .map_or("GET", |h| vtext(&h.value));
     (
         r.precedence,
-        m.path.text().len(),
+        chars(m.path.text()),
         header_len,
         query_len,
         m.path.text(),
         method,
         m.headers
             .iter()
-            .map(|h| format!("{}={}", h.name, vtext(&h.value)))
+            .map(|h| format!("{}-{}", h.name, vtext(&h.value)))
             .collect(),
-        m.query_parameters
-            .iter()
-            .map(|q| format!("{}={}", q.name, vtext(&q.value)))
+        query()
+            .map(|q| format!("{}-{}", q.name, vtext(&q.value)))
             .collect(),
     )
 }

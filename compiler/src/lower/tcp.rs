@@ -106,6 +106,8 @@ pub(super) fn tcp<'a>(
                 cluster: name,
                 weight: 100,
                 source: source_ref(r),
+                case_sensitive: true,
+                settings: Default::default(),
             }],
             idle_timeout_ms: reader.uint("idle_timeout_ms"),
             source: source_ref(r),

@@ -114,8 +114,8 @@ fn default_rewrite_is_slash() {
     let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
         panic!()
     };
-    assert_eq!(f.settings.prefix_rewrite.as_deref(), Some("/"));
-    assert_eq!(f.settings.timeout_ms, Some(3000));
+    assert_eq!(f.clusters[0].settings.prefix_rewrite.as_deref(), Some("/"));
+    assert_eq!(f.clusters[0].settings.timeout_ms, Some(3000));
 }
 
 #[test]

@@ -1,0 +1,69 @@
+//! Golden outputs: every `test_data/golden/*.yaml` is compiled, and its findings and Envoy
+//! resources (as `/config_dump` prints them) must equal the `.json` beside it. What lowering
+//! really emits is compared, not hand-built IR. `UPDATE_GOLDEN=1` rewrites the expected
+//! files; CI fails when they drift from what is checked in.
+
+use std::path::Path;
+
+use ambassador_compiler::{compile_one, envoy, envoy_resources};
+use serde_json::{json, Value};
+
+fn render(name: &str, text: &str) -> Value {
+    let c = compile_one(name, text);
+    let findings: Vec<Value> = c
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let at = d
+                .span
+                .map(|s| format!("{}:{}", s.start.line, s.start.column))
+                .unwrap_or_default();
+            Value::from(format!("{at} {} {}", d.code.as_str(), d.message))
+        })
+        .collect();
+    json!({
+        "findings": findings,
+        "config_dump": envoy::to_config_dump_json(&envoy_resources(&c), None),
+    })
+}
+
+#[test]
+fn golden_outputs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 9, "golden inputs are missing");
+    let mut failures = Vec::new();
+    for input in inputs {
+        let name = format!("golden/{}", input.file_name().unwrap().to_string_lossy());
+        let text = std::fs::read_to_string(&input).unwrap();
+        let got = serde_json::to_string_pretty(&render(&name, &text)).unwrap() + "\n";
+        let expected_path = input.with_extension("json");
+        if update {
+            std::fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| got.lines().count().min(want.lines().count()));
+            failures.push(format!(
+                "{name}: differs from {} from line {} (UPDATE_GOLDEN=1 rewrites it):\n  got:  {}\n  want: {}",
+                expected_path.display(),
+                line + 1,
+                got.lines().nth(line).unwrap_or("<end>"),
+                want.lines().nth(line).unwrap_or("<end>"),
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
