@@ -87,7 +87,8 @@ def _rename_clusters_in_routes(rc, rename):
     walk(rc)
 
 
-def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_of, eds=None):
+def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_of, eds=None,
+            hcm_patch=None):
     """listeners: list of Listener dicts; clusters: list of Cluster dicts; route_configs: name ->
     RouteConfiguration (for RDS listeners).  echo_port_of(identity) -> port.
     Returns (listeners, clusters, {cluster name: identity})."""
@@ -136,6 +137,8 @@ def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_o
                     _rename_clusters_in_routes(tc["route_config"], rename)
                 # access logs to /dev/fd/1 would flood our log; keep them off
                 tc.pop("access_log", None)
+                # what-if runs only (run.py --ours-hcm): e.g. normalize_path=true
+                tc.update(hcm_patch or {})
         _fix_typed(l)
         out_listeners.append(l)
     return out_listeners, out_clusters, ident

@@ -460,6 +460,10 @@ class Harness:
         self.work = args.work
         self.echo = Echo(args.port_base + 2000)
         self.batch_no = 0
+        self.hcm_patch = {}
+        for kv in args.ours_hcm or []:
+            k, v = kv.split("=", 1)
+            self.hcm_patch[k] = json.loads(v)
 
     def compile_all(self, cases, tag):
         """cases: list of (key, cfg).  Returns {key: {"emissary": side, "ours": side}}."""
@@ -504,7 +508,7 @@ class Harness:
                     continue
                 ls, cs, _ = envoyconf.prepare(s["listeners"], s["clusters"], s.get("routes", {}),
                                               "%s%d_" % (side[0], i), base + i, self.echo.port,
-                                              s.get("eds"))
+                                              s.get("eds"), self.hcm_patch if side == "ours" else None)
                 if not ls:
                     res[key]["load"][side] = "no listener on port 8080"
                     continue
@@ -694,41 +698,55 @@ def minimise(h, cfg, req, want, budget=8):
 
 # ---------------------------------------------------------------- causes
 
-def classify(cfg, req, r, codes=()):
+def effective_hostname(m):
+    """The host glob Emissary's Python sees: v2 `host` (or `*` without one), else v3alpha1
+    `hostname`, else `host`."""
+    s = m["spec"]
+    if m["form"] in ("v2", "ann2"):
+        return s.get("host", "*")
+    return s.get("hostname", s.get("host"))
+
+
+def classify(cfg, req, r, codes=(), emissary_errors=None):
     """Which of issue 14's causes a (minimal) difference shows, by the shape of the case.  A
     guess for the report, checked by a person; None when no rule fits."""
     ms = [m["spec"] for m in cfg["mappings"]]
     forms = [m["form"] for m in cfg["mappings"]]
     feats = req_features(req)
     diff = set(r["diff"])
-    if "AMB303" in codes:
-        return "D1"
+    errs = json.dumps(emissary_errors or {})
+    if "with host_redirect after" in errs or "without host_redirect after" in errs:
+        return "N1"
     if "dot-segment" in feats or "percent-escape" in feats:
         return 2
     if any(s.get("host_redirect") and s.get("query_parameters") for s in ms):
         return 8
     if any(s.get("prefix_regex") and s.get("case_sensitive") is False for s in ms):
         return 7
-    if any(s.get("prefix_regex") and "rewrite" not in s and "regex_rewrite" not in s for s in ms) \
-            and diff <= {"path"}:
-        return 1
-    if ("host-case" in feats or "host-port" in feats) and diff & {"status", "backend"}:
-        return 9
-    if any(f in ("v2", "ann2") and "host" in s for f, s in zip(forms, ms)):
+    if any(f in ("v2", "ann2") and "*" in s.get("host", "") for f, s in zip(forms, ms)):
         return 5
     prefixes = collections.Counter(s.get("prefix") for s in ms)
     if len(ms) >= 2 and max(prefixes.values()) >= 2:
-        grouped = [s for s in ms if prefixes[s.get("prefix")] >= 2]
+        grouped = [m for m in cfg["mappings"] if prefixes[m["spec"].get("prefix")] >= 2]
+        gs = [m["spec"] for m in grouped]
         keys = ("prefix_exact", "case_sensitive", "prefix_regex")
-        if any(len({json.dumps(s.get(k)) for s in grouped}) > 1 for k in keys):
+        if any(len({json.dumps(s.get(k)) for s in gs}) > 1 for k in keys):
             return 6
-        if any("hostname" in s or "host" in s for s in grouped) and \
-                len({json.dumps([s.get("hostname"), s.get("host")]) for s in grouped}) > 1:
+        if any(("host" in s) != ("hostname" in s) and m["form"] in ("v3", "ann3") for m, s in zip(grouped, gs)) \
+                and len({effective_hostname(m) for m in grouped}) == 1 \
+                and len({"host" in s for s in gs}) > 1:
+            return 5  # v3alpha1 host: X and hostname: X form one group in Emissary
+        if len({effective_hostname(m) for m in grouped}) > 1:
             return 4
-        if len({json.dumps([s.get("rewrite"), s.get("regex_rewrite")]) for s in grouped}) > 1:
+        if len({json.dumps([s.get("rewrite"), s.get("regex_rewrite")]) for s in gs}) > 1:
             return 3
-    if any("hostname" in s and s["hostname"] not in ("*",) for s in ms):
-        return 4
+    if ("host-case" in feats or "host-port" in feats) and diff & {"status", "backend", "location"}:
+        return 9
+    if any(s.get("prefix_regex") and "rewrite" not in s and "regex_rewrite" not in s for s in ms) \
+            and diff <= {"path"}:
+        return 1
+    if "AMB303" in codes:
+        return "D1"
     return None
 
 
@@ -742,6 +760,7 @@ CAUSES = {
     7: "case_sensitive: false on a regex prefix",
     8: "query_parameters on a host_redirect Mapping",
     9: "Host header details (exact match case, :port on globs)",
+    "N1": "not in issue 14: host_redirect and plain Mappings on one route (Emissary keeps the first, refuses the later)",
     "D1": "documented difference: weights under 100 with no unweighted member are an error here (AMB303)",
 }
 
@@ -765,6 +784,9 @@ def main():
                     help="loopback ports: Emissary side BASE+i, ours BASE+1000+i, echo BASE+2000+k")
     ap.add_argument("--python", help="interpreter for Emissary's venv (default: python3.13, 3.12, 3.11)")
     ap.add_argument("--rebuild", action="store_true", help="cargo build the plugin even if built")
+    ap.add_argument("--ours-hcm", action="append", metavar="FIELD=JSON",
+                    help="what-if: set a field of our connection managers (e.g. normalize_path=true) "
+                         "to see what differences remain once a cause is fixed; not a parity result")
     ap.add_argument("--only", type=int, help="run only configuration N (for a re-check)")
     args = ap.parse_args()
     t0 = time.time()
@@ -837,7 +859,7 @@ def main():
         lint = [x for x in mcomp["ours"].get("errors", []) + mcomp["ours"].get("warnings", [])
                 if x["code"] != "AMB409"]  # "Service not among the given manifests": always
         codes = sorted({x["code"] for x in lint})
-        cause = classify(mcfg, mreq, mres, codes)
+        cause = classify(mcfg, mreq, mres, codes, mcomp["emissary"].get("errors"))
         minimal.append({"lint": lint, "from_config": k,
                         "emissary_errors": mcomp["emissary"].get("errors"),
                         "elapsed": round(time.time() - tm, 1),"signature": list(map(list, sig)), "count": len(members),
@@ -848,6 +870,7 @@ def main():
     elapsed = time.time() - t0
     summary = {
         "command": " ".join(["python3", "tests/differential/run.py"] + sys.argv[1:]),
+        "ours_hcm_patch": h.hcm_patch,
         "emissary": {"version": em["version"], "commit": em["commit"]},
         "ours": ours_rev, "envoy": subprocess.run(["envoy", "--version"], capture_output=True,
                                                    text=True).stdout.strip().split("version:")[-1].strip(),
