@@ -179,9 +179,11 @@ pub(crate) fn covers_headers(a: &Route, b: &Route) -> bool {
 }
 
 fn implied_header(h: &HeaderMatch, conds: &[HeaderMatch]) -> bool {
-    conds
-        .iter()
-        .any(|c| c.name == h.name && implied(&h.value, &c.value))
+    // The host glob `*` is no condition at all. Envoy compares header names without case.
+    matches!(&h.value, ValueMatch::Host(g) if g == "*")
+        || conds
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(&h.name) && implied(&h.value, &c.value))
 }
 
 fn implied_query(q: &QueryMatch, conds: &[QueryMatch]) -> bool {
@@ -192,7 +194,25 @@ fn implied_query(q: &QueryMatch, conds: &[QueryMatch]) -> bool {
 
 /// Whether every value satisfying `have` satisfies `need`.
 fn implied(need: &ValueMatch, have: &ValueMatch) -> bool {
-    need == have || matches!(need, ValueMatch::Present)
+    need == have
+        || matches!(need, ValueMatch::Present)
+        || matches!((need, have), (ValueMatch::Host(n), ValueMatch::Host(h)) if host_implied(n, h))
+}
+
+/// Whether every `Host` header the glob `have` accepts is accepted by the glob `need`
+/// (`*.x` a suffix, `x.*` a prefix, else exact, as the back end emits them).
+fn host_implied(need: &str, have: &str) -> bool {
+    if need == "*" {
+        return true;
+    }
+    if let Some(suffix) = need.strip_prefix('*') {
+        // `have` is exact or a narrower suffix; a prefix glob can end with anything.
+        return !have.ends_with('*') && have.trim_start_matches('*').ends_with(suffix);
+    }
+    if let Some(prefix) = need.strip_suffix('*') {
+        return !have.starts_with('*') && have.trim_end_matches('*').starts_with(prefix);
+    }
+    need == have
 }
 
 /// Whether the regex matches every path the literal route matches, judged on probes.
@@ -241,6 +261,24 @@ mod tests {
             "short",
             "prefix: /api/, precedence: 10, headers: {x-canary: 'yes'}",
         ) + &mapping("long", "prefix: /api/v1/");
+        assert!(!codes(&t).contains(&"AMB402"), "{:?}", codes(&t));
+    }
+
+    /// Every Mapping carries its host glob as an `:authority` condition: `*` is none, and a
+    /// suffix glob covers the exact names under it, not the other way round.
+    #[test]
+    fn host_globs_shadow_as_envoy_matches_them() {
+        let with_host = |name: &str, host: &str, extra: &str| {
+            format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: {name}}}\nspec: {{hostname: '{host}', service: a, {extra}}}\n")
+        };
+        let t = with_host("any", "*", "prefix: /api/, precedence: 10")
+            + &with_host("exact", "a.example.com", "prefix: /api/v1/");
+        assert!(codes(&t).contains(&"AMB402"), "{:?}", codes(&t));
+        let t = with_host("suffix", "*.example.com", "prefix: /api/, precedence: 10")
+            + &with_host("exact", "a.example.com", "prefix: /api/v1/");
+        assert!(codes(&t).contains(&"AMB402"), "{:?}", codes(&t));
+        let t = with_host("exact", "a.example.com", "prefix: /api/, precedence: 10")
+            + &with_host("suffix", "*.example.com", "prefix: /api/v1/");
         assert!(!codes(&t).contains(&"AMB402"), "{:?}", codes(&t));
     }
 
