@@ -114,13 +114,25 @@ def setup_emissary(checkout, work, python):
             "commit": rev.stdout.strip() if rev.returncode == 0 else "unknown (not a git work tree)"}
 
 
-def our_binary(rebuild):
+def our_binary(rebuild, work):
+    """target/release/kubectl-ambassador, built if missing, and copied into WORK so that a
+    rebuild by someone else during the run cannot change one side half-way."""
     exe = os.path.join(REPO, "target", "release", "kubectl-ambassador")
     if rebuild or not os.path.exists(exe):
         log("cargo build --release -p kubectl-ambassador")
         subprocess.run(["cargo", "build", "--release", "-p", "kubectl-ambassador"], cwd=REPO,
                        check=True, timeout=7200)
-    return exe
+    with open(exe, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(exe)))
+    head = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip()
+    os.makedirs(os.path.join(work, "bin"), exist_ok=True)
+    copy_ = os.path.join(work, "bin", "kubectl-ambassador-" + digest)
+    if not os.path.exists(copy_):
+        shutil.copy2(exe, copy_)
+    return copy_, "kubectl-ambassador sha256 %s, built %s; main at %s when the run started" % (
+        digest, built, head)
 
 
 # ---------------------------------------------------------------- compiling
@@ -793,11 +805,8 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
     log("Emissary compiler:", em["version"], em["commit"])
-    exe = our_binary(args.rebuild)
-    ours_rev = "%s (binary built %s; HEAD now %s)" % (
-        exe, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(exe))),
-        subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
-                       capture_output=True, text=True).stdout.strip())
+    exe, ours_rev = our_binary(args.rebuild, args.work)
+    log("ours:", ours_rev)
     h = Harness(args, em, exe)
 
     configs, requests = [], {}
@@ -898,8 +907,8 @@ def configs_by(configs, k):
 def render_summary(s):
     out = ["# Differential run", "",
            "command: `%s`" % s["command"],
-           "Emissary: %s (commit %s); ours: %s; Envoy %s" % (s["emissary"]["version"], s["emissary"]["commit"],
-                                                             s["ours"], s["envoy"]),
+           "Emissary: commit %s; ours: %s; Envoy %s" % (s["emissary"]["commit"], s["ours"], s["envoy"]),
+           "what-if patch of our connection managers: %s" % json.dumps(s.get("ours_hcm_patch") or None),
            "configurations: %d, requests: %d (HTTP requests sent, both sides, with canary sampling: %d)"
            % (s["configs"], s["requests"], s["http_requests_sent"]),
            "differing requests: %d (%.1f %%), configurations with a difference: %d (%.1f %%)"
