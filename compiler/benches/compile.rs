@@ -11,9 +11,19 @@
 //! of runs, `--quick` for a short smoke run (`cargo bench` passes `--bench`, ignored),
 //! `--profile N` to compile and emit once for a profiler, `--phases N` to time the passes
 //! one by one.
+//!
+//! Shapes (`shapes.rs`): `--shapes [a,b,...]` runs the named shapes (all by default) at
+//! `--sizes 1000,20000` (the default; the full set is `1000,5000,20000,50000`), and
+//! reports time per Mapping, the route-table check alone, emit, and peak memory, then the
+//! ratio of time per Mapping at the largest size (up to 20,000) to that at the smallest.
+//! `BENCH_SHAPES` and `BENCH_SIZES` in the environment do the same (`BENCH_SHAPES=all`).
+//! `--write SHAPE N PATH` writes a shape's input to a file; `--profile-shape SHAPE N`
+//! compiles it once for a profiler; `--phases-shape SHAPE N` times its passes apart.
 
 #[path = "gen.rs"]
 mod gen;
+#[path = "shapes.rs"]
+mod shapes;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,7 +46,43 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--phases") {
         let n: usize = args[i + 1].parse().expect("--phases N");
-        phases(n, runs_of(&args).unwrap_or(11));
+        phases(
+            &format!("{n} Services"),
+            gen::manifests(n).0,
+            runs_of(&args).unwrap_or(11),
+        );
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--phases-shape") {
+        let n: usize = args[i + 2].parse().expect("--phases-shape SHAPE N");
+        let text = shapes::manifests(&args[i + 1], n);
+        let what = format!("{} {n} Mappings", args[i + 1]);
+        phases(&what, text, runs_of(&args).unwrap_or(11));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--child-shape") {
+        let n: usize = args[i + 2].parse().expect("--child-shape SHAPE N");
+        child_shape(&args[i + 1], n);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--write") {
+        let (shape, n, path) = (&args[i + 1], &args[i + 2], &args[i + 3]);
+        let n: usize = n.parse().expect("--write SHAPE N PATH");
+        std::fs::write(path, shapes::manifests(shape, n)).expect("write the input");
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--profile-shape") {
+        let n: usize = args[i + 2].parse().expect("--profile-shape SHAPE N");
+        let mut sources = Sources::new();
+        sources.add("shape.yaml", shapes::manifests(&args[i + 1], n));
+        let c =
+            ambassador_compiler::compile(&sources, &Options::default(), &LowerOptions::default());
+        let r = ambassador_compiler::envoy::emit(&c.ir);
+        std::hint::black_box((&c, &r));
+        return;
+    }
+    if let Some(selected) = shape_selection(&args) {
+        run_shapes(&selected, &shape_sizes(&args), runs_of(&args));
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--profile") {
@@ -57,7 +103,11 @@ fn main() {
         .iter()
         .enumerate()
         .filter(|(i, _)| {
-            *i == 0 || !matches!(args[i - 1].as_str(), "--runs" | "--profile" | "--phases")
+            *i == 0
+                || !matches!(
+                    args[i - 1].as_str(),
+                    "--runs" | "--profile" | "--phases" | "--sizes"
+                )
         })
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
@@ -93,6 +143,181 @@ fn main() {
         });
         bench_size(n, runs);
     }
+    if !quick && args.iter().all(|a| a.parse::<usize>().is_err()) {
+        // The plain `cargo bench` also runs every shape at 1,000 and 20,000 Mappings.
+        println!();
+        let all: Vec<String> = shapes::SHAPES.iter().map(|s| s.0.to_string()).collect();
+        run_shapes(&all, &[1000, 20000], runs_override);
+    }
+}
+
+/// The shapes asked for with `--shapes [list]` or `BENCH_SHAPES`, if any.
+fn shape_selection(args: &[String]) -> Option<Vec<String>> {
+    let list = match args.iter().position(|a| a == "--shapes") {
+        Some(i) => match args.get(i + 1) {
+            Some(l) if !l.starts_with("--") && l.parse::<usize>().is_err() => l.clone(),
+            _ => "all".to_string(),
+        },
+        None => std::env::var("BENCH_SHAPES").ok()?,
+    };
+    let all = || shapes::SHAPES.iter().map(|s| s.0.to_string()).collect();
+    let selected: Vec<String> = if list == "all" || list.is_empty() {
+        all()
+    } else {
+        list.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    for s in &selected {
+        assert!(
+            shapes::known(s),
+            "unknown shape `{s}`; the shapes: {:?}",
+            shapes::SHAPES.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+    }
+    Some(selected)
+}
+
+/// Sizes for the shapes: `--sizes a,b`, `BENCH_SIZES`, else 1,000 and 20,000.
+fn shape_sizes(args: &[String]) -> Vec<usize> {
+    let list = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("BENCH_SIZES").ok())
+        .unwrap_or_else(|| "1000,20000".to_string());
+    list.split(',')
+        .map(|s| s.trim().replace('_', "").parse().expect("sizes: numbers"))
+        .collect()
+}
+
+/// Runs each shape at each size: compile, check alone, emit, peak memory.
+fn run_shapes(selected: &[String], sizes: &[usize], runs_override: Option<usize>) {
+    println!(
+        "shapes (one Mapping per annotated Service); times are medians, µs/M is microseconds per Mapping"
+    );
+    println!(
+        "{:<9} {:>7} {:>8} {:>7} | {:>24} {:>7} | {:>9} {:>9} | {:>9} | {:>8}",
+        "shape",
+        "maps",
+        "routes",
+        "MB in",
+        "compile ms med (min-max)",
+        "µs/M",
+        "check ms",
+        "emit ms",
+        "emit µs/M",
+        "peak MiB"
+    );
+    let mut ratios = Vec::new();
+    for shape in selected {
+        let mut per_mapping: Vec<(usize, f64)> = Vec::new();
+        for &n in sizes {
+            let runs = runs_override.unwrap_or(match n {
+                0..=1000 => 21,
+                1001..=5000 => 11,
+                5001..=20000 => 5,
+                _ => 3,
+            });
+            let us = bench_shape(shape, n, runs);
+            per_mapping.push((n, us));
+        }
+        let small = per_mapping.iter().min_by_key(|p| p.0);
+        let large = per_mapping
+            .iter()
+            .filter(|p| p.0 <= 20000)
+            .max_by_key(|p| p.0);
+        if let (Some(s), Some(l)) = (small, large) {
+            if l.0 > s.0 {
+                ratios.push(format!("{shape}: {:.2}x ({} vs {})", l.1 / s.1, l.0, s.0));
+            }
+        }
+    }
+    if !ratios.is_empty() {
+        println!("time per Mapping, largest size (up to 20,000) over smallest (floor: 1.5x):");
+        for r in ratios {
+            println!("  {r}");
+        }
+    }
+}
+
+/// One shape at one size; returns the median compile time per Mapping in microseconds.
+fn bench_shape(shape: &str, n: usize, runs: usize) -> f64 {
+    let text = shapes::manifests(shape, n);
+    let bytes = text.len();
+    let mut sources = Sources::new();
+    sources.add("shape.yaml", text);
+    let opts = Options::default();
+    let lower_opts = LowerOptions::default();
+    let c = ambassador_compiler::compile(&sources, &opts, &lower_opts);
+    let errors: Vec<_> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "shape {shape} at {n} has errors: {:#?}",
+        &errors[..errors.len().min(3)]
+    );
+    let routes: usize = c.ir.virtual_hosts.iter().map(|v| v.routes.len()).sum();
+    let mut check_t = Vec::with_capacity(runs);
+    let mut emit_t = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut diags = Vec::new();
+        let t = Instant::now();
+        ambassador_compiler::check::check(&c.ir, &mut diags);
+        check_t.push(t.elapsed());
+        drop(std::hint::black_box(diags));
+        let t = Instant::now();
+        let r = ambassador_compiler::envoy::emit(&c.ir);
+        emit_t.push(t.elapsed());
+        drop(std::hint::black_box(r));
+    }
+    drop(c);
+    let mut compile_t = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let c = ambassador_compiler::compile(&sources, &opts, &lower_opts);
+        compile_t.push(t.elapsed());
+        drop(std::hint::black_box(c));
+    }
+    let med = |t: &mut Vec<Duration>| {
+        t.sort();
+        t[t.len() / 2].as_secs_f64()
+    };
+    let compile_us = med(&mut compile_t.clone()) * 1e6 / n as f64;
+    let emit_s = med(&mut emit_t);
+    let peak = peak_of(&["--child-shape", shape, &n.to_string()]).0;
+    println!(
+        "{:<9} {:>7} {:>8} {:>7.1} | {:>24} {:>7.2} | {:>9.1} {:>9.1} | {:>9.2} | {:>8}",
+        shape,
+        n,
+        routes,
+        bytes as f64 / 1e6,
+        summary(&mut compile_t),
+        compile_us,
+        med(&mut check_t) * 1e3,
+        emit_s * 1e3,
+        emit_s * 1e6 / n as f64,
+        peak
+    );
+    compile_us
+}
+
+/// Compiles and emits a shape once, then prints peak resident MiB and MiB above the input.
+fn child_shape(shape: &str, n: usize) {
+    let mut sources = Sources::new();
+    sources.add("shape.yaml", shapes::manifests(shape, n));
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let base = vm_kib("VmRSS").unwrap_or(0);
+    let c = ambassador_compiler::compile(&sources, &Options::default(), &LowerOptions::default());
+    let r = ambassador_compiler::envoy::emit(&c.ir);
+    std::hint::black_box((&c, &r));
+    let peak = vm_kib("VmHWM").unwrap_or(0);
+    println!(
+        "{:.1} {:.1}",
+        peak as f64 / 1024.0,
+        peak.saturating_sub(base) as f64 / 1024.0
+    );
 }
 
 fn runs_of(args: &[String]) -> Option<usize> {
@@ -102,13 +327,13 @@ fn runs_of(args: &[String]) -> Option<usize> {
 }
 
 /// Median time of each pass on its own: read (parse and schema checks), lower, check.
-fn phases(n: usize, runs: usize) {
-    let (text, _) = gen::manifests(n);
+fn phases(what: &str, text: String, runs: usize) {
     let mut sources = Sources::new();
     sources.add("services.yaml", text);
     let opts = Options::default();
     let lower_opts = LowerOptions::default();
-    let (mut read_t, mut lower_t, mut check_t) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut read_t, mut lower_t, mut check_t, mut emit_t) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
         let m = ambassador_compiler::front::read_all(&sources, &opts);
@@ -119,13 +344,17 @@ fn phases(n: usize, runs: usize) {
         let t = Instant::now();
         ambassador_compiler::check::check(&ir, &mut diags);
         check_t.push(t.elapsed());
-        drop(std::hint::black_box((m, ir, diags)));
+        let t = Instant::now();
+        let r = ambassador_compiler::envoy::emit(&ir);
+        emit_t.push(t.elapsed());
+        drop(std::hint::black_box((m, ir, diags, r)));
     }
     println!(
-        "{n} Services, ms median (min-max) over {runs} runs: read {} | lower {} | check {}",
+        "{what}, ms median (min-max) over {runs} runs: read {} | lower {} | check {} | emit {}",
         summary(&mut read_t),
         summary(&mut lower_t),
-        summary(&mut check_t)
+        summary(&mut check_t),
+        summary(&mut emit_t)
     );
 }
 
@@ -207,11 +436,13 @@ fn summary(t: &mut [Duration]) -> String {
 
 /// Runs `--child n` and returns its peak resident set and the part above the input, in MiB.
 fn peak_in_child(n: usize) -> (String, String) {
+    peak_of(&["--child", &n.to_string()])
+}
+
+/// Runs this binary with `args` (a child mode) and reads the two figures it prints.
+fn peak_of(args: &[&str]) -> (String, String) {
     let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .args(["--child", &n.to_string()])
-        .output()
-        .expect("run child");
+    let out = Command::new(exe).args(args).output().expect("run child");
     let s = String::from_utf8_lossy(&out.stdout);
     let mut it = s.split_whitespace();
     match (it.next(), it.next()) {
