@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -636,7 +637,38 @@ def simplifications(cfg, req):
         ops.append(("query",))
     if req["method"] != "GET":
         ops.append(("get",))
+    if normalised_path(req["path"]) != req["path"]:
+        ops.append(("normpath",))
+    if req["host"] != req["host"].lower().split(":")[0]:
+        ops.append(("plainhost",))
     return ops
+
+
+UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def normalised_path(p):
+    """The path as Envoy's normalize_path leaves it (RFC 3986: unreserved %XX decoded, dot
+    segments removed); the query untouched.  Used to drop a request's dot segments when the
+    difference does not depend on them."""
+    path, sep, query = p.partition("?")
+
+    def dec(m):
+        c = chr(int(m.group(1), 16))
+        return c if c in UNRESERVED else m.group(0)
+    path = re.sub(r"%([0-9A-Fa-f]{2})", dec, path)
+    segs = path.split("/")[1:]
+    out = []
+    for i, sg in enumerate(segs):
+        last = i == len(segs) - 1
+        if sg in (".", ".."):
+            if sg == ".." and out:
+                out.pop()
+            if last:
+                out.append("")
+            continue
+        out.append(sg)
+    return "/" + "/".join(out) + sep + query
 
 
 def apply_ops(cfg, req, ops):
@@ -663,6 +695,10 @@ def apply_ops(cfg, req, ops):
             req["path"] = req["path"].split("?")[0]
         elif op[0] == "get":
             req["method"] = "GET"
+        elif op[0] == "normpath":
+            req["path"] = normalised_path(req["path"])
+        elif op[0] == "plainhost":
+            req["host"] = req["host"].lower().split(":")[0]
     return cfg, req
 
 
@@ -729,6 +765,10 @@ def classify(cfg, req, r, codes=(), emissary_errors=None):
     errs = json.dumps(emissary_errors or {})
     if "with host_redirect after" in errs or "without host_redirect after" in errs:
         return "N1"
+    if "which cannot match anything" in errs and any("hostname" in s and "*" in s.get("host", "") for s in ms):
+        return "N2"
+    if "Total weight of mappings exceeds 100" in errs or "AMB302" in codes:
+        return "D2"
     if "dot-segment" in feats or "percent-escape" in feats:
         return 2
     if any(s.get("host_redirect") and s.get("query_parameters") for s in ms):
@@ -742,6 +782,8 @@ def classify(cfg, req, r, codes=(), emissary_errors=None):
         grouped = [m for m in cfg["mappings"] if prefixes[m["spec"].get("prefix")] >= 2]
         gs = [m["spec"] for m in grouped]
         keys = ("prefix_exact", "case_sensitive", "prefix_regex")
+        if len({json.dumps(s.get("regex_rewrite")) for s in gs}) > 1 and "path" in diff:
+            return "R1"
         if any(len({json.dumps(s.get(k)) for s in gs}) > 1 for k in keys):
             return 6
         if any(("host" in s) != ("hostname" in s) and m["form"] in ("v3", "ann3") for m, s in zip(grouped, gs)) \
@@ -772,6 +814,9 @@ CAUSES = {
     7: "case_sensitive: false on a regex prefix",
     8: "query_parameters on a host_redirect Mapping",
     9: "Host header details (exact match case, :port on globs)",
+    "N2": "not in issue 14: v3alpha1 `host` with a `*` beside a `hostname`: Emissary refuses the Mapping",
+    "D2": "documented difference: weight totals over 100 are scaled here; Emissary gives the earlier members their cumulative share and the rest nothing",
+    "R1": "documented difference (member order): a group's regex_rewrite is its last member's in Emissary's order (rkey), even an empty one",
     "N1": "not in issue 14: host_redirect and plain Mappings on one route (Emissary keeps the first, refuses the later)",
     "D1": "documented difference: weights under 100 with no unweighted member are an error here (AMB303)",
 }
