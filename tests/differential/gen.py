@@ -25,7 +25,7 @@ import random
 
 NAMESPACE = "default"
 SEGMENTS = ["a", "b", "app", "shop", "users", "api", "v1"]
-HOST_POOL = ["a.example.com", "b.example.com", "*.example.org"]
+HOST_POOL = ["a.example.com", "b.example.com", "*.example.org", "*"]
 SERVICES = ["svc-a", "svc-b", "svc-c:8080", "svc-d.default", "svc-e.other:9000", "svc-f:8080",
             "svc-g", "svc-h:8081", "svc-i.other", "svc-j", "svc-k:8080", "svc-l"]
 REDIRECT_SERVICES = ["redir.example.net", "other.example.net:8443"]
@@ -73,7 +73,10 @@ def _prefix(rng):
 
 def gen_config(rng, index):
     hosts = []
-    names = rng.sample(HOST_POOL, rng.choice([1, 1, 2, 2, 3]))
+    names = rng.sample(HOST_POOL[:3], rng.choice([1, 1, 2, 2, 3]))
+    if rng.random() < 0.2:
+        # a catch-all Host: its virtual host takes any Host header, ports included
+        names.append("*")
     for i, h in enumerate(names):
         hosts.append({"name": "host-%d" % i, "hostname": h})
     host_names = [h["hostname"] for h in hosts]
@@ -349,7 +352,8 @@ def gen_requests(cfg, rng, count):
                 alt["method"] = rng.choice(["GET", "POST", "PUT"])
             elif r < 0.7 and "?" in path:
                 alt["path"] = path.split("?")[0]
-            alt["host"] = rng.choice(hvs + [rng.choice(hosts).replace("*", "w")])
+            alt["host"] = rng.choice(hvs + [rng.choice(hosts).replace("*", "w"),
+                                            rng.choice(hosts).replace("*", "w") + ":8080"])
             cands.append(alt)
     for _ in range(4):
         cands.append({"method": "GET", "path": rng.choice(["/", "/nothing", "/x/y"]),
