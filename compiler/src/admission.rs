@@ -3,10 +3,15 @@
 //! A Service's annotation is read as a text of its own, so positions are lines and columns
 //! inside the annotation, which is what a person can find in the object they apply. A
 //! custom resource is read from its JSON; its findings name fields, not positions.
+//!
+//! `kubectl apply -f` sends the objects of a file one at a time, in any order, so a finding
+//! that another object can settle must not deny the object that arrives first. [`Reach`]
+//! says, for each finding, whether it is about the object alone or depends on others, and
+//! [`admission_severity`] turns that into the severity the webhook answers with.
 
 use serde_json::Value;
 
-use crate::diag::{Diagnostic, ObjectRef};
+use crate::diag::{Code, Diagnostic, ObjectRef, Severity};
 use crate::front::{self, Manifests, Options, Resource, ServiceInfo, ANNOTATION};
 use crate::ir::Ir;
 use crate::lower::{self, LowerOptions};
@@ -104,49 +109,163 @@ pub struct ReadObject {
 }
 
 impl ReadObject {
+    /// The object read: a Service for an annotation, the resource itself otherwise.
+    pub fn object(&self) -> &ObjectRef {
+        &self.object
+    }
+
     /// The Ambassador resources the object holds.
     pub fn resources(&self) -> &[Resource] {
         &self.manifests.resources
     }
 
-    /// Compiles the object with `shared` resources and `services` and checks it (the second
-    /// half of [`check_object_with`]).
-    pub fn finish(self, shared: &[Resource], services: &[ServiceInfo]) -> ObjectCheck {
-        let ReadObject {
-            object,
-            sources,
-            mut manifests,
-            annotation,
-        } = self;
-        let own: Vec<Resource> = std::mem::take(&mut manifests.resources);
-        let own_ids: Vec<ObjectRef> = own.iter().map(|r| r.id.clone()).collect();
-        manifests.resources = shared
-            .iter()
-            .filter(|r| !own_ids.contains(&r.id))
-            .cloned()
-            .collect();
+    /// Compiles the object with `shared` resources (those it may refer to), `others` (other
+    /// objects' resources the check needs, such as the members of the canary groups it
+    /// joins) and `services`. Returns the IR and every finding of lowering and of the
+    /// whole-configuration checks, about the object and about the others alike
+    /// ([`ReadObject::is_own`] tells them apart); the findings of reading the object are
+    /// added by [`ReadObject::into_check`]. A resource of `shared` or `others` with the name
+    /// of one of the object's own is left out: the object replaces it.
+    pub fn compile_with(
+        &self,
+        shared: &[Resource],
+        others: &[Resource],
+        services: &[ServiceInfo],
+    ) -> (Ir, Vec<Diagnostic>) {
+        let own = &self.manifests.resources;
+        let mut manifests = Manifests {
+            resources: Vec::with_capacity(shared.len() + others.len() + own.len()),
+            services: self.manifests.services.clone(),
+            endpoints: self.manifests.endpoints.clone(),
+            diagnostics: Vec::new(),
+            objects: self.manifests.objects,
+        };
+        manifests.resources.extend(
+            shared
+                .iter()
+                .chain(others)
+                .filter(|r| !own.iter().any(|o| o.id == r.id))
+                .cloned(),
+        );
         manifests.resources.extend(own.iter().cloned());
         manifests.services.extend(services.iter().cloned());
         let (ir, mut diags) = lower::lower(&manifests, &LowerOptions::default());
         crate::check::check(&ir, &mut diags);
-        let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
-        diags.retain(|d| {
-            d.object
-                .as_ref()
-                .is_none_or(|o| *o == object || own_ids.contains(o))
-        });
-        diagnostics.append(&mut diags);
+        (ir, diags)
+    }
+
+    /// Whether a finding is about this object (or one of its resources), not another one.
+    pub fn is_own(&self, d: &Diagnostic) -> bool {
+        d.object
+            .as_ref()
+            .is_none_or(|o| *o == self.object || self.resources().iter().any(|r| r.id == *o))
+    }
+
+    /// The check of this object, from a compilation of it and the findings of that
+    /// compilation kept about it, with the findings of reading it.
+    pub fn into_check(mut self, ir: Ir, mut lowered: Vec<Diagnostic>) -> ObjectCheck {
+        let mut diagnostics = std::mem::take(&mut self.manifests.diagnostics);
+        diagnostics.append(&mut lowered);
         crate::diag::sort(&mut diagnostics);
         ObjectCheck {
-            object,
+            object: self.object,
             diagnostics,
-            sources,
-            annotation,
-            resources: own,
+            sources: self.sources,
+            annotation: self.annotation,
+            resources: self.manifests.resources,
             ir,
         }
     }
+
+    /// Compiles the object with `shared` resources and `services` and checks it (the second
+    /// half of [`check_object_with`]). Findings about the shared resources are left out.
+    pub fn finish(self, shared: &[Resource], services: &[ServiceInfo]) -> ObjectCheck {
+        let (ir, mut diagnostics) = self.compile_with(shared, &[], services);
+        diagnostics.retain(|d| self.is_own(d));
+        self.into_check(ir, diagnostics)
+    }
 }
+
+/// How a finding at admission depends on objects other than the one under review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// About the object alone (syntax, types, unknown fields, RE2, a malformed `service`,
+    /// a weight over 100, a canary group made only of the object's own Mappings): lint's
+    /// severity, so an error denies whatever the order objects arrive in.
+    Own,
+    /// Another object may settle it by arriving: a TLSContext, resolver, Host or Service
+    /// not seen yet, a canary group whose weights do not add up to 100 yet, a shadow
+    /// waiting for its primary.
+    Awaits,
+    /// Computed together with objects the view already holds: the object conflicts with
+    /// them (a canary group it joins, a route it shadows or is shadowed by, a name they
+    /// already use).
+    Conflict,
+}
+
+/// Findings another object can settle by arriving: the object may be waiting for it.
+pub fn awaits_others(code: Code) -> bool {
+    matches!(
+        code,
+        Code::UndefinedTlsContext
+            | Code::UndefinedResolver
+            | Code::HostnameMatchesNoHost
+            | Code::ServiceNotFound
+            | Code::WeightTotalUnder100
+            | Code::ShadowOnly
+    )
+}
+
+/// Findings computed on a canary group, or on Mappings that share a match under different
+/// precedences: they involve other objects when the group holds some.
+pub fn is_group_finding(code: Code) -> bool {
+    matches!(
+        code,
+        Code::WeightTotalOver100
+            | Code::WeightTotalUnder100
+            | Code::CanaryPrecedence
+            | Code::CanaryMismatch
+            | Code::ShadowOnly
+            | Code::ImplicitSplit
+            | Code::ZeroWeight
+            | Code::CanarySettingsDiffer
+            | Code::CanaryRewritesDiffer
+            | Code::GroupFlagsInherited
+    )
+}
+
+/// Conflicts with the view that `--reject-conflicts` denies although lint only warns: the
+/// same route bound to another service, shadowing, a would-be canary under another
+/// precedence, a duplicate name.
+const DENIED_CONFLICTS: [Code; 5] = [
+    Code::ImplicitSplit,
+    Code::ShadowedRoute,
+    Code::ShadowedByRegex,
+    Code::CanaryPrecedence,
+    Code::DuplicateName,
+];
+
+/// The severity of a finding at admission. A finding about the object alone keeps lint's
+/// severity. One that depends on other objects is at most a warning, so that no order of
+/// `kubectl apply` denies a configuration lint accepts; with `reject_conflicts` it keeps
+/// lint's severity, and conflicts with the view ([`DENIED_CONFLICTS`]) are errors.
+pub fn admission_severity(
+    lint: Severity,
+    code: Code,
+    reach: Reach,
+    reject_conflicts: bool,
+) -> Severity {
+    match reach {
+        Reach::Own => lint,
+        _ if !reject_conflicts => lint.min(Severity::Warning),
+        Reach::Conflict if DENIED_CONFLICTS.contains(&code) => Severity::Error,
+        _ => lint,
+    }
+}
+
+/// The words put before a finding that another object may settle. First, because the API
+/// server may cut a warning after 120 characters.
+pub const AWAITS_NOTE: &str = "may be waiting for another object";
 
 /// Reads one object (an AdmissionRequest's `object`) into its resources, without compiling it.
 pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {

@@ -3,38 +3,49 @@
 //! [`Context::build`] compiles the watched view once per change. [`Context::check`] then
 //! compiles only the incoming object, together with the view's Hosts, TLSContexts, resolvers,
 //! Modules and the Services it can observe (so references resolve as they will in the
-//! cluster), and looks its routes and names up in the indexes: the same route bound to another
-//! service, a would-be
-//! canary under another precedence, shadowing in either direction, and duplicate names.
-//! Objects that belong to the incoming object itself (its previous version, on UPDATE) are
-//! not conflicts.
+//! cluster), and looks its routes and names up in the indexes. When a Mapping of the object
+//! shares its match with Mappings of the view (a canary group, or a would-be canary under
+//! another precedence), the object is compiled once more with those Mappings, and the group's
+//! findings are lint's on the whole group. Shadowing in either direction and duplicate names
+//! are found in the indexes. Objects that belong to the incoming object itself (its previous
+//! version, on UPDATE) are replaced by it, never conflicts.
+//!
+//! A finding that depends on other objects never denies unless `reject_conflicts` is set
+//! (see [`admission::Reach`]): `kubectl apply` sends objects one at a time, in any order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::admission::{self, ObjectCheck};
+use crate::admission::{
+    self, admission_severity, awaits_others, is_group_finding, ObjectCheck, Reach,
+};
 use crate::check::covers_headers as covers;
-use crate::diag::{Code, Diagnostic, ObjectRef, Severity};
+use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::Node;
 use crate::front::{Kind, Options, Origin, Resource, ServiceInfo};
-use crate::ir::{PathMatch, Route, RouteMatch};
+use crate::ir::{HeaderMatch, Ir, PathMatch, QueryMatch, Route};
 use crate::lower::{object_of, order_key, OrderKey};
-use crate::source::Sources;
+use crate::source::{Sources, Span};
 use crate::Compilation;
 
 /// At most this many existing routes are reported as newly shadowed by one object.
 const MAX_SHADOWED_REPORTS: usize = 20;
 
-/// A route of the incoming object that joins a group of the view: its members, the weights
-/// of the whole group, the path, where to report, and whom it joins.
-type Joined = (
-    Vec<ObjectRef>,
-    Vec<Option<i64>>,
-    String,
-    crate::source::Span,
-    String,
-);
+/// What makes Mappings of one virtual host members of one group, whatever their precedence
+/// and path flags (lowering's group key without them): the path text, the header conditions
+/// (`:authority` and `:method` among them) and the query conditions (a redirect's too).
+type GroupMatch = (String, Vec<HeaderMatch>, Vec<QueryMatch>);
+
+fn group_match(route: &Route) -> GroupMatch {
+    let mut query = route.matcher.query_parameters.clone();
+    query.extend(route.unmatched_query.iter().cloned());
+    (
+        route.matcher.path.text().to_string(),
+        route.matcher.headers.clone(),
+        query,
+    )
+}
 
 /// One route of the view, as the indexes hold it.
 #[derive(Clone, Debug)]
@@ -50,18 +61,19 @@ pub struct Context {
     compilation: Compilation,
     /// Kinds the incoming object may refer to, taken into its own compilation.
     shared: Vec<Resource>,
-    /// `(kind, namespace, name)` of every Ambassador resource, with its owner.
-    names: HashMap<(String, String, String), ObjectRef>,
-    /// Routes by virtual host and match.
-    by_match: HashMap<(String, RouteMatch), Vec<usize>>,
+    /// `(kind, namespace, name)` of every Ambassador resource: its owner and its index in
+    /// `compilation.manifests.resources`.
+    names: HashMap<(String, String, String), (ObjectRef, usize)>,
+    /// Routes by virtual host and group match (any precedence).
+    by_group: HashMap<(String, GroupMatch), Vec<usize>>,
     /// Literal, case-sensitive prefix routes by virtual host and prefix text.
     prefixes: BTreeMap<(String, String), Vec<usize>>,
     /// The lowest precedence among the routes of `prefixes`, by virtual host.
     min_precedence: HashMap<String, i64>,
     entries: Vec<Entry>,
-    /// Resources by `(kind, namespace, name)`, for reading a member's `weight`.
-    /// The `weight` of every Mapping that sets one.
-    weighted: HashMap<(String, String, String), Option<i64>>,
+    /// The view's own findings on canary groups, so that one the incoming object does not
+    /// change is not reported as its own.
+    group_findings: HashSet<(Code, ObjectRef, String)>,
     /// The view's Services (indexes into `compilation.manifests.services`) by name.
     services_by_name: HashMap<String, Vec<usize>>,
     /// One Service of each namespace that has any.
@@ -80,6 +92,19 @@ fn id_key(o: &ObjectRef) -> (String, String, String) {
     (o.kind.clone(), o.namespace.clone(), o.name.clone())
 }
 
+/// The canary groups of the view that the incoming object's Mappings join.
+#[derive(Default)]
+struct Joins {
+    /// The view's Mappings in those groups (indexes into the view's resources).
+    members: BTreeSet<usize>,
+    /// The object's Mappings that share a match with Mappings of the view.
+    own: HashSet<ObjectRef>,
+    /// Each of those Mappings of the view, with the object's Mapping it shares a match with
+    /// and where that one is: a group finding lint reports on the view's member is reported
+    /// there.
+    attribute: HashMap<ObjectRef, (ObjectRef, Span)>,
+}
+
 impl Context {
     /// Compiles the view and builds the indexes.
     pub fn build(sources: &Sources, opts: &Options) -> Context {
@@ -90,11 +115,9 @@ impl Context {
     /// Indexes an existing compilation of the view.
     pub fn from_compilation(compilation: Compilation) -> Context {
         let mut names = HashMap::new();
-        let mut weighted = HashMap::new();
         let mut shared = Vec::new();
-        for r in &compilation.manifests.resources {
-            names.insert(id_key(&r.id), owner_of(r));
-            weighted.insert(id_key(&r.id), r.field("weight").and_then(|w| w.as_int()));
+        for (i, r) in compilation.manifests.resources.iter().enumerate() {
+            names.insert(id_key(&r.id), (owner_of(r), i));
             if matches!(
                 r.kind,
                 Kind::Host
@@ -107,6 +130,12 @@ impl Context {
                 shared.push(r.clone());
             }
         }
+        let group_findings = compilation
+            .diagnostics
+            .iter()
+            .filter(|d| is_group_finding(d.code))
+            .filter_map(|d| Some((d.code, d.object.clone()?, d.message.clone())))
+            .collect();
         let mut services_by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut namespace_services: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, s) in compilation.manifests.services.iter().enumerate() {
@@ -115,7 +144,7 @@ impl Context {
         }
         let namespace_services = namespace_services.into_values().collect();
         let mut entries = Vec::new();
-        let mut by_match: HashMap<(String, RouteMatch), Vec<usize>> = HashMap::new();
+        let mut by_group: HashMap<(String, GroupMatch), Vec<usize>> = HashMap::new();
         let mut prefixes: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         let mut min_precedence = HashMap::new();
         for vh in &compilation.ir.virtual_hosts {
@@ -130,7 +159,7 @@ impl Context {
                                 s.namespace.to_string(),
                                 s.name.to_string(),
                             ))
-                            .cloned()
+                            .map(|(owner, _)| owner.clone())
                     })
                     .collect();
                 let i = entries.len();
@@ -139,8 +168,8 @@ impl Context {
                     route: route.clone(),
                     owners,
                 });
-                by_match
-                    .entry((vh.name.clone(), route.matcher.clone()))
+                by_group
+                    .entry((vh.name.clone(), group_match(route)))
                     .or_default()
                     .push(i);
                 if let PathMatch::Prefix(p) = &route.matcher.path {
@@ -161,11 +190,11 @@ impl Context {
             compilation,
             shared,
             names,
-            by_match,
+            by_group,
             prefixes,
             min_precedence,
             entries,
-            weighted,
+            group_findings,
             services_by_name,
             namespace_services,
         }
@@ -185,16 +214,78 @@ impl Context {
         self.len() == 0
     }
 
-    /// Checks one incoming object against the view. Conflicts are warnings, or errors when
-    /// `reject_conflicts` is set.
+    /// Checks one incoming object against the view. A finding about the object alone keeps
+    /// lint's severity; one that depends on other objects (a reference not defined yet, a
+    /// canary group not complete yet, a conflict with what the view holds) is a warning, or
+    /// keeps lint's severity (conflicts: an error) when `reject_conflicts` is set
+    /// ([`admission_severity`]).
     pub fn check(&self, obj: &Value, opts: &Options, reject_conflicts: bool) -> ObjectCheck {
         let read = admission::read_object(obj, opts);
         let services = self.services_for(read.resources());
-        let mut checked = read.finish(&self.shared, &services);
-        let owner = checked.object.clone();
+        let (ir, lowered) = read.compile_with(&self.shared, &[], &services);
+        let owner = read.object().clone();
+        let joins = self.groups_joined(&ir, &owner, read.resources());
+        let mut found: Vec<(Diagnostic, Reach)> = Vec::new();
+        let alone = |d: &Diagnostic| {
+            if awaits_others(d.code) {
+                Reach::Awaits
+            } else {
+                Reach::Own
+            }
+        };
+        for d in lowered {
+            // With Mappings of the view in its groups, the group's findings come from the
+            // whole group below.
+            if read.is_own(&d) && (joins.members.is_empty() || !is_group_finding(d.code)) {
+                let reach = alone(&d);
+                found.push((d, reach));
+            }
+        }
+        if !joins.members.is_empty() {
+            let resources = &self.compilation.manifests.resources;
+            let others: Vec<Resource> = joins
+                .members
+                .iter()
+                .map(|&i| resources[i].clone())
+                .collect();
+            let (_, whole) = read.compile_with(&self.shared, &others, &services);
+            for d in whole.into_iter().filter(|d| is_group_finding(d.code)) {
+                if read.is_own(&d) {
+                    let joined = d.object.as_ref().is_some_and(|o| joins.own.contains(o));
+                    let reach = match alone(&d) {
+                        Reach::Own if joined => Reach::Conflict,
+                        reach => reach,
+                    };
+                    found.push((d, reach));
+                    continue;
+                }
+                let Some(theirs) = d.object.clone() else {
+                    continue;
+                };
+                let Some((mine, span)) = joins.attribute.get(&theirs) else {
+                    continue;
+                };
+                // Lint reports some group findings on one member only (the last weighted
+                // one, the losers of a precedence split): when that member is the view's,
+                // the finding is the incoming object's unless the view already had it.
+                if self
+                    .group_findings
+                    .contains(&(d.code, theirs, d.message.clone()))
+                {
+                    continue;
+                }
+                let mut moved = Diagnostic::at(d.code, *span, d.message).with_object(mine);
+                moved.help = d.help;
+                let reach = match alone(&moved) {
+                    Reach::Own => Reach::Conflict,
+                    reach => reach,
+                };
+                found.push((moved, reach));
+            }
+        }
         let mut conflicts = Vec::new();
-        for r in &checked.resources {
-            if let Some(other) = self.names.get(&id_key(&r.id)) {
+        for r in read.resources() {
+            if let Some((other, _)) = self.names.get(&id_key(&r.id)) {
                 if *other != owner {
                     conflicts.push(
                         Diagnostic::at(
@@ -212,22 +303,56 @@ impl Context {
                 }
             }
         }
-        for vh in &checked.ir.virtual_hosts {
+        for vh in &ir.virtual_hosts {
             for route in &vh.routes {
-                self.route_conflicts(&vh.name, route, &owner, &checked, &mut conflicts);
+                self.shadowing(&vh.name, route, &owner, &mut conflicts);
             }
         }
-        self.rejudge_joined_groups(&owner, &mut checked, &mut conflicts);
-        for mut d in conflicts {
-            d.severity = if reject_conflicts {
-                Severity::Error
-            } else {
-                Severity::Warning
-            };
-            checked.diagnostics.push(d);
+        found.extend(conflicts.into_iter().map(|d| (d, Reach::Conflict)));
+        let diagnostics = found
+            .into_iter()
+            .map(|(mut d, reach)| {
+                d.severity = admission_severity(d.severity, d.code, reach, reject_conflicts);
+                if reach == Reach::Awaits {
+                    d.message = format!("{}: {}", admission::AWAITS_NOTE, d.message);
+                }
+                d
+            })
+            .collect();
+        read.into_check(ir, diagnostics)
+    }
+
+    /// The Mappings of the view that share a match with the object's (`ir`, compiled on its
+    /// own): the members of the canary groups it joins, and the would-be canaries under
+    /// another precedence. The object's previous version is not among them.
+    fn groups_joined(&self, ir: &Ir, owner: &ObjectRef, own: &[Resource]) -> Joins {
+        let mut joins = Joins::default();
+        for vh in &ir.virtual_hosts {
+            for route in &vh.routes {
+                let Some(idxs) = self.by_group.get(&(vh.name.clone(), group_match(route))) else {
+                    continue;
+                };
+                let mine = &route.sources[0];
+                for &e in idxs {
+                    for s in &self.entries[e].route.sources {
+                        let theirs = object_of(s);
+                        let Some((their_owner, i)) = self.names.get(&id_key(&theirs)) else {
+                            continue;
+                        };
+                        if their_owner == owner || own.iter().any(|r| r.id == theirs) {
+                            continue;
+                        }
+                        joins.members.insert(*i);
+                        joins.own.extend(route.sources.iter().map(object_of));
+                        joins
+                            .attribute
+                            .entry(theirs)
+                            .or_insert_with(|| (object_of(mine), mine.span));
+                    }
+                }
+            }
         }
-        crate::diag::sort(&mut checked.diagnostics);
-        checked
+        joins
     }
 
     /// The Services of the view that compiling `resources` can observe, so that a check
@@ -258,92 +383,6 @@ impl Context {
         picked.into_iter().map(|i| all[i].clone()).collect()
     }
 
-    /// A Mapping that joins a canary group of the view was weighed alone when the object
-    /// was compiled on its own: weigh the whole group again, with the view's members.
-    fn rejudge_joined_groups(
-        &self,
-        owner: &ObjectRef,
-        checked: &mut ObjectCheck,
-        out: &mut Vec<Diagnostic>,
-    ) {
-        const GROUP_CODES: [Code; 3] = [
-            Code::WeightTotalUnder100,
-            Code::WeightTotalOver100,
-            Code::ZeroWeight,
-        ];
-        let mut joined: Vec<Joined> = Vec::new();
-        for vh in &checked.ir.virtual_hosts {
-            for route in &vh.routes {
-                let key = (vh.name.clone(), route.matcher.clone());
-                let others: Vec<&Entry> = self
-                    .foreign(self.by_match.get(&key), owner)
-                    .filter(|e| e.route.precedence == route.precedence)
-                    .collect();
-                let Some(first) = others.first() else {
-                    continue;
-                };
-                let mine: Vec<ObjectRef> = route.sources.iter().map(object_of).collect();
-                let mut weights: Vec<Option<i64>> = mine
-                    .iter()
-                    .map(|o| {
-                        checked
-                            .resources
-                            .iter()
-                            .find(|r| r.id == *o)
-                            .and_then(|r| r.field("weight")?.as_int())
-                    })
-                    .collect();
-                for e in &others {
-                    for src in &e.route.sources {
-                        weights.push(
-                            self.weighted
-                                .get(&id_key(&object_of(src)))
-                                .copied()
-                                .flatten(),
-                        );
-                    }
-                }
-                let theirs = &first.route.sources[0];
-                let with = format!("{} {}/{}", theirs.kind, theirs.namespace, theirs.name);
-                joined.push((
-                    mine,
-                    weights,
-                    route.matcher.path.text().to_string(),
-                    route.sources[0].span,
-                    with,
-                ));
-            }
-        }
-        for (members, weights, path, span, with) in joined {
-            checked.diagnostics.retain(|d| {
-                !(GROUP_CODES.contains(&d.code)
-                    && d.object.as_ref().is_some_and(|o| members.contains(o)))
-            });
-            let total: i64 = weights.iter().flatten().map(|w| (*w).clamp(0, 100)).sum();
-            let unweighted = weights.iter().filter(|w| w.is_none()).count();
-            let object = members[0].clone();
-            if total > 100 {
-                out.push(
-                    Diagnostic::at(
-                        Code::WeightTotalOver100,
-                        span,
-                        format!("with {with}, the weights of `{path}` add up to {total}"),
-                    )
-                    .with_object(&object),
-                );
-            } else if total < 100 && unweighted == 0 {
-                out.push(
-                    Diagnostic::at(
-                        Code::WeightTotalUnder100,
-                        span,
-                        format!("with {with}, the weights of `{path}` add up to {total} and no member takes the rest"),
-                    )
-                    .with_object(&object),
-                );
-            }
-        }
-    }
-
     fn foreign<'a>(
         &'a self,
         idxs: Option<&'a Vec<usize>>,
@@ -355,67 +394,10 @@ impl Context {
             .filter(move |e| !e.owners.iter().any(|o| o == owner))
     }
 
-    fn route_conflicts(
-        &self,
-        vhost: &str,
-        route: &Route,
-        owner: &ObjectRef,
-        checked: &ObjectCheck,
-        out: &mut Vec<Diagnostic>,
-    ) {
+    /// Shadowing between a route of the object and the view's routes, in either direction.
+    fn shadowing(&self, vhost: &str, route: &Route, owner: &ObjectRef, out: &mut Vec<Diagnostic>) {
         let src = &route.sources[0];
         let me = object_of(src);
-        let is_weighted = |o: &ObjectRef| -> bool {
-            self.weighted.get(&id_key(o)).copied().flatten().is_some()
-                || checked
-                    .resources
-                    .iter()
-                    .any(|r| r.id == *o && r.field("weight").is_some())
-        };
-        // The same match: a canary group, an implicit split, or a precedence that splits it.
-        for e in self.foreign(
-            self.by_match
-                .get(&(vhost.to_string(), route.matcher.clone())),
-            owner,
-        ) {
-            let theirs = &e.route.sources[0];
-            if e.route.precedence == route.precedence {
-                // Joining a group unweighted takes a share of the traffic of its unweighted
-                // members: that is a split nobody asked for unless the services are the same.
-                let theirs_unweighted = e.route.sources.iter().any(|s| !is_weighted(&object_of(s)));
-                let services_differ = clusters(route)
-                    .iter()
-                    .any(|c| !clusters(&e.route).contains(c));
-                if !is_weighted(&me) && theirs_unweighted && services_differ {
-                    out.push(
-                        Diagnostic::at(
-                            Code::ImplicitSplit,
-                            src.span,
-                            format!(
-                                "route `{}` is already served by {} {}/{}; traffic would be split",
-                                route.matcher.path.text(),
-                                theirs.kind,
-                                theirs.namespace,
-                                theirs.name
-                            ),
-                        )
-                        .with_object(&me),
-                    );
-                }
-            } else {
-                out.push(
-                    Diagnostic::at(
-                        Code::CanaryPrecedence,
-                        src.span,
-                        format!(
-                            "`{}` (precedence {}) has the same match as {} `{}/{}` (precedence {}), so one of them never receives traffic",
-                            src.name, route.precedence, theirs.kind, theirs.namespace, theirs.name, e.route.precedence
-                        ),
-                    )
-                    .with_object(&me),
-                );
-            }
-        }
         let PathMatch::Prefix(q) = &route.matcher.path else {
             return;
         };
@@ -487,19 +469,10 @@ impl Context {
     }
 }
 
-/// The clusters a route sends traffic to.
-fn clusters(r: &Route) -> Vec<&str> {
-    match &r.action {
-        crate::ir::RouteAction::Forward(f) => {
-            f.clusters.iter().map(|c| c.cluster.as_str()).collect()
-        }
-        crate::ir::RouteAction::Redirect(_) => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Severity;
     use serde_json::json;
 
     fn view() -> Context {
@@ -617,5 +590,189 @@ mod tests {
         );
         assert!(codes(&ctx.check(&heavy, &Options::default(), false))
             .contains(&("AMB302", Severity::Warning)));
+    }
+
+    /// [`codes`] without `service-not-found`: these views hold no Services.
+    fn found(c: &ObjectCheck) -> Vec<(&'static str, Severity)> {
+        codes(c)
+            .into_iter()
+            .filter(|(c, _)| *c != "AMB409")
+            .collect()
+    }
+
+    fn view_of(text: &str) -> Context {
+        let mut s = Sources::new();
+        s.add("view.yaml", text);
+        Context::build(&s, &Options::default())
+    }
+
+    const CANARY_10: &str = "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: zz-canary, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api-v2, weight: 10}\n";
+
+    #[test]
+    fn a_canary_before_its_group_waits_for_it() {
+        let ctx = view_of("");
+        let canary = mapping(
+            "api-canary",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-v2", "weight": 10}),
+        );
+        let c = ctx.check(&canary, &Options::default(), false);
+        assert_eq!(found(&c), [("AMB303", Severity::Warning)]);
+        let d = c
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::WeightTotalUnder100);
+        let message = &d.unwrap().message;
+        assert!(message.starts_with(admission::AWAITS_NOTE), "{message}");
+        let c = ctx.check(&canary, &Options::default(), true);
+        assert_eq!(found(&c), [("AMB303", Severity::Error)]);
+    }
+
+    #[test]
+    fn references_to_objects_not_seen_yet_wait_for_them() {
+        let ctx = view_of("");
+        let obj = mapping(
+            "tls",
+            json!({"hostname": "*", "prefix": "/t/", "service": "api", "tls": "later", "resolver": "later-resolver"}),
+        );
+        let c = ctx.check(&obj, &Options::default(), false);
+        let got = found(&c);
+        for code in ["AMB407", "AMB408"] {
+            assert!(got.contains(&(code, Severity::Warning)), "{got:?}");
+        }
+        assert!(c.diagnostics.iter().all(|d| d.severity != Severity::Error));
+        let got = found(&ctx.check(&obj, &Options::default(), true));
+        assert!(got.contains(&("AMB407", Severity::Error)), "{got:?}");
+        let host = json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": {"name": "h", "namespace": "default"}, "spec": {"hostname": "h.example.com", "tlsContext": {"name": "later"}}});
+        let got = found(&ctx.check(&host, &Options::default(), false));
+        assert!(got.contains(&("AMB407", Severity::Warning)), "{got:?}");
+    }
+
+    #[test]
+    fn a_group_is_weighed_whole_when_the_view_holds_its_members() {
+        let ctx = view_of(CANARY_10);
+        // The view's canary waits for this one: together they make 100.
+        let base = mapping(
+            "api",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 90}),
+        );
+        let c = ctx.check(&base, &Options::default(), true);
+        assert!(found(&c).is_empty(), "{:?}", found(&c));
+        // 80 + 10: lint reports the total on the view's member (the last weighted one); the
+        // incoming object is the one that completes the group, so it is reported there.
+        let short = mapping(
+            "api",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 80}),
+        );
+        let c = ctx.check(&short, &Options::default(), false);
+        assert_eq!(found(&c), [("AMB303", Severity::Warning)]);
+        let d = c
+            .diagnostics
+            .iter()
+            .find(|d| d.code != Code::ServiceNotFound)
+            .unwrap();
+        assert_eq!(d.object.as_ref().unwrap().name, "api");
+        assert!(
+            d.message.contains("`api`, `zz-canary` add up to 90"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.span.unwrap().file, c.sources.iter().next().unwrap().0);
+    }
+
+    #[test]
+    fn an_update_is_weighed_with_the_group_but_not_with_its_old_self() {
+        let ctx = view_of(&format!(
+            "{CANARY_10}---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: api, namespace: default}}\nspec: {{hostname: '*', prefix: /api/, service: api, weight: 90}}\n"
+        ));
+        assert!(ctx
+            .compilation()
+            .diagnostics
+            .iter()
+            .all(|d| d.code == Code::ServiceNotFound));
+        // Moving weight from the base to the canary, base first: 50 + 10 for a moment.
+        let base = mapping(
+            "api",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 50}),
+        );
+        let c = ctx.check(&base, &Options::default(), false);
+        assert_eq!(found(&c), [("AMB303", Severity::Warning)]);
+        assert!(c
+            .diagnostics
+            .iter()
+            .find(|d| d.code != Code::ServiceNotFound)
+            .unwrap()
+            .message
+            .contains("add up to 60"));
+        // Canary first: 90 + 50, over 100 with the view's member, a conflict.
+        let canary = mapping(
+            "zz-canary",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-v2", "weight": 50}),
+        );
+        let got = found(&ctx.check(&canary, &Options::default(), false));
+        assert_eq!(got, [("AMB302", Severity::Warning)]);
+        let got = found(&ctx.check(&canary, &Options::default(), true));
+        assert_eq!(got, [("AMB302", Severity::Error)]);
+    }
+
+    #[test]
+    fn a_mismatch_with_the_view_is_a_conflict_and_within_the_object_an_error() {
+        let ctx = view_of(
+            "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: api, namespace: default}\nspec: {hostname: '*', prefix: /api/, service: api, host_redirect: true}\n",
+        );
+        let canary = mapping(
+            "zz-canary",
+            json!({"hostname": "*", "prefix": "/api/", "service": "api-v2", "weight": 10}),
+        );
+        let got = found(&ctx.check(&canary, &Options::default(), false));
+        assert!(got.contains(&("AMB305", Severity::Warning)), "{got:?}");
+        assert!(!got.iter().any(|(_, s)| *s == Severity::Error), "{got:?}");
+        let got = found(&ctx.check(&canary, &Options::default(), true));
+        assert!(got.contains(&("AMB305", Severity::Error)), "{got:?}");
+        // The same two Mappings in one object: nothing else can settle it.
+        let annotation = "apiVersion: getambassador.io/v2\nkind: Mapping\nname: one\nprefix: /one/\nservice: one\nhost_redirect: true\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: one-canary\nprefix: /one/\nservice: one-v2\nweight: 10\n";
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "one", "namespace": "default", "annotations": {"getambassador.io/config": annotation}}});
+        let got = found(&ctx.check(&svc, &Options::default(), false));
+        assert!(got.contains(&("AMB305", Severity::Error)), "{got:?}");
+    }
+
+    #[test]
+    fn findings_about_the_object_alone_deny_whatever_the_view_holds() {
+        for view in ["", CANARY_10] {
+            let ctx = view_of(view);
+            for (spec, code) in [
+                (
+                    json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 150}),
+                    "AMB301",
+                ),
+                (
+                    json!({"hostname": "*", "prefix": "/api/", "service": "api:99999", "weight": 90}),
+                    "AMB205",
+                ),
+                (
+                    json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": 90, "timout_ms": 5}),
+                    "AMB105",
+                ),
+                (
+                    json!({"hostname": "*", "prefix": "/api/", "service": "api", "weight": "ninety"}),
+                    "AMB107",
+                ),
+                (
+                    json!({"hostname": "*", "prefix": "/api/(?=x)", "prefix_regex": true, "service": "api"}),
+                    "AMB202",
+                ),
+            ] {
+                let c = ctx.check(&mapping("api", spec), &Options::default(), false);
+                assert!(
+                    found(&c).contains(&(code, Severity::Error)),
+                    "{code}: {:?}",
+                    found(&c)
+                );
+            }
+            // Weights over 100 within one object.
+            let annotation = "apiVersion: getambassador.io/v2\nkind: Mapping\nname: two\nprefix: /two/\nservice: two\nweight: 60\n---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: two-canary\nprefix: /two/\nservice: two-v2\nweight: 60\n";
+            let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "two", "namespace": "default", "annotations": {"getambassador.io/config": annotation}}});
+            let got = found(&ctx.check(&svc, &Options::default(), false));
+            assert!(got.contains(&("AMB302", Severity::Error)), "{got:?}");
+        }
     }
 }

@@ -223,8 +223,9 @@ struct WebhookArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     cert_poll_interval: u64,
     /// Deny objects that conflict with what the cluster already holds (the same route bound to
-    /// another service, shadowing, a canary that cannot join its group, a duplicate name)
-    /// instead of admitting them with a warning.
+    /// another service, shadowing, a canary that cannot join its group, a duplicate name), and
+    /// objects that wait for another one (an undefined TLSContext or resolver, a canary group
+    /// not complete yet), instead of admitting them with a warning.
     #[arg(long, env = "AMBASSADOR_WEBHOOK_REJECT_CONFLICTS")]
     reject_conflicts: bool,
     /// Only objects whose ambassador_id includes this id are this instance's.

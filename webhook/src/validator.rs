@@ -11,9 +11,17 @@ use crate::admission::{Finding, Severity, Validate};
 
 /// Validates objects with the compiler against the current view of the cluster. Errors
 /// deny; warnings are returned to kubectl; notes (such as an object excluded by
-/// `ambassador_id`) are not sent. Conflicts with the view (the same route bound to another
-/// service, shadowing, a canary that cannot join its group, a duplicate name) are warnings,
-/// or errors when `reject_conflicts` is set.
+/// `ambassador_id`) are not sent.
+///
+/// `kubectl apply` sends objects one at a time and the view catches up after each, so an
+/// object is judged together with what the view holds, and only findings about the object
+/// alone deny. A finding another object can settle (a TLSContext, resolver, Host or Service
+/// not seen yet, a canary group whose weights do not add up yet) is a warning saying the
+/// object may be waiting for another one; a canary group the view holds members of is
+/// weighed whole, as lint weighs it; conflicts with the view (the same route bound to another
+/// service, shadowing, a canary that cannot join its group, a duplicate name) are warnings.
+/// With `reject_conflicts` these keep lint's severity, and conflicts are errors
+/// (`ambassador_compiler::admission::admission_severity`).
 pub struct CompilerValidator {
     options: Options,
     reject_conflicts: bool,
@@ -34,7 +42,8 @@ impl CompilerValidator {
         }
     }
 
-    /// Rejects conflicts with the view instead of warning about them.
+    /// Rejects conflicts with the view, and findings that wait for another object, instead
+    /// of warning about them.
     pub fn reject_conflicts(mut self, on: bool) -> CompilerValidator {
         self.reject_conflicts = on;
         self

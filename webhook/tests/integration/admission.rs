@@ -362,3 +362,418 @@ async fn a_client_that_trusts_another_ca_is_refused() {
     );
     server.stop().await;
 }
+
+/// Order-independent admission: `kubectl apply -f` sends a file's objects one at a time, and
+/// the watched view catches up after each is stored. The compiler-backed validator is driven
+/// exactly that way here, over real TLS, in file order and in reverse order.
+mod order {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use ambassador_compiler::admission::{as_written, awaits_others, is_group_finding};
+    use ambassador_compiler::diag::Severity;
+    use ambassador_compiler::source::Sources;
+    use ambassador_webhook::validator::CompilerValidator;
+    use ambassador_webhook::view::View;
+    use serde_json::{json, Value};
+
+    use crate::support::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// The objects of `files`, in the order `kubectl apply -f` sends them (files in the order
+    /// given, documents in file order, `List` items in order), each as the API server hands
+    /// it to the webhook: with its namespace.
+    fn objects(files: &[PathBuf]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(path).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let Ok(v) = <Value as serde::Deserialize>::deserialize(doc) else {
+                    continue;
+                };
+                let items = if v["kind"] == "List" {
+                    v["items"].as_array().cloned().unwrap_or_default()
+                } else {
+                    vec![v]
+                };
+                for mut item in items {
+                    if !item.is_object() || item["kind"].as_str().is_none() {
+                        continue;
+                    }
+                    if item["metadata"]["namespace"].is_null() {
+                        item["metadata"]["namespace"] = json!("default");
+                    }
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+
+    /// What lint says about `files` as a whole.
+    fn lint(files: &[PathBuf]) -> Vec<ambassador_compiler::diag::Diagnostic> {
+        let mut sources = Sources::new();
+        for path in files {
+            sources.add(
+                path.display().to_string(),
+                std::fs::read_to_string(path).unwrap(),
+            );
+        }
+        ambassador_compiler::compile(&sources, &Default::default(), &Default::default()).diagnostics
+    }
+
+    fn has_errors(files: &[PathBuf]) -> bool {
+        lint(files).iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// The clean configurations of the examples and the test data: `examples/good/` and
+    /// `examples/demo/` (without `broken.yaml`) as directories and file by file, and each
+    /// golden input of the compiler that lints without errors.
+    fn clean_configurations() -> Vec<(String, Vec<PathBuf>)> {
+        let root = repo();
+        let mut out = Vec::new();
+        for dir in ["examples/good", "examples/demo"] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+                .filter(|p| !p.ends_with("demo/broken.yaml"))
+                .collect();
+            files.sort();
+            for f in &files {
+                out.push((f.display().to_string(), vec![f.clone()]));
+            }
+            out.push((dir.to_string(), files));
+        }
+        let mut golden: Vec<PathBuf> = std::fs::read_dir(root.join("compiler/test_data/golden"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        golden.sort();
+        for f in golden {
+            if !has_errors(std::slice::from_ref(&f)) {
+                out.push((f.display().to_string(), vec![f]));
+            }
+        }
+        out
+    }
+
+    /// Configurations holding objects with errors of their own.
+    fn broken_configurations() -> Vec<(String, Vec<PathBuf>)> {
+        let root = repo();
+        let mut out = Vec::new();
+        for dir in ["examples/broken", "compiler/test_data/lint"] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+                .collect();
+            files.sort();
+            out.extend(
+                files
+                    .into_iter()
+                    .map(|f| (f.display().to_string(), vec![f])),
+            );
+        }
+        let demo = root.join("examples/demo/broken.yaml");
+        out.push((demo.display().to_string(), vec![demo]));
+        out
+    }
+
+    /// What the view stores of an object once it is admitted: the kinds the cluster view
+    /// watches, as it cleans them.
+    fn stored(object: &Value) -> Option<Value> {
+        let api_version = object["apiVersion"].as_str()?;
+        let kind = object["kind"].as_str()?;
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let ours = group == "getambassador.io";
+        let watched = ours
+            || (group.is_empty() && kind == "Service")
+            || (group == "discovery.k8s.io" && kind == "EndpointSlice");
+        watched.then(|| as_written(api_version, kind, object.clone(), ours))
+    }
+
+    fn codes_in(text: &str) -> Vec<String> {
+        text.match_indices("[AMB")
+            .map(|(i, _)| text[i + 1..i + 7].to_string())
+            .collect()
+    }
+
+    fn name_of(object: &Value) -> String {
+        format!(
+            "{} {}/{}",
+            object["kind"].as_str().unwrap_or_default(),
+            object["metadata"]["namespace"].as_str().unwrap_or_default(),
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    }
+
+    /// Sends `objects` one at a time, the view catching up after each admitted one; returns
+    /// each object's answer.
+    async fn apply(
+        server: &TestServer,
+        validator: &CompilerValidator,
+        objects: &[Value],
+    ) -> (View, Vec<Value>) {
+        let view = View::new();
+        validator.set_view(&view.snapshot().compile_input().0);
+        let mut answers = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            let body = server
+                .post_review(&review(
+                    &format!("apply-{i}"),
+                    "CREATE",
+                    object.clone(),
+                    Value::Null,
+                ))
+                .await
+                .json();
+            let response = body["response"].clone();
+            if response["allowed"] == true {
+                if let Some(v) = stored(object) {
+                    view.update(|b| {
+                        b.upsert(v);
+                    });
+                    validator.set_view(&view.snapshot().compile_input().0);
+                }
+            }
+            answers.push(response);
+        }
+        (view, answers)
+    }
+
+    fn orders(objects: Vec<Value>) -> [(&'static str, Vec<Value>); 2] {
+        let mut reversed = objects.clone();
+        reversed.reverse();
+        [("file order", objects), ("reverse order", reversed)]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_object_of_a_clean_configuration_is_admitted_in_any_order() {
+        let validator = Arc::new(CompilerValidator::new("default"));
+        let server = TestServer::start_with(Arc::clone(&validator), test_limits()).await;
+        let configurations = clean_configurations();
+        assert!(
+            configurations.len() >= 14,
+            "{:?}",
+            configurations.iter().map(|c| &c.0).collect::<Vec<_>>()
+        );
+        let (mut sent, mut waiting) = (0, 0);
+        for (name, files) in &configurations {
+            let whole = lint(files);
+            let lint_codes: Vec<&str> = whole.iter().map(|d| d.code.as_str()).collect();
+            for (order, objects) in orders(objects(files)) {
+                let (_, answers) = apply(&server, &validator, &objects).await;
+                for (object, answer) in objects.iter().zip(&answers) {
+                    sent += 1;
+                    assert_eq!(
+                        answer["allowed"],
+                        true,
+                        "{name}, {order}: {} denied: {answer}",
+                        name_of(object)
+                    );
+                    waiting += answer["warnings"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|w| {
+                            w.as_str()
+                                .unwrap()
+                                .contains("may be waiting for another object")
+                        })
+                        .count();
+                }
+                // With everything in the view, each object is judged on the whole set:
+                // what it is warned about is what lint finds in the whole set.
+                for (i, object) in objects.iter().enumerate() {
+                    let answer = server
+                        .post_review(&review(
+                            &format!("again-{i}"),
+                            "UPDATE",
+                            object.clone(),
+                            object.clone(),
+                        ))
+                        .await
+                        .json();
+                    let response = &answer["response"];
+                    assert_eq!(response["allowed"], true, "{name}: {response}");
+                    let warnings = response["warnings"].to_string();
+                    for code in codes_in(&warnings) {
+                        assert!(
+                            lint_codes.contains(&code.as_str()),
+                            "{name}, {order}, once applied: {} is warned about {code}, which lint of the whole set does not report: {warnings}",
+                            name_of(object)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(sent >= 100, "{sent} objects sent");
+        // Some object did arrive before what it waits for (a canary before its group).
+        assert!(waiting > 0);
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_object_with_an_error_of_its_own_is_denied_in_any_order() {
+        let validator = Arc::new(CompilerValidator::new("default"));
+        let server = TestServer::start_with(Arc::clone(&validator), test_limits()).await;
+        let (mut denied, mut admitted) = (0, 0);
+        let mut configurations = broken_configurations();
+        // Clean configurations with one error added to one object: a typo'd field.
+        for (name, files) in clean_configurations() {
+            configurations.push((format!("{name} (with a typo)"), files));
+        }
+        for (name, files) in &configurations {
+            let mut all = objects(files);
+            if name.ends_with("(with a typo)") {
+                let Some(m) = all.iter_mut().rfind(|o| o["kind"] == "Mapping") else {
+                    continue;
+                };
+                m["spec"]["timout_ms"] = json!(10);
+            }
+            for (order, objects) in orders(all) {
+                let (_, answers) = apply(&server, &validator, &objects).await;
+                for (object, answer) in objects.iter().zip(&answers) {
+                    // The object's own errors: lint of the object alone, without the
+                    // findings another object could settle or that involve a group.
+                    let yaml = serde_yaml_ng::to_string(object).unwrap();
+                    let alone = ambassador_compiler::compile_one("object.yaml", &yaml);
+                    let errors: Vec<_> = alone
+                        .diagnostics
+                        .iter()
+                        .filter(|d| d.severity == Severity::Error)
+                        .collect();
+                    let own: Vec<&str> = errors
+                        .iter()
+                        .filter(|d| !awaits_others(d.code) && !is_group_finding(d.code))
+                        .map(|d| d.code.as_str())
+                        .collect();
+                    let who = name_of(object);
+                    if !own.is_empty() {
+                        assert_eq!(answer["allowed"], false, "{name}, {order}: {who}: {answer}");
+                        let message = answer["status"]["message"].as_str().unwrap();
+                        for code in &own {
+                            assert!(
+                                message.contains(code),
+                                "{name}, {order}: {who}: {code} not in {message}"
+                            );
+                        }
+                        denied += 1;
+                    } else if errors.iter().all(|d| awaits_others(d.code)) {
+                        assert_eq!(answer["allowed"], true, "{name}, {order}: {who}: {answer}");
+                        admitted += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            denied >= 30 && admitted >= 30,
+            "denied {denied}, admitted {admitted}"
+        );
+        server.stop().await;
+    }
+
+    /// The cases of the issue: a canary before the Mapping it joins, references to a
+    /// TLSContext, a resolver and a Host's TLSContext defined later in the file; and what
+    /// `--reject-conflicts` does with them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn objects_that_wait_for_later_ones_are_admitted_with_a_warning() {
+        let resource = |kind: &str, name: &str, spec: Value| {
+            json!({
+                "apiVersion": "getambassador.io/v3alpha1", "kind": kind,
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": spec
+            })
+        };
+        let service = |name: &str| {
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"ports": [{"port": 80}]}
+            })
+        };
+        let objects = vec![
+            resource(
+                "Mapping",
+                "quote-canary",
+                json!({"hostname": "*", "prefix": "/quote/", "service": "quote-v2", "weight": 10}),
+            ),
+            resource(
+                "Mapping",
+                "quote",
+                json!({"hostname": "*", "prefix": "/quote/", "service": "quote", "tls": "upstream", "resolver": "endpoints"}),
+            ),
+            resource(
+                "Host",
+                "www",
+                json!({"hostname": "www.example.com", "tlsContext": {"name": "www-tls"}}),
+            ),
+            resource("TLSContext", "upstream", json!({"secret": "upstream-cert"})),
+            resource("TLSContext", "www-tls", json!({"secret": "www-cert"})),
+            resource("KubernetesEndpointResolver", "endpoints", json!({})),
+            service("quote"),
+            service("quote-v2"),
+        ];
+        // What each object waits for when the file is applied in order.
+        let waits: [&[&str]; 3] = [&["AMB303", "AMB409"], &["AMB407", "AMB408"], &["AMB407"]];
+        for reject in [false, true] {
+            let validator = Arc::new(CompilerValidator::new("default").reject_conflicts(reject));
+            let server = TestServer::start_with(Arc::clone(&validator), test_limits()).await;
+            let (_, answers) = apply(&server, &validator, &objects).await;
+            for (answer, codes) in answers.iter().zip(waits) {
+                let text = answer.to_string();
+                for code in codes {
+                    assert!(
+                        text.contains(&format!("[{code}] may be waiting for another object: ")),
+                        "{code}: {text}"
+                    );
+                }
+                // With `--reject-conflicts`, what lint calls an error denies (an incomplete
+                // canary group, an undefined TLSContext); a Service not seen yet never does.
+                assert_eq!(answer["allowed"], !reject, "{text}");
+                if reject {
+                    assert!(!answer["status"]["message"].to_string().contains("AMB409"));
+                }
+            }
+            for answer in &answers[3..] {
+                assert_eq!(answer["allowed"], true, "{answer}");
+            }
+            if !reject {
+                // Everything is in the view now: applied again, nothing to say.
+                for (i, object) in objects.iter().enumerate() {
+                    let body = server
+                        .post_review(&review(
+                            &format!("u{i}"),
+                            "UPDATE",
+                            object.clone(),
+                            object.clone(),
+                        ))
+                        .await
+                        .json();
+                    assert_eq!(
+                        body["response"],
+                        json!({"uid": format!("u{i}"), "allowed": true}),
+                        "{body}"
+                    );
+                }
+            }
+            // In reverse order nothing waits, whatever the flag.
+            let mut reversed = objects.clone();
+            reversed.reverse();
+            let (_, answers) = apply(&server, &validator, &reversed).await;
+            for answer in answers {
+                assert_eq!(answer["allowed"], true, "{answer}");
+                assert!(answer.get("warnings").is_none(), "{answer}");
+            }
+            server.stop().await;
+        }
+    }
+}
