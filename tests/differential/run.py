@@ -677,7 +677,10 @@ def apply_ops(cfg, req, ops):
         if op[0] == "mapping":
             cfg["mappings"] = [m for m in cfg["mappings"] if m["name"] != op[1]]
         elif op[0] == "host":
-            cfg["hosts"] = [h for h in cfg["hosts"] if h["name"] != op[1]]
+            # never the last one: with no Host, Emissary makes its own default Host (insecure
+            # Redirect, a fallback certificate), a case this check does not compare
+            if len(cfg["hosts"]) > 1:
+                cfg["hosts"] = [h for h in cfg["hosts"] if h["name"] != op[1]]
         elif op[0] in ("field", "crd"):
             for m in cfg["mappings"]:
                 if m["name"] != op[1]:
