@@ -193,9 +193,9 @@ pub enum Reach {
     /// a weight over 100, a canary group made only of the object's own Mappings): lint's
     /// severity, so an error denies whatever the order objects arrive in.
     Own,
-    /// Another object may settle it by arriving: a TLSContext, resolver, Host or Service
-    /// not seen yet, a canary group whose weights do not add up to 100 yet, a shadow
-    /// waiting for its primary.
+    /// Another object may settle it by arriving: a TLSContext, resolver, Host, Listener or
+    /// Service not seen yet, a canary group whose weights do not add up to 100 yet, a
+    /// shadow waiting for its primary.
     Awaits,
     /// Computed together with objects the view already holds: the object conflicts with
     /// them (a canary group it joins, a route it shadows or is shadowed by, a name they
@@ -213,6 +213,8 @@ pub fn awaits_others(code: Code) -> bool {
             | Code::ServiceNotFound
             | Code::WeightTotalUnder100
             | Code::ShadowOnly
+            | Code::HostNotBound
+            | Code::ListenerServesNothing
     )
 }
 

@@ -642,7 +642,7 @@ mod tests {
         assert!(c.diagnostics.iter().all(|d| d.severity != Severity::Error));
         let got = found(&ctx.check(&obj, &Options::default(), true));
         assert!(got.contains(&("AMB407", Severity::Error)), "{got:?}");
-        let host = json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": {"name": "h", "namespace": "default"}, "spec": {"hostname": "h.example.com", "tlsContext": {"name": "later"}}});
+        let host = json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": {"name": "h", "namespace": "default"}, "spec": {"hostname": "h.example.com", "tlsSecret": {"name": "cert"}, "tlsContext": {"name": "later"}}});
         let got = found(&ctx.check(&host, &Options::default(), false));
         assert!(got.contains(&("AMB407", Severity::Warning)), "{got:?}");
     }

@@ -112,6 +112,10 @@ codes! {
     ServiceNotFound = "AMB409", "service-not-found", Warning, "the upstream Service is not among the given manifests (it may live elsewhere)", "check the service name and namespace, or lint the manifests that define it too";
     DuplicateHostname = "AMB411", "duplicate-hostname", Warning, "two Hosts claim the same hostname; their Mappings are served by one virtual host", "give each Host its own hostname";
     UnsupportedKind = "AMB412", "unsupported-kind", Warning, "a kind that is checked but not compiled into Envoy configuration", "remove the object, or configure its effect another way";
+    DuplicateListenerPort = "AMB413", "duplicate-listener-port", Error, "two Listeners take the same port; Emissary keeps the first", "give each Listener its own port";
+    NoListener = "AMB414", "no-listener", Info, "no Listener is defined: Emissary 2.0 and later serve no HTTP then, while this compiler listens on 8080 (and 8443 for TLS Hosts)", "define Listeners (for example 8080 and 8443, `protocol: HTTPS`, `securityModel: XFP`, `hostBinding.namespace.from: ALL`)";
+    HostNotBound = "AMB415", "host-not-bound", Warning, "no Listener serves the Host, so every request for it fails", "check the Listeners' `hostBinding` (namespace and selector) and `securityModel`";
+    ListenerServesNothing = "AMB416", "listener-serves-nothing", Warning, "a Listener that binds no Host is left out", "check its `hostBinding`, or remove it";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
 }
 

@@ -47,6 +47,7 @@ use crate::ir::Ir;
 
 pub use cluster::{eds_service_name, eds_service_of, endpoints, parse_eds_service_name};
 pub use json::to_config_dump_json;
+pub use route::Variants;
 
 /// Type URL of `envoy.config.listener.v3.Listener`.
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";

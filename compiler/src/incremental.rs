@@ -38,10 +38,11 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{self, Diagnostic};
-use crate::envoy::parts::{self, EncodedRoute, Packed, VirtualHostShell};
+use crate::envoy::parts::{self, EncodedRoute, Packed, RouteConfigPlan, VirtualHostShell};
+use crate::envoy::Variants;
 use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::front::{Kind, Manifests, Options, Resource, ServiceInfo};
-use crate::ir::{Cluster, Ir, Route, RouteAction};
+use crate::ir::{Cluster, InsecureAction, Ir, Route, RouteAction, SecurityModel};
 use crate::lower::{
     self, attach, build_group, canary_precedence, dedupe, match_of, order_key, read_mapping,
     Context, Cx, GroupKey, LowerOptions, Lowered, MatchKey, OrderKey,
@@ -116,7 +117,9 @@ type Place = (Reverse<OrderKey>, String);
 #[derive(Debug)]
 struct Built {
     route: Route,
-    encoded: EncodedRoute,
+    /// One encoding per security model of the listeners serving the virtual host
+    /// (`VhState::models`).
+    encoded: Vec<EncodedRoute>,
 }
 
 #[derive(Debug, Default)]
@@ -134,14 +137,19 @@ struct VhState {
     /// The routes in evaluation order.
     order: BTreeMap<Arc<Place>, Arc<Built>>,
     /// The bytes the routes of `order` take in the virtual host's encoding.
-    routes_len: usize,
+    routes_len: Vec<usize>,
     /// Precedences of the groups that share a match (would-be canaries), and the findings
     /// about them.
     by_match: HashMap<MatchKey, (BTreeSet<i64>, Vec<Diagnostic>)>,
     /// Findings of the shadowing check.
     check_diags: Vec<Diagnostic>,
-    /// Per route configuration (in `State::route_configs` order), the shell.
-    shells: Vec<VirtualHostShell>,
+    /// The virtual host's encoding around its routes.
+    shell: Option<VirtualHostShell>,
+    /// The security models of the listeners whose chains serve it: its routes are encoded
+    /// once for each.
+    models: Vec<SecurityModel>,
+    /// What its Host does with insecure requests.
+    insecure: Option<InsecureAction>,
 }
 
 #[derive(Debug)]
@@ -166,9 +174,9 @@ struct State {
     /// Listeners, TCP listeners and settings of the configuration; no routes, no clusters.
     skeleton: Ir,
     /// The route configurations and whether each is built for a TLS listener.
-    route_configs: Vec<(String, bool)>,
-    /// Virtual hosts by name: the order of the route configuration.
-    vhost_order: Vec<usize>,
+    route_configs: Vec<RouteConfigPlan>,
+    /// Virtual host index by name.
+    vhost_index: HashMap<String, usize>,
     /// Namespace, then names, of the Services read.
     services: HashMap<String, HashSet<String>>,
     /// How many objects (and Services) each namespace has.
@@ -404,22 +412,32 @@ impl Session {
             tcp_listeners: ctx.tcp_listeners.clone(),
             settings: ctx.settings.clone(),
         };
-        let route_configs = parts::route_configuration_names(&skeleton);
-        let mut vhost_order: Vec<usize> = (0..ctx.vhosts.len()).collect();
-        vhost_order.sort_by(|a, b| ctx.vhosts[*a].vh.name.cmp(&ctx.vhosts[*b].vh.name));
-        let vhosts = ctx
+        let route_configs = parts::route_configuration_plans(&skeleton);
+        let vhost_index: HashMap<String, usize> = ctx
+            .vhosts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.vh.name.clone(), i))
+            .collect();
+        let mut vhosts: Vec<VhState> = ctx
             .vhosts
             .iter()
             .map(|v| VhState {
-                shells: route_configs
-                    .iter()
-                    .map(|(_, secure)| {
-                        VirtualHostShell::new(&v.vh, *secure, ctx.settings.cors.as_ref())
-                    })
-                    .collect(),
+                shell: Some(VirtualHostShell::new(&v.vh, ctx.settings.cors.as_ref())),
+                insecure: Some(v.vh.insecure),
                 ..VhState::default()
             })
             .collect();
+        for plan in &route_configs {
+            for (name, model) in &plan.virtual_hosts {
+                if let Some(&v) = vhost_index.get(name) {
+                    if !vhosts[v].models.contains(model) {
+                        vhosts[v].models.push(*model);
+                        vhosts[v].routes_len.push(0);
+                    }
+                }
+            }
+        }
         let mut service_set: HashMap<String, HashSet<String>> = HashMap::new();
         let mut namespaces: HashMap<String, usize> = HashMap::new();
         for s in &services {
@@ -464,7 +482,7 @@ impl Session {
             ctx,
             skeleton,
             route_configs,
-            vhost_order,
+            vhost_index,
             services: service_set,
             namespaces,
             ids,
@@ -707,7 +725,9 @@ fn rebuild_groups<'f>(
         let members = group.members.clone();
         if let Some(place) = old_place {
             if let Some(b) = state.vhosts[v].order.remove(&place) {
-                state.vhosts[v].routes_len -= b.encoded.element_len();
+                for (len, e) in state.vhosts[v].routes_len.iter_mut().zip(&b.encoded) {
+                    *len -= e.element_len();
+                }
                 count_upgrades(&mut state.upgrades, &b.route, false, dirty);
             }
         }
@@ -752,12 +772,20 @@ fn rebuild_groups<'f>(
             let built = route.map(|route| {
                 count_upgrades(&mut state.upgrades, &route, true, dirty);
                 let place = Arc::new((Reverse(order_key(&route)), route.name.clone()));
-                let encoded = parts::encode_route(&route);
+                let vh = &state.vhosts[v];
+                let insecure = vh.insecure.unwrap_or(InsecureAction::Route);
+                let encoded = vh
+                    .models
+                    .iter()
+                    .map(|&security| parts::encode_route(&route, Variants { security, insecure }))
+                    .collect();
                 (place, Arc::new(Built { route, encoded }))
             });
             let vh = &mut state.vhosts[v];
             if let Some((place, b)) = &built {
-                vh.routes_len += b.encoded.element_len();
+                for (len, e) in vh.routes_len.iter_mut().zip(&b.encoded) {
+                    *len += e.element_len();
+                }
                 vh.order.insert(Arc::clone(place), Arc::clone(b));
             }
             vh.by_match
@@ -954,17 +982,18 @@ fn emit(
         }
     }
     if !dirty.vhosts.is_empty() || full {
-        for (rc, (name, _)) in state.route_configs.iter().enumerate() {
-            let vhosts = state.vhost_order.iter().map(|&v| {
-                let vh = &state.vhosts[v];
-                (
-                    &vh.shells[rc],
-                    vh.order.values().map(|b| &b.encoded),
-                    vh.routes_len,
-                )
+        for plan in &state.route_configs {
+            let vhosts = plan.virtual_hosts.iter().filter_map(|(name, model)| {
+                let vh = &state.vhosts[*state.vhost_index.get(name)?];
+                let m = vh.models.iter().position(|x| x == model)?;
+                Some((
+                    vh.shell.as_ref()?,
+                    vh.order.values().map(move |b| &b.encoded[m]),
+                    vh.routes_len[m],
+                ))
             });
-            let p = parts::route_configuration(name, vhosts);
-            packed[3].insert(name.clone(), Some(p));
+            let p = parts::route_configuration(&plan.name, vhosts);
+            packed[3].insert(plan.name.clone(), Some(p));
         }
     }
 }

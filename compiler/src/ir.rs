@@ -27,7 +27,8 @@ pub struct SourceRef {
 /// The whole compiled configuration.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Ir {
-    /// The HTTP listeners (one per port; Ambassador's defaults are 8080 cleartext and 8443 TLS).
+    /// The HTTP listeners: the Listener resources, or 8080 (and 8443 when a Host terminates
+    /// TLS) when there is none.
     pub listeners: Vec<Listener>,
     /// Virtual hosts in Envoy's selection order is not needed: Envoy picks by domain specificity.
     /// They are kept sorted by name for deterministic output.
@@ -68,17 +69,54 @@ impl Default for Settings {
     }
 }
 
-/// An HTTP listener: a port and the virtual hosts it serves through one RDS route configuration.
+/// An HTTP listener (a `Listener` resource, or one of the defaults when there is none): a
+/// port, how it tells secure requests from insecure ones, and its filter chains.
 #[derive(Clone, Debug, Serialize)]
 pub struct Listener {
-    /// Stable name, e.g. `ambassador-listener-8080`.
+    /// The Listener's name, or `ambassador-listener-<port>` for a default one.
     pub name: String,
     pub address: String,
     pub port: u16,
-    /// The name of the route configuration the listener takes from RDS.
+    /// `statsPrefix`: the connection managers' `stat_prefix`.
+    pub stats_prefix: String,
+    pub security: SecurityModel,
+    /// `l7Depth`: how many proxies in front Envoy trusts for `x-forwarded-proto` and
+    /// `x-forwarded-for`.
+    pub xff_num_trusted_hops: u32,
+    /// The protocol stack has PROXY: the PROXY protocol header is read first.
+    pub proxy_protocol: bool,
+    /// The stack has TLS: TLS chains for the Hosts that terminate it, and a TLS inspector.
+    pub tls: bool,
+    /// TLS chains (one per SNI, in SNI order), then the one cleartext chain, if any.
+    pub chains: Vec<Chain>,
+    /// The Listener resource; `None` for a default listener.
+    pub source: Option<SourceRef>,
+}
+
+/// `securityModel`: which requests a Listener treats as secure. The secure one takes a
+/// route as it is; an insecure one gets its Host's `requestPolicy.insecure.action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SecurityModel {
+    /// Secure when `x-forwarded-proto` is `https` (Envoy sets it from the connection unless
+    /// proxies in front are trusted).
+    Xfp,
+    /// Every request is secure.
+    Secure,
+    /// Every request is insecure.
+    Insecure,
+}
+
+/// One filter chain of a Listener and the route configuration its connection manager
+/// takes from RDS.
+#[derive(Clone, Debug, Serialize)]
+pub struct Chain {
+    pub name: String,
+    /// TLS termination (certificate and SNI names); `None` for the cleartext chain, which
+    /// matches any connection the TLS chains do not take.
+    pub tls: Option<ServerTls>,
     pub route_config: String,
-    /// TLS termination for this listener: server certificates by SNI, if any Host has TLS.
-    pub tls: Vec<ServerTls>,
+    /// The virtual hosts served here, by name (of [`Ir::virtual_hosts`]), in hostname order.
+    pub virtual_hosts: Vec<String>,
 }
 
 /// A server certificate used for TLS termination, chosen by SNI.
@@ -93,7 +131,7 @@ pub struct ServerTls {
 }
 
 /// What a Host does with cleartext requests (`requestPolicy.insecure.action`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum InsecureAction {
     Route,
     Redirect,

@@ -9,6 +9,7 @@ mod cluster;
 mod context;
 mod group;
 mod hosts;
+mod listeners;
 pub mod mapping;
 mod order;
 pub mod service;
@@ -55,9 +56,6 @@ impl Default for LowerOptions {
         }
     }
 }
-
-/// The name of the one route configuration all HTTP listeners take from RDS.
-pub const ROUTE_CONFIG: &str = "ambassador-routes";
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ambassador_compiler::envoy::{emit, endpoints, json::any_to_json, Resources};
+use ambassador_compiler::envoy::{endpoints, json::any_to_json, Resources};
 use ambassador_compiler::ir::*;
 use ambassador_compiler::source::Span;
 use serde_json::{json, Value};
@@ -241,13 +241,53 @@ fn cluster(name: &str) -> Cluster {
 }
 
 fn listener(port: u16, tls: Vec<ServerTls>) -> Listener {
+    // A cleartext listener has one chain; a TLS one a chain per certificate. The chains
+    // serve every virtual host (see `emit`).
+    let chains = if tls.is_empty() {
+        vec![Chain {
+            name: "httphost-shared".into(),
+            tls: None,
+            route_config: format!("ambassador-routes-{port}"),
+            virtual_hosts: Vec::new(),
+        }]
+    } else {
+        tls.into_iter()
+            .enumerate()
+            .map(|(i, t)| Chain {
+                name: format!("https-{i}"),
+                tls: Some(t),
+                route_config: format!("ambassador-routes-{port}-{i}"),
+                virtual_hosts: Vec::new(),
+            })
+            .collect()
+    };
     Listener {
         name: format!("ambassador-listener-{port}"),
         address: "0.0.0.0".into(),
         port,
-        route_config: format!("ambassador-routes-{port}"),
-        tls,
+        stats_prefix: format!("ambassador-listener-{port}"),
+        security: SecurityModel::Xfp,
+        xff_num_trusted_hops: 0,
+        proxy_protocol: false,
+        tls: chains.iter().any(|c| c.tls.is_some()),
+        chains,
+        source: None,
     }
+}
+
+/// The back end's `emit`, with every chain the builders left without virtual hosts serving
+/// all of them.
+fn emit(ir: &Ir) -> Resources {
+    let mut ir = ir.clone();
+    let names: Vec<String> = ir.virtual_hosts.iter().map(|v| v.name.clone()).collect();
+    for l in &mut ir.listeners {
+        for c in &mut l.chains {
+            if c.virtual_hosts.is_empty() {
+                c.virtual_hosts = names.clone();
+            }
+        }
+    }
+    ambassador_compiler::envoy::emit(&ir)
 }
 
 fn server_tls(names: &[&str], secret: &str) -> ServerTls {

@@ -1,6 +1,8 @@
 //! `kubectl ambassador routes`: the route table in the order Envoy evaluates it.
 
-use ambassador_compiler::ir::{Ir, PathMatch, RouteAction, ValueMatch};
+use ambassador_compiler::ir::{
+    InsecureAction, Ir, PathMatch, RouteAction, SecurityModel, ValueMatch, VirtualHost,
+};
 use ambassador_compiler::lower::redirect_path_text;
 use ambassador_compiler::source::Sources;
 use serde_json::{json, Value};
@@ -9,6 +11,7 @@ use serde_json::{json, Value};
 pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
     let mut rows = Vec::new();
     for vh in &ir.virtual_hosts {
+        let listeners = listeners_of(ir, vh);
         for (i, r) in vh.routes.iter().enumerate() {
             let m = &r.matcher;
             let (path_kind, path) = match &m.path {
@@ -30,7 +33,8 @@ pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
             let headers: Vec<Value> = m
                 .headers
                 .iter()
-                .filter(|h| h.name != ":method")
+                // The host glob `*` is no condition.
+                .filter(|h| h.name != ":method" && h.value != ValueMatch::Host("*".into()))
                 .map(|h| json!({"name": h.name, "match": value(&h.value)}))
                 .collect();
             let query: Vec<Value> = m
@@ -117,11 +121,51 @@ pub fn rows(ir: &Ir, sources: &Sources) -> Vec<Value> {
                 "redirect": redirect,
                 "rewrite": rewrite,
                 "precedence": r.precedence,
+                "listeners": schemes(&listeners, vh, r),
                 "sources": sources_json,
             }));
         }
     }
     rows
+}
+
+/// The listeners whose filter chains serve `vh`: name, port and security model, each once.
+fn listeners_of<'a>(ir: &'a Ir, vh: &VirtualHost) -> Vec<(&'a str, u16, SecurityModel)> {
+    let mut out: Vec<(&str, u16, SecurityModel)> = Vec::new();
+    for l in &ir.listeners {
+        let serves = l.chains.iter().any(|c| c.virtual_hosts.contains(&vh.name));
+        if serves && !out.iter().any(|(n, _, _)| *n == l.name) {
+            out.push((l.name.as_str(), l.port, l.security));
+        }
+    }
+    out
+}
+
+/// What secure and insecure requests get from this route on each listener serving its
+/// virtual host: `route`, `301` (to https) or `no route`.
+fn schemes(
+    listeners: &[(&str, u16, SecurityModel)],
+    vh: &VirtualHost,
+    r: &ambassador_compiler::ir::Route,
+) -> Vec<Value> {
+    let acme =
+        matches!(&r.matcher.path, PathMatch::Prefix(p) if p == "/.well-known/acme-challenge/");
+    let insecure = match (acme, vh.insecure) {
+        (true, _) | (false, InsecureAction::Route) => "route",
+        (false, InsecureAction::Redirect) => "301",
+        (false, InsecureAction::Reject) => "no route",
+    };
+    listeners
+        .iter()
+        .map(|(name, port, security)| {
+            let (secure, cleartext) = match security {
+                SecurityModel::Xfp => ("route", insecure),
+                SecurityModel::Secure => ("route", "route"),
+                SecurityModel::Insecure => (insecure, insecure),
+            };
+            json!({"listener": name, "port": port, "https": secure, "http": cleartext})
+        })
+        .collect()
 }
 
 fn service_of(ir: &Ir, cluster: &str) -> String {
@@ -146,6 +190,39 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// `https route, http 301` when every listener agrees (the common case), else per listener
+/// (`edge-8080: ...; edge-8443: ...`).
+fn scheme_text(listeners: &Value) -> String {
+    let per: Vec<(String, String)> = listeners
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                format!(
+                    "{}:{}",
+                    l["listener"].as_str().unwrap_or_default(),
+                    l["port"]
+                ),
+                format!(
+                    "https {}, http {}",
+                    l["https"].as_str().unwrap_or_default(),
+                    l["http"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect();
+    match per.as_slice() {
+        [] => "no listener".into(),
+        [(_, first), rest @ ..] if rest.iter().all(|(_, t)| t == first) => first.clone(),
+        _ => per
+            .iter()
+            .map(|(l, t)| format!("{l} {t}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// The table for people: aligned columns, one line per route.
 pub fn table(rows: &[Value]) -> String {
     let header = [
@@ -155,9 +232,10 @@ pub fn table(rows: &[Value]) -> String {
         "BACKENDS",
         "REWRITE",
         "PREC",
+        "SCHEMES",
         "SOURCE",
     ];
-    let mut cells: Vec<[String; 7]> = Vec::new();
+    let mut cells: Vec<[String; 8]> = Vec::new();
     for r in rows {
         let m = &r["match"];
         let (kind, path) = m["path"]
@@ -244,6 +322,7 @@ pub fn table(rows: &[Value]) -> String {
             backends,
             rewrite,
             r["precedence"].to_string(),
+            scheme_text(&r["listeners"]),
             source,
         ]);
     }

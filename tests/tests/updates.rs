@@ -186,7 +186,7 @@ async fn connection_stats(stack: &Stack) -> std::collections::BTreeMap<String, V
         .await
         .unwrap()
         .into_iter()
-        .filter(|(k, _)| k.starts_with("http.ambassador-listener") || k.starts_with("listener_manager."))
+        .filter(|(k, _)| k.starts_with("http.ingress_") || k.starts_with("listener_manager."))
         .collect()
 }
 
@@ -387,8 +387,10 @@ async fn nack_keeps_old_routes_and_reports_the_error() {
     // A raw resource: the compiled route configuration with its virtual host twice, which
     // Envoy refuses for the duplicate domain.
     let compiled = stack.snapshot();
+    // The default listener's cleartext chain takes this route configuration.
+    let routes_name = format!("ambassador-listener-{}-http", stack.http_port);
     let routes = compiled
-        .get(type_url::ROUTE, "ambassador-routes")
+        .get(type_url::ROUTE, &routes_name)
         .expect("the compiled route configuration");
     let mut twice = RouteConfiguration::decode(routes.any().value.as_slice()).unwrap();
     let mut copy = twice.virtual_hosts[0].clone();
@@ -396,7 +398,7 @@ async fn nack_keeps_old_routes_and_reports_the_error() {
     twice.virtual_hosts.push(copy);
     stack
         .pipeline
-        .set_extra(vec![Resource::pack("ambassador-routes", twice)]);
+        .set_extra(vec![Resource::pack(&routes_name, twice)]);
     let since = SystemTime::now();
     let report = stack.apply(sources([("route.yaml", route(&a))])).await;
     assert!(report

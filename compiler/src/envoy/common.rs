@@ -19,6 +19,7 @@ pub(crate) const ROUTER_FILTER: &str = "envoy.filters.http.router";
 pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 pub(crate) const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+pub(crate) const PROXY_PROTOCOL: &str = "envoy.filters.listener.proxy_protocol";
 pub(crate) const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 pub(crate) const HTTP_PROTOCOL_OPTIONS: &str =
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";

@@ -483,7 +483,10 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             one(6, "transport_socket", TRANSPORT_SOCKET),
             one(7, "name", Str),
         ] },
-        "envoy.config.listener.v3.FilterChainMatch" => const { &[many(11, "server_names", Str)] },
+        "envoy.config.listener.v3.FilterChainMatch" => const { &[
+            one(9, "transport_protocol", Str),
+            many(11, "server_names", Str),
+        ] },
         "envoy.config.listener.v3.Filter" => const { &[one(1, "name", Str), one(4, "typed_config", ANY)] },
         "envoy.config.listener.v3.ListenerFilter" => const { &[one(1, "name", Str), one(3, "typed_config", ANY)] },
 
@@ -505,7 +508,8 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         | "envoy.config.core.v3.Http2ProtocolOptions"
         | "envoy.extensions.filters.http.router.v3.Router"
         | "envoy.extensions.filters.http.cors.v3.Cors"
-        | "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" => const { &[] },
+        | "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+        | "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol" => const { &[] },
         "envoy.config.core.v3.HeaderValueOption" => const { &[
             one(1, "header", Msg("envoy.config.core.v3.HeaderValue")),
             one(3, "append_action", Kind::Enum(append_action)),

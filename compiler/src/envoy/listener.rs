@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
@@ -18,7 +19,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 
 use super::common::{
     ads, any, bool_value, millis, sds_secret, socket_address, tls_transport_socket, CORS_FILTER,
-    HCM_FILTER, ROUTER_FILTER, TCP_PROXY_FILTER, TLS_INSPECTOR,
+    HCM_FILTER, PROXY_PROTOCOL, ROUTER_FILTER, TCP_PROXY_FILTER, TLS_INSPECTOR,
 };
 use crate::ir::{Ir, Listener as IrListener, RouteAction, ServerTls, TcpListener, TcpRoute};
 
@@ -66,69 +67,88 @@ fn upgrade_types(ir: &Ir) -> BTreeSet<String> {
 }
 
 fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listener {
-    let hcm = HttpConnectionManager {
-        stat_prefix: l.name.clone(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
-            route_config_name: l.route_config.clone(),
-        })),
-        // CORS is always installed: it does nothing on routes without a policy, and adding
-        // the first policy must not change (and drain) the listener.
-        http_filters: vec![
-            HttpFilter {
-                name: CORS_FILTER.to_owned(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(any(Cors {}))),
-                ..Default::default()
-            },
-            HttpFilter {
-                name: ROUTER_FILTER.to_owned(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),
-                ..Default::default()
-            },
-        ],
-        upgrade_configs: upgrades
-            .iter()
-            .map(|u| http_connection_manager::UpgradeConfig {
-                upgrade_type: u.clone(),
-                enabled: Some(bool_value(false)),
-                ..Default::default()
-            })
-            .collect(),
-        use_remote_address: Some(bool_value(ir.settings.use_remote_address)),
-        xff_num_trusted_hops: ir.settings.xff_num_trusted_hops,
-        server_name: ir.settings.server_name.clone().unwrap_or_default(),
-        // Emissary sets this on every connection manager: dot segments and percent-encoded
-        // dots are resolved before routing, so `/./app/x` is routed as `/app/x` and
-        // `/app/%2e%2e/x` as `/x`, and a dot segment cannot reach another Mapping than its
-        // normalised path.
-        normalize_path: Some(bool_value(true)),
-        ..Default::default()
+    let hcm = |route_config: &str| {
+        let hcm = HttpConnectionManager {
+            stat_prefix: l.stats_prefix.clone(),
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+                config_source: Some(ads()),
+                route_config_name: route_config.to_owned(),
+            })),
+            // CORS is always installed: it does nothing on routes without a policy, and adding
+            // the first policy must not change (and drain) the listener.
+            http_filters: vec![
+                HttpFilter {
+                    name: CORS_FILTER.to_owned(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(any(Cors {}))),
+                    ..Default::default()
+                },
+                HttpFilter {
+                    name: ROUTER_FILTER.to_owned(),
+                    config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),
+                    ..Default::default()
+                },
+            ],
+            upgrade_configs: upgrades
+                .iter()
+                .map(|u| http_connection_manager::UpgradeConfig {
+                    upgrade_type: u.clone(),
+                    enabled: Some(bool_value(false)),
+                    ..Default::default()
+                })
+                .collect(),
+            use_remote_address: Some(bool_value(ir.settings.use_remote_address)),
+            xff_num_trusted_hops: l.xff_num_trusted_hops,
+            server_name: ir.settings.server_name.clone().unwrap_or_default(),
+            // Emissary sets this on every connection manager: dot segments and
+            // percent-encoded dots are resolved before routing, so `/./app/x` is routed as
+            // `/app/x` and `/app/%2e%2e/x` as `/x`, and a dot segment cannot reach another
+            // Mapping than its normalised path.
+            normalize_path: Some(bool_value(true)),
+            ..Default::default()
+        };
+        Filter {
+            name: HCM_FILTER.to_owned(),
+            config_type: Some(filter::ConfigType::TypedConfig(any(hcm))),
+        }
     };
-    let hcm = Filter {
-        name: HCM_FILTER.to_owned(),
-        config_type: Some(filter::ConfigType::TypedConfig(any(hcm))),
-    };
-    let (filter_chains, listener_filters) = if l.tls.is_empty() {
-        (
-            vec![FilterChain {
-                filters: vec![hcm],
-                ..Default::default()
-            }],
-            Vec::new(),
-        )
-    } else {
-        let chains = l
-            .tls
-            .iter()
-            .map(|t| FilterChain {
-                filter_chain_match: server_names_match(&t.server_names),
-                filters: vec![hcm.clone()],
+    let filter_chains = l
+        .chains
+        .iter()
+        .map(|c| match &c.tls {
+            Some(t) => FilterChain {
+                name: c.name.clone(),
+                filter_chain_match: Some(FilterChainMatch {
+                    server_names: t.server_names.clone(),
+                    transport_protocol: "tls".to_owned(),
+                    ..Default::default()
+                }),
+                filters: vec![hcm(&c.route_config)],
                 transport_socket: Some(tls_transport_socket(any(downstream_tls(t)))),
                 ..Default::default()
-            })
-            .collect();
-        (chains, vec![tls_inspector()])
-    };
+            },
+            // Matches any connection, TLS ones whose SNI no TLS chain takes included (as in
+            // Emissary, where such a client gets a cleartext HTTP answer).
+            None => FilterChain {
+                name: c.name.clone(),
+                filters: vec![hcm(&c.route_config)],
+                ..Default::default()
+            },
+        })
+        .collect();
+    // In the stack's order, as Emissary appends them: TLS before PROXY for HTTPSPROXY.
+    let mut listener_filters = Vec::new();
+    if l.tls {
+        listener_filters.push(tls_inspector());
+    }
+    if l.proxy_protocol {
+        listener_filters.push(ListenerFilter {
+            name: PROXY_PROTOCOL.to_owned(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                ProxyProtocol::default(),
+            ))),
+            ..Default::default()
+        });
+    }
     Listener {
         name: l.name.clone(),
         address: Some(socket_address(&l.address, l.port)),

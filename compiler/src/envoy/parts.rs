@@ -18,9 +18,10 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::{Message, Name};
 
+use super::route::Variants;
 use super::XdsResource;
 use crate::fnv::Fnv1a;
-use crate::ir::{Cluster, Cors, InsecureAction, Ir, Route, VirtualHost};
+use crate::ir::{Cluster, Cors, Ir, Route, SecurityModel, VirtualHost};
 
 /// A resource ready for the wire: name, version and the packed message.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,11 +57,12 @@ pub struct EncodedRoute {
     pub hash: u64,
 }
 
-/// Encodes a route once, to be placed in any number of virtual hosts.
-pub fn encode_route(r: &Route) -> EncodedRoute {
+/// Encodes a route once for listeners of one kind (`variants`), to be placed in any number
+/// of their virtual hosts.
+pub fn encode_route(r: &Route, variants: Variants) -> EncodedRoute {
     // Each Envoy route of the IR route as an element of the virtual host's `routes`.
     let mut bytes = Vec::new();
-    for route in super::route::routes(r) {
+    for route in super::route::route_variants(r, variants) {
         encode_key(3, WireType::LengthDelimited, &mut bytes);
         encode_varint(route.encoded_len() as u64, &mut bytes);
         route
@@ -79,20 +81,13 @@ pub struct VirtualHostShell {
     head: Vec<u8>,
     /// Every field after `routes`.
     tail: Vec<u8>,
-    /// False when the host answers every request itself (insecure requests rejected).
-    with_routes: bool,
     hash: u64,
 }
 
 impl VirtualHostShell {
-    /// The shell of `vh` on a listener that terminates TLS (`secure`) or not. `vh.routes`
-    /// is not read.
-    pub fn new(vh: &VirtualHost, secure: bool, module_cors: Option<&Cors>) -> VirtualHostShell {
-        let empty = VirtualHost {
-            routes: Vec::new(),
-            ..vh.clone()
-        };
-        let whole = super::route::virtual_host_with(&empty, secure, module_cors);
+    /// The shell of `vh`; `vh.routes` is not read.
+    pub fn new(vh: &VirtualHost, module_cors: Option<&Cors>) -> VirtualHostShell {
+        let whole = super::route::virtual_host_with(vh, module_cors);
         let head = EnvoyVirtualHost {
             name: whole.name.clone(),
             domains: whole.domains.clone(),
@@ -105,11 +100,6 @@ impl VirtualHostShell {
             ..whole
         }
         .encode_to_vec();
-        let insecure = if secure {
-            InsecureAction::Route
-        } else {
-            vh.insecure
-        };
         let mut h = Fnv1a::new();
         h.write(&head);
         h.write(&[0xff]);
@@ -117,7 +107,6 @@ impl VirtualHostShell {
         VirtualHostShell {
             head,
             tail,
-            with_routes: insecure != InsecureAction::Reject,
             hash: h.0,
         }
     }
@@ -125,7 +114,7 @@ impl VirtualHostShell {
     /// The length of the virtual host's encoding when its routes take `routes_len` bytes
     /// (the sum of [`EncodedRoute::element_len`]).
     fn len(&self, routes_len: usize) -> usize {
-        self.head.len() + self.tail.len() + if self.with_routes { routes_len } else { 0 }
+        self.head.len() + self.tail.len() + routes_len
     }
 
     /// Appends the virtual host with `routes` (taking `routes_len` bytes) to `out` as field
@@ -143,11 +132,9 @@ impl VirtualHostShell {
         encode_varint(len as u64, out);
         out.extend_from_slice(&self.head);
         h.write_u64(self.hash);
-        if self.with_routes {
-            for r in routes {
-                out.extend_from_slice(&r.bytes);
-                h.write_u64(r.hash);
-            }
+        for r in routes {
+            out.extend_from_slice(&r.bytes);
+            h.write_u64(r.hash);
         }
         out.extend_from_slice(&self.tail);
     }
@@ -217,15 +204,29 @@ pub fn listeners(skeleton: &Ir, upgrades: &BTreeSet<String>) -> Vec<Packed> {
         .collect()
 }
 
-/// The names of the route configurations the listeners of `skeleton` take, each with
-/// whether the first listener naming it terminates TLS (its virtual hosts are built for
-/// that listener, as [`super::emit`] does).
-pub fn route_configuration_names(skeleton: &Ir) -> Vec<(String, bool)> {
-    let mut seen = BTreeSet::new();
+/// A route configuration to assemble: its name and its virtual hosts (by name), each with
+/// the security model of the listener whose chain takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfigPlan {
+    pub name: String,
+    pub virtual_hosts: Vec<(String, SecurityModel)>,
+}
+
+/// The route configurations the listeners of `skeleton` take, one per filter chain, in
+/// output order (as [`super::emit`] builds them).
+pub fn route_configuration_plans(skeleton: &Ir) -> Vec<RouteConfigPlan> {
     skeleton
         .listeners
         .iter()
-        .filter(|l| seen.insert(l.route_config.as_str()))
-        .map(|l| (l.route_config.clone(), !l.tls.is_empty()))
+        .flat_map(|l| {
+            l.chains.iter().map(|c| RouteConfigPlan {
+                name: c.route_config.clone(),
+                virtual_hosts: c
+                    .virtual_hosts
+                    .iter()
+                    .map(|v| (v.clone(), l.security))
+                    .collect(),
+            })
+        })
         .collect()
 }

@@ -1,12 +1,12 @@
 //! Route configurations: one per HTTP listener, one virtual host per IR virtual host, routes in IR order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::RetryPolicy as EnvoyRetryPolicy;
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
-    virtual_host, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
     Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch as EnvoyRouteMatch,
     VirtualHost as EnvoyVirtualHost,
 };
@@ -21,72 +21,140 @@ use super::common::{
 };
 use crate::ir::{
     Cors, Forward, HashPolicy, InsecureAction, Ir, PathMatch, Redirect, RedirectPath, RegexRewrite,
-    Route, RouteAction as IrAction, RouteMatch, ValueMatch, VirtualHost, WeightedCluster,
+    Route, RouteAction as IrAction, RouteMatch, SecurityModel, ValueMatch, VirtualHost,
+    WeightedCluster,
 };
 
-/// One RouteConfiguration per distinct `route_config` name of the HTTP listeners. Two
-/// listeners naming the same configuration share it, built for the first of them.
+/// One RouteConfiguration per filter chain of each listener: the chain's virtual hosts, each
+/// route in the variants the listener's security model asks for.
 pub(crate) fn route_configurations(ir: &Ir) -> Vec<RouteConfiguration> {
-    let mut seen = BTreeSet::new();
+    let by_name: HashMap<&str, &VirtualHost> = ir
+        .virtual_hosts
+        .iter()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
     let mut out = Vec::new();
     for l in &ir.listeners {
-        if !seen.insert(l.route_config.as_str()) {
-            continue;
+        for c in &l.chains {
+            out.push(RouteConfiguration {
+                name: c.route_config.clone(),
+                virtual_hosts: c
+                    .virtual_hosts
+                    .iter()
+                    .filter_map(|n| by_name.get(n.as_str()))
+                    .map(|vh| virtual_host(vh, l.security, ir))
+                    .collect(),
+                ..Default::default()
+            });
         }
-        // A listener that terminates TLS serves only secure requests; a cleartext one is
-        // where a Host's `requestPolicy.insecure.action` applies.
-        let secure = !l.tls.is_empty();
-        out.push(RouteConfiguration {
-            name: l.route_config.clone(),
-            virtual_hosts: ir
-                .virtual_hosts
-                .iter()
-                .map(|vh| virtual_host(vh, secure, ir))
-                .collect(),
-            ..Default::default()
-        });
     }
     out
 }
 
-pub(crate) fn virtual_host(vh: &VirtualHost, secure: bool, ir: &Ir) -> EnvoyVirtualHost {
-    virtual_host_with(vh, secure, ir.settings.cors.as_ref())
+pub(crate) fn virtual_host(vh: &VirtualHost, security: SecurityModel, ir: &Ir) -> EnvoyVirtualHost {
+    let mut out = virtual_host_with(vh, ir.settings.cors.as_ref());
+    let variants = Variants {
+        security,
+        insecure: vh.insecure,
+    };
+    out.routes = vh
+        .routes
+        .iter()
+        .flat_map(|r| route_variants(r, variants))
+        .collect();
+    out
 }
 
-/// A virtual host when the Module's CORS policy is `module_cors`.
-pub(crate) fn virtual_host_with(
-    vh: &VirtualHost,
-    secure: bool,
-    module_cors: Option<&Cors>,
-) -> EnvoyVirtualHost {
-    let insecure = if secure {
-        InsecureAction::Route
-    } else {
-        vh.insecure
-    };
-    let routes = match insecure {
-        InsecureAction::Route | InsecureAction::Redirect => {
-            vh.routes.iter().flat_map(routes).collect()
-        }
-        // No routes: Envoy answers 404 (no route matched) to every cleartext request.
-        InsecureAction::Reject => Vec::new(),
-    };
-    let require_tls = match insecure {
-        // Envoy answers 301 to the https:// URL of the same request.
-        InsecureAction::Redirect => virtual_host::TlsRequirementType::All,
-        InsecureAction::Route | InsecureAction::Reject => virtual_host::TlsRequirementType::None,
-    };
+/// A virtual host without its routes, when the Module's CORS policy is `module_cors`.
+pub(crate) fn virtual_host_with(vh: &VirtualHost, module_cors: Option<&Cors>) -> EnvoyVirtualHost {
     // The Module's CORS policy is the virtual host's default; a route's own policy wins over
     // it because Envoy takes the most specific per-filter configuration.
     let cors = vh.cors.as_ref().or(module_cors);
     EnvoyVirtualHost {
         name: vh.name.clone(),
         domains: vh.domains.clone(),
-        routes,
-        require_tls: require_tls as i32,
         typed_per_filter_config: cors_config(cors),
         ..Default::default()
     }
+}
+
+/// What a listener makes of a route of a virtual host: its security model, and the Host's
+/// action for insecure requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variants {
+    pub security: SecurityModel,
+    pub insecure: InsecureAction,
+}
+
+/// Emissary's route variants (`V3RouteVariants`): a secure one that routes (under XFP it
+/// also requires `x-forwarded-proto: https`), then an insecure one with the Host's action
+/// (under XFP it is tried after the secure one, so it takes the rest). Route is the route
+/// as it is, Redirect answers 301 to https, Reject emits nothing; the ACME challenge path
+/// is always routed. Both variants drop a Mapping's own `x-forwarded-proto` condition
+/// under XFP. Where the two would do the same (XFP and Route) one route stands for both.
+pub(crate) fn route_variants(r: &Route, v: Variants) -> Vec<EnvoyRoute> {
+    let acme =
+        matches!(&r.matcher.path, PathMatch::Prefix(p) if p == "/.well-known/acme-challenge/");
+    let insecure = if acme {
+        InsecureAction::Route
+    } else {
+        v.insecure
+    };
+    let base = routes(r);
+    match (v.security, insecure) {
+        (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => base,
+        (SecurityModel::Insecure, InsecureAction::Redirect) => {
+            base.into_iter().map(https_redirect).collect()
+        }
+        (SecurityModel::Insecure, InsecureAction::Reject) => Vec::new(),
+        (SecurityModel::Xfp, InsecureAction::Route) => base.into_iter().map(without_xfp).collect(),
+        (SecurityModel::Xfp, InsecureAction::Reject) => base
+            .into_iter()
+            .map(|b| xfp_https(without_xfp(b)))
+            .collect(),
+        (SecurityModel::Xfp, InsecureAction::Redirect) => base
+            .into_iter()
+            .flat_map(|b| {
+                let b = without_xfp(b);
+                let mut redirect = https_redirect(b.clone());
+                redirect.name.push_str("-redirect");
+                [xfp_https(b), redirect]
+            })
+            .collect(),
+    }
+}
+
+const XFP: &str = "x-forwarded-proto";
+
+fn without_xfp(mut r: EnvoyRoute) -> EnvoyRoute {
+    if let Some(m) = &mut r.r#match {
+        m.headers.retain(|h| !h.name.eq_ignore_ascii_case(XFP));
+    }
+    r
+}
+
+fn xfp_https(mut r: EnvoyRoute) -> EnvoyRoute {
+    if let Some(m) = &mut r.r#match {
+        m.headers.push(HeaderMatcher {
+            name: XFP.to_owned(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                exact_string("https"),
+            )),
+            ..Default::default()
+        });
+    }
+    r
+}
+
+/// The route answering 301 with the https URL of the request (Envoy's default code).
+fn https_redirect(mut r: EnvoyRoute) -> EnvoyRoute {
+    r.action = Some(route::Action::Redirect(RedirectAction {
+        scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(
+            true,
+        )),
+        ..Default::default()
+    }));
+    r
 }
 
 /// The per-filter configuration map holding at most one entry. Prost encodes a map in its

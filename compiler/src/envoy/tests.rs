@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener as EnvoyListener};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
-    virtual_host, Route as EnvoyRoute, RouteAction as EnvoyRouteAction,
+    Route as EnvoyRoute, RouteAction as EnvoyRouteAction,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use super::common::parse_duration;
 use super::json::{any_to_json, unrendered};
-use super::{emit, endpoints, to_config_dump_json, Resources, TypeFilter};
+use super::{endpoints, to_config_dump_json, Resources, TypeFilter};
 use crate::ir::*;
 use crate::source::Span;
 
@@ -113,13 +113,53 @@ fn cluster(name: &str) -> Cluster {
 }
 
 fn listener(port: u16, tls: Vec<ServerTls>) -> Listener {
+    // A cleartext listener has one chain; a TLS one a chain per certificate. The chains
+    // serve every virtual host (see `emit`).
+    let chains = if tls.is_empty() {
+        vec![Chain {
+            name: "httphost-shared".into(),
+            tls: None,
+            route_config: format!("ambassador-routes-{port}"),
+            virtual_hosts: Vec::new(),
+        }]
+    } else {
+        tls.into_iter()
+            .enumerate()
+            .map(|(i, t)| Chain {
+                name: format!("https-{i}"),
+                tls: Some(t),
+                route_config: format!("ambassador-routes-{port}-{i}"),
+                virtual_hosts: Vec::new(),
+            })
+            .collect()
+    };
     Listener {
         name: format!("ambassador-listener-{port}"),
         address: "0.0.0.0".into(),
         port,
-        route_config: format!("ambassador-routes-{port}"),
-        tls,
+        stats_prefix: format!("ambassador-listener-{port}"),
+        security: SecurityModel::Xfp,
+        xff_num_trusted_hops: 0,
+        proxy_protocol: false,
+        tls: chains.iter().any(|c| c.tls.is_some()),
+        chains,
+        source: None,
     }
+}
+
+/// The back end's `emit`, with every chain the builders left without virtual hosts serving
+/// all of them.
+fn emit(ir: &Ir) -> Resources {
+    let mut ir = ir.clone();
+    let names: Vec<String> = ir.virtual_hosts.iter().map(|v| v.name.clone()).collect();
+    for l in &mut ir.listeners {
+        for c in &mut l.chains {
+            if c.virtual_hosts.is_empty() {
+                c.virtual_hosts = names.clone();
+            }
+        }
+    }
+    super::emit(&ir)
 }
 
 fn vhost(name: &str, domains: &[&str], routes: Vec<Route>) -> VirtualHost {
@@ -807,7 +847,7 @@ fn tls_listeners_select_certificates_by_sni() {
             tls(&[], "default/fallback"),
         ],
     ));
-    i.settings.xff_num_trusted_hops = 2;
+    i.listeners[1].xff_num_trusted_hops = 2;
     i.settings.server_name = Some("edge".into());
     let res = emit(&i);
     let l = &res
@@ -829,10 +869,9 @@ fn tls_listeners_select_certificates_by_sni() {
             .server_names,
         ["a.example", "b.example"]
     );
-    assert_eq!(
-        l.filter_chains[1].filter_chain_match, None,
-        "no names: the catch-all chain"
-    );
+    let any_sni = l.filter_chains[1].filter_chain_match.as_ref().unwrap();
+    assert!(any_sni.server_names.is_empty(), "no names: any SNI");
+    assert_eq!(any_sni.transport_protocol, "tls");
     let ts = l.filter_chains[0].transport_socket.as_ref().unwrap();
     assert_eq!(ts.name, "envoy.transport_sockets.tls");
     let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
@@ -863,11 +902,16 @@ fn tls_listeners_select_certificates_by_sni() {
     let h = hcm(l, 1);
     assert_eq!(h.xff_num_trusted_hops, 2);
     assert_eq!(h.server_name, "edge");
-    assert_eq!(res.routes.resources.len(), 2);
+    // One route configuration per chain: 8080's cleartext one and 8443's two TLS ones.
+    assert_eq!(res.routes.resources.len(), 3);
 }
 
+/// Emissary's route variants: under XFP a Redirect Host gets a secure route (requiring
+/// `x-forwarded-proto: https`) then a 301 for the rest, a Reject Host only the secure route
+/// (so its HTTPS keeps working on every chain), a Route Host one route for both; SECURE
+/// routes everything, INSECURE applies the action to everything.
 #[test]
-fn insecure_actions_apply_to_cleartext_listeners_only() {
+fn insecure_actions_become_route_variants() {
     let mut i = ir(vec![route_to("a", prefix("/"), to("a"))]);
     i.listeners
         .push(listener(8443, vec![tls(&[], "default/cert")]));
@@ -884,34 +928,52 @@ fn insecure_actions_apply_to_cleartext_listeners_only() {
     );
     reject.insecure = InsecureAction::Reject;
     i.virtual_hosts.extend([redirect, reject]);
+    let mut secure = listener(9443, Vec::new());
+    secure.security = SecurityModel::Secure;
+    secure.chains[0].route_config = "secure".into();
+    let mut insecure = listener(9080, Vec::new());
+    insecure.security = SecurityModel::Insecure;
+    insecure.chains[0].route_config = "insecure".into();
+    i.listeners.extend([secure, insecure]);
     let res = emit(&i);
-    let clear = &res.routes.get("ambassador-routes-8080").unwrap().message;
-    let secure = &res.routes.get("ambassador-routes-8443").unwrap().message;
-    let by_name = |rc: &envoy_types::pb::envoy::config::route::v3::RouteConfiguration, n: &str| {
-        rc.virtual_hosts
+    // (route name, requires XFP https, redirects) per virtual host.
+    let shape = |rc: &str, vh: &str| -> Vec<(String, bool, bool)> {
+        let rc = &res.routes.get(rc).unwrap().message;
+        let v = rc.virtual_hosts.iter().find(|v| v.name == vh).unwrap();
+        assert_eq!(v.require_tls, 0, "redirects are per route, as in Emissary");
+        v.routes
             .iter()
-            .find(|v| v.name == n)
-            .cloned()
-            .unwrap()
+            .map(|r| {
+                let xfp = r.r#match.as_ref().unwrap().headers.iter().any(|h| {
+                    h.name == "x-forwarded-proto"
+                        && h.header_match_specifier
+                            == Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                                StringMatcher {
+                                    match_pattern: Some(MatchPattern::Exact("https".into())),
+                                    ignore_case: false,
+                                },
+                            ))
+                });
+                let redirect = matches!(&r.action, Some(route::Action::Redirect(rd))
+                    if rd.scheme_rewrite_specifier
+                        == Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)));
+                (r.name.clone(), xfp, redirect)
+            })
+            .collect()
     };
-    assert_eq!(
-        by_name(clear, "r.example").require_tls,
-        virtual_host::TlsRequirementType::All as i32
-    );
-    assert_eq!(by_name(clear, "r.example").routes.len(), 1);
-    assert!(
-        by_name(clear, "x.example").routes.is_empty(),
-        "rejected: Envoy answers 404"
-    );
-    assert_eq!(
-        by_name(clear, "*").require_tls,
-        virtual_host::TlsRequirementType::None as i32
-    );
-    assert_eq!(
-        by_name(secure, "r.example").require_tls,
-        virtual_host::TlsRequirementType::None as i32
-    );
-    assert_eq!(by_name(secure, "x.example").routes.len(), 1);
+    let s = |n: &str| n.to_string();
+    for rc in ["ambassador-routes-8080", "ambassador-routes-8443-0"] {
+        assert_eq!(
+            shape(rc, "r.example"),
+            [(s("r"), true, false), (s("r-redirect"), false, true)]
+        );
+        assert_eq!(shape(rc, "x.example"), [(s("x"), true, false)]);
+        assert_eq!(shape(rc, "*"), [(s("a"), false, false)]);
+    }
+    assert_eq!(shape("secure", "r.example"), [(s("r"), false, false)]);
+    assert_eq!(shape("secure", "x.example"), [(s("x"), false, false)]);
+    assert_eq!(shape("insecure", "r.example"), [(s("r"), false, true)]);
+    assert!(shape("insecure", "x.example").is_empty());
 }
 
 #[test]
@@ -1656,9 +1718,9 @@ fn type_filters_parse() {
 #[test]
 fn duplicate_names_keep_the_first() {
     let mut a = listener(8080, Vec::new());
-    a.route_config = "first".into();
+    a.chains[0].route_config = "first".into();
     let mut b = listener(8080, Vec::new());
-    b.route_config = "second".into();
+    b.chains[0].route_config = "second".into();
     let mut i = ir(vec![route_to("a", prefix("/"), to("a"))]);
     i.listeners = vec![a, b];
     let res = emit(&i);

@@ -142,6 +142,10 @@ enum File {
         mappings: Vec<Mapping>,
     },
     Host(&'static str),
+    /// A Host with a `tlsSecret` and an insecure action.
+    TlsHost(&'static str, &'static str),
+    /// A Listener: port, protocol, security model, namespace binding.
+    Listener(u16, &'static str, &'static str, &'static str),
     Module(u32),
     Resolver,
     /// Endpoints of the `web` Service.
@@ -181,6 +185,13 @@ impl File {
             File::Host(h) => format!(
                 "apiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: host-{}\n  namespace: default\nspec:\n  hostname: \"{h}\"\n",
                 h.replace(['*', '.'], "x")
+            ),
+            File::TlsHost(h, action) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: tls-{}\n  namespace: default\nspec:\n  hostname: \"{h}\"\n  tlsSecret: {{name: cert}}\n  requestPolicy: {{insecure: {{action: {action}}}}}\n",
+                h.replace(['*', '.'], "x")
+            ),
+            File::Listener(port, protocol, model, from) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata:\n  name: l{port}\n  namespace: default\nspec:\n  port: {port}\n  protocol: {protocol}\n  securityModel: {model}\n  hostBinding: {{namespace: {{from: {from}}}}}\n"
             ),
             File::Module(t) => format!(
                 "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata:\n  name: ambassador\n  namespace: default\nspec:\n  config:\n    cluster_request_timeout_ms: {t}\n"
@@ -227,7 +238,20 @@ impl World {
                     mappings,
                 }
             }
-            10 => File::Host(self.rng.pick(&["a.example.com", "*.example.com", "*"])),
+            10 => match self.rng.below(4) {
+                0 => File::TlsHost(
+                    self.rng
+                        .pick(&["a.example.com", "*.example.com", "b.example.com"]),
+                    self.rng.pick(&["Route", "Redirect", "Reject"]),
+                ),
+                1 => File::Listener(
+                    [8080, 8443, 9000][self.rng.below(3)],
+                    self.rng.pick(&["HTTP", "HTTPS", "HTTPSPROXY"]),
+                    self.rng.pick(&["XFP", "SECURE", "INSECURE"]),
+                    self.rng.pick(&["ALL", "SELF"]),
+                ),
+                _ => File::Host(self.rng.pick(&["a.example.com", "*.example.com", "*"])),
+            },
             _ => File::Endpoints(1 + self.rng.below(3) as u8),
         };
         (file_name, file)
@@ -525,7 +549,7 @@ fn editing_one_mapping_resends_one_route_configuration_and_reads_one_file() {
     let changed = changed(&update);
     assert_eq!(
         changed,
-        vec![(crate::envoy::ROUTE_TYPE, crate::lower::ROUTE_CONFIG)]
+        vec![(crate::envoy::ROUTE_TYPE, "ambassador-listener-8080-http")]
     );
 }
 

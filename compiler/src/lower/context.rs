@@ -9,10 +9,11 @@ use crate::front::yaml::Node;
 use crate::front::{Kind, Resource};
 use crate::ir::{Cluster, InsecureAction, Listener, Settings, TcpListener, VirtualHost};
 
-use super::hosts::{hosts, server_tls_from_context, VHost};
+use super::hosts::{hosts, VHost};
+use super::listeners::listeners;
 use super::mapping::{self, Mapping, Reader};
 use super::tcp::tcp;
-use super::{Cx, LowerOptions, ROUTE_CONFIG};
+use super::{Cx, LowerOptions};
 
 /// Everything lowering reads besides the Mappings, and what it makes of it: Modules,
 /// resolvers, TLSContexts, Hosts (virtual hosts and listeners) and TCPMappings. Built once
@@ -88,22 +89,28 @@ impl Context {
             .collect();
 
         // Virtual hosts from Hosts, or one catch-all when there is none.
-        let mut server_tls = Vec::new();
-        let mut vhosts = hosts(
-            by_kind(Kind::Host),
-            &tls_contexts,
-            &mut server_tls,
-            &mut diags,
-        );
+        let mut vhosts = hosts(by_kind(Kind::Host), &tls_contexts, &mut diags);
+        // A TLSContext with `hosts` terminated TLS by itself before Emissary 2.0; now only a
+        // Host that uses it does.
         let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
-        // Map order is not input order: keep the listener's list independent of both.
         contexts.sort_by(|a, b| a.id.cmp(&b.id));
         for ctx in contexts {
-            let hosts: Vec<String> = Reader::new(ctx).str_list("hosts");
-            if let Some(secret) = ctx.field("secret").and_then(Node::as_str) {
-                if !hosts.is_empty() {
-                    server_tls.push(server_tls_from_context(ctx, hosts, secret));
-                }
+            let used = vhosts
+                .iter()
+                .any(|v| v.tls_context.as_deref() == Some(ctx.id.name.as_str()));
+            if !used && !Reader::new(ctx).str_list("hosts").is_empty() {
+                diags.push(
+                    Diagnostic::at(
+                        Code::UnsupportedField,
+                        ctx.key_span("hosts"),
+                        format!(
+                            "TLSContext `{}` terminates TLS for its `hosts` only through a Host that uses it (Emissary 2.0 and later); no Host does",
+                            ctx.id.name
+                        ),
+                    )
+                    .with_object(&ctx.id)
+                    .with_field(ctx.path("hosts")),
+                );
             }
         }
         if vhosts.is_empty() {
@@ -118,28 +125,20 @@ impl Context {
                 },
                 glob: "*".into(),
                 selector: BTreeMap::new(),
+                namespace: String::new(),
+                labels: BTreeMap::new(),
+                tls: None,
+                tls_context: None,
             });
         }
 
-        // Listeners.
-        let mut listeners = vec![Listener {
-            name: format!("ambassador-listener-{}", opts.http_port),
-            address: opts.listen_address.clone(),
-            port: opts.http_port,
-            route_config: ROUTE_CONFIG.into(),
-            tls: Vec::new(),
-        }];
-        if !server_tls.is_empty() {
-            server_tls.sort_by(|a, b| a.server_names.cmp(&b.server_names));
-            server_tls.dedup_by(|a, b| a.server_names == b.server_names);
-            listeners.push(Listener {
-                name: format!("ambassador-listener-{}", opts.https_port),
-                address: opts.listen_address.clone(),
-                port: opts.https_port,
-                route_config: ROUTE_CONFIG.into(),
-                tls: server_tls,
-            });
-        }
+        let listeners = listeners(
+            by_kind(Kind::Listener),
+            &vhosts,
+            &settings,
+            opts,
+            &mut diags,
+        );
 
         let mut tcp_clusters = BTreeMap::new();
         let mut cx = Cx {

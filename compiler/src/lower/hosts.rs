@@ -15,14 +15,24 @@ use super::source_ref;
 #[derive(Clone, Debug)]
 pub(crate) struct VHost {
     pub vh: VirtualHost,
+    /// The hostname glob, lower case: Mappings attach by it.
     pub glob: String,
     pub selector: BTreeMap<String, String>,
+    /// The Host's namespace and labels: Listeners bind Hosts by them.
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// The TLS the Host terminates (certificate and SNI), if any.
+    pub tls: Option<ServerTls>,
+    /// The TLSContext that gives the TLS settings, if any: Hosts sharing an SNI must share it.
+    pub tls_context: Option<String>,
 }
 
+/// The Hosts, as Emissary reads them: TLS only with a `tlsSecret`, its settings from
+/// `tlsContext`, inline `tls`, or the TLSContext named `<host>-context`; a Host whose
+/// TLSContext does not exist is reported and left out.
 pub(super) fn hosts<'a>(
     hosts: impl Iterator<Item = &'a Resource>,
     tls_contexts: &HashMap<String, Resource>,
-    server_tls: &mut Vec<ServerTls>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
     let mut out: Vec<VHost> = Vec::new();
@@ -40,62 +50,95 @@ pub(super) fn hosts<'a>(
                     .collect()
             })
             .unwrap_or_default();
-        let mut has_tls = false;
+        // The SNI is the hostname without a port; `*` takes any SNI.
+        let sni = glob.rsplit_once(':').map_or(glob.as_str(), |(h, _)| h);
+        let server_names = if sni == "*" {
+            Vec::new()
+        } else {
+            vec![sni.to_string()]
+        };
+        let mut tls = None;
+        let mut tls_context = None;
+        let mut dropped = false;
         if let Some(secret) = r.field("tlsSecret") {
             if let Some(name) = secret.get("name").and_then(Node::as_str) {
                 let ns = secret
                     .get("namespace")
                     .and_then(Node::as_str)
                     .unwrap_or(&r.id.namespace);
-                let tls = r.field("tls");
-                let s = |k: &str| {
-                    tls.and_then(|t| t.get(k))
-                        .and_then(Node::as_str)
-                        .map(str::to_string)
-                };
-                server_tls.push(ServerTls {
-                    server_names: if glob == "*" {
-                        Vec::new()
-                    } else {
-                        vec![glob.clone()]
-                    },
-                    secret: format!("{ns}/{name}"),
-                    min_tls_version: s("min_tls_version"),
-                    max_tls_version: s("max_tls_version"),
-                    alpn_protocols: s("alpn_protocols")
-                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                        .unwrap_or_default(),
-                });
-                has_tls = true;
-            }
-        }
-        if let Some(ctx) = r.field("tlsContext") {
-            let name = ctx.get("name").and_then(Node::as_str).unwrap_or_default();
-            match tls_contexts.get(name) {
-                Some(c) => {
-                    if let Some(secret) = c.field("secret").and_then(Node::as_str) {
-                        let names = if glob == "*" {
-                            Vec::new()
-                        } else {
-                            vec![glob.clone()]
-                        };
-                        server_tls.push(server_tls_from_context(c, names, secret));
-                        has_tls = true;
+                let secret = format!("{ns}/{name}");
+                let named = r
+                    .field("tlsContext")
+                    .and_then(|c| c.get("name"))
+                    .and_then(Node::as_str);
+                let implicit = format!("{}-context", r.id.name);
+                if let Some(name) = named {
+                    match tls_contexts.get(name) {
+                        Some(c) => {
+                            tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
+                            tls_context = Some(name.to_string());
+                        }
+                        None => {
+                            diags.push(
+                                Diagnostic::at(
+                                    Code::UndefinedTlsContext,
+                                    r.key_span("tlsContext"),
+                                    format!(
+                                        "Host `{}` names TLSContext `{name}`, which is not defined, so the Host is left out",
+                                        r.id.name
+                                    ),
+                                )
+                                .with_object(&r.id)
+                                .with_field(r.path("tlsContext.name")),
+                            );
+                            dropped = true;
+                        }
                     }
+                } else if let Some(t) = r.field("tls") {
+                    let s = |k: &str| t.get(k).and_then(Node::as_str).map(str::to_string);
+                    tls = Some(ServerTls {
+                        server_names: server_names.clone(),
+                        secret,
+                        min_tls_version: s("min_tls_version"),
+                        max_tls_version: s("max_tls_version"),
+                        alpn_protocols: s("alpn_protocols")
+                            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+                            .unwrap_or_default(),
+                    });
+                } else if let Some(c) = tls_contexts.get(&implicit) {
+                    tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
+                    tls_context = Some(implicit);
+                } else {
+                    tls = Some(ServerTls {
+                        server_names: server_names.clone(),
+                        secret,
+                        min_tls_version: None,
+                        max_tls_version: None,
+                        alpn_protocols: Vec::new(),
+                    });
                 }
-                None => diags.push(
-                    Diagnostic::at(
-                        Code::UndefinedTlsContext,
-                        ctx.span,
-                        format!(
-                            "Host `{}` names TLSContext `{name}`, which is not defined",
-                            r.id.name
-                        ),
-                    )
-                    .with_object(&r.id)
-                    .with_field(r.path("tlsContext.name")),
-                ),
             }
+        } else if r.field("tlsContext").is_some() || r.field("tls").is_some() {
+            let key = if r.field("tlsContext").is_some() {
+                "tlsContext"
+            } else {
+                "tls"
+            };
+            diags.push(
+                Diagnostic::at(
+                    Code::UnsupportedField,
+                    r.key_span(key),
+                    format!(
+                        "`{key}` of Host `{}` has no effect without `tlsSecret`: Emissary terminates TLS only for a Host with a `tlsSecret`",
+                        r.id.name
+                    ),
+                )
+                .with_object(&r.id)
+                .with_field(r.path(key)),
+            );
+        }
+        if dropped {
+            continue;
         }
         let action = r
             .field("requestPolicy")
@@ -118,10 +161,10 @@ pub(super) fn hosts<'a>(
                     .with_object(&r.id)
                     .with_field(r.path("requestPolicy.insecure.action")),
                 );
-                InsecureAction::Route
+                InsecureAction::Redirect
             }
-            None if has_tls => InsecureAction::Redirect,
-            None => InsecureAction::Route,
+            // Emissary's default, with or without TLS.
+            None => InsecureAction::Redirect,
         };
         if let Some(existing) = out.iter_mut().find(|v| v.glob == glob) {
             diags.push(
@@ -152,6 +195,10 @@ pub(super) fn hosts<'a>(
             },
             glob,
             selector,
+            namespace: r.id.namespace.clone(),
+            labels: (*r.labels).clone(),
+            tls,
+            tls_context,
         });
     }
     out

@@ -714,7 +714,7 @@ mod order {
             resource(
                 "Host",
                 "www",
-                json!({"hostname": "www.example.com", "tlsContext": {"name": "www-tls"}}),
+                json!({"hostname": "www.example.com", "tlsSecret": {"name": "www-cert"}, "tlsContext": {"name": "www-tls"}}),
             ),
             resource("TLSContext", "upstream", json!({"secret": "upstream-cert"})),
             resource("TLSContext", "www-tls", json!({"secret": "www-cert"})),
