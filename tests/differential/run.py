@@ -778,8 +778,6 @@ def classify(cfg, req, r, codes=(), emissary_errors=None):
         return 8
     if any(s.get("prefix_regex") and s.get("case_sensitive") is False for s in ms):
         return 7
-    if any(f in ("v2", "ann2") and "*" in s.get("host", "") for f, s in zip(forms, ms)):
-        return 5
     prefixes = collections.Counter(s.get("prefix") for s in ms)
     if len(ms) >= 2 and max(prefixes.values()) >= 2:
         grouped = [m for m in cfg["mappings"] if prefixes[m["spec"].get("prefix")] >= 2]
@@ -797,6 +795,8 @@ def classify(cfg, req, r, codes=(), emissary_errors=None):
             return 4
         if len({json.dumps([s.get("rewrite"), s.get("regex_rewrite")]) for s in gs}) > 1:
             return 3
+    if any(f in ("v2", "ann2") and "*" in s.get("host", "") for f, s in zip(forms, ms)):
+        return 5
     if ("host-case" in feats or "host-port" in feats) and diff & {"status", "backend", "location"}:
         return 9
     if any(s.get("prefix_regex") and "rewrite" not in s and "regex_rewrite" not in s for s in ms) \

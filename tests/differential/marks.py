@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Which known difference classes a run's differing configurations carry.
+
+    python3 tests/differential/marks.py /tmp/ambassador-differential/results.json
+
+For every configuration with at least one differing request, the marks of the classes written
+in docs/parity.md (from Emissary's own errors and from the shape of the canary groups), and the
+number of configurations and differing requests per combination of marks.  A configuration
+with no mark ("NONE") is a difference outside the written list.
+"""
+
+import collections
+import json
+import sys
+
+
+def marks(cfg, res):
+    errs = json.dumps(res.get("emissary_errors") or {})
+    f = set()
+    if "host_redirect after" in errs:
+        f.add("N1")  # host_redirect and plain Mappings in one group
+    if "which cannot match anything" in errs:
+        f.add("N2")  # v3alpha1 host with a * (beside hostname)
+    if "exceeds 100" in errs:
+        f.add("D2")  # weight totals over 100
+    by_prefix = collections.defaultdict(list)
+    for m in cfg["mappings"]:
+        by_prefix[m["spec"]["prefix"]].append(m["spec"])
+    for specs in by_prefix.values():
+        if len(specs) < 2:
+            continue
+        if len({json.dumps(s.get("regex_rewrite")) for s in specs}) > 1:
+            f.add("R1")  # a group's regex_rewrite
+        for k in ("prefix_exact", "case_sensitive", "prefix_regex"):
+            if len({json.dumps(s.get(k)) for s in specs}) > 1:
+                f.add("6:" + k)  # members that differ in a path flag
+    return f
+
+
+def main(paths):
+    for path in paths:
+        with open(path) as fh:
+            d = json.load(fh)
+        cfgs = {c["index"]: c for c in d["configs"]}
+        nreq, ncfg, none = collections.Counter(), collections.Counter(), []
+        for k, v in d["results"].items():
+            diffs = [r for r in v["results"] if r["diff"]]
+            if not diffs:
+                continue
+            key = "+".join(sorted(marks(cfgs[int(k)], v))) or "NONE"
+            ncfg[key] += 1
+            nreq[key] += len(diffs)
+            if key == "NONE":
+                none.append(int(k))
+        print(path)
+        for key in sorted(ncfg):
+            print("  %-36s configurations %4d  differing requests %5d" % (key, ncfg[key], nreq[key]))
+        print("  configurations with no known mark:", sorted(none))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
