@@ -181,9 +181,17 @@ fn literal_cover(
 /// which every lookup reads. Lists hold route indices in ascending order.
 #[derive(Default)]
 struct Conditions<'a> {
-    /// Per bucket, the routes without any condition.
-    buckets: Vec<Vec<usize>>,
+    buckets: Vec<Bucket>,
     keyed: HashMap<Key<'a>, Vec<usize>>,
+}
+
+#[derive(Default)]
+struct Bucket {
+    /// The routes without any condition.
+    open: Vec<usize>,
+    /// The kinds of keys filed in this bucket (bits of [`Filed::bit`]), so that a lookup
+    /// skips the kinds it cannot find (a host has many suffixes and prefixes).
+    kinds: u8,
 }
 
 /// A condition of an earlier route as it is filed: its bucket, whether it is a query
@@ -206,6 +214,17 @@ enum Filed<'a> {
     Prefix(&'a str),
     /// Any value of the name may imply it.
     Name,
+}
+
+impl Filed<'_> {
+    fn bit(&self) -> u8 {
+        match self {
+            Filed::Value(_) => 1,
+            Filed::Suffix(_) => 2,
+            Filed::Prefix(_) => 4,
+            Filed::Name => 8,
+        }
+    }
 }
 
 /// A header name as Envoy compares it (without case), borrowed when already lowercase.
@@ -237,7 +256,7 @@ impl<'a> Conditions<'a> {
     /// Files route `j` under `bucket` (a new bucket when it is the next index).
     fn file(&mut self, bucket: u32, j: usize, route: &'a Route) {
         if bucket as usize == self.buckets.len() {
-            self.buckets.push(Vec::new());
+            self.buckets.push(Bucket::default());
         }
         let m = &route.matcher;
         let conds = m
@@ -265,9 +284,13 @@ impl<'a> Conditions<'a> {
                 best = Some((len, key));
             }
         }
+        let b = &mut self.buckets[bucket as usize];
         match best {
-            Some((_, key)) => self.keyed.entry(key).or_default().push(j),
-            None => self.buckets[bucket as usize].push(j),
+            Some((_, key)) => {
+                b.kinds |= key.value.bit();
+                self.keyed.entry(key).or_default().push(j)
+            }
+            None => b.open.push(j),
         }
     }
 
@@ -291,8 +314,10 @@ impl<'a> Conditions<'a> {
                 }
             }
         };
-        scan(&self.buckets[bucket as usize]);
-        if !self.keyed.is_empty() {
+        let b = &self.buckets[bucket as usize];
+        scan(&b.open);
+        let kinds = b.kinds;
+        if kinds != 0 {
             let m = &route.matcher;
             let conds = m
                 .headers
@@ -305,6 +330,9 @@ impl<'a> Conditions<'a> {
                 );
             for (query, name, have) in conds {
                 let mut look = |value: Filed<'a>| {
+                    if kinds & value.bit() == 0 {
+                        return;
+                    }
                     let key = Key {
                         bucket,
                         query,
@@ -319,14 +347,14 @@ impl<'a> Conditions<'a> {
                 look(Filed::Name);
                 if let ValueMatch::Host(h) = have {
                     // Globs `*<suffix>` that `h` falls under ([`host_implied`]).
-                    if !h.ends_with('*') {
+                    if kinds & 2 != 0 && !h.ends_with('*') {
                         let t = h.trim_start_matches('*');
                         for (k, _) in t.char_indices() {
                             look(Filed::Suffix(&t[k..]));
                         }
                     }
                     // Globs `<prefix>*`.
-                    if !h.starts_with('*') {
+                    if kinds & 4 != 0 && !h.starts_with('*') {
                         let t = h.trim_end_matches('*');
                         for (k, c) in t.char_indices() {
                             look(Filed::Prefix(&t[..k + c.len_utf8()]));
