@@ -137,6 +137,7 @@ impl ReadObject {
             resources: Vec::with_capacity(shared.len() + others.len() + own.len()),
             services: self.manifests.services.clone(),
             endpoints: self.manifests.endpoints.clone(),
+            secrets: self.manifests.secrets.clone(),
             diagnostics: Vec::new(),
             objects: self.manifests.objects,
         };
@@ -215,6 +216,7 @@ pub fn awaits_others(code: Code) -> bool {
             | Code::ShadowOnly
             | Code::HostNotBound
             | Code::ListenerServesNothing
+            | Code::SecretNotFound
     )
 }
 

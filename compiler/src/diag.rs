@@ -116,6 +116,8 @@ codes! {
     NoListener = "AMB414", "no-listener", Info, "no Listener is defined: Emissary 2.0 and later serve no HTTP then, while this compiler listens on 8080 (and 8443 for TLS Hosts)", "define Listeners (for example 8080 and 8443, `protocol: HTTPS`, `securityModel: XFP`, `hostBinding.namespace.from: ALL`)";
     HostNotBound = "AMB415", "host-not-bound", Warning, "no Listener serves the Host, so every request for it fails", "check the Listeners' `hostBinding` (namespace and selector) and `securityModel`";
     ListenerServesNothing = "AMB416", "listener-serves-nothing", Warning, "a Listener that binds no Host is left out", "check its `hostBinding`, or remove it";
+    SecretNotFound = "AMB417", "secret-not-found", Info, "the Secret a Host terminates TLS with is not among the manifests (the publisher leaves that Host's TLS out)", "create the Secret (type `kubernetes.io/tls`, with `tls.crt` and `tls.key`), or fix its name and namespace";
+    SecretUnusable = "AMB418", "secret-unusable", Error, "the Secret a Host terminates TLS with holds no usable certificate or key, so the Host's TLS is left out", "put a PEM certificate chain in `tls.crt` and its PEM private key in `tls.key`";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
 }
 

@@ -6,6 +6,7 @@
 //! namespace and label defaulting and `ambassador_id` filtering, and checks every field
 //! against [`schema`]. It never fails: what it cannot read becomes a diagnostic.
 
+pub mod base64;
 pub mod scalar;
 pub mod schema;
 pub mod yaml;
@@ -249,12 +250,27 @@ pub struct EndpointsInfo {
     pub ports: Vec<(Option<String>, u16)>,
 }
 
+/// A Kubernetes Secret seen in the input, with the certificate material TLS needs decoded
+/// (`tls.crt`, `tls.key`, `ca.crt`, from `data` or `stringData`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub namespace: String,
+    pub name: String,
+    /// `type`, e.g. `kubernetes.io/tls`.
+    pub kind: String,
+    pub cert_chain: Option<Vec<u8>>,
+    pub private_key: Option<Vec<u8>>,
+    pub ca: Option<Vec<u8>>,
+    pub span: Span,
+}
+
 /// Everything read from the input.
 #[derive(Clone, Debug, Default)]
 pub struct Manifests {
     pub resources: Vec<Resource>,
     pub services: Vec<ServiceInfo>,
     pub endpoints: Vec<EndpointsInfo>,
+    pub secrets: Vec<SecretInfo>,
     pub diagnostics: Vec<Diagnostic>,
     /// Number of Kubernetes objects read, of any kind.
     pub objects: usize,
@@ -295,6 +311,7 @@ pub fn read_file(sources: &Sources, file: FileId, opts: &Options, out: &mut Mani
         out.resources.append(&mut part.resources);
         out.services.append(&mut part.services);
         out.endpoints.append(&mut part.endpoints);
+        out.secrets.append(&mut part.secrets);
         out.diagnostics.append(&mut part.diagnostics);
         out.objects += part.objects;
     }
@@ -376,6 +393,7 @@ fn read_object(sources: &Sources, root: &Node, opts: &Options, out: &mut Manifes
     }
     match (api_version, kind) {
         ("v1", "Service") => read_service(root, &object, out),
+        ("v1", "Secret") => read_secret(root, &object, out),
         ("v1", "Endpoints") => read_endpoints(root, &object, out),
         ("discovery.k8s.io/v1", "EndpointSlice") => read_endpoint_slice(root, &object, out),
         _ => {}
@@ -407,6 +425,53 @@ fn string_map(n: &Node) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn read_secret(root: &Node, object: &ObjectRef, out: &mut Manifests) {
+    let mut value = |key: &str| -> Option<Vec<u8>> {
+        if let Some(v) = root.get("stringData").and_then(|d| d.get(key)) {
+            return v.scalar().map(|s| s.as_bytes().to_vec());
+        }
+        let v = root.get("data")?.get(key)?;
+        let text = v.scalar()?;
+        match base64::decode(text) {
+            Some(bytes) => Some(bytes),
+            None => {
+                out.diagnostics.push(
+                    Diagnostic::at(
+                        Code::InvalidValue,
+                        v.span,
+                        format!(
+                            "`data.{key}` of Secret `{}/{}` is not base64",
+                            object.namespace, object.name
+                        ),
+                    )
+                    .with_object(object)
+                    .with_field(format!("data.{key}")),
+                );
+                None
+            }
+        }
+    };
+    let cert_chain = value("tls.crt");
+    let private_key = value("tls.key");
+    let ca = value("ca.crt");
+    out.secrets.push(SecretInfo {
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+        kind: root
+            .get("type")
+            .and_then(Node::as_str)
+            .unwrap_or("Opaque")
+            .to_string(),
+        cert_chain,
+        private_key,
+        ca,
+        span: root
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .map_or(root.span, |n| n.span),
+    });
 }
 
 fn read_service(root: &Node, object: &ObjectRef, out: &mut Manifests) {

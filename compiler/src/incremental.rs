@@ -310,7 +310,8 @@ impl Session {
                     return false;
                 }
             }
-            if !same_services(&old.services, &new.services) {
+            // A Secret decides whether a Host terminates TLS: the full pass.
+            if !same_services(&old.services, &new.services) || old.secrets != new.secrets {
                 return false;
             }
             for (m, sign) in [(old, -1), (new, 1)] {
@@ -396,12 +397,16 @@ impl Session {
             .in_order()
             .flat_map(|(_, c)| c.manifests.services.iter())
             .collect();
+        let secrets = files
+            .in_order()
+            .flat_map(|(_, c)| c.manifests.secrets.iter());
         let mut fixed_diags = Vec::new();
         let active = dedupe(all.clone(), &mut fixed_diags);
         let ctx = Context::build(
             &active,
             all.iter().copied(),
             services.iter().copied(),
+            secrets,
             &self.lower,
         );
         fixed_diags.extend(ctx.diags.iter().cloned());

@@ -45,6 +45,11 @@ pub struct LowerOptions {
     pub http_port: u16,
     /// TLS port (Ambassador's default 8443), used when a Host or TLSContext terminates TLS.
     pub https_port: u16,
+    /// The input holds every Secret (the publisher's view of a cluster or directory): a Host
+    /// whose Secret is missing has its TLS left out, since Envoy would keep the whole
+    /// listener waiting for the certificate. Off for files given to lint and preview, which
+    /// usually keep Secrets out of version control.
+    pub secrets_known: bool,
 }
 
 impl Default for LowerOptions {
@@ -53,6 +58,7 @@ impl Default for LowerOptions {
             listen_address: "0.0.0.0".into(),
             http_port: 8080,
             https_port: 8443,
+            secrets_known: false,
         }
     }
 }
@@ -61,7 +67,7 @@ impl Default for LowerOptions {
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let active = dedupe(m.resources.iter().collect(), &mut diags);
-    let ctx = Context::build(&active, &m.resources, &m.services, opts);
+    let ctx = Context::build(&active, &m.resources, &m.services, &m.secrets, opts);
     diags.extend(ctx.diags.iter().cloned());
     let known = &ctx.known_namespaces;
     let mut cx = Cx {

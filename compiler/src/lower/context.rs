@@ -44,6 +44,7 @@ impl Context {
         active: &[&'r Resource],
         all: impl IntoIterator<Item = &'r Resource>,
         services: impl IntoIterator<Item = &'r crate::front::ServiceInfo>,
+        secrets: impl IntoIterator<Item = &'r crate::front::SecretInfo>,
         opts: &LowerOptions,
     ) -> Context {
         let mut known_namespaces: HashSet<String> = HashSet::new();
@@ -89,7 +90,17 @@ impl Context {
             .collect();
 
         // Virtual hosts from Hosts, or one catch-all when there is none.
-        let mut vhosts = hosts(by_kind(Kind::Host), &tls_contexts, &mut diags);
+        let secrets: HashMap<String, &crate::front::SecretInfo> = secrets
+            .into_iter()
+            .map(|s| (format!("{}/{}", s.namespace, s.name), s))
+            .collect();
+        let mut vhosts = hosts(
+            by_kind(Kind::Host),
+            &tls_contexts,
+            &secrets,
+            opts.secrets_known,
+            &mut diags,
+        );
         // A TLSContext with `hosts` terminated TLS by itself before Emissary 2.0; now only a
         // Host that uses it does.
         let mut contexts: Vec<&Resource> = tls_contexts.values().collect();

@@ -114,12 +114,22 @@ pub(super) fn build_routes<'m, 'a>(
     (routes, used.into_iter().map(|m| m.index).collect())
 }
 
-/// A group's members in the order the route lists them: weighted ones first, then by
-/// object. Independent of the input's order. Emissary takes them in the order it reads
-/// them; where that decides something (the group's first member, the last one to set a
-/// group setting), this order stands in for it and lint says so.
+/// A group's members in the order Emissary adds them to the group: by resource key,
+/// `name.namespace`. That order decides the group's first member (whose path flags and
+/// core keys the others must match) and the last one to set each group setting; it never
+/// depends on the order of the input files.
 pub(crate) fn sort_members(group: &mut [&Lowered]) {
-    group.sort_by(|a, b| (a.weight.is_none(), &a.r.id).cmp(&(b.weight.is_none(), &b.r.id)));
+    group.sort_by(|a, b| {
+        let key = |m: &Lowered| {
+            let id = &m.r.id;
+            id.name
+                .bytes()
+                .chain(std::iter::once(b'.'))
+                .chain(id.namespace.bytes())
+                .collect::<Vec<u8>>()
+        };
+        key(a).cmp(&key(b)).then_with(|| a.r.id.cmp(&b.r.id))
+    });
 }
 
 /// The route of one group of Mappings (same match, same precedence): the group's path
@@ -236,8 +246,11 @@ pub(crate) fn build_group<'m, 'a>(
         }
     }
 
+    // In the order the route lists them: weighted members first.
     let sources: Vec<SourceRef> = primaries
         .iter()
+        .filter(|m| m.weight.is_some())
+        .chain(primaries.iter().filter(|m| m.weight.is_none()))
         .chain(shadows.first())
         .map(|m| source_ref(m.r))
         .collect();
@@ -261,11 +274,15 @@ pub(crate) fn build_group<'m, 'a>(
             response_code: redirect.response_code,
         })
     } else {
-        let weights = weights(&primaries, cx);
         let rs = group_settings(&primaries, settings, cx);
         rewrites_differ(&primaries, cx);
-        let mut wc: Vec<WeightedCluster> = Vec::with_capacity(primaries.len());
-        for (m, w) in primaries.iter().zip(&weights) {
+        // Emissary's routes list the weighted members first, then the others, each in the
+        // order they joined.
+        let mut routed = primaries.clone();
+        routed.sort_by_key(|m| m.weight.is_none());
+        let weights = weights(&routed, cx);
+        let mut wc: Vec<WeightedCluster> = Vec::with_capacity(routed.len());
+        for (m, w) in routed.iter().zip(&weights) {
             used.push(*m);
             let mut member = m.member.clone();
             member.timeout_ms = Some(member.timeout_ms.unwrap_or(settings.default_timeout_ms));

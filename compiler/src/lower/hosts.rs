@@ -6,7 +6,7 @@ use foldhash::HashMap;
 
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
-use crate::front::Resource;
+use crate::front::{Resource, SecretInfo};
 use crate::ir::{InsecureAction, ServerTls, VirtualHost};
 
 use super::mapping::Reader;
@@ -33,6 +33,8 @@ pub(crate) struct VHost {
 pub(super) fn hosts<'a>(
     hosts: impl Iterator<Item = &'a Resource>,
     tls_contexts: &HashMap<String, Resource>,
+    secrets: &HashMap<String, &SecretInfo>,
+    secrets_known: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
     let mut out: Vec<VHost> = Vec::new();
@@ -140,6 +142,11 @@ pub(super) fn hosts<'a>(
         if dropped {
             continue;
         }
+        if let Some(t) = &tls {
+            if !usable_secret(r, &t.secret, secrets, secrets_known, diags) {
+                tls = None;
+            }
+        }
         let action = r
             .field("requestPolicy")
             .and_then(|p| p.get("insecure"))
@@ -202,6 +209,64 @@ pub(super) fn hosts<'a>(
         });
     }
     out
+}
+
+/// Whether the Secret a Host terminates TLS with can be served: one that is not among the
+/// manifests is reported (and, when every Secret is known, its TLS left out: Envoy would
+/// keep the whole listener waiting); one without a certificate or key is an error and its
+/// TLS left out. Everything else of the Host keeps flowing.
+fn usable_secret(
+    r: &Resource,
+    name: &str,
+    secrets: &HashMap<String, &SecretInfo>,
+    secrets_known: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let span = r.key_span("tlsSecret");
+    let Some(s) = secrets.get(name) else {
+        let message = if secrets_known {
+            format!("Secret `{name}` of Host `{}` does not exist, so the Host's TLS is left out (its cleartext routes keep flowing)", r.id.name)
+        } else {
+            format!(
+                "Secret `{name}` of Host `{}` is not among the given manifests",
+                r.id.name
+            )
+        };
+        diags.push(
+            Diagnostic::at(Code::SecretNotFound, span, message)
+                .with_object(&r.id)
+                .with_field(r.path("tlsSecret")),
+        );
+        return !secrets_known;
+    };
+    let pem = |b: &Option<Vec<u8>>, marker: &str| {
+        b.as_deref()
+            .is_some_and(|b| std::str::from_utf8(b).is_ok_and(|t| t.contains(marker)))
+    };
+    let problem = if !pem(&s.cert_chain, "-----BEGIN CERTIFICATE-----") {
+        Some("`tls.crt` holds no PEM certificate")
+    } else if !pem(&s.private_key, "PRIVATE KEY-----") {
+        Some("`tls.key` holds no PEM private key")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        diags.push(
+            Diagnostic::at(
+                Code::SecretUnusable,
+                span,
+                format!(
+                    "Secret `{name}` of Host `{}` cannot serve TLS: {problem}; the Host's TLS is left out",
+                    r.id.name
+                ),
+            )
+            .with_object(&r.id)
+            .with_field(r.path("tlsSecret"))
+            .with_related(s.span, "the Secret"),
+        );
+        return false;
+    }
+    true
 }
 
 pub(super) fn server_tls_from_context(

@@ -311,6 +311,24 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
 
     let host = reader.str("host");
     let host_regex = reader.bool("host_regex").unwrap_or(false);
+    // Emissary checks an exact `host` even when `hostname` wins over it, and refuses the
+    // whole Mapping for a `*` in it.
+    if let (Some(h), true, false, true) = (
+        host,
+        !host_regex,
+        converted,
+        reader.str("hostname").is_some(),
+    ) {
+        if h.contains('*') {
+            reader.push(
+                Code::HostWildcard,
+                reader.span("host"),
+                "host",
+                format!("`host: {h}` is matched exactly, so the `*` can never match; Emissary refuses the Mapping even though `hostname` is set"),
+            );
+            ok = false;
+        }
+    }
     // The glob Emissary matches against `:authority` and the Hosts: `hostname` wins over
     // everything, then `host`, then an exact `:authority` header.
     let (authority, hostname) = match (reader.str("hostname"), host) {
