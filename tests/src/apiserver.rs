@@ -9,7 +9,15 @@
 //!   until `timeoutSeconds` or [`Config::max_watch`] (whichever is shorter) has passed.
 //! - `GET .../{plural}/{name}`: one object.
 //! - `PATCH .../{plural}/{name}/status`: a JSON merge patch of `status`.
+//! - `POST .../namespaces/{ns}/{plural}`: creates an object (`409 AlreadyExists` when it
+//!   exists); `PUT .../namespaces/{ns}/{plural}/{name}`: replaces one, `409 Conflict`
+//!   when the body's `metadata.resourceVersion` is not the stored one (an update without
+//!   one is unconditional, as for Leases on a real server). This is what leader election
+//!   needs of `coordination.k8s.io/v1` Leases, which the default [`Config`] serves.
 //! - `POST .../namespaces/{ns}/events` (core or `events.k8s.io`): records an Event.
+//!
+//! A request's `x-client` header, if any, names who sent it
+//! ([`ApiServer::requests_by_client`]): tests give each of several clients its own.
 //!
 //! A resource that is not configured, or a version not in its list, answers 404 with a
 //! `Status` body, as a server without the CRD does. Selectors are ignored, and there is no
@@ -85,10 +93,12 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// Services, EndpointSlices, and every `getambassador.io` kind at `v3alpha1` and `v2`.
+    /// Services, EndpointSlices, Leases, and every `getambassador.io` kind at `v3alpha1`
+    /// and `v2`.
     fn default() -> Self {
         let mut resources = vec![
             Resource::new("", "Service", "services", &["v1"]),
+            Resource::new("coordination.k8s.io", "Lease", "leases", &["v1"]),
             Resource::new(
                 "discovery.k8s.io",
                 "EndpointSlice",
@@ -145,6 +155,8 @@ struct Inner {
     forbidden: HashSet<String>,
     fail_next: u32,
     requests: Vec<String>,
+    /// `(x-client header, request line)`.
+    by_client: Vec<(String, String)>,
     status_patches: Vec<(String, Value)>,
     events: Vec<Value>,
     next_uid: u64,
@@ -357,6 +369,12 @@ impl ApiServer {
         self.shared.lock().requests.clone()
     }
 
+    /// Every request so far, as `(client, METHOD path?query)`, where the client is the
+    /// request's `x-client` header (empty without one).
+    pub fn requests_by_client(&self) -> Vec<(String, String)> {
+        self.shared.lock().by_client.clone()
+    }
+
     /// Every status patch so far, as `(path, patch body)`.
     pub fn status_patches(&self) -> Vec<(String, Value)> {
         self.shared.lock().status_patches.clone()
@@ -547,6 +565,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             Some(query) => format!("{method} {path}?{query}"),
             None => format!("{method} {path}"),
         };
+        let client = req
+            .headers()
+            .get("x-client")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        inner.by_client.push((client, line.clone()));
         inner.requests.push(line);
         if inner.fail_next > 0 {
             inner.fail_next -= 1;
@@ -613,6 +638,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             (&Method::GET, None, true) => "watch",
             (&Method::GET, None, false) => "list",
             (&Method::GET, Some(_), _) => "get",
+            (&Method::POST, _, _) => "create",
+            (&Method::PUT, _, _) => "update",
             _ => "patch",
         };
         let scope = match &target.namespace {
@@ -674,6 +701,24 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 &name,
                 &path,
                 patch,
+                &api_version,
+            )
+        }
+        (&Method::POST, None, None) | (&Method::PUT, Some(_), None) => {
+            let name = target.name.clone();
+            let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+                Ok(b) => b,
+                Err(_) => return status(StatusCode::BAD_REQUEST, "BadRequest", "body".into()),
+            };
+            let Ok(object) = serde_json::from_slice::<Value>(&body) else {
+                return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+            };
+            write(
+                &shared,
+                &resource,
+                &target,
+                name.as_deref(),
+                object,
                 &api_version,
             )
         }
@@ -924,6 +969,121 @@ fn patch_status(
     inner.log.push(change.clone());
     let _ = shared.changes.send(change);
     json_response(StatusCode::OK, &at_version(&object, api_version))
+}
+
+/// `POST` (no `name`: create) or `PUT` (replace `name`) of a whole object.
+fn write(
+    shared: &Arc<Shared>,
+    resource: &Resource,
+    target: &Target,
+    name: Option<&str>,
+    mut object: Value,
+    api_version: &str,
+) -> Response {
+    let ns = target.namespace.clone().unwrap_or_default();
+    let Some(body_name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "metadata.name: Required value".into(),
+        );
+    };
+    if name.is_some_and(|n| n != body_name) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name of the object does not match the name on the URL".into(),
+        );
+    }
+    let qualified = if resource.group.is_empty() {
+        resource.plural.clone()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    };
+    let key = (resource.group.clone(), resource.plural.clone());
+    let mut inner = shared.lock();
+    let existing = inner
+        .objects
+        .get(&key)
+        .and_then(|m| m.get(&(ns.clone(), body_name.clone())))
+        .cloned();
+    let created = name.is_none();
+    match (&existing, created) {
+        (Some(_), true) => {
+            return status(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{qualified} \"{body_name}\" already exists"),
+            )
+        }
+        (None, false) => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{qualified} \"{body_name}\" not found"),
+            )
+        }
+        (Some(old), false) => {
+            let sent = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let stored = old["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if !sent.is_empty() && sent != stored {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {qualified} \"{body_name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                );
+            }
+        }
+        (None, true) => {}
+    }
+    inner.rv += 1;
+    let rv = inner.rv;
+    let uid = match existing.as_ref().map(|o| o["metadata"]["uid"].clone()) {
+        Some(uid) if !uid.is_null() => uid,
+        _ => {
+            inner.next_uid += 1;
+            json!(format!("00000000-0000-0000-0000-{:012}", inner.next_uid))
+        }
+    };
+    object["apiVersion"] = json!(api_version);
+    object["kind"] = json!(resource.kind);
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.insert("namespace".into(), json!(ns));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("uid".into(), uid);
+    }
+    // As with a status subresource, writes of the object leave its status alone.
+    match existing.as_ref().and_then(|o| o.get("status")) {
+        Some(status) => object["status"] = status.clone(),
+        None => {
+            if let Some(o) = object.as_object_mut() {
+                o.shift_remove("status");
+            }
+        }
+    }
+    inner
+        .objects
+        .entry(key)
+        .or_default()
+        .insert((ns.clone(), body_name), object.clone());
+    let change = Arc::new(Change {
+        rv,
+        plural: resource.plural.clone(),
+        group: resource.group.clone(),
+        namespace: ns,
+        kind: if created { "ADDED" } else { "MODIFIED" },
+        object: object.clone(),
+    });
+    inner.log.push(change.clone());
+    let _ = shared.changes.send(change);
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &object)
 }
 
 /// RFC 7386 JSON merge patch.

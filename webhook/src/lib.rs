@@ -10,12 +10,14 @@
 //! - [`validator`]: the compiler-backed [`admission::Validate`].
 //! - [`view`]: the watched store of what the compiler reads, fed by a manifest
 //!   directory or by the cluster; status and Events back onto objects.
+//! - [`lease`]: leader election on a Lease, so one replica writes status and Events.
 //! - [`metrics`], [`telemetry`]: Prometheus text metrics and structured logs.
 
 pub mod admission;
 pub mod ads;
 pub mod bootstrap;
 pub mod certs;
+pub mod lease;
 pub mod metrics;
 pub mod pipeline;
 pub mod run;

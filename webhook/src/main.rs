@@ -33,7 +33,7 @@ use ambassador_webhook::server::{self, AppState, Limits, Readiness};
 use ambassador_webhook::telemetry::{self, LogFormat};
 use ambassador_webhook::validator::CompilerValidator;
 use ambassador_webhook::{certs, tls};
-use ambassador_webhook::{run, view};
+use ambassador_webhook::{lease, run, view};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -184,6 +184,14 @@ struct ViewArgs {
     /// With --watch-dir: quiet period after a change before files are read.
     #[arg(long, default_value_t = 20, value_name = "MS")]
     debounce_ms: u64,
+    /// With --kube: the coordination.k8s.io Lease that elects the one replica writing
+    /// status and Events (holder: $POD_NAME). Every replica serves admission and ADS.
+    #[arg(long, default_value = "ambassador-webhook", value_name = "NAME")]
+    lease_name: String,
+    /// With --kube: the Lease's namespace (default: the kubeconfig's or service
+    /// account's namespace).
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    lease_namespace: Option<String>,
 }
 
 impl ViewArgs {
@@ -487,11 +495,29 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                         .map_err(|e| e.to_string())?;
                     let instance =
                         std::env::var("POD_NAME").unwrap_or_else(|_| "ambassador-webhook".into());
-                    Some(Arc::new(view::kube::Reporter::new(
-                        client,
-                        "getambassador.io/ambassador-webhook",
-                        &instance,
-                    )))
+                    // One replica writes status and Events: the holder of the Lease.
+                    let namespace = args
+                        .view
+                        .lease_namespace
+                        .clone()
+                        .unwrap_or_else(|| client.default_namespace().to_string());
+                    let options =
+                        lease::LeaseOptions::new(&namespace, &args.view.lease_name, &instance);
+                    let (leadership, elector) = lease::spawn(client.clone(), options);
+                    // On SIGTERM the Lease is released, so the other replica takes over
+                    // at its next attempt.
+                    tokio::spawn(async move {
+                        wait_for_signal().await;
+                        elector.stop().await;
+                    });
+                    Some(Arc::new(
+                        view::kube::Reporter::new(
+                            client,
+                            "getambassador.io/ambassador-webhook",
+                            &instance,
+                        )
+                        .with_leadership(leadership),
+                    ))
                 }
                 run::Source::Dir { .. } => None,
             };

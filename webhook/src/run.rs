@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::lease::Leadership;
 use crate::pipeline::Feed;
 use crate::server::Readiness;
 use crate::validator::CompilerValidator;
-use crate::view::kube::{report_status, verdicts, Reporter};
-use crate::view::{self, View};
+use crate::view::kube::{report_status, verdicts, ReportError, Reporter, Verdict};
+use crate::view::{self, Key, View};
 
 /// Where the view comes from.
 #[derive(Clone, Debug)]
@@ -97,7 +98,9 @@ pub async fn start(source: &Source) -> Result<Running, Error> {
 /// compiled into it: the webhook is not ready before it knows the cluster.
 ///
 /// With a `reporter` (cluster mode), each object's verdict is written back where its owner
-/// sees it: the `status` of a `getambassador.io` resource, or an Event on a Service.
+/// sees it: the `status` of a `getambassador.io` resource, or an Event on a Service. When
+/// the reporter follows a Lease, only the leader writes, and a replica that becomes the
+/// leader writes the verdicts of the view it holds at once.
 pub fn feed_validator(
     view: &View,
     validator: Arc<CompilerValidator>,
@@ -109,6 +112,9 @@ pub fn feed_validator(
     tokio::spawn(async move {
         let mut rx = view.subscribe();
         let mut ready = false;
+        let mut leadership = reporter.as_ref().and_then(|r| r.leadership());
+        // The last snapshot compiled and its verdicts, for a replica that becomes leader.
+        let mut last: Option<(view::Snapshot, Vec<(Key, Verdict)>)> = None;
         loop {
             let snapshot = rx.borrow_and_update().clone();
             let synced = snapshot.is_synced();
@@ -126,15 +132,9 @@ pub fn feed_validator(
             match built {
                 Ok((size, took, verdicts)) => {
                     if let Some(reporter) = &reporter {
-                        for (key, verdict) in verdicts {
-                            let Some(object) = snapshot.get(&key) else {
-                                continue;
-                            };
-                            if let Err(e) = report_status(reporter, object, &verdict).await {
-                                tracing::warn!(error = %e, "cannot report an object's status");
-                            }
-                        }
+                        report_all(reporter, &snapshot, &verdicts).await;
                     }
+                    last = Some((snapshot, verdicts));
                     // The size of the compiled view the validator checks against.
                     metrics.set_view_size("compiled-ambassador-resources", size as u64);
                     tracing::debug!(resources = size, ?took, "admission view rebuilt")
@@ -146,11 +146,50 @@ pub fn feed_validator(
                 readiness.set_ready(true);
                 tracing::info!("view synced and compiled; admission ready");
             }
-            if rx.changed().await.is_err() {
-                return;
+            // Until the view changes: a replica that becomes the leader meanwhile
+            // writes what it holds.
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    () = gained(&mut leadership) => {
+                        if let (Some(reporter), Some((snapshot, verdicts))) = (&reporter, &last) {
+                            report_all(reporter, snapshot, verdicts).await;
+                        }
+                    }
+                }
             }
         }
     })
+}
+
+/// Waits for a new term of leadership; never returns without an election.
+async fn gained(leadership: &mut Option<Leadership>) {
+    match leadership {
+        Some(l) => l.gained().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes each verdict back, while this replica may write.
+async fn report_all(reporter: &Reporter, snapshot: &view::Snapshot, verdicts: &[(Key, Verdict)]) {
+    for (key, verdict) in verdicts {
+        let Some(object) = snapshot.get(key) else {
+            continue;
+        };
+        match report_status(reporter, object, verdict).await {
+            Ok(_) => {}
+            Err(ReportError::NotLeader) => {
+                tracing::debug!("not the leader: another replica writes status and Events");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot report an object's status"),
+        }
+    }
 }
 
 /// The view as a [`Feed`] for the ADS pipeline: the first call waits for the synced view,

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Key, Origin, Snapshot, View};
+use crate::lease::Leadership;
 
 /// The `getambassador.io` versions tried for each kind, newest first.
 const VERSIONS: [&str; 2] = ["v3alpha1", "v2"];
@@ -429,6 +430,9 @@ pub enum ReportError {
     /// The object lacks `apiVersion`, `kind`, `metadata.name` or `metadata.namespace`.
     #[error("the object has no apiVersion, kind, name or namespace")]
     NotAnObject,
+    /// Another replica holds the Lease: this one writes nothing.
+    #[error("not the leader: another replica writes status and Events")]
+    NotLeader,
     /// The API server refused or could not be reached.
     #[error("writing the {what} of {key}: {source}")]
     Kube {
@@ -440,13 +444,20 @@ pub enum ReportError {
 
 /// Who writes reports, and what was written last for each object: reports are written
 /// only when their text changes. Share one per process.
+///
+/// With [`Reporter::with_leadership`], only the replica holding the Lease writes
+/// ([`crate::lease`]); the others return [`ReportError::NotLeader`] without a request.
+/// What was written is remembered per term of leadership: after another replica may
+/// have written, nothing is taken as already said.
 pub struct Reporter {
     client: Client,
     /// `reportingController` of Events, e.g. `getambassador.io/ambassador-webhook`.
     pub controller: String,
     /// `reportingInstance` of Events: the pod name.
     pub instance: String,
-    last: Mutex<HashMap<Key, Verdict>>,
+    leadership: Option<Leadership>,
+    /// The term the map belongs to, and what was written in it.
+    last: Mutex<(Option<u64>, HashMap<Key, Verdict>)>,
 }
 
 impl Reporter {
@@ -455,18 +466,53 @@ impl Reporter {
             client,
             controller: controller.into(),
             instance: instance.into(),
-            last: Mutex::new(HashMap::new()),
+            leadership: None,
+            last: Mutex::new((None, HashMap::new())),
         }
+    }
+
+    /// Writes only while `leadership` says this replica leads.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Reporter {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// The election this reporter follows, if any.
+    pub fn leadership(&self) -> Option<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// Whether this replica may write now: always without an election.
+    pub fn may_write(&self) -> bool {
+        self.term().is_some()
+    }
+
+    /// `Some(0)` without an election, the term while leading, `None` while not.
+    fn term(&self) -> Option<u64> {
+        match &self.leadership {
+            None => Some(0),
+            Some(l) => l.term(),
+        }
+    }
+
+    fn with_last<T>(&self, f: impl FnOnce(&mut HashMap<Key, Verdict>) -> T) -> Option<T> {
+        let term = self.term();
+        let mut guard = self.last.lock().ok()?;
+        let (seen, map) = &mut *guard;
+        if *seen != term {
+            // Another replica may have written since: forget what this one wrote.
+            *seen = term;
+            map.clear();
+        }
+        Some(f(map))
     }
 
     fn last(&self, key: &Key) -> Option<Verdict> {
-        self.last.lock().ok().and_then(|m| m.get(key).cloned())
+        self.with_last(|m| m.get(key).cloned()).flatten()
     }
 
     fn remember(&self, key: Key, verdict: Verdict) {
-        if let Ok(mut m) = self.last.lock() {
-            m.insert(key, verdict);
-        }
+        self.with_last(|m| m.insert(key, verdict));
     }
 }
 
@@ -494,7 +540,8 @@ fn status_says(object: &Value, verdict: &Verdict) -> bool {
 /// Writes `verdict` where the owner of `object` will see it: the `status` subresource
 /// of a `getambassador.io` object (a JSON merge patch), or an Event (events.k8s.io/v1)
 /// regarding a Service, for its annotation. Writes only when the text differs from what
-/// the object already says and from what this reporter wrote last.
+/// the object already says and from what this reporter wrote last, and only while the
+/// reporter may write ([`Reporter::may_write`]).
 pub async fn report_status(
     reporter: &Reporter,
     object: &Value,
@@ -503,6 +550,10 @@ pub async fn report_status(
     let key = Key::of(object).ok_or(ReportError::NotAnObject)?;
     if key.namespace.is_empty() {
         return Err(ReportError::NotAnObject);
+    }
+    // Checked here, with no await before the write below: a lost lease stops writing.
+    if !reporter.may_write() {
+        return Err(ReportError::NotLeader);
     }
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     if reporter.last(&key).as_ref() == Some(verdict) {

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize as _;
@@ -62,6 +62,8 @@ fn check_parses(doc: &Value) {
         "ServiceAccount" => drop(typed::<ServiceAccount>(doc)),
         "ClusterRole" => drop(typed::<ClusterRole>(doc)),
         "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(doc)),
+        "Role" => drop(typed::<Role>(doc)),
+        "RoleBinding" => drop(typed::<RoleBinding>(doc)),
         "Deployment" => drop(typed::<Deployment>(doc)),
         "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(doc)),
         "Service" => drop(typed::<Service>(doc)),
@@ -553,6 +555,53 @@ fn the_default_install_renders_with_the_required_settings() {
         ("ServiceAccount", "ambassador-webhook", Some(NAMESPACE))
     );
     let _: ServiceAccount = typed(find(&docs, "ServiceAccount", "ambassador-webhook"));
+
+    // Leader election: in its own namespace, create a Lease, and read and renew only the
+    // one named `ambassador-webhook`; nothing else.
+    let role: Role = typed(find(&docs, "Role", "ambassador-webhook-lease"));
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let mut granted = Vec::new();
+    for rule in role.rules.unwrap() {
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&["coordination.k8s.io".to_string()][..])
+        );
+        assert_eq!(rule.resources.as_deref(), Some(&["leases".to_string()][..]));
+        for verb in rule.verbs {
+            granted.push((verb, rule.resource_names.clone()));
+        }
+    }
+    granted.sort();
+    let named = Some(vec!["ambassador-webhook".to_string()]);
+    assert_eq!(
+        granted,
+        [
+            ("create".to_string(), None),
+            ("get".to_string(), named.clone()),
+            ("update".to_string(), named),
+        ]
+    );
+    let binding: RoleBinding = typed(find(&docs, "RoleBinding", "ambassador-webhook-lease"));
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(binding.role_ref.name, "ambassador-webhook-lease");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("ambassador-webhook", Some(NAMESPACE))
+    );
+    // The holder identity and the Lease's namespace come from the pod.
+    let env = container.env.as_ref().unwrap();
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        let from = var.value_from.as_ref().and_then(|v| v.field_ref.as_ref());
+        assert_eq!(from.map(|f| f.field_path.as_str()), Some(field), "{name}");
+    }
 
     // Envoy reads its bootstrap from the generated ConfigMap.
     let envoy: Deployment = typed(find(&docs, "Deployment", "ambassador-envoy"));
