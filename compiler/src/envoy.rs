@@ -39,6 +39,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
@@ -55,6 +56,9 @@ pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Li
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 /// Type URL of `envoy.config.cluster.v3.Cluster`.
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Type URL of `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS).
+pub const SECRET_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 /// Type URL of `envoy.config.endpoint.v3.ClusterLoadAssignment`.
 pub const ENDPOINT_TYPE: &str =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -69,7 +73,33 @@ pub fn emit(ir: &Ir) -> Resources {
         routes: Collection::new(route::route_configurations(ir)),
         clusters: Collection::new(clusters),
         endpoints: Collection::new(endpoints),
+        // Certificates are not in the IR: [`crate::envoy_resources`] adds them from the
+        // manifests' Secrets.
+        secrets: Collection::default(),
     }
+}
+
+/// The certificates the listeners' TLS chains name (`namespace/name`), for SDS, from the
+/// Secrets read; names no Secret holds are left out (lowering reported them).
+pub fn secrets<'a>(
+    ir: &Ir,
+    available: impl IntoIterator<Item = &'a crate::front::SecretInfo>,
+) -> Vec<Secret> {
+    let wanted: std::collections::BTreeSet<&str> = ir
+        .listeners
+        .iter()
+        .flat_map(|l| &l.chains)
+        .filter_map(|c| c.tls.as_ref())
+        .map(|t| t.secret.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for s in available {
+        let name = format!("{}/{}", s.namespace, s.name);
+        if wanted.contains(name.as_str()) && !out.iter().any(|o: &Secret| o.name == name) {
+            out.push(listener::tls_secret(name, s));
+        }
+    }
+    out
 }
 
 /// A message that is one of the four xDS resource types: it knows its resource name.
@@ -96,6 +126,12 @@ impl XdsResource for Cluster {
     }
 }
 
+impl XdsResource for Secret {
+    fn resource_name(&self) -> &str {
+        &self.name
+    }
+}
+
 impl XdsResource for ClusterLoadAssignment {
     fn resource_name(&self) -> &str {
         &self.cluster_name
@@ -109,6 +145,8 @@ pub struct Resources {
     pub routes: Collection<RouteConfiguration>,
     pub clusters: Collection<Cluster>,
     pub endpoints: Collection<ClusterLoadAssignment>,
+    /// Certificates for SDS.
+    pub secrets: Collection<Secret>,
 }
 
 impl Resources {
@@ -131,6 +169,7 @@ impl Resources {
             ROUTE_TYPE => Some(view(&self.routes)),
             CLUSTER_TYPE => Some(view(&self.clusters)),
             ENDPOINT_TYPE => Some(view(&self.endpoints)),
+            SECRET_TYPE => Some(view(&self.secrets)),
             _ => None,
         }
     }
@@ -208,6 +247,7 @@ impl<T: XdsResource> Collection<T> {
             "envoy.config.listener.v3.Listener" => LISTENER_TYPE,
             "envoy.config.route.v3.RouteConfiguration" => ROUTE_TYPE,
             "envoy.config.cluster.v3.Cluster" => CLUSTER_TYPE,
+            "envoy.extensions.transport_sockets.tls.v3.Secret" => SECRET_TYPE,
             _ => ENDPOINT_TYPE,
         }
     }
@@ -274,14 +314,16 @@ pub enum TypeFilter {
     Route,
     Cluster,
     Endpoint,
+    Secret,
 }
 
 impl TypeFilter {
-    pub const ALL: [TypeFilter; 4] = [
+    pub const ALL: [TypeFilter; 5] = [
         TypeFilter::Listener,
         TypeFilter::Route,
         TypeFilter::Cluster,
         TypeFilter::Endpoint,
+        TypeFilter::Secret,
     ];
 
     /// The word used on the command line.
@@ -291,6 +333,7 @@ impl TypeFilter {
             TypeFilter::Route => "route",
             TypeFilter::Cluster => "cluster",
             TypeFilter::Endpoint => "endpoint",
+            TypeFilter::Secret => "secret",
         }
     }
 
@@ -301,6 +344,7 @@ impl TypeFilter {
             TypeFilter::Route => ROUTE_TYPE,
             TypeFilter::Cluster => CLUSTER_TYPE,
             TypeFilter::Endpoint => ENDPOINT_TYPE,
+            TypeFilter::Secret => SECRET_TYPE,
         }
     }
 }
@@ -319,7 +363,7 @@ impl fmt::Display for UnknownType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown resource type `{}`: expected listener, route, cluster or endpoint",
+            "unknown resource type `{}`: expected listener, route, cluster, endpoint or secret",
             self.0
         )
     }
@@ -337,6 +381,7 @@ impl FromStr for TypeFilter {
             "route" | "routes" | "rds" => Ok(TypeFilter::Route),
             "cluster" | "clusters" | "cds" => Ok(TypeFilter::Cluster),
             "endpoint" | "endpoints" | "eds" => Ok(TypeFilter::Endpoint),
+            "secret" | "secrets" | "sds" => Ok(TypeFilter::Secret),
             _ => Err(UnknownType(s.to_owned())),
         }
     }

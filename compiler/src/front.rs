@@ -6,7 +6,6 @@
 //! namespace and label defaulting and `ambassador_id` filtering, and checks every field
 //! against [`schema`]. It never fails: what it cannot read becomes a diagnostic.
 
-pub mod base64;
 pub mod scalar;
 pub mod schema;
 pub mod yaml;
@@ -434,7 +433,7 @@ fn read_secret(root: &Node, object: &ObjectRef, out: &mut Manifests) {
         }
         let v = root.get("data")?.get(key)?;
         let text = v.scalar()?;
-        match base64::decode(text) {
+        match crate::base64::decode(text) {
             Some(bytes) => Some(bytes),
             None => {
                 out.diagnostics.push(

@@ -40,7 +40,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::diag::{self, Diagnostic};
 use crate::envoy::parts::{self, EncodedRoute, Packed, RouteConfigPlan, VirtualHostShell};
 use crate::envoy::Variants;
-use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::envoy::{self, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE};
 use crate::front::{Kind, Manifests, Options, Resource, ServiceInfo};
 use crate::ir::{Cluster, InsecureAction, Ir, Route, RouteAction, SecurityModel};
 use crate::lower::{
@@ -52,7 +52,13 @@ use crate::source::FileId;
 use files::{FileChanges, Files};
 
 /// The four resource types, in the order updates list them.
-pub const TYPES: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+pub const TYPES: [&str; 5] = [
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+];
 
 /// One resource that differs from the previous update: its new value, or `None` when it
 /// is gone.
@@ -97,7 +103,7 @@ pub struct Session {
     files: Files,
     state: Option<State>,
     /// The version of every resource of the last update, per type (in [`TYPES`] order).
-    versions: [HashMap<String, String>; 4],
+    versions: [HashMap<String, String>; 5],
     /// The findings of the last update, sorted; out of date while `stale`.
     diagnostics: Vec<Diagnostic>,
     stale: bool,
@@ -516,7 +522,7 @@ impl Session {
 
     /// Compares the packed resources with the last versions: what changed, in type and
     /// name order. A full pass also removes what it did not produce.
-    fn deltas(&mut self, packed: [BTreeMap<String, Option<Packed>>; 4], full: bool) -> Vec<Delta> {
+    fn deltas(&mut self, packed: [BTreeMap<String, Option<Packed>>; 5], full: bool) -> Vec<Delta> {
         let mut deltas = Vec::new();
         for (t, set) in packed.into_iter().enumerate() {
             let versions = &mut self.versions[t];
@@ -573,7 +579,7 @@ impl Session {
 struct Output {
     dirty: Dirty,
     /// Per type, resources produced (`Some`) or known to be gone (`None`).
-    packed: [BTreeMap<String, Option<Packed>>; 4],
+    packed: [BTreeMap<String, Option<Packed>>; 5],
 }
 
 fn same_services(a: &[ServiceInfo], b: &[ServiceInfo]) -> bool {
@@ -949,7 +955,7 @@ fn emit(
     files: &Files,
     dirty: Dirty,
     full: bool,
-    packed: &mut [BTreeMap<String, Option<Packed>>; 4],
+    packed: &mut [BTreeMap<String, Option<Packed>>; 5],
 ) {
     state.unchecked.extend(dirty.vhosts.iter().copied());
     for name in &dirty.clusters {
@@ -977,6 +983,18 @@ fn emit(
             Packed::of(&envoy::endpoints(name, &addrs))
         });
         packed[1].insert(name.clone(), p);
+    }
+    if full {
+        // Certificates change only with a full pass (a Secret or a Host changed).
+        let secrets = envoy::secrets(
+            &state.skeleton,
+            files
+                .in_order()
+                .flat_map(|(_, c)| c.manifests.secrets.iter()),
+        );
+        for sec in &secrets {
+            packed[4].insert(sec.name.clone(), Some(Packed::of(sec)));
+        }
     }
     if dirty.listeners || full {
         let upgrades: BTreeSet<String> = std::iter::once("websocket".to_owned())

@@ -9,6 +9,7 @@
 //! input. The crate does no I/O: callers hand it text.
 
 pub mod admission;
+pub mod base64;
 pub mod check;
 pub mod context;
 pub mod diag;
@@ -136,6 +137,7 @@ pub fn endpoints_among<'a>(
 /// The Envoy resources of a compilation, with EDS endpoints filled from the manifests.
 pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
     let mut res = envoy::emit(&c.ir);
+    res.secrets = envoy::Collection::new(envoy::secrets(&c.ir, &c.manifests.secrets));
     let wanted: Vec<String> = res.eds_services().into_iter().map(str::to_string).collect();
     for name in wanted {
         if let Some((ns, svc, port)) = envoy::parse_eds_service_name(&name) {

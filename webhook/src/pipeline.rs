@@ -36,12 +36,27 @@ use crate::ads::{type_url, Resource, Snapshot};
 
 /// What a pipeline compiles with: the front end's options (`ambassador_id`, default
 /// namespace) and where Envoy's listeners listen.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PipelineOptions {
     /// `ambassador_id` and the namespace of objects that name none.
     pub front: Options,
     /// Listen address and the HTTP and HTTPS ports of Envoy's listeners.
     pub lower: LowerOptions,
+}
+
+impl Default for PipelineOptions {
+    /// The publisher sees every Secret it can serve: a Host whose Secret it does not hold
+    /// has its TLS left out (reported), instead of keeping the whole listener waiting for a
+    /// certificate that never comes.
+    fn default() -> Self {
+        PipelineOptions {
+            front: Options::default(),
+            lower: LowerOptions {
+                secrets_known: true,
+                ..LowerOptions::default()
+            },
+        }
+    }
 }
 
 impl PipelineOptions {
@@ -197,12 +212,13 @@ pub async fn follow<F: Feed>(
     }
 }
 
-/// The four types the compiler emits, in the order reports list them.
-const TYPES: [&str; 4] = [
+/// The types the compiler emits, in the order reports list them.
+const TYPES: [&str; 5] = [
     type_url::CLUSTER,
     type_url::ENDPOINT,
     type_url::LISTENER,
     type_url::ROUTE,
+    type_url::SECRET,
 ];
 
 /// Compiles source texts and publishes snapshots. See the module documentation.

@@ -104,6 +104,32 @@ pub fn to_config_dump_json(res: &Resources, filter: Option<TypeFilter>) -> Value
             ),
         ]));
     }
+    if wanted(TypeFilter::Secret) && (filter.is_some() || !res.secrets.resources.is_empty()) {
+        // As Envoy's admin prints them: private keys redacted.
+        let secrets = res
+            .secrets
+            .resources
+            .iter()
+            .map(|r| {
+                let mut secret = any_to_json(&r.packed);
+                if let Some(key) = secret.pointer_mut("/tls_certificate/private_key") {
+                    *key = json!({"inline_bytes": crate::base64::encode(b"[redacted]")});
+                }
+                object([
+                    ("name", json!(r.name)),
+                    ("version_info", json!(r.version)),
+                    ("secret", secret),
+                ])
+            })
+            .collect();
+        configs.push(object([
+            (
+                "@type",
+                json!("type.googleapis.com/envoy.admin.v3.SecretsConfigDump"),
+            ),
+            ("dynamic_active_secrets", Value::Array(secrets)),
+        ]));
+    }
     object([("configs", Value::Array(configs))])
 }
 
@@ -326,6 +352,7 @@ fn map_entry(kind: &Kind, bytes: &[u8]) -> (String, Value) {
 fn value(kind: &Kind, w: &Wire<'_>) -> Value {
     match (kind, w) {
         (Kind::Str, Wire::Bytes(b)) => json!(String::from_utf8_lossy(b)),
+        (Kind::Bytes, Wire::Bytes(b)) => json!(crate::base64::encode(b)),
         (Kind::Bool, Wire::Varint(v)) => json!(*v != 0),
         (Kind::U32, Wire::Varint(v)) => json!(*v as u32),
         (Kind::Enum(names), Wire::Varint(v)) => match names(*v as i32) {
@@ -386,6 +413,8 @@ enum Card {
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
+    /// `bytes`: base64 in proto3 JSON.
+    Bytes,
     Bool,
     U32,
     /// An enum, with the function that names its values.
@@ -533,6 +562,21 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         ] },
         "envoy.type.matcher.v3.RegexMatcher" => const { &[one(2, "regex", Str)] },
         "envoy.type.matcher.v3.RegexMatchAndSubstitute" => const { &[one(1, "pattern", REGEX), one(2, "substitution", Str)] },
+
+        // SDS.
+        "envoy.extensions.transport_sockets.tls.v3.Secret" => const { &[
+            one(1, "name", Str),
+            one(2, "tls_certificate", Msg("envoy.extensions.transport_sockets.tls.v3.TlsCertificate")),
+        ] },
+        "envoy.extensions.transport_sockets.tls.v3.TlsCertificate" => const { &[
+            one(1, "certificate_chain", Msg("envoy.config.core.v3.DataSource")),
+            one(2, "private_key", Msg("envoy.config.core.v3.DataSource")),
+        ] },
+        "envoy.config.core.v3.DataSource" => const { &[
+            one(1, "filename", Str),
+            one(2, "inline_bytes", Kind::Bytes),
+            one(3, "inline_string", Str),
+        ] },
 
         // The HTTP connection manager.
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => const { &[

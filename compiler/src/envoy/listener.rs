@@ -14,13 +14,16 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, TlsParameters,
+    secret, tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, Secret,
+    TlsCertificate, TlsParameters,
 };
 
 use super::common::{
     ads, any, bool_value, millis, sds_secret, socket_address, tls_transport_socket, CORS_FILTER,
     HCM_FILTER, PROXY_PROTOCOL, ROUTER_FILTER, TCP_PROXY_FILTER, TLS_INSPECTOR,
 };
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+
 use crate::ir::{Ir, Listener as IrListener, RouteAction, ServerTls, TcpListener, TcpRoute};
 
 /// The HTTP listeners, then the TCP listeners.
@@ -164,6 +167,24 @@ fn server_names_match(names: &[String]) -> Option<FilterChainMatch> {
         server_names: names.to_vec(),
         ..Default::default()
     })
+}
+
+/// A Kubernetes TLS Secret as an SDS certificate: the chain and key inline.
+pub(crate) fn tls_secret(name: String, s: &crate::front::SecretInfo) -> Secret {
+    let inline = |b: &Option<Vec<u8>>| DataSource {
+        specifier: Some(data_source::Specifier::InlineBytes(
+            b.clone().unwrap_or_default(),
+        )),
+        ..Default::default()
+    };
+    Secret {
+        name,
+        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline(&s.cert_chain)),
+            private_key: Some(inline(&s.private_key)),
+            ..Default::default()
+        })),
+    }
 }
 
 /// The TLS inspector reads the SNI out of the ClientHello so filter chains can match on it.

@@ -1,4 +1,26 @@
-//! Standard base64 (RFC 4648, with padding), as Kubernetes writes a Secret's `data`.
+//! Standard base64 (RFC 4648, with padding): a Kubernetes Secret's `data`, and bytes
+//! fields in proto3 JSON.
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// `bytes` as padded base64.
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 /// The bytes `text` encodes, or `None` when it is not base64. Whitespace is skipped, as
 /// `kubectl` folds long values.
@@ -58,5 +80,9 @@ mod tests {
         );
         assert!(decode("a*==").is_none());
         assert!(decode("aGVsbG8=aGVs").is_none(), "data after padding");
+        for s in [&b""[..], b"h", b"he", b"hel", b"hello", b"[redacted]"] {
+            assert_eq!(decode(&super::encode(s)).unwrap(), s);
+        }
+        assert_eq!(super::encode(b"[redacted]"), "W3JlZGFjdGVkXQ==");
     }
 }
