@@ -217,6 +217,7 @@ pub fn awaits_others(code: Code) -> bool {
             | Code::HostNotBound
             | Code::ListenerServesNothing
             | Code::SecretNotFound
+            | Code::HostsNotServed
     )
 }
 

@@ -118,6 +118,9 @@ codes! {
     ListenerServesNothing = "AMB416", "listener-serves-nothing", Warning, "a Listener that binds no Host is left out", "check its `hostBinding`, or remove it";
     SecretNotFound = "AMB417", "secret-not-found", Info, "the Secret a Host terminates TLS with is not among the manifests (the publisher leaves that Host's TLS out)", "create the Secret (type `kubernetes.io/tls`, with `tls.crt` and `tls.key`), or fix its name and namespace";
     SecretUnusable = "AMB418", "secret-unusable", Error, "the Secret a Host terminates TLS with holds no usable certificate or key, so the Host's TLS is left out", "put a PEM certificate chain in `tls.crt` and its PEM private key in `tls.key`";
+    TlsContextMismatch = "AMB419", "tls-context-mismatch", Warning, "a Host and its TLSContext disagree: the context names another Secret (the Host is left out) or its `hosts` omit the Host's hostname", "name the same Secret in both, and list the Host's hostname in the context's `hosts`";
+    RedirectLoop = "AMB420", "redirect-loop", Warning, "an INSECURE Listener with TLS in its stack redirects a Host's TLS requests to https too: they can only loop", "use `securityModel: XFP` (or SECURE) on a Listener that terminates TLS, or `insecure.action: Route` on the Host";
+    HostsNotServed = "AMB421", "hosts-not-served", Warning, "the Mapping attaches only to Hosts no Listener serves, so no request reaches it", "bind its Hosts to a Listener (`hostBinding`), or attach the Mapping to a served Host";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
 }
 

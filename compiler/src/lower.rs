@@ -250,6 +250,29 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &[VHost], cx: &mut Cx) -> Vec<usize> 
             joined.push(v);
         }
     }
+    if !joined.is_empty() && joined.iter().all(|&v| !vhosts[v].bound) {
+        let span = if mp.r.field("hostname").is_some() {
+            mp.r.key_span("hostname")
+        } else {
+            mp.r.span
+        };
+        cx.diags.push(
+            Diagnostic::at(
+                Code::HostsNotServed,
+                span,
+                format!(
+                    "Mapping `{}` attaches only to Hosts no Listener serves ({}), so no request reaches it",
+                    mp.r.id.name,
+                    joined
+                        .iter()
+                        .map(|&v| format!("`{}`", vhosts[v].glob))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_object(&mp.r.id),
+        );
+    }
     if joined.is_empty() {
         let span = if mp.r.field("hostname").is_some() {
             mp.r.key_span("hostname")

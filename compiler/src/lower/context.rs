@@ -140,6 +140,7 @@ impl Context {
                 labels: BTreeMap::new(),
                 tls: None,
                 tls_context: None,
+                bound: false,
             });
         }
 
@@ -150,6 +151,13 @@ impl Context {
             opts,
             &mut diags,
         );
+        for v in &mut vhosts {
+            v.bound = listeners.iter().any(|l| {
+                l.chains
+                    .iter()
+                    .any(|c| c.virtual_hosts.contains(&v.vh.name))
+            });
+        }
 
         let mut tcp_clusters = BTreeMap::new();
         let mut cx = Cx {

@@ -25,6 +25,8 @@ pub(crate) struct VHost {
     pub tls: Option<ServerTls>,
     /// The TLSContext that gives the TLS settings, if any: Hosts sharing an SNI must share it.
     pub tls_context: Option<String>,
+    /// Some Listener serves it (set once the Listeners are bound).
+    pub bound: bool,
 }
 
 /// The Hosts, as Emissary reads them: TLS only with a `tlsSecret`, its settings from
@@ -77,8 +79,13 @@ pub(super) fn hosts<'a>(
                 if let Some(name) = named {
                     match tls_contexts.get(name) {
                         Some(c) => {
-                            tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
-                            tls_context = Some(name.to_string());
+                            if context_fits(r, c, &glob, &secret, diags) {
+                                tls =
+                                    Some(server_tls_from_context(c, server_names.clone(), &secret));
+                                tls_context = Some(name.to_string());
+                            } else {
+                                dropped = true;
+                            }
                         }
                         None => {
                             diags.push(
@@ -108,8 +115,12 @@ pub(super) fn hosts<'a>(
                             .unwrap_or_default(),
                     });
                 } else if let Some(c) = tls_contexts.get(&implicit) {
-                    tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
-                    tls_context = Some(implicit);
+                    if context_fits(r, c, &glob, &secret, diags) {
+                        tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
+                        tls_context = Some(implicit);
+                    } else {
+                        dropped = true;
+                    }
                 } else {
                     tls = Some(ServerTls {
                         server_names: server_names.clone(),
@@ -206,9 +217,63 @@ pub(super) fn hosts<'a>(
             labels: (*r.labels).clone(),
             tls,
             tls_context,
+            bound: false,
         });
     }
     out
+}
+
+/// Emissary's checks of a Host's TLSContext: a context with its own `secret` must name the
+/// Host's (else the Host is left out: "Secret info mismatch"); a context whose `hosts` do not
+/// list the Host's hostname or name is still used, with a warning ("Hosts mismatch").
+fn context_fits(
+    host: &Resource,
+    ctx: &Resource,
+    glob: &str,
+    host_secret: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let reader = Reader::new(ctx);
+    if let Some(own) = ctx.field("secret").and_then(Node::as_str) {
+        let own = if own.contains('/') {
+            own.to_string()
+        } else {
+            format!("{}/{own}", ctx.id.namespace)
+        };
+        if own != host_secret {
+            diags.push(
+                Diagnostic::at(
+                    Code::TlsContextMismatch,
+                    host.key_span("tlsSecret"),
+                    format!(
+                        "Host `{}` terminates TLS with Secret `{host_secret}` but its TLSContext `{}` names Secret `{own}`, so the Host is left out (as in Emissary)",
+                        host.id.name, ctx.id.name
+                    ),
+                )
+                .with_object(&host.id)
+                .with_related(ctx.key_span("secret"), "the TLSContext's Secret"),
+            );
+            return false;
+        }
+    }
+    let hosts = reader.str_list("hosts");
+    if !hosts.is_empty() && !hosts.iter().any(|h| h == glob || *h == host.id.name) {
+        diags.push(
+            Diagnostic::at(
+                Code::TlsContextMismatch,
+                ctx.key_span("hosts"),
+                format!(
+                    "TLSContext `{}` lists `hosts` {} without `{glob}`, the hostname of Host `{}` that uses it; Emissary uses it all the same",
+                    ctx.id.name,
+                    hosts.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "),
+                    host.id.name
+                ),
+            )
+            .with_object(&ctx.id)
+            .with_related(host.span, "the Host"),
+        );
+    }
+    true
 }
 
 /// Whether the Secret a Host terminates TLS with can be served: one that is not among the

@@ -129,6 +129,33 @@ pub(super) fn listeners<'a>(
         }
         out.push(listener);
     }
+    // A Redirect Host on an INSECURE Listener with TLS: its TLS requests are insecure too.
+    for l in &out {
+        if l.security != SecurityModel::Insecure || !l.tls {
+            continue;
+        }
+        for c in l.chains.iter().filter(|c| c.tls.is_some()) {
+            for name in &c.virtual_hosts {
+                let Some(v) = vhosts.iter().find(|v| &v.vh.name == name) else {
+                    continue;
+                };
+                let (InsecureAction::Redirect, Some(src)) = (v.vh.insecure, &v.vh.source) else {
+                    continue;
+                };
+                diags.push(
+                    Diagnostic::at(
+                        Code::RedirectLoop,
+                        src.span,
+                        format!(
+                            "Listener `{}` is INSECURE and terminates TLS: requests to Host `{}` over TLS are redirected to https too, so they loop",
+                            l.name, src.name
+                        ),
+                    )
+                    .with_object(&crate::lower::object_of(src)),
+                );
+            }
+        }
+    }
     // Hosts no Listener serves: every request for them fails.
     for v in vhosts {
         let Some(src) = &v.vh.source else { continue };
