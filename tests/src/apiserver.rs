@@ -20,8 +20,14 @@
 //! ([`ApiServer::requests_by_client`]): tests give each of several clients its own.
 //!
 //! A resource that is not configured, or a version not in its list, answers 404 with a
-//! `Status` body, as a server without the CRD does. Selectors are ignored, and there is no
-//! authentication: tests write a kubeconfig without credentials ([`write_kubeconfig`]).
+//! `Status` body, as a server without the CRD does. Label selectors are ignored. Field
+//! selectors (`fieldSelector`, terms `f=v`, `f==v`, `f!=v` joined by commas) filter lists
+//! and watches on `metadata.name`, `metadata.namespace` and, for Secrets, `type`, the
+//! fields a real server supports there; any other field answers `400 BadRequest` as a
+//! real server does. A change that moves an object into or out of a selection is not
+//! turned into `ADDED`/`DELETED` (a Secret's `type` is immutable on a real server). There
+//! is no authentication: tests write a kubeconfig without credentials
+//! ([`write_kubeconfig`]).
 //! Objects are stored once and served at whatever version is asked, the way CRDs with
 //! `conversion: None` behave. Every change gets the next resourceVersion and is kept, so a
 //! watch can start from any version, until [`ApiServer::compact`] makes older versions
@@ -93,11 +99,12 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// Services, EndpointSlices, Leases, and every `getambassador.io` kind at `v3alpha1`
-    /// and `v2`.
+    /// Services, Secrets, EndpointSlices, Leases, and every `getambassador.io` kind at
+    /// `v3alpha1` and `v2`.
     fn default() -> Self {
         let mut resources = vec![
             Resource::new("", "Service", "services", &["v1"]),
+            Resource::new("", "Secret", "secrets", &["v1"]),
             Resource::new("coordination.k8s.io", "Lease", "leases", &["v1"]),
             Resource::new(
                 "discovery.k8s.io",
@@ -664,11 +671,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         format!("{}/{}", resource.group, target.version)
     };
 
+    let fields = match FieldSelector::parse(
+        &resource,
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+    ) {
+        Ok(f) => f,
+        Err(message) => return status(StatusCode::BAD_REQUEST, "BadRequest", message),
+    };
     match (&method, &target.name, target.subresource.as_deref()) {
         (&Method::GET, None, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch_response(&shared, &resource, &target, &api_version, &q)
+            watch_response(&shared, &resource, &target, &api_version, &q, fields)
         }
-        (&Method::GET, None, None) => list(&shared, &resource, &target, &api_version, &q),
+        (&Method::GET, None, None) => list(&shared, &resource, &target, &api_version, &q, &fields),
         (&Method::GET, Some(name), None) => {
             let ns = target.namespace.clone().unwrap_or_default();
             match shared
@@ -742,6 +756,7 @@ fn list(
     target: &Target,
     api_version: &str,
     q: &BTreeMap<String, String>,
+    fields: &FieldSelector,
 ) -> Response {
     let inner = shared.lock();
     let all: Vec<Value> = inner
@@ -750,6 +765,7 @@ fn list(
         .map(|m| {
             m.iter()
                 .filter(|((ns, _), _)| target.namespace.as_ref().is_none_or(|t| t == ns))
+                .filter(|(_, o)| fields.matches(o))
                 .map(|(_, o)| {
                     // Real list items carry no apiVersion or kind.
                     let mut o = o.clone();
@@ -798,6 +814,7 @@ fn watch_response(
     target: &Target,
     api_version: &str,
     q: &BTreeMap<String, String>,
+    fields: FieldSelector,
 ) -> Response {
     let since: u64 = q
         .get("resourceVersion")
@@ -814,6 +831,7 @@ fn watch_response(
         plural: resource.plural.clone(),
         namespace: target.namespace.clone(),
         api_version: api_version.to_string(),
+        fields,
     };
     let mut replay = VecDeque::new();
     let rx = {
@@ -832,7 +850,8 @@ fn watch_response(
                 .get(&(filter.group.clone(), filter.plural.clone()))
             {
                 for ((ns, _), o) in m {
-                    if filter.namespace.as_ref().is_none_or(|t| t == ns) {
+                    if filter.namespace.as_ref().is_none_or(|t| t == ns) && filter.fields.matches(o)
+                    {
                         replay.push_back(event_line("ADDED", &at_version(o, api_version)));
                     }
                 }
@@ -871,6 +890,7 @@ struct Filter {
     plural: String,
     namespace: Option<String>,
     api_version: String,
+    fields: FieldSelector,
 }
 
 impl Filter {
@@ -878,6 +898,53 @@ impl Filter {
         c.group == self.group
             && c.plural == self.plural
             && self.namespace.as_ref().is_none_or(|n| *n == c.namespace)
+            && self.fields.matches(&c.object)
+    }
+}
+
+/// A parsed `fieldSelector`: every term must hold.
+#[derive(Clone, Debug, Default)]
+struct FieldSelector {
+    /// `(field path, value, equal)`: `equal` false for `!=`.
+    terms: Vec<(String, String, bool)>,
+}
+
+impl FieldSelector {
+    /// Parses `selector` for `resource`; `Err` names an unsupported field or a bad term,
+    /// with the message a real server gives.
+    fn parse(resource: &Resource, selector: &str) -> Result<FieldSelector, String> {
+        let mut terms = Vec::new();
+        for term in selector.split(',').filter(|t| !t.is_empty()) {
+            let (field, value, equal) = if let Some((f, v)) = term.split_once("!=") {
+                (f, v, false)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, v, true)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, v, true)
+            } else {
+                return Err(format!(
+                    "invalid selector: '{selector}'; can't understand '{term}'"
+                ));
+            };
+            let supported = matches!(field, "metadata.name" | "metadata.namespace")
+                || (resource.group.is_empty() && resource.kind == "Secret" && field == "type");
+            if !supported {
+                return Err(format!("field label not supported: {field}"));
+            }
+            terms.push((field.to_string(), value.to_string(), equal));
+        }
+        Ok(FieldSelector { terms })
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        self.terms.iter().all(|(field, value, equal)| {
+            let got = field
+                .split('.')
+                .try_fold(object, |o, k| o.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            (got == value) == *equal
+        })
     }
 }
 
@@ -1136,6 +1203,24 @@ mod tests {
         let mut v = json!({"state": "Error", "reason": "x", "keep": 1});
         merge(&mut v, &json!({"state": "Ok", "reason": null}));
         assert_eq!(v, json!({"state": "Ok", "keep": 1}));
+    }
+
+    #[test]
+    fn field_selectors() {
+        let secrets = Resource::new("", "Secret", "secrets", &["v1"]);
+        let tls = json!({"metadata": {"name": "a", "namespace": "n"}, "type": "kubernetes.io/tls"});
+        let opaque = json!({"metadata": {"name": "b", "namespace": "n"}, "type": "Opaque"});
+        let f = FieldSelector::parse(&secrets, "type=kubernetes.io/tls").unwrap();
+        assert!(f.matches(&tls) && !f.matches(&opaque));
+        let f = FieldSelector::parse(&secrets, "type!=kubernetes.io/tls,metadata.name==b").unwrap();
+        assert!(!f.matches(&tls) && f.matches(&opaque));
+        assert!(FieldSelector::parse(&secrets, "").unwrap().matches(&opaque));
+        let services = Resource::new("", "Service", "services", &["v1"]);
+        assert_eq!(
+            FieldSelector::parse(&services, "type=x").unwrap_err(),
+            "field label not supported: type"
+        );
+        assert!(FieldSelector::parse(&secrets, "type").is_err());
     }
 
     #[test]

@@ -1,12 +1,19 @@
-//! The cluster view against the stand-in API server: sync, changes, restarts, reports.
+//! The cluster view against the stand-in API server: sync, changes, restarts, reports, and
+//! TLS Secrets through the pipeline to SDS.
 
 use std::time::Duration;
 
 use ambassador_compiler::front::Options;
 use ambassador_compiler::lower::LowerOptions;
 use ambassador_e2e::apiserver::{ApiServer, Config};
+use ambassador_webhook::ads::{self, type_url};
+use ambassador_webhook::certs::{self, Generated};
+use ambassador_webhook::pipeline::{
+    follow, Change, ChangeKind, Pipeline, PipelineOptions, UpdateReport,
+};
+use ambassador_webhook::run::ViewFeed;
 use ambassador_webhook::view::kube::{self, KubeOptions, Reported, Reporter, Verdict};
-use ambassador_webhook::view::{Key, Snapshot, View};
+use ambassador_webhook::view::{Key, Origin, Snapshot, View};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -280,5 +287,196 @@ async fn findings_go_to_status_and_events_once() {
         server.status_patches()[1].1,
         json!({"status": {"state": "Ok", "reason": null}})
     );
+    task.abort();
+}
+
+/// A Secret as the API server returns it: `data` in base64, with what the view must drop.
+fn secret(ns: &str, name: &str, kind: &str, g: &Generated) -> Value {
+    let b64 = |s: &str| ambassador_compiler::base64::encode(s.as_bytes());
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"team": "shop"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{}}"}},
+        "type": kind,
+        "data": {"tls.crt": b64(&g.cert_pem), "tls.key": b64(&g.key_pem), "extra": b64("not for the view")},
+    })
+}
+
+fn tls_host(ns: &str, name: &str, hostname: &str, secret: &str) -> Value {
+    json!({
+        "apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"hostname": hostname, "tlsSecret": {"name": secret}},
+    })
+}
+
+fn cert(name: &str) -> Generated {
+    certs::generate(&certs::Request {
+        names: vec![name.to_owned()],
+        valid_days: 2,
+    })
+    .unwrap()
+}
+
+/// The certificate chain and key of the SDS Secret `name`, if the snapshot serves it.
+fn sds(snapshot: &ads::Snapshot, name: &str) -> Option<(String, String)> {
+    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
+    let r = snapshot.get(type_url::SECRET, name)?;
+    let s = <Secret as prost::Message>::decode(r.any().value.as_slice()).unwrap();
+    let Some(secret::Type::TlsCertificate(c)) = s.r#type else {
+        panic!("{name} is not a TLS certificate");
+    };
+    let text = |d: Option<envoy_types::pb::envoy::config::core::v3::DataSource>| match d
+        .and_then(|d| d.specifier)
+    {
+        Some(Specifier::InlineBytes(b)) => String::from_utf8(b).unwrap(),
+        other => panic!("not inline bytes: {}", other.is_some()),
+    };
+    Some((text(c.certificate_chain), text(c.private_key)))
+}
+
+async fn next_report(
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<UpdateReport>,
+    what: &str,
+    mut f: impl FnMut(&UpdateReport) -> bool,
+) -> UpdateReport {
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(r) = reports.recv().await {
+            if f(&r) {
+                return Some(r);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(r)) => r,
+        _ => panic!("no pipeline update with {what} within {WAIT:?}"),
+    }
+}
+
+/// TLS Secrets reach the view (and nothing but what TLS uses of them), the pipeline serves
+/// them over SDS for the Hosts that name them, an Opaque Secret is never read, a rotated
+/// Secret is resent alone, and admission's input holds no Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_reach_the_pipeline() {
+    let server = ApiServer::start(Config::default()).await;
+    let (shop, other, rotated) = (
+        cert("shop.example.com"),
+        cert("other.example.com"),
+        cert("shop.example.com"),
+    );
+    server.apply(mapping("a", "app", "/app/"));
+    server.apply(tls_host("a", "shop", "shop.example.com", "shop-cert"));
+    server.apply(tls_host("a", "other", "other.example.com", "other-cert"));
+    server.apply(secret("a", "shop-cert", "kubernetes.io/tls", &shop));
+    // Holds a usable certificate, but is not of the TLS type: never read.
+    server.apply(secret("a", "other-cert", "Opaque", &other));
+
+    let view = View::new();
+    let task = kube::spawn(client(&server).await, view.clone(), options());
+    let (mut pipeline, mut snapshots) = Pipeline::new(PipelineOptions::default());
+    let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let mut feed = ViewFeed::new(&view);
+    let follower = tokio::spawn(async move {
+        let _ = follow(&mut pipeline, &mut feed, |r| {
+            let _ = tx.send(r.clone());
+        })
+        .await;
+    });
+
+    let s = tokio::time::timeout(WAIT, view.synced()).await.unwrap();
+    // Only name, namespace, type and the TLS keys of `data` are kept.
+    let b64 = |s: &str| ambassador_compiler::base64::encode(s.as_bytes());
+    assert_eq!(
+        s.get(&Key::new("", "Secret", "a", "shop-cert")),
+        Some(&json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "shop-cert", "namespace": "a"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(&shop.cert_pem), "tls.key": b64(&shop.key_pem)},
+        }))
+    );
+    assert!(s.get(&Key::new("", "Secret", "a", "other-cert")).is_none());
+    // Every Secrets request asked the server for TLS Secrets only.
+    let secret_requests: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/secrets"))
+        .collect();
+    assert!(!secret_requests.is_empty());
+    for r in &secret_requests {
+        assert!(
+            r.contains("fieldSelector=type%3Dkubernetes.io%2Ftls"),
+            "a Secrets request without the field selector: {r}"
+        );
+    }
+    // Admission compiles the view without its Secrets.
+    let (_, origins) = s.compile_input();
+    assert!(origins
+        .iter()
+        .all(|o| !matches!(o, Origin::Object(k) if k.kind == "Secret")));
+    assert!(origins.len() < s.len());
+
+    // The publisher serves the TLS Secret over SDS; the Host whose Secret is Opaque loses
+    // its TLS, reported.
+    let served = tokio::time::timeout(
+        WAIT,
+        snapshots.wait_for(|snap| sds(snap, "a/shop-cert").is_some()),
+    )
+    .await
+    .expect("the SDS Secret of the Host `shop`")
+    .unwrap()
+    .clone();
+    assert_eq!(
+        sds(&served, "a/shop-cert"),
+        Some((shop.cert_pem.clone(), shop.key_pem.clone()))
+    );
+    assert!(sds(&served, "a/other-cert").is_none());
+    assert_eq!(served.resources(type_url::SECRET).len(), 1);
+    let report = next_report(&mut reports, "the SDS Secret", |r| {
+        r.changes.iter().any(|c| c.type_url == type_url::SECRET)
+    })
+    .await;
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.code == "AMB417" && f.object.as_ref().is_some_and(|o| o.name == "other")),
+        "{:#?}",
+        report.findings
+    );
+
+    // Rotation: the updated Secret is resent, and nothing else.
+    server.apply(secret("a", "shop-cert", "kubernetes.io/tls", &rotated));
+    let report = next_report(&mut reports, "the rotated Secret", |r| {
+        r.changes.iter().any(|c| c.type_url == type_url::SECRET)
+    })
+    .await;
+    assert_eq!(
+        report.changes,
+        [Change {
+            type_url: type_url::SECRET,
+            name: "a/shop-cert".into(),
+            kind: ChangeKind::Changed,
+        }]
+    );
+    let now = snapshots.borrow_and_update().clone();
+    assert_eq!(
+        sds(&now, "a/shop-cert"),
+        Some((rotated.cert_pem.clone(), rotated.key_pem.clone()))
+    );
+
+    // Deleted: no longer served, the Host's TLS left out.
+    server.delete("v1", "Secret", "a", "shop-cert");
+    let report = next_report(&mut reports, "the deleted Secret", |r| {
+        r.changes.iter().any(|c| c.type_url == type_url::SECRET)
+    })
+    .await;
+    assert!(report.changes.iter().any(|c| c.type_url == type_url::SECRET
+        && c.name == "a/shop-cert"
+        && c.kind == ChangeKind::Removed));
+    follower.abort();
     task.abort();
 }

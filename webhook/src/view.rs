@@ -1,13 +1,15 @@
 //! The watched view: one store of everything the compiler reads, fed by a directory or the cluster.
 //!
 //! The store holds either manifest files as text ([`dir`]: the compiler owns YAML, so a
-//! file stays text) or Kubernetes objects as JSON ([`kube`]: Services, EndpointSlices and
-//! the `getambassador.io` kinds), keyed by [`Key`]. Readers take a [`Snapshot`]: a few
+//! file stays text) or Kubernetes objects as JSON ([`kube`]: Services, EndpointSlices,
+//! `kubernetes.io/tls` Secrets and the `getambassador.io` kinds), keyed by [`Key`]. Readers take a [`Snapshot`]: a few
 //! reference-counted pointers, immutable, cheap to clone and to keep across an `await`.
 //! Writers change the store in batches; a batch that changes something bumps the
 //! generation and wakes every [`View::subscribe`]r, a batch that changes nothing wakes
-//! nobody. [`Snapshot::compile_input`] turns a snapshot into compiler sources and says,
-//! for each source, where it came from, so findings can be reported on their object.
+//! nobody. [`Snapshot::sources`] is everything, for the publisher;
+//! [`Snapshot::compile_input`] is what admission and status reports compile (without the
+//! Secrets) and says, for each source, where it came from, so findings can be reported on
+//! their object.
 //!
 //! **Architecture Invariant:** no YAML parsing here. Objects become text with the plugin's
 //! YAML writer (the same bytes `kubectl ambassador lint` shows for a cluster object), and
@@ -58,6 +60,11 @@ impl Key {
             meta.get("namespace").and_then(Value::as_str).unwrap_or(""),
             meta.get("name")?.as_str()?,
         ))
+    }
+
+    /// Whether this is a core `Secret` (the cluster view holds only `kubernetes.io/tls` ones).
+    pub fn is_secret(&self) -> bool {
+        self.group.is_empty() && self.kind == "Secret"
     }
 
     /// The compiler source name, `cluster:<namespace>/<Kind>/<name>`, as the plugin names it.
@@ -197,8 +204,14 @@ impl Snapshot {
         out
     }
 
-    /// [`Snapshot::sources`] as compiler [`Sources`], with the origin of each file:
+    /// What admission checks against and status reports come from: [`Snapshot::sources`]
+    /// as compiler [`Sources`] without the cluster's Secrets, with the origin of each file:
     /// `origins[id.0]` is where `FileId` `id` came from.
+    ///
+    /// Secrets are left out: admission judges Ambassador objects and needs no key material
+    /// (a Host whose Secret it does not see gets a note, `AMB417`, which admits it), and a
+    /// Secret has no status to report on. The publisher reads [`Snapshot::sources`], which
+    /// holds them. Secrets inside a watched directory's files stay: files are text here.
     pub fn compile_input(&self) -> (Sources, Vec<Origin>) {
         let mut sources = Sources::new();
         let mut origins = Vec::with_capacity(self.len());
@@ -207,6 +220,9 @@ impl Snapshot {
             origins.push(Origin::File(name.clone()));
         }
         for (key, object) in self.objects.iter() {
+            if key.is_secret() {
+                continue;
+            }
             sources.add(key.source_name(), object.yaml().to_string());
             origins.push(Origin::Object(key.clone()));
         }

@@ -1,5 +1,5 @@
-//! The view fed by the cluster: kube-rs watchers on Services, EndpointSlices and every
-//! `getambassador.io` kind, and the way findings go back to the objects.
+//! The view fed by the cluster: kube-rs watchers on Services, EndpointSlices, TLS Secrets
+//! and every `getambassador.io` kind, and the way findings go back to the objects.
 //!
 //! One task per resource lists, then watches, and sends what it sees to one writer, which
 //! applies it to the [`View`] in batches. A re-list (after a watch expired, or an error)
@@ -12,6 +12,18 @@
 //! installed) or that this service account may not list (403) is left out and probed
 //! again every [`KubeOptions::reprobe`]; it does not hold back readiness. Services and
 //! EndpointSlices are required: errors on them are retried with backoff and do hold it back.
+//!
+//! Secrets: only those of type `kubernetes.io/tls`, selected by the API server
+//! ([`TLS_SECRETS`], on the probe as well as the list and watch, so no other Secret is
+//! ever sent to this process), in every namespace (Hosts may name a Secret in another
+//! namespace), or in the one namespace of [`KubeOptions::namespace`]. Of each, the view
+//! keeps its name, namespace, `type` and the `data` keys `tls.crt`, `tls.key` and `ca.crt`
+//! ([`tls_secret`]): labels, annotations (a last-applied copy would hold the whole Secret)
+//! and other keys are dropped on arrival, and nothing here logs an object. Secrets are
+//! optional: when they may not be listed (403) the view syncs without them and every Host
+//! that names one loses its TLS (AMB417), with a warning in the log. The admission side
+//! does not see them ([`super::Snapshot::compile_input`] leaves them out); the publisher
+//! does ([`super::Snapshot::sources`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +37,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -34,6 +46,13 @@ use crate::lease::Leadership;
 
 /// The `getambassador.io` versions tried for each kind, newest first.
 const VERSIONS: [&str; 2] = ["v3alpha1", "v2"];
+
+/// The field selector of the Secrets watch: TLS Secrets only, chosen by the API server.
+/// RBAC cannot be limited by type, so this is what keeps other Secrets from being read.
+pub const TLS_SECRETS: &str = "type=kubernetes.io/tls";
+
+/// The keys of a Secret's `data` the view keeps; the compiler reads no others.
+pub const SECRET_KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
 
 /// What to watch.
 #[derive(Clone, Debug)]
@@ -67,6 +86,8 @@ struct Watched {
     /// A required resource holds back readiness until listed; an optional one is skipped
     /// when it is not served or not permitted.
     required: bool,
+    /// A field selector for the probe, list and watch.
+    fields: Option<&'static str>,
 }
 
 fn watched() -> Vec<Watched> {
@@ -77,6 +98,7 @@ fn watched() -> Vec<Watched> {
             plural: "services".into(),
             versions: vec!["v1"],
             required: true,
+            fields: None,
         },
         Watched {
             group: "discovery.k8s.io",
@@ -84,6 +106,16 @@ fn watched() -> Vec<Watched> {
             plural: "endpointslices".into(),
             versions: vec!["v1"],
             required: true,
+            fields: None,
+        },
+        // The certificates Hosts terminate TLS with, served over SDS.
+        Watched {
+            group: "",
+            kind: "Secret",
+            plural: "secrets".into(),
+            versions: vec!["v1"],
+            required: false,
+            fields: Some(TLS_SECRETS),
         },
     ];
     for kind in Kind::ALL {
@@ -93,6 +125,7 @@ fn watched() -> Vec<Watched> {
             plural: format!("{}s", kind.as_str().to_ascii_lowercase()),
             versions: VERSIONS.to_vec(),
             required: false,
+            fields: None,
         });
     }
     out
@@ -214,8 +247,9 @@ impl Writer {
                     }
                 }
                 watcher::Event::Delete(o) => {
-                    if let Some(key) = to_value(&ar, o).as_ref().and_then(Key::of) {
-                        batch.remove(&key);
+                    if let Some(name) = o.metadata.name.as_deref() {
+                        let ns = o.metadata.namespace.as_deref().unwrap_or("");
+                        batch.remove(&Key::new(&ar.group, &ar.kind, ns, name));
                     }
                 }
             },
@@ -223,16 +257,60 @@ impl Writer {
     }
 }
 
+/// The object as the view keeps it ([`clean`]); `None` for what the view never holds: a
+/// Secret that is not of type `kubernetes.io/tls` (the field selector keeps them away; this
+/// holds should a server ignore it).
 fn to_value(ar: &ApiResource, object: DynamicObject) -> Option<Value> {
-    serde_json::to_value(object).ok().map(|v| clean(ar, v))
+    let value = serde_json::to_value(object).ok()?;
+    if is_secret(ar) && value.get("type").and_then(Value::as_str) != Some("kubernetes.io/tls") {
+        return None;
+    }
+    Some(clean(ar, value))
+}
+
+fn is_secret(ar: &ApiResource) -> bool {
+    ar.group.is_empty() && ar.kind == "Secret"
+}
+
+/// A Secret reduced to what TLS uses: `apiVersion`, `kind`, `metadata.name` and
+/// `metadata.namespace`, `type`, and the `data` keys in [`SECRET_KEYS`]. Everything else
+/// (labels, annotations, `stringData`, other keys) is dropped, so it is neither kept nor
+/// rendered.
+pub fn tls_secret(object: &Value) -> Value {
+    let mut metadata = Map::new();
+    for k in ["name", "namespace"] {
+        if let Some(v) = object["metadata"].get(k) {
+            metadata.insert(k.into(), v.clone());
+        }
+    }
+    let mut out = Map::new();
+    out.insert("apiVersion".into(), "v1".into());
+    out.insert("kind".into(), "Secret".into());
+    out.insert("metadata".into(), Value::Object(metadata));
+    if let Some(t) = object.get("type") {
+        out.insert("type".into(), t.clone());
+    }
+    let mut data = Map::new();
+    if let Some(d) = object.get("data").and_then(Value::as_object) {
+        for k in SECRET_KEYS {
+            if let Some(v) = d.get(k) {
+                data.insert(k.into(), v.clone());
+            }
+        }
+    }
+    out.insert("data".into(), Value::Object(data));
+    Value::Object(out)
 }
 
 /// The object as the compiler should read it: `apiVersion` and `kind` first (list items
 /// come without them), without `managedFields`, `resourceVersion`, the last-applied copy,
 /// and without `status` except on `getambassador.io` objects, where [`report_status`]
 /// compares against it. `resourceVersion` goes so that an object whose content did not
-/// change does not wake the compiler.
+/// change does not wake the compiler. A Secret keeps only what [`tls_secret`] keeps.
 pub fn clean(ar: &ApiResource, object: Value) -> Value {
+    if is_secret(ar) {
+        return tls_secret(&object);
+    }
     as_written(
         &ar.api_version,
         &ar.kind,
@@ -254,10 +332,11 @@ async fn probe(client: &Client, namespace: Option<&str>, w: &Watched) -> Probe {
     let mut absent = Vec::new();
     for version in &w.versions {
         let ar = resource(w, version);
-        match api(client, namespace, &ar)
-            .list(&ListParams::default().limit(1))
-            .await
-        {
+        let mut params = ListParams::default().limit(1);
+        if let Some(fields) = w.fields {
+            params = params.fields(fields);
+        }
+        match api(client, namespace, &ar).list(&params).await {
             Ok(_) => return Probe::Served(ar),
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 absent.push(format!("{}: not served", ar.api_version))
@@ -308,7 +387,12 @@ async fn drive(client: Client, i: usize, w: Watched, options: KubeOptions, tx: m
         let ar = match probe(&client, namespace, &w).await {
             Probe::Served(ar) => ar,
             Probe::Absent(why) => {
-                tracing::info!(kind = w.kind, %why, "not watching this kind for now");
+                if w.kind == "Secret" {
+                    // Every Host that names a Secret loses its TLS meanwhile (AMB417).
+                    tracing::warn!(%why, "not watching TLS Secrets for now: Hosts that name one are served without TLS");
+                } else {
+                    tracing::info!(kind = w.kind, %why, "not watching this kind for now");
+                }
                 if tx.send(Msg::Absent(i)).await.is_err() {
                     return;
                 }
@@ -321,7 +405,10 @@ async fn drive(client: Client, i: usize, w: Watched, options: KubeOptions, tx: m
                 continue;
             }
         };
-        let config = watcher::Config::default();
+        let mut config = watcher::Config::default();
+        if let Some(fields) = w.fields {
+            config = config.fields(fields);
+        }
         let mut events = watcher(api(&client, namespace, &ar), config)
             .default_backoff()
             .boxed();
@@ -716,7 +803,7 @@ mod tests {
             v,
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "namespace": "n"}})
         );
-        let w = &watched()[2];
+        let w = &watched().into_iter().find(|w| w.kind == "Mapping").unwrap();
         let m = clean(&resource(w, "v2"), raw);
         assert_eq!(m["apiVersion"], "getambassador.io/v2");
         assert_eq!(m["kind"], "Mapping");
@@ -731,6 +818,39 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec", "status"]);
+    }
+
+    #[test]
+    fn secrets_keep_only_what_tls_uses() {
+        let secrets = watched().into_iter().find(|w| w.kind == "Secret").unwrap();
+        assert_eq!(secrets.fields, Some("type=kubernetes.io/tls"));
+        assert!(!secrets.required);
+        let ar = resource(&secrets, "v1");
+        let raw = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "cert", "namespace": "n", "uid": "u", "resourceVersion": "3",
+                "labels": {"a": "b"}, "annotations": {LAST_APPLIED: "{\"data\": {}}"}},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.key": "a2V5", "extra": "c2VjcmV0", "tls.crt": "Y3J0", "ca.crt": "Y2E="},
+        });
+        let object: DynamicObject = serde_json::from_value(raw.clone()).unwrap();
+        let kept = to_value(&ar, object).unwrap();
+        assert_eq!(
+            kept,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "cert", "namespace": "n"},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": "Y3J0", "tls.key": "a2V5", "ca.crt": "Y2E="}})
+        );
+        // List items come without apiVersion and kind; the view names them.
+        let mut item = raw.clone();
+        item.as_object_mut().unwrap().shift_remove("apiVersion");
+        item.as_object_mut().unwrap().shift_remove("kind");
+        assert_eq!(clean(&ar, item), kept);
+        // Another type is never kept, should a server ignore the field selector.
+        let mut opaque = raw;
+        opaque["type"] = json!("Opaque");
+        assert!(to_value(&ar, serde_json::from_value(opaque).unwrap()).is_none());
     }
 
     #[test]

@@ -513,6 +513,7 @@ fn the_default_install_renders_with_the_required_settings() {
     // RBAC: read what is compiled, write only status and events, nothing else.
     let role: ClusterRole = typed(find(&docs, "ClusterRole", "ambassador-webhook"));
     let read = ["get", "list", "watch"];
+    let mut secrets_read = false;
     for rule in role.rules.unwrap() {
         let groups = rule.api_groups.clone().unwrap_or_default();
         let resources = rule.resources.clone().unwrap_or_default();
@@ -522,10 +523,15 @@ fn the_default_install_renders_with_the_required_settings() {
         }
         for resource in &resources {
             assert_ne!(resource, "*");
-            assert_ne!(
-                resource, "secrets",
-                "the control plane must not read Secrets"
-            );
+            if resource == "secrets" {
+                // TLS certificates for SDS: read in a rule of their own, core group only,
+                // exactly get/list/watch (the field selector narrows what is read; RBAC
+                // cannot).
+                assert_eq!(groups, [""], "Secrets in a rule of their own");
+                assert_eq!(resources, ["secrets"], "Secrets in a rule of their own");
+                assert_eq!(rule.verbs, read, "Secrets are only read");
+                secrets_read = true;
+            }
             let allowed: &[&str] = if resource.ends_with("/status") {
                 assert_eq!(groups, ["getambassador.io"]);
                 &["get", "patch", "update"]
@@ -542,6 +548,10 @@ fn the_default_install_renders_with_the_required_settings() {
             }
         }
     }
+    assert!(
+        secrets_read,
+        "the publisher reads the TLS Secrets Hosts name (SDS)"
+    );
     let binding: ClusterRoleBinding =
         typed(find(&docs, "ClusterRoleBinding", "ambassador-webhook"));
     assert_eq!(binding.role_ref.name, "ambassador-webhook");
