@@ -79,24 +79,41 @@ pub fn emit(ir: &Ir) -> Resources {
     }
 }
 
-/// The certificates the listeners' TLS chains name (`namespace/name`), for SDS, from the
-/// Secrets read; names no Secret holds are left out (lowering reported them).
+/// The secrets the configuration names, for SDS, from the Secrets read: certificates of the
+/// listeners' TLS chains and clusters' client certificates (`namespace/name`), and CAs that
+/// client or upstream certificates must chain to (`ca:namespace/name`). Names no Secret
+/// holds are left out (lowering reported them).
 pub fn secrets<'a>(
-    ir: &Ir,
+    listeners: &[crate::ir::Listener],
+    clusters: impl Iterator<Item = &'a crate::ir::Cluster>,
     available: impl IntoIterator<Item = &'a crate::front::SecretInfo>,
 ) -> Vec<Secret> {
-    let wanted: std::collections::BTreeSet<&str> = ir
-        .listeners
+    use std::collections::BTreeSet;
+    let downstream = listeners
         .iter()
         .flat_map(|l| &l.chains)
-        .filter_map(|c| c.tls.as_ref())
-        .map(|t| t.secret.as_str())
-        .collect();
-    let mut out = Vec::new();
+        .filter_map(|c| c.tls.as_ref());
+    let upstream = clusters.filter_map(|c| c.tls.as_ref());
+    let mut certs: BTreeSet<&str> = BTreeSet::new();
+    let mut cas: BTreeSet<&str> = BTreeSet::new();
+    for t in downstream.clone() {
+        certs.insert(&t.secret);
+        cas.extend(t.ca_secret.as_deref());
+    }
+    for t in upstream {
+        certs.extend(t.client_secret.as_deref());
+        cas.extend(t.ca_secret.as_deref());
+    }
+    let mut out: Vec<Secret> = Vec::new();
     for s in available {
         let name = format!("{}/{}", s.namespace, s.name);
-        if wanted.contains(name.as_str()) && !out.iter().any(|o: &Secret| o.name == name) {
-            out.push(listener::tls_secret(name, s));
+        let fresh = |out: &Vec<Secret>, n: &str| !out.iter().any(|o| o.name == n);
+        if certs.contains(name.as_str()) && fresh(&out, &name) {
+            out.push(listener::tls_secret(name.clone(), s));
+        }
+        let ca = listener::ca_secret_name(&name);
+        if cas.contains(name.as_str()) && fresh(&out, &ca) {
+            out.push(listener::ca_secret(ca, s));
         }
     }
     out

@@ -198,6 +198,8 @@ struct State {
     eds: HashMap<String, usize>,
     /// Upgrade types the routes allow, with counts (the listeners declare them).
     upgrades: BTreeMap<String, usize>,
+    /// The SDS secrets last emitted.
+    secrets: BTreeSet<String>,
     /// Virtual hosts whose routes changed since their last check.
     unchecked: BTreeSet<usize>,
 }
@@ -503,6 +505,7 @@ impl Session {
             clusters,
             eds: HashMap::new(),
             upgrades: BTreeMap::new(),
+            secrets: BTreeSet::new(),
             unchecked: BTreeSet::new(),
         });
         let state = self.state.as_mut().expect("just set");
@@ -984,17 +987,24 @@ fn emit(
         });
         packed[1].insert(name.clone(), p);
     }
-    if full {
-        // Certificates change only with a full pass (a Secret or a Host changed).
+    if full || !dirty.clusters.is_empty() {
+        // The secrets the listeners and clusters name: a Secret, a Host or a Listener
+        // changes with a full pass, an upstream certificate with the clusters.
         let secrets = envoy::secrets(
-            &state.skeleton,
+            &state.skeleton.listeners,
+            state.clusters.values().map(|s| &s.cluster),
             files
                 .in_order()
                 .flat_map(|(_, c)| c.manifests.secrets.iter()),
         );
+        let names: BTreeSet<String> = secrets.iter().map(|s| s.name.clone()).collect();
+        for gone in state.secrets.difference(&names) {
+            packed[4].insert(gone.clone(), None);
+        }
         for sec in &secrets {
             packed[4].insert(sec.name.clone(), Some(Packed::of(sec)));
         }
+        state.secrets = names;
     }
     if dirty.listeners || full {
         let upgrades: BTreeSet<String> = std::iter::once("websocket".to_owned())

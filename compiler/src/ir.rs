@@ -125,6 +125,12 @@ pub struct ServerTls {
     pub server_names: Vec<String>,
     /// Kubernetes Secret holding the certificate (`namespace/name`).
     pub secret: String,
+    /// Kubernetes Secret holding the CA that client certificates must chain to
+    /// (`ca_secret`, `namespace/name`): clients are asked for a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<String>,
+    /// `cert_required`: a client without a certificate is refused.
+    pub cert_required: bool,
     pub min_tls_version: Option<String>,
     pub max_tls_version: Option<String>,
     pub alpn_protocols: Vec<String>,

@@ -137,7 +137,11 @@ pub fn endpoints_among<'a>(
 /// The Envoy resources of a compilation, with EDS endpoints filled from the manifests.
 pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
     let mut res = envoy::emit(&c.ir);
-    res.secrets = envoy::Collection::new(envoy::secrets(&c.ir, &c.manifests.secrets));
+    res.secrets = envoy::Collection::new(envoy::secrets(
+        &c.ir.listeners,
+        c.ir.clusters.values(),
+        &c.manifests.secrets,
+    ));
     let wanted: Vec<String> = res.eds_services().into_iter().map(str::to_string).collect();
     for name in wanted {
         if let Some((ns, svc, port)) = envoy::parse_eds_service_name(&name) {

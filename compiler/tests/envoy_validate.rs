@@ -294,6 +294,8 @@ fn server_tls(names: &[&str], secret: &str) -> ServerTls {
     ServerTls {
         server_names: names.iter().map(|n| n.to_string()).collect(),
         secret: secret.into(),
+        ca_secret: None,
+        cert_required: false,
         min_tls_version: Some("v1.2".into()),
         max_tls_version: Some("v1.3".into()),
         alpn_protocols: vec!["h2".into(), "http/1.1".into()],

@@ -269,3 +269,199 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
         "the connection opened before the rotation still serves"
     );
 }
+
+/// A CA and a certificate it signs for `name`, for a client (`client`) or a server.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki(name: &str, client: bool) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn pem_secret(name: &str, crt: &str, key: &str) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(crt),
+        if key.is_empty() { "    \n".to_string() } else { indent(key) }
+    )
+}
+
+/// A TLS backend on loopback that requires a client certificate from `client_ca` and answers
+/// every request with the SNI it was sent and the subject it was shown.
+async fn tls_backend(
+    server: &Pki,
+    client_ca: &str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::server::WebPkiClientVerifier;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let (_, conn) = s.get_ref();
+                let sni = conn.server_name().unwrap_or("-").to_owned();
+                let client = conn.peer_certificates().map_or(0, <[_]>::len);
+                let mut buf = vec![0u8; 8192];
+                // One request per connection, bounded.
+                let mut seen = Vec::new();
+                for _ in 0..100 {
+                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {
+                            seen.extend_from_slice(&buf[..n]);
+                            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                                break;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+                let body = format!("sni={sni} client_certs={client}");
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Mutual TLS: a Host with `ca_secret` and `cert_required` refuses a client without a
+/// certificate and serves one with a certificate from that CA. Upstream TLS: a Mapping to
+/// an `https://` service with a TLSContext sends its SNI and client certificate and checks
+/// the backend's certificate against the context's CA.
+#[tokio::test]
+async fn client_certificates_and_upstream_tls() {
+    let server = pki("m.example.com", false);
+    let clients = pki("client.example.com", true);
+    let backend = pki("backend.example.com", false);
+    let upstream_client = pki("edge.example.com", true);
+    let (backend_addr, backend_task) = tls_backend(&backend, &upstream_client.ca_pem).await;
+    let opts = options();
+    let port = opts.lower.http_port;
+    let files = vec![(
+        "mtls.yaml".to_string(),
+        [
+            format!(
+                "---\napiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {{name: edge, namespace: default}}\nspec:\n  port: {port}\n  protocol: HTTPS\n  securityModel: XFP\n  hostBinding: {{namespace: {{from: ALL}}}}\n"
+            ),
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {name: m, namespace: default}\nspec:\n  hostname: m.example.com\n  tlsSecret: {name: m-cert}\n  tls: {ca_secret: client-ca, cert_required: true}\n  requestPolicy: {insecure: {action: Route}}\n".to_string(),
+            pem_secret("m-cert", &server.cert_pem, &server.key_pem),
+            pem_secret("client-ca", &clients.ca_pem, ""),
+            // Upstream: the client certificate Envoy presents, and the CA it checks.
+            pem_secret("edge-client", &upstream_client.cert_pem, &upstream_client.key_pem),
+            pem_secret("backend-ca", &backend.ca_pem, ""),
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata: {name: upstream, namespace: default}\nspec:\n  secret: edge-client\n  ca_secret: backend-ca\n  sni: backend.example.com\n".to_string(),
+            format!(
+                "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: up, namespace: default}}\nspec:\n  hostname: \"*\"\n  prefix: /up/\n  service: \"https://{backend_addr}\"\n  tls: upstream\n"
+            ),
+        ]
+        .concat(),
+    )];
+    let (_stack, report) = Stack::start_with(opts, files, ApiType::Grpc).await.unwrap();
+    assert_eq!(report.errors().count(), 0, "{:#?}", report.findings);
+
+    let server_ca = Generated {
+        ca_cert_pem: server.ca_pem.clone(),
+        cert_pem: String::new(),
+        key_pem: String::new(),
+    };
+    // Without a client certificate: refused (in TLS 1.3 the refusal arrives on first read).
+    let anonymous = connector(&[&server_ca]);
+    let refused = match tls(port, "m.example.com", &anonymous).await {
+        Err(_) => true,
+        Ok(mut s) => get(&mut s, "m.example.com", "/up/").await.is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+
+    // With one from the CA: served, and through to the TLS backend.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(clients.cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(clients.key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let with_cert = TlsConnector::from(Arc::new(config));
+    let mut s = tls(port, "m.example.com", &with_cert).await.unwrap();
+    let (status, body) = get(&mut s, "m.example.com", "/up/").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "sni=backend.example.com client_certs=1");
+    backend_task.abort();
+}

@@ -218,7 +218,7 @@ fn upstream_tls(t: &UpstreamTls) -> UpstreamTlsContext {
                 .collect(),
             validation_context_type: t.ca_secret.as_deref().map(|s| {
                 common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
-                    sds_secret(s),
+                    sds_secret(&super::listener::ca_secret_name(s)),
                 )
             }),
             alpn_protocols: t.alpn_protocols.clone(),

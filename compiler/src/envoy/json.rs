@@ -567,6 +567,10 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         "envoy.extensions.transport_sockets.tls.v3.Secret" => const { &[
             one(1, "name", Str),
             one(2, "tls_certificate", Msg("envoy.extensions.transport_sockets.tls.v3.TlsCertificate")),
+            one(4, "validation_context", Msg("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext")),
+        ] },
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext" => const { &[
+            one(1, "trusted_ca", Msg("envoy.config.core.v3.DataSource")),
         ] },
         "envoy.extensions.transport_sockets.tls.v3.TlsCertificate" => const { &[
             one(1, "certificate_chain", Msg("envoy.config.core.v3.DataSource")),
@@ -608,11 +612,10 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         ] },
 
         // TLS.
-        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => const { &[one(
-            1,
-            "common_tls_context",
-            Msg("envoy.extensions.transport_sockets.tls.v3.CommonTlsContext"),
-        )] },
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => const { &[
+            one(1, "common_tls_context", Msg("envoy.extensions.transport_sockets.tls.v3.CommonTlsContext")),
+            one(2, "require_client_certificate", BOOL_VALUE),
+        ] },
         "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" => const { &[
             one(1, "common_tls_context", Msg("envoy.extensions.transport_sockets.tls.v3.CommonTlsContext")),
             one(2, "sni", Str),

@@ -14,8 +14,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    secret, tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, Secret,
-    TlsCertificate, TlsParameters,
+    common_tls_context, secret, tls_parameters::TlsProtocol, CertificateValidationContext,
+    CommonTlsContext, DownstreamTlsContext, Secret, TlsCertificate, TlsParameters,
 };
 
 use super::common::{
@@ -169,6 +169,35 @@ fn server_names_match(names: &[String]) -> Option<FilterChainMatch> {
     })
 }
 
+/// The SDS name of a Secret used as a CA (`ca:namespace/name`): the same Secret may also be
+/// a certificate, and one SDS name holds one kind of secret.
+pub(crate) fn ca_secret_name(secret: &str) -> String {
+    format!("ca:{secret}")
+}
+
+/// A Kubernetes Secret as an SDS validation context: the CA from `tls.crt` (where Emissary
+/// reads it), else `ca.crt`.
+pub(crate) fn ca_secret(name: String, s: &crate::front::SecretInfo) -> Secret {
+    let ca = s
+        .cert_chain
+        .clone()
+        .filter(|c| c.windows(5).any(|w| w == b"BEGIN"))
+        .or_else(|| s.ca.clone())
+        .unwrap_or_default();
+    Secret {
+        name,
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(data_source::Specifier::InlineBytes(ca)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 /// A Kubernetes TLS Secret as an SDS certificate: the chain and key inline.
 pub(crate) fn tls_secret(name: String, s: &crate::front::SecretInfo) -> Secret {
     let inline = |b: &Option<Vec<u8>>| DataSource {
@@ -219,9 +248,15 @@ fn downstream_tls(t: &ServerTls) -> DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_params,
             tls_certificate_sds_secret_configs: vec![sds_secret(&t.secret)],
+            validation_context_type: t.ca_secret.as_deref().map(|ca| {
+                common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                    sds_secret(&ca_secret_name(ca)),
+                )
+            }),
             alpn_protocols: t.alpn_protocols.clone(),
             ..Default::default()
         }),
+        require_client_certificate: t.cert_required.then(|| bool_value(true)),
         ..Default::default()
     }
 }

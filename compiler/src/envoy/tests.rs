@@ -796,6 +796,8 @@ fn tls(names: &[&str], secret: &str) -> ServerTls {
     ServerTls {
         server_names: names.iter().map(|n| n.to_string()).collect(),
         secret: secret.into(),
+        ca_secret: None,
+        cert_required: false,
         min_tls_version: Some("v1.2".into()),
         max_tls_version: None,
         alpn_protocols: vec!["h2".into(), "http/1.1".into()],
@@ -1243,7 +1245,8 @@ fn cluster_settings() {
     );
     match common.validation_context_type {
         Some(common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
-            assert_eq!(s.name, "default/ca")
+            // A CA is its own SDS name: the same Secret may also be a certificate.
+            assert_eq!(s.name, "ca:default/ca")
         }
         other => panic!("{other:?}"),
     }
@@ -1743,7 +1746,11 @@ fn secrets_are_served_redacted() {
     };
     let available = [secret("a-cert"), secret("unused")];
     let mut res = emit(&i);
-    res.secrets = super::Collection::new(super::secrets(&i, &available));
+    res.secrets = super::Collection::new(super::secrets(
+        &i.listeners,
+        i.clusters.values(),
+        &available,
+    ));
     let names: Vec<&str> = res
         .secrets
         .resources

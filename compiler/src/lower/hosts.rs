@@ -108,6 +108,8 @@ pub(super) fn hosts<'a>(
                     tls = Some(ServerTls {
                         server_names: server_names.clone(),
                         secret,
+                        ca_secret: s("ca_secret").map(|c| namespaced(&c, &r.id.namespace)),
+                        cert_required: t.get("cert_required").and_then(Node::as_bool) == Some(true),
                         min_tls_version: s("min_tls_version"),
                         max_tls_version: s("max_tls_version"),
                         alpn_protocols: s("alpn_protocols")
@@ -125,6 +127,8 @@ pub(super) fn hosts<'a>(
                     tls = Some(ServerTls {
                         server_names: server_names.clone(),
                         secret,
+                        ca_secret: None,
+                        cert_required: false,
                         min_tls_version: None,
                         max_tls_version: None,
                         alpn_protocols: Vec::new(),
@@ -154,7 +158,20 @@ pub(super) fn hosts<'a>(
             continue;
         }
         if let Some(t) = &tls {
-            if !usable_secret(r, &t.secret, secrets, secrets_known, diags) {
+            // Without its CA a Host that asks for client certificates is not served over
+            // TLS at all: never TLS without the client check.
+            let ca_ok = t.ca_secret.as_deref().is_none_or(|ca| {
+                usable_secret(r, ca, SecretUse::Ca, secrets, secrets_known, diags)
+            });
+            if !usable_secret(
+                r,
+                &t.secret,
+                SecretUse::Certificate,
+                secrets,
+                secrets_known,
+                diags,
+            ) || !ca_ok
+            {
                 tls = None;
             }
         }
@@ -276,6 +293,22 @@ fn context_fits(
     true
 }
 
+/// What a Host needs of a Secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SecretUse {
+    Certificate,
+    Ca,
+}
+
+/// `name` as `namespace/name`, the namespace defaulting to `ns`.
+fn namespaced(name: &str, ns: &str) -> String {
+    if name.contains('/') {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
 /// Whether the Secret a Host terminates TLS with can be served: one that is not among the
 /// manifests is reported (and, when every Secret is known, its TLS left out: Envoy would
 /// keep the whole listener waiting); one without a certificate or key is an error and its
@@ -283,6 +316,7 @@ fn context_fits(
 fn usable_secret(
     r: &Resource,
     name: &str,
+    what: SecretUse,
     secrets: &HashMap<String, &SecretInfo>,
     secrets_known: bool,
     diags: &mut Vec<Diagnostic>,
@@ -308,7 +342,12 @@ fn usable_secret(
         b.as_deref()
             .is_some_and(|b| std::str::from_utf8(b).is_ok_and(|t| t.contains(marker)))
     };
-    let problem = if !pem(&s.cert_chain, "-----BEGIN CERTIFICATE-----") {
+    let problem = if what == SecretUse::Ca {
+        // Emissary reads the CA from `tls.crt`; `ca.crt` is taken too.
+        (!pem(&s.cert_chain, "-----BEGIN CERTIFICATE-----")
+            && !pem(&s.ca, "-----BEGIN CERTIFICATE-----"))
+        .then_some("neither `tls.crt` nor `ca.crt` holds a PEM CA certificate")
+    } else if !pem(&s.cert_chain, "-----BEGIN CERTIFICATE-----") {
         Some("`tls.crt` holds no PEM certificate")
     } else if !pem(&s.private_key, "PRIVATE KEY-----") {
         Some("`tls.key` holds no PEM private key")
@@ -348,6 +387,8 @@ pub(super) fn server_tls_from_context(
     ServerTls {
         server_names: server_names.into_iter().filter(|n| n != "*").collect(),
         secret,
+        ca_secret: s("ca_secret").map(|ca| namespaced(&ca, &c.id.namespace)),
+        cert_required: c.field("cert_required").and_then(Node::as_bool) == Some(true),
         min_tls_version: s("min_tls_version"),
         max_tls_version: s("max_tls_version"),
         alpn_protocols: s("alpn_protocols")
