@@ -121,6 +121,8 @@ codes! {
     TlsContextMismatch = "AMB419", "tls-context-mismatch", Warning, "a Host and its TLSContext disagree: the context names another Secret (the Host is left out) or its `hosts` omit the Host's hostname", "name the same Secret in both, and list the Host's hostname in the context's `hosts`";
     RedirectLoop = "AMB420", "redirect-loop", Warning, "an INSECURE Listener with TLS in its stack redirects a Host's TLS requests to https too: they can only loop", "use `securityModel: XFP` (or SECURE) on a Listener that terminates TLS, or `insecure.action: Route` on the Host";
     HostsNotServed = "AMB421", "hosts-not-served", Warning, "the Mapping attaches only to Hosts no Listener serves, so no request reaches it", "bind its Hosts to a Listener (`hostBinding`), or attach the Mapping to a served Host";
+    CertificateExpired = "AMB422", "certificate-expired", Warning, "the certificate a Host serves has expired", "renew the certificate in the Secret";
+    CertificateNameMismatch = "AMB423", "certificate-name-mismatch", Warning, "the certificate a Host serves does not name the Host's hostname", "issue the certificate for the Host's hostname (a subject alternative name), or fix the hostname";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
 }
 

@@ -50,6 +50,9 @@ pub struct LowerOptions {
     /// listener waiting for the certificate. Off for files given to lint and preview, which
     /// usually keep Secrets out of version control.
     pub secrets_known: bool,
+    /// The time certificates are checked against, in seconds since the epoch; `None` skips
+    /// the expiry check. The compiler reads no clock: callers pass the time.
+    pub now: Option<i64>,
 }
 
 impl Default for LowerOptions {
@@ -59,6 +62,7 @@ impl Default for LowerOptions {
             http_port: 8080,
             https_port: 8443,
             secrets_known: false,
+            now: None,
         }
     }
 }

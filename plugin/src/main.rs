@@ -69,8 +69,12 @@ fn load(args: &SourceArgs) -> Result<Loaded, String> {
         default_namespace: args.namespace.clone().unwrap_or_else(|| "default".into()),
     };
     let skip = input::unreadable(&input);
-    let mut compilation =
-        ambassador_compiler::compile_files(&input.sources, &skip, &opts, &LowerOptions::default());
+    // Certificates are checked against the time of the run.
+    let lower = LowerOptions {
+        now: unix_now(),
+        ..LowerOptions::default()
+    };
+    let mut compilation = ambassador_compiler::compile_files(&input.sources, &skip, &opts, &lower);
     compilation.diagnostics.append(&mut input.diagnostics);
     ambassador_compiler::diag::sort(&mut compilation.diagnostics);
     Ok(Loaded {
@@ -221,4 +225,12 @@ fn preview(args: cli::PreviewArgs) -> u8 {
     } else {
         2
     }
+}
+
+/// Seconds since the epoch, or `None` with a clock set before it.
+fn unix_now() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
 }

@@ -53,6 +53,12 @@ impl Default for PipelineOptions {
             front: Options::default(),
             lower: LowerOptions {
                 secrets_known: true,
+                // The time the publisher starts: a certificate that expires while it runs
+                // is reported at its next start.
+                now: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_secs()).ok()),
                 ..LowerOptions::default()
             },
         }

@@ -99,6 +99,7 @@ impl Context {
             &tls_contexts,
             &secrets,
             opts.secrets_known,
+            opts.now,
             &mut diags,
         );
         // A TLSContext with `hosts` terminated TLS by itself before Emissary 2.0; now only a

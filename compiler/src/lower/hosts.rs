@@ -37,6 +37,7 @@ pub(super) fn hosts<'a>(
     tls_contexts: &HashMap<String, Resource>,
     secrets: &HashMap<String, &SecretInfo>,
     secrets_known: bool,
+    now: Option<i64>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
     let mut out: Vec<VHost> = Vec::new();
@@ -163,15 +164,17 @@ pub(super) fn hosts<'a>(
             let ca_ok = t.ca_secret.as_deref().is_none_or(|ca| {
                 usable_secret(r, ca, SecretUse::Ca, secrets, secrets_known, diags)
             });
-            if !usable_secret(
+            let usable = usable_secret(
                 r,
                 &t.secret,
                 SecretUse::Certificate,
                 secrets,
                 secrets_known,
                 diags,
-            ) || !ca_ok
-            {
+            ) && secrets
+                .get(&t.secret)
+                .is_none_or(|s| certificate_fits(r, &t.secret, s, sni_of(&glob), now, diags));
+            if !usable || !ca_ok {
                 tls = None;
             }
         }
@@ -369,6 +372,118 @@ fn usable_secret(
             .with_related(s.span, "the Secret"),
         );
         return false;
+    }
+    true
+}
+
+/// A hostname glob without its port: the SNI clients send.
+fn sni_of(glob: &str) -> &str {
+    glob.rsplit_once(':').map_or(glob, |(h, _)| h)
+}
+
+/// The certificate of a Host's Secret, read offline: one that does not parse is unusable
+/// (its TLS left out); one that has expired (when the caller gives the time) or whose names
+/// do not cover the Host's hostname is served, with a warning.
+fn certificate_fits(
+    r: &Resource,
+    name: &str,
+    s: &SecretInfo,
+    sni: &str,
+    now: Option<i64>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let span = r.key_span("tlsSecret");
+    let pem = s.cert_chain.as_deref().unwrap_or_default();
+    let parsed = x509_parser::pem::parse_x509_pem(pem)
+        .ok()
+        .map(|(_, p)| p)
+        .filter(|p| p.label == "CERTIFICATE");
+    let Some(cert) = parsed.as_ref().and_then(|p| p.parse_x509().ok()) else {
+        diags.push(
+            Diagnostic::at(
+                Code::SecretUnusable,
+                span,
+                format!(
+                    "Secret `{name}` of Host `{}` cannot serve TLS: `tls.crt` does not parse as an X.509 certificate; the Host's TLS is left out",
+                    r.id.name
+                ),
+            )
+            .with_object(&r.id)
+            .with_field(r.path("tlsSecret"))
+            .with_related(s.span, "the Secret"),
+        );
+        return false;
+    };
+    let warn = |code: Code, message: String, diags: &mut Vec<Diagnostic>| {
+        diags.push(
+            Diagnostic::at(code, span, message)
+                .with_object(&r.id)
+                .with_field(r.path("tlsSecret"))
+                .with_related(s.span, "the Secret"),
+        );
+    };
+    if let Some(now) = now {
+        if cert.validity().not_after.timestamp() < now {
+            warn(
+                Code::CertificateExpired,
+                format!(
+                    "the certificate in Secret `{name}` of Host `{}` expired on {}: clients will refuse it",
+                    r.id.name,
+                    cert.validity().not_after
+                ),
+                diags,
+            );
+        }
+    }
+    if sni != "*" {
+        let mut names: Vec<String> = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|g| match g {
+                    GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if names.is_empty() {
+            names = cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_ascii_lowercase))
+                .collect();
+        }
+        // A wildcard name covers one label: `*.example.com` covers `a.example.com`.
+        let covers = |n: &str| {
+            n == sni
+                || n.strip_prefix("*.").is_some_and(|rest| {
+                    sni.split_once('.').is_some_and(|(label, tail)| {
+                        tail == rest && label != "*" && !label.is_empty()
+                    })
+                })
+        };
+        if !names.iter().any(|n| covers(n)) {
+            let listed = if names.is_empty() {
+                "no name".to_string()
+            } else {
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            warn(
+                Code::CertificateNameMismatch,
+                format!(
+                    "the certificate in Secret `{name}` names {listed}, not `{sni}`, the hostname of Host `{}`: clients that check names will refuse it",
+                    r.id.name
+                ),
+                diags,
+            );
+        }
     }
     true
 }
