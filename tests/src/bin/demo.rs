@@ -17,6 +17,7 @@ use ambassador_e2e::free_port;
 use ambassador_e2e::http::{Client, Response};
 use ambassador_e2e::stack::{serve, NODE};
 use ambassador_webhook::bootstrap::Bootstrap;
+use ambassador_webhook::certs;
 use ambassador_webhook::pipeline::dir::DirFeed;
 use ambassador_webhook::pipeline::{follow, Feed, Pipeline, PipelineOptions};
 
@@ -47,6 +48,68 @@ fn main() -> ExitCode {
 }
 
 type Error = Box<dyn std::error::Error>;
+
+/// The Host the demo serves over TLS.
+const SECURE_HOST: &str = "secure.demo.example.com";
+
+/// A TLS Host with its Secret (insecure requests redirected to https, Emissary's default),
+/// and a catch-all Host that routes cleartext.
+fn tls_manifests(cert: &certs::Generated) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "# Written by the demo: a certificate made at start.\n---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {{name: secure, namespace: demo}}\nspec:\n  hostname: {SECURE_HOST}\n  tlsSecret: {{name: secure-cert}}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {{name: everything-else, namespace: demo}}\nspec:\n  hostname: \"*\"\n  requestPolicy: {{insecure: {{action: Route}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: secure-cert, namespace: demo}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.cert_pem),
+        indent(&cert.key_pem)
+    )
+}
+
+/// One HTTPS GET through Envoy with SNI [`SECURE_HOST`], trusting the demo's CA: the name
+/// the served certificate was issued for, and the status line.
+async fn https_get(
+    port: u16,
+    cert: &certs::Generated,
+    path: &str,
+) -> Result<(String, String), Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(cert.ca_cert_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut s = connector
+        .connect(ServerName::try_from(SECURE_HOST)?, tcp)
+        .await?;
+    // The handshake verified the certificate against the CA and the name.
+    let subject = SECURE_HOST.to_owned();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {SECURE_HOST}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await??;
+    let text = String::from_utf8_lossy(&out);
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let backend = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str::<Echo>(b).ok())
+        .map_or_else(String::new, |e| format!(" from {}", e.backend));
+    Ok((subject, format!("{status}{backend}")))
+}
 
 fn endpoints(services: &[(&str, &Backend)]) -> String {
     let mut out = String::from("# Written by the demo: the loopback backends it started.\n");
@@ -92,11 +155,20 @@ async fn demo(source: &Path) -> Result<(), Error> {
         work.path().join("endpoints.yaml"),
         endpoints(&[("quote", &quote), ("quote-v2", &quote_v2), ("echo", &echo)]),
     )?;
+    // HTTPS: a Host for `secure.demo.example.com` with a certificate made now, and a Host for
+    // every other name that routes cleartext, as the demo's other requests come as
+    // `127.0.0.1`.
+    let cert = certs::generate(&certs::Request {
+        names: vec![SECURE_HOST.to_owned()],
+        valid_days: 1,
+    })?;
+    std::fs::write(work.path().join("tls.yaml"), tls_manifests(&cert))?;
 
     let http_port = free_port();
+    let https_port = free_port();
     let options = PipelineOptions::default()
         .listen("127.0.0.1", http_port)
-        .https_port(free_port());
+        .https_port(https_port);
     let (mut pipeline, snapshots) = Pipeline::new(options);
     let mut feed = DirFeed::new(
         work.path(),
@@ -162,6 +234,14 @@ async fn demo(source: &Path) -> Result<(), Error> {
         }
         Ok::<_, Error>(counts)
     };
+    let r = http
+        .request("GET", &url("/quote/today"), &[("host", SECURE_HOST)])
+        .await?;
+    println!("GET http://{SECURE_HOST}/quote/today -> {}", who(&r));
+    let (subject, status) = https_get(https_port, &cert, "/quote/today").await?;
+    println!(
+        "GET https://{SECURE_HOST}/quote/today (SNI {SECURE_HOST}, port {https_port}) -> {status}, certificate served for {subject}"
+    );
     println!(
         "100 requests to /quote/ (canary at 20 %): {:?}",
         split(http.clone(), 100).await?
