@@ -131,6 +131,11 @@ pub struct ServerTls {
     pub ca_secret: Option<String>,
     /// `cert_required`: a client without a certificate is refused.
     pub cert_required: bool,
+    /// `cipher_suites` and `ecdh_curves`, as Envoy names them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cipher_suites: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ecdh_curves: Vec<String>,
     pub min_tls_version: Option<String>,
     pub max_tls_version: Option<String>,
     pub alpn_protocols: Vec<String>,

@@ -296,6 +296,11 @@ fn server_tls(names: &[&str], secret: &str) -> ServerTls {
         secret: secret.into(),
         ca_secret: None,
         cert_required: false,
+        cipher_suites: vec![
+            "ECDHE-ECDSA-AES128-GCM-SHA256".into(),
+            "ECDHE-RSA-AES128-GCM-SHA256".into(),
+        ],
+        ecdh_curves: vec!["X25519".into(), "P-256".into()],
         min_tls_version: Some("v1.2".into()),
         max_tls_version: Some("v1.3".into()),
         alpn_protocols: vec!["h2".into(), "http/1.1".into()],

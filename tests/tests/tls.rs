@@ -165,7 +165,8 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
                 format!(
                     "---\napiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {{name: edge, namespace: default}}\nspec:\n  port: {port}\n  protocol: HTTPS\n  securityModel: XFP\n  hostBinding: {{namespace: {{from: ALL}}}}\n"
                 ),
-                host("a", "a.example.com", "a-cert", "Redirect"),
+                host("a", "a.example.com", "a-cert", "Redirect")
+                    + "  tls: {min_tls_version: v1.3}\n",
                 host("b", "b.example.com", "b-cert", "Reject"),
                 // Its Secret does not exist: its TLS is left out, and nothing else suffers.
                 host("c", "c.example.com", "c-cert", "Route"),
@@ -235,6 +236,35 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
         "200",
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // `min_tls_version: v1.3` on `a`: a client that speaks only TLS 1.2 is refused there,
+    // and served by `b`, which sets no version.
+    let tls12 = {
+        let mut roots = rustls::RootCertStore::empty();
+        for g in [&a, &b] {
+            for c in CertificateDer::pem_slice_iter(g.ca_cert_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
+    };
+    assert!(
+        status_over_tls(port, "a.example.com", &tls12, "/app/x")
+            .await
+            .starts_with("handshake failed"),
+        "a TLS 1.2 client reached a Host that requires TLS 1.3"
+    );
+    assert_eq!(
+        status_over_tls(port, "b.example.com", &tls12, "/app/x").await,
+        "200"
+    );
 
     // Rotation: a connection opened with the old certificate keeps working; new handshakes
     // get the new one.

@@ -629,6 +629,8 @@ fn fields(message: &str) -> Option<&'static [Field]> {
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => const { &[
             one(1, "tls_minimum_protocol_version", Kind::Enum(tls_protocol)),
             one(2, "tls_maximum_protocol_version", Kind::Enum(tls_protocol)),
+            many(3, "cipher_suites", Str),
+            many(4, "ecdh_curves", Str),
         ] },
         "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig" => const { &[
             one(1, "name", Str),

@@ -238,12 +238,17 @@ fn downstream_tls(t: &ServerTls) -> DownstreamTlsContext {
         .as_deref()
         .map(tls_protocol)
         .unwrap_or(TlsProtocol::TlsAuto);
-    let tls_params =
-        (min != TlsProtocol::TlsAuto || max != TlsProtocol::TlsAuto).then(|| TlsParameters {
-            tls_minimum_protocol_version: min as i32,
-            tls_maximum_protocol_version: max as i32,
-            ..Default::default()
-        });
+    let tls_params = (min != TlsProtocol::TlsAuto
+        || max != TlsProtocol::TlsAuto
+        || !t.cipher_suites.is_empty()
+        || !t.ecdh_curves.is_empty())
+    .then(|| TlsParameters {
+        tls_minimum_protocol_version: min as i32,
+        tls_maximum_protocol_version: max as i32,
+        cipher_suites: t.cipher_suites.clone(),
+        ecdh_curves: t.ecdh_curves.clone(),
+        ..Default::default()
+    });
     DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_params,

@@ -798,6 +798,8 @@ fn tls(names: &[&str], secret: &str) -> ServerTls {
         secret: secret.into(),
         ca_secret: None,
         cert_required: false,
+        cipher_suites: Vec::new(),
+        ecdh_curves: Vec::new(),
         min_tls_version: Some("v1.2".into()),
         max_tls_version: None,
         alpn_protocols: vec!["h2".into(), "http/1.1".into()],

@@ -111,6 +111,8 @@ pub(super) fn hosts<'a>(
                         secret,
                         ca_secret: s("ca_secret").map(|c| namespaced(&c, &r.id.namespace)),
                         cert_required: t.get("cert_required").and_then(Node::as_bool) == Some(true),
+                        cipher_suites: str_list(t.get("cipher_suites")),
+                        ecdh_curves: str_list(t.get("ecdh_curves")),
                         min_tls_version: s("min_tls_version"),
                         max_tls_version: s("max_tls_version"),
                         alpn_protocols: s("alpn_protocols")
@@ -130,6 +132,8 @@ pub(super) fn hosts<'a>(
                         secret,
                         ca_secret: None,
                         cert_required: false,
+                        cipher_suites: Vec::new(),
+                        ecdh_curves: Vec::new(),
                         min_tls_version: None,
                         max_tls_version: None,
                         alpn_protocols: Vec::new(),
@@ -345,7 +349,11 @@ fn usable_secret(
         b.as_deref()
             .is_some_and(|b| std::str::from_utf8(b).is_ok_and(|t| t.contains(marker)))
     };
-    let problem = if what == SecretUse::Ca {
+    // Emissary reads these types and ignores any other.
+    let readable = ["kubernetes.io/tls", "Opaque", "istio.io/key-and-cert"];
+    let problem = if !readable.contains(&s.kind.as_str()) {
+        Some("its type is not one Emissary reads (`kubernetes.io/tls`, `Opaque`, `istio.io/key-and-cert`)")
+    } else if what == SecretUse::Ca {
         // Emissary reads the CA from `tls.crt`; `ca.crt` is taken too.
         (!pem(&s.cert_chain, "-----BEGIN CERTIFICATE-----")
             && !pem(&s.ca, "-----BEGIN CERTIFICATE-----"))
@@ -374,6 +382,15 @@ fn usable_secret(
         return false;
     }
     true
+}
+
+/// A list of strings (a missing field is empty).
+fn str_list(n: Option<&Node>) -> Vec<String> {
+    n.and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A hostname glob without its port: the SNI clients send.
@@ -504,6 +521,8 @@ pub(super) fn server_tls_from_context(
         secret,
         ca_secret: s("ca_secret").map(|ca| namespaced(&ca, &c.id.namespace)),
         cert_required: c.field("cert_required").and_then(Node::as_bool) == Some(true),
+        cipher_suites: str_list(c.field("cipher_suites")),
+        ecdh_curves: str_list(c.field("ecdh_curves")),
         min_tls_version: s("min_tls_version"),
         max_tls_version: s("max_tls_version"),
         alpn_protocols: s("alpn_protocols")
