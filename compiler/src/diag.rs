@@ -90,7 +90,7 @@ codes! {
     LoadBalancerNeedsEndpoints = "AMB211", "load-balancer-needs-endpoints", Warning, "`load_balancer` has no effect with the `kubernetes-service` resolver (one DNS address)", "use a `kubernetes-endpoint` resolver or remove `load_balancer`";
     // Canaries and weights.
     WeightOver100 = "AMB301", "weight-over-100", Error, "a `weight` over 100", "give weights between 0 and 100";
-    WeightTotalOver100 = "AMB302", "weight-total-over-100", Error, "the weights of a canary group add up to more than 100", "lower the weights so that they add up to 100 at most";
+    WeightTotalOver100 = "AMB302", "weight-total-over-100", Error, "the weights of a canary group add up to more than 100: the members listed first take the traffic up to 100, the others get none", "lower the weights so that they add up to 100 at most";
     WeightTotalUnder100 = "AMB303", "weight-total-under-100", Error, "the weights of a canary group add up to less than 100 and no member is unweighted: the rest of the traffic falls through to later routes", "make the weights add up to 100, or leave one member without `weight`";
     CanaryPrecedence = "AMB304", "canary-precedence", Warning, "Mappings with the same match but different `precedence` do not form a canary group: one shadows the other", "give the would-be canary the same `precedence`";
     CanaryMismatch = "AMB305", "canary-mismatch", Error, "members of a canary group disagree on a setting that must be equal across the group", "make the named setting equal on every member of the group";

@@ -493,19 +493,24 @@ fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
                 Code::WeightTotalOver100,
                 m.weight_span.unwrap_or(m.r.span),
                 format!(
-                    "the weights of {} add up to {total}; they are scaled to 100",
+                    "the weights of {} add up to {total}: as in Emissary, the members listed first take the traffic up to 100 and the others get none",
                     names()
                 ),
             )
             .with_object(&m.r.id)
             .with_field(m.r.path("weight")),
         );
-        let mut out: Vec<u32> = ws.iter().map(|w| w.unwrap_or(0) * 100 / total).collect();
-        let rest = 100 - out.iter().sum::<u32>();
-        if let Some(last) = ws.iter().rposition(|w| w.is_some()) {
-            out[last] += rest;
-        }
-        return out;
+        // Emissary's cumulative fractions, which Envoy caps at 100: each member's share is
+        // what its fraction adds before the cap.
+        let mut given = 0u32;
+        return ws
+            .iter()
+            .map(|w| {
+                let share = w.unwrap_or(0).min(100 - given);
+                given += share;
+                share
+            })
+            .collect();
     }
     if total < 100 && unweighted == 0 {
         let m = members[members.len() - 1];

@@ -44,17 +44,7 @@ pub(super) fn hosts<'a>(
     for r in hosts {
         let reader = Reader::new(r);
         let glob = reader.str("hostname").unwrap_or("*").to_ascii_lowercase();
-        let selector = r
-            .field("mappingSelector")
-            .or_else(|| r.field("selector"))
-            .and_then(|s| s.get("matchLabels"))
-            .and_then(Node::as_map)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.scalar()?.to_string(), v.scalar()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selector = match_labels(r.field("mappingSelector").or_else(|| r.field("selector")));
         // The SNI is the hostname without a port; `*` takes any SNI.
         let sni = glob.rsplit_once(':').map_or(glob.as_str(), |(h, _)| h);
         let server_names = if sni == "*" {
@@ -382,6 +372,19 @@ fn usable_secret(
         return false;
     }
     true
+}
+
+/// The `matchLabels` of a label selector (none: an empty map, which every object matches).
+pub(super) fn match_labels(selector: Option<&Node>) -> BTreeMap<String, String> {
+    selector
+        .and_then(|s| s.get("matchLabels"))
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.scalar()?.to_string(), v.scalar()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A list of strings (a missing field is empty).

@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Code, Diagnostic};
-use crate::front::yaml::Node;
 use crate::front::Resource;
 use crate::ir::{Chain, InsecureAction, Listener, SecurityModel, Settings};
 
-use super::hosts::VHost;
+use super::hosts::{match_labels, VHost};
 use super::mapping::Reader;
 use super::{source_ref, LowerOptions};
 
@@ -428,16 +427,7 @@ fn read_listener<'a>(r: &'a Resource, diags: &mut Vec<Diagnostic>) -> Option<Rea
         .get("namespace")
         .and_then(|n| n.get("from"))
         .and_then(|f| Some((f.as_str()?.to_ascii_uppercase(), f.span)));
-    let selector: BTreeMap<String, String> = binding
-        .get("selector")
-        .and_then(|s| s.get("matchLabels"))
-        .and_then(Node::as_map)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.scalar()?.to_string(), v.scalar()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    let selector = match_labels(binding.get("selector"));
     let own = Some(r.id.namespace.clone());
     let namespace = match from {
         Some((f, _)) if f == "ALL" => None,

@@ -45,6 +45,35 @@ fn canary_weights_follow_ambassador() {
     );
 }
 
+/// Weights over 100 in total: Emissary's cumulative fractions (capped at 100 by Envoy) give
+/// the members listed first all the traffic; a weight over 100 counts as 100.
+#[test]
+fn weights_over_100_leave_the_last_members_without_traffic() {
+    let shares = |annotation: &str| -> Vec<(String, u32)> {
+        let c = compile(&svc("a", annotation));
+        assert!(codes(&c).contains(&"AMB302"), "{:?}", codes(&c));
+        let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
+            panic!()
+        };
+        f.clusters
+            .iter()
+            .map(|w| (w.source.name.to_string(), w.weight))
+            .collect()
+    };
+    let m = |name: &str, weight: &str| {
+        format!("---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: {name}\nprefix: /x/\nservice: {name}\n{weight}")
+    };
+    let s = |n: &str, w: u32| (n.to_string(), w);
+    assert_eq!(
+        shares(&(m("a", "weight: 60\n") + &m("b", "weight: 60\n") + &m("c", ""))),
+        [s("a", 60), s("b", 40), s("c", 0)]
+    );
+    assert_eq!(
+        shares(&(m("a", "weight: 50\n") + &m("b", "weight: 150\n"))),
+        [s("a", 50), s("b", 50)]
+    );
+}
+
 #[test]
 fn three_unweighted_split_33_33_34() {
     let mut ann = String::new();
