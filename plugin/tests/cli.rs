@@ -429,3 +429,40 @@ fn diagnostics_catalogue() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The `routes` table of every golden input (`compiler/test_data/golden/*.yaml`) is checked
+/// in beside its Envoy output, as `<name>.routes.txt`: what a user sees of each cleartext and
+/// TLS scheme is pinned with the configuration Envoy gets. `UPDATE_GOLDEN=1` rewrites them.
+#[test]
+fn golden_routes_tables() {
+    let dir = repo().join("compiler/test_data/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 9, "golden inputs are missing");
+    let mut failures = Vec::new();
+    for input in inputs {
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        let relative = format!("compiler/test_data/golden/{name}");
+        let o = run(&["routes", "-f", &relative, "--color", "never"]);
+        let got = stdout(&o);
+        let expected = input.with_extension("routes.txt");
+        if update {
+            std::fs::write(&expected, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "{relative}: the routes table differs from {} (UPDATE_GOLDEN=1 rewrites it):\n{got}",
+                expected.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

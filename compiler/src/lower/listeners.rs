@@ -231,7 +231,7 @@ fn bind(
                         if let Some(src) = &v.vh.source {
                             diags.push(
                                 Diagnostic::at(
-                                    Code::CanaryMismatch,
+                                    Code::TlsContextMismatch,
                                     src.span,
                                     format!(
                                         "Host `{}` shares its SNI with another Host on Listener `{}` but not its TLSContext, so it is left out of the TLS chain",
