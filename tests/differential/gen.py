@@ -370,3 +370,120 @@ def gen_requests(cfg, rng, count):
         if len(out) >= count:
             break
     return out
+
+
+# ---------------------------------------------------------------- beyond routing (issue 14 item 3)
+#
+# Drawn from a random generator of their own (`xrng`), after the routing part, so that a
+# configuration's Hosts, Mappings and first requests are the same with and without them.
+
+ORIGINS = ["https://a.example", "http://b.example:8080"]
+SHADOW_SERVICES = ["mirror-a", "mirror-b:8080"]
+
+
+def _cors(xrng):
+    c = {"origins": xrng.sample(ORIGINS, xrng.choice([1, 2]))}
+    if xrng.random() < 0.8:
+        c["methods"] = xrng.sample(["GET", "POST", "PUT", "OPTIONS"], xrng.choice([1, 2, 3]))
+    if xrng.random() < 0.6:
+        c["headers"] = xrng.sample(["x-user", "content-type", "x-env"], xrng.choice([1, 2]))
+    if xrng.random() < 0.4:
+        c["credentials"] = xrng.choice([True, False])
+    if xrng.random() < 0.4:
+        c["exposed_headers"] = ["x-backend-a"]
+    if xrng.random() < 0.4:
+        c["max_age"] = xrng.choice(["86400", "600"])
+    return c
+
+
+def add_extras(cfg, xrng):
+    """Shadows, CORS, timeouts, retries and header changes on some Mappings of cfg (in place)."""
+    plain = [m for m in cfg["mappings"] if not m["spec"].get("host_redirect")]
+    for m in plain:
+        s = m["spec"]
+        if xrng.random() < 0.15:
+            s["add_request_headers"] = {"x-added": xrng.choice(["one", "two"])}
+            if xrng.random() < 0.5:
+                s["add_request_headers"]["x-user"] = xrng.choice(
+                    ["override", {"value": "replaced", "append": False}])
+        if xrng.random() < 0.1:
+            s["remove_request_headers"] = xrng.sample(["x-remove-me", "x-user", "x-env"], xrng.choice([1, 2]))
+        if xrng.random() < 0.12:
+            s["add_response_headers"] = {"x-resp-added": xrng.choice(["r1", "r2"])}
+            if xrng.random() < 0.4:
+                s["add_response_headers"]["x-backend-a"] = {"value": "over", "append": False}
+        if xrng.random() < 0.1:
+            s["remove_response_headers"] = xrng.sample(["x-backend-a", "x-backend-b", "cache-control"],
+                                                       xrng.choice([1, 2]))
+        if xrng.random() < 0.08:
+            s["host_rewrite"] = xrng.choice(["rewritten.example", "svc-internal:8080"])
+        if xrng.random() < 0.15:
+            s["timeout_ms"] = xrng.choice([100, 300, 1000, 5000])
+        if xrng.random() < 0.1:
+            s["retry_policy"] = {"retry_on": xrng.choice(["5xx", "gateway-error", "retriable-4xx"]),
+                                 "num_retries": xrng.choice([1, 2, 3])}
+        if xrng.random() < 0.1:
+            s["cors"] = _cors(xrng)
+    if plain and xrng.random() < 0.25:
+        # a shadow of one Mapping: the same match keys, so it joins its group
+        base = xrng.choice(plain)
+        spec = {k: copy.deepcopy(v) for k, v in base["spec"].items()
+                if k in ("prefix", "prefix_regex", "prefix_exact", "case_sensitive", "headers",
+                         "regex_headers", "query_parameters", "method", "precedence", "host", "hostname")}
+        spec["shadow"] = True
+        spec["service"] = xrng.choice(SHADOW_SERVICES)
+        if xrng.random() < 0.3:
+            spec["rewrite"] = "/mirror/"
+        if xrng.random() < 0.2:
+            spec["weight"] = 50
+        form = base["form"] if base["form"] in ("v2", "v3") else "v3"
+        cfg["mappings"].append({"name": "s%d" % len(cfg["mappings"]), "form": form, "spec": spec})
+    return cfg
+
+
+def extra_requests(cfg, xrng, count):
+    """Requests for the extras: preflights and simple requests with Origin, slow answers,
+    failing first attempts, headers to remove or append to.  At most `count`."""
+    out = []
+    for m in cfg["mappings"]:
+        s = m["spec"]
+        if s.get("host_redirect"):
+            continue
+        hn = s.get("hostname", s.get("host"))
+        host = _host_variants(hn, xrng)[0]
+        path = _path_variants(m, xrng)[0]
+        headers = dict(s.get("headers", {}))
+        if "regex_headers" in s:
+            headers["x-user"] = "42"
+        q = s.get("query_parameters")
+        if q:
+            path += "?" + "&".join("%s=%s" % kv for kv in q.items())
+        method = s.get("method", "GET")
+        base = {"method": method, "path": path, "host": host, "headers": headers}
+        cands = []
+        if "cors" in s:
+            origin = xrng.choice(s["cors"]["origins"] + ["https://evil.example"])
+            pre = dict(base, method="OPTIONS", headers=dict(headers, **{
+                "origin": origin, "access-control-request-method": xrng.choice(["GET", "PUT", method])}))
+            if xrng.random() < 0.5:
+                pre["headers"]["access-control-request-headers"] = xrng.choice(["x-user", "x-other"])
+            cands.append(pre)
+            cands.append(dict(base, headers=dict(headers, origin=xrng.choice(s["cors"]["origins"]))))
+        if "timeout_ms" in s or xrng.random() < 0.05:
+            cands.append(dict(base, headers=dict(headers, **{"x-sleep-ms": str(xrng.choice([200, 450]))})))
+        if "retry_policy" in s or xrng.random() < 0.05:
+            cands.append(dict(base, headers=dict(headers, **{"x-fail-first": str(xrng.choice([1, 2, 3]))})))
+        if any(k in s for k in ("add_request_headers", "remove_request_headers")):
+            cands.append(dict(base, headers=dict({"x-remove-me": "1", "x-user": "bob", "x-env": "prod"},
+                                                 **headers)))
+        if s.get("shadow"):
+            cands.append(base)
+        out += cands
+    xrng.shuffle(out)
+    seen, res = set(), []
+    for c in out:
+        key = json.dumps(c, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            res.append(c)
+    return res[:count]

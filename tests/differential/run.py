@@ -31,7 +31,18 @@ sys.path.insert(0, HERE)
 import envoyconf  # noqa: E402
 import gen  # noqa: E402
 
-FIELDS = ("status", "backend", "path", "host", "location")
+FIELDS = ("status", "backend", "path", "host", "location", "reqhdrs", "resphdrs", "shadow")
+
+# request headers the backend receives that are compared (reqhdrs): every header except these,
+# which differ per request (ids) or are the harness's own controls
+REQ_HDR_SKIP = {"host", "x-request-id", "content-length", "x-diff-id", "x-sleep-ms", "x-fail-first",
+                "x-envoy-attempt-count"}
+# response headers the client receives that are compared (resphdrs): every header except these
+RESP_HDR_SKIP = {"date", "content-length", "x-envoy-upstream-service-time", "connection",
+                 "content-type", "location", "server"}
+# headers every echo answer carries, so that remove_response_headers has something to remove
+ECHO_RESP_HEADERS = [("x-backend-a", "1"), ("x-backend-b", "2"), ("cache-control", "no-store")]
+SHADOW_WAIT = 0.006  # seconds to wait for a shadow copy to reach its backend (after an answer from one)
 
 
 def log(*a):
@@ -233,11 +244,20 @@ def has_split(side):
     return found[0]
 
 
+def has_shadow(side):
+    """Whether a side's routes mirror requests (request_mirror_policies)."""
+    return "request_mirror_polic" in json.dumps([side.get("listeners"), side.get("routes")])
+
+
 # ---------------------------------------------------------------- echo backends
 
 class Echo:
     """Loopback HTTP/1.1 backends: each answers with the port it was reached on, the request
-    line's path and the Host it received."""
+    line's path, the Host and the other request headers it received (REQ_HDR_SKIP left out), and
+    the response headers ECHO_RESP_HEADERS.  Controls (request headers): `x-sleep-ms: N` answers
+    after N ms; `x-fail-first: N` answers 503 to the first N attempts of one request (by its
+    `x-diff-id`, unique per send); a request whose Host ends in `-shadow` (Envoy's shadow copy) is
+    recorded under its `x-diff-id` for the client to collect."""
 
     def __init__(self, base_port):
         self.base = base_port
@@ -248,6 +268,9 @@ class Echo:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.servers = []
+        self.shadows = {}   # x-diff-id -> [(backend, path, host)] of shadow copies received
+        self.attempts = {}  # x-diff-id -> attempts seen (x-fail-first)
+        self.first_timeout = {}  # x-diff-id -> x-envoy-expected-rq-timeout-ms of its first attempt
 
     async def _handle(self, reader, writer):
         port = writer.get_extra_info("sockname")[1]
@@ -260,20 +283,55 @@ class Echo:
                 for l in lines[1:]:
                     if ":" in l:
                         k, v = l.split(":", 1)
-                        hdrs.setdefault(k.strip().lower(), v.strip())
+                        k = k.strip().lower()
+                        # repeated headers joined, so that an appended value shows
+                        hdrs[k] = hdrs[k] + "," + v.strip() if k in hdrs else v.strip()
                 cl = int(hdrs.get("content-length", "0") or 0)
                 if cl:
                     await reader.readexactly(min(cl, 1 << 20))
+                rid = hdrs.get("x-diff-id")
+                host = hdrs.get("host") or ""
+                if rid and host.endswith("-shadow"):
+                    # a shadow copy: recorded for the client to collect, its answer is dropped
+                    self.shadows.setdefault(rid, []).append(
+                        (self.identity_of.get(port, "port %s" % port), path, host))
+                status = b"200 OK"
+                # x-fail-first: N fails the first N attempts of one request (x-diff-id) with a
+                # 503, for retry policies
+                if rid and hdrs.get("x-fail-first", "").isdigit() and not host.endswith("-shadow"):
+                    n = self.attempts.get(rid, 0) + 1
+                    self.attempts[rid] = n
+                    if n <= int(hdrs["x-fail-first"]):
+                        status = b"503 Service Unavailable"
+                # x-sleep-ms: N answers after N ms (at most 5 s), for timeouts
+                if hdrs.get("x-sleep-ms", "").isdigit():
+                    await asyncio.sleep(min(int(hdrs["x-sleep-ms"]), 5000) / 1000.0)
+                shown = {k: v for k, v in hdrs.items() if k not in REQ_HDR_SKIP}
+                if "x-envoy-expected-rq-timeout-ms" in shown and rid:
+                    # the route timeout as the first attempt saw it, rounded up to 100 ms (a
+                    # retry sees what is left of it)
+                    first = self.first_timeout.setdefault(rid, shown["x-envoy-expected-rq-timeout-ms"])
+                    if first.isdigit():
+                        shown["x-envoy-expected-rq-timeout-ms"] = str(-(-int(first) // 100) * 100)
                 body = json.dumps({"port": port, "path": path, "host": hdrs.get("host"),
-                                   "method": method}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                                   "method": method, "status": status.decode()[:3],
+                                   "headers": shown}).encode()
+                extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in ECHO_RESP_HEADERS)
+                writer.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n%s"
+                             b"content-length: %d\r\n\r\n%s" % (status, extra, len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError,
                 asyncio.LimitOverrunError):
             pass
         finally:
             writer.close()
+
+    def shadows_of(self, rid, wait):
+        """The shadow copies of request `rid` that reached a backend within `wait` seconds."""
+        deadline = time.time() + wait
+        while rid not in self.shadows and time.time() < deadline:
+            time.sleep(0.001)
+        return tuple(sorted(self.shadows.pop(rid, [])))
 
     def port(self, identity):
         if identity not in self.port_of:
@@ -362,13 +420,18 @@ def envoy_validate(boot, work, name):
 
 # ---------------------------------------------------------------- requests
 
+_send_ids = iter(range(1, 1 << 62))
+
+
 class Client:
     def __init__(self, port):
         self.port = port
         self.conn = None
 
     def send(self, req, tries=3):
+        """(status, location, response headers, body, x-diff-id of the send)."""
         for attempt in range(tries):
+            rid = "%d-%d" % (self.port, next(_send_ids))
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -377,35 +440,53 @@ class Client:
                 c.putheader("Host", req["host"])
                 for k, v in req.get("headers", {}).items():
                     c.putheader(k, v)
+                c.putheader("x-diff-id", rid)
                 if req["method"] in ("POST", "PUT"):
                     c.putheader("Content-Length", "0")
                 c.endheaders()
                 r = c.getresponse()
                 body = r.read()
+                hdrs = r.getheaders()
                 if r.getheader("connection", "").lower() == "close":
                     c.close()
                     self.conn = None
-                return r.status, r.getheader("location"), r.getheader("x-envoy-upstream-service-time"), body
+                return r.status, r.getheader("location"), hdrs, body, rid
             except (OSError, http.client.HTTPException):
                 if self.conn:
                     self.conn.close()
                 self.conn = None
                 if attempt == tries - 1:
-                    return None, None, None, b""
+                    return None, None, [], b"", rid
                 time.sleep(0.05)
 
 
-def outcome(resp, echo):
-    status, location, _, body = resp
-    o = {"status": status, "backend": None, "path": None, "host": None, "location": location}
-    if status == 200 and body.startswith(b"{"):
+def outcome(resp, echo, shadows=False):
+    status, location, hdrs, body, rid = resp
+    o = {"status": status, "backend": None, "path": None, "host": None, "location": location,
+         "reqhdrs": None, "resphdrs": None, "shadow": None}
+    if body.startswith(b"{"):
         try:
             d = json.loads(body)
             o["backend"] = echo.identity_of.get(d["port"], "port %s" % d["port"])
             o["path"] = d["path"]
             o["host"] = d["host"]
-        except ValueError:
+            o["reqhdrs"] = json.dumps(sorted(d.get("headers", {}).items()))
+        except (ValueError, KeyError):
             pass
+    resp_h = collections.defaultdict(list)
+    for k, v in hdrs:
+        k = k.lower()
+        if k not in RESP_HDR_SKIP:
+            if k.startswith("access-control-"):
+                # a list in a CORS header: "GET, PUT" and "GET,PUT" are one list
+                v = re.sub(r"\s*,\s*", ",", v)
+            resp_h[k].append(v)
+    o["resphdrs"] = json.dumps(sorted((k, ",".join(v)) for k, v in resp_h.items()))
+    if shadows:
+        # Envoy mirrors only requests that a route sends to a cluster: wait only after an
+        # answer from a backend or an upstream timeout
+        wait = SHADOW_WAIT if o["backend"] or status == 504 else 0
+        o["shadow"] = json.dumps(echo.shadows_of(rid, wait))
     return o
 
 
@@ -413,10 +494,10 @@ def okey(o):
     return tuple(o[f] for f in FIELDS)
 
 
-def sample(client, req, echo, n):
+def sample(client, req, echo, n, shadows=False):
     counts = collections.Counter()
     for _ in range(n):
-        counts[okey(outcome(client.send(req), echo))] += 1
+        counts[okey(outcome(client.send(req), echo, shadows))] += 1
     return counts
 
 
@@ -442,22 +523,26 @@ def freq_differs(ce, co):
     return False
 
 
-def compare(ce_client, co_client, req, echo, split, samples):
+def compare(ce_client, co_client, req, echo, split, samples, shadows=False):
     """Compare one request on both sides.  Returns (diff fields, emissary counts, our counts)."""
     n = samples if split else 1
-    ce = sample(ce_client, req, echo, n)
-    co = sample(co_client, req, echo, n)
+    more = 120
+    if "x-sleep-ms" in req.get("headers", {}):
+        # a slow answer: fewer samples (a timeout does not depend on the member)
+        n, more = min(n, 4), 24
+    ce = sample(ce_client, req, echo, n, shadows)
+    co = sample(co_client, req, echo, n, shadows)
     if split and ((set(ce) != set(co) and set(ce) & set(co)) or freq_differs(ce, co)):
         # look harder before calling it a difference: a 10 % share can hide in 16 samples
         # (disjoint sets after 16 samples each are a difference already)
-        ce += sample(ce_client, req, echo, 120)
-        co += sample(co_client, req, echo, 120)
+        ce += sample(ce_client, req, echo, more, shadows)
+        co += sample(co_client, req, echo, more, shadows)
         if set(ce) == set(co):
             return (["split"] if freq_differs(ce, co) else []), ce, co
     elif not split and set(ce) != set(co):
         # one more look, to rule out a transient error
-        ce2 = sample(ce_client, req, echo, 1)
-        co2 = sample(co_client, req, echo, 1)
+        ce2 = sample(ce_client, req, echo, 1, shadows)
+        co2 = sample(co_client, req, echo, 1, shadows)
         if set(ce2) == set(co2) and set(ce2) == set(ce):
             return [], ce, co
     return diff_fields(ce, co), ce, co
@@ -566,9 +651,11 @@ class Harness:
                 if pe is None or po is None:
                     continue
                 split = has_split(compiled[key]["emissary"]) or has_split(compiled[key]["ours"])
+                shadows = has_shadow(compiled[key]["emissary"]) or has_shadow(compiled[key]["ours"])
                 ce_client, co_client = Client(pe), Client(po)
                 for req in requests_of(key):
-                    fields, ce, co = compare(ce_client, co_client, req, self.echo, split, self.args.samples)
+                    fields, ce, co = compare(ce_client, co_client, req, self.echo, split,
+                                             self.args.samples, shadows)
                     res[key]["results"].append({"req": req, "diff": fields, "split": split,
                                                 "emissary": counts_json(ce), "ours": counts_json(co)})
         finally:
@@ -598,6 +685,14 @@ def req_features(req):
         f.append("host-port")
     if h != h.lower():
         f.append("host-case")
+    hd = req.get("headers", {})
+    if req["method"] == "OPTIONS" and "origin" in hd:
+        f.append("preflight")
+    elif "origin" in hd:
+        f.append("origin")
+    for k in ("x-sleep-ms", "x-fail-first", "x-remove-me"):
+        if k in hd:
+            f.append(k[2:])
     return f
 
 
@@ -847,6 +942,10 @@ def main():
     ap.add_argument("--ours-hcm", action="append", metavar="FIELD=JSON",
                     help="what-if: set a field of our connection managers (e.g. normalize_path=true) "
                          "to see what differences remain once a cause is fixed; not a parity result")
+    ap.add_argument("--no-extras", action="store_true",
+                    help="routing only: no shadows, CORS, timeouts, retries or header changes")
+    ap.add_argument("--extra-requests", type=int, default=10,
+                    help="requests per configuration for the extras (CORS, timeouts, retries, headers)")
     ap.add_argument("--only", type=int, help="run only configuration N (for a re-check)")
     args = ap.parse_args()
     t0 = time.time()
@@ -863,6 +962,12 @@ def main():
         cfg = gen.gen_config(rng, i)
         configs.append(cfg)
         requests[i] = gen.gen_requests(cfg, rng, args.requests)
+        if not args.no_extras:
+            # drawn after the routing part, from generators of their own: the Hosts, Mappings
+            # and routing requests stay those of a run without extras
+            gen.add_extras(cfg, random.Random("%d/%d/extras" % (args.seed, i)))
+            requests[i] += gen.extra_requests(cfg, random.Random("%d/%d/extra-requests" % (args.seed, i)),
+                                              args.extra_requests)
     if args.only is not None:
         configs = [configs[args.only]]
 
