@@ -99,6 +99,8 @@ pub enum ResourceType {
     Route,
     Cluster,
     Endpoint,
+    /// Certificates (SDS), private keys redacted.
+    Secret,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -210,6 +210,7 @@ fn preview(args: cli::PreviewArgs) -> u8 {
         cli::ResourceType::Route => TypeFilter::Route,
         cli::ResourceType::Cluster => TypeFilter::Cluster,
         cli::ResourceType::Endpoint => TypeFilter::Endpoint,
+        cli::ResourceType::Secret => TypeFilter::Secret,
     });
     let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
     let dump = ambassador_compiler::envoy::to_config_dump_json(&resources, filter);

@@ -466,3 +466,34 @@ fn golden_routes_tables() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `preview --type secret` shows the certificates a TLS Host is served with, the private
+/// key redacted as Envoy's admin does, and never the key itself.
+#[test]
+fn preview_shows_secrets_with_the_key_redacted() {
+    let o = run(&[
+        "preview",
+        "-f",
+        "examples/good",
+        "-R",
+        "--type",
+        "secret",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v = json(&o);
+    let s = &v["configs"][0]["dynamic_active_secrets"][0];
+    assert_eq!(s["name"], "shop/shop-cert");
+    // base64 of `[redacted]`.
+    assert_eq!(
+        s["secret"]["tls_certificate"]["private_key"]["inline_bytes"],
+        "W3JlZGFjdGVkXQ=="
+    );
+    let example = std::fs::read_to_string(repo().join("examples/good/shop-cert.yaml")).unwrap();
+    let key = example
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tls.key: "))
+        .unwrap();
+    assert!(!stdout(&o).contains(key), "the private key is printed");
+}
