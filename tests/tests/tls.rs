@@ -170,6 +170,9 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
                 host("b", "b.example.com", "b-cert", "Reject"),
                 // Its Secret does not exist: its TLS is left out, and nothing else suffers.
                 host("c", "c.example.com", "c-cert", "Route"),
+                // Its Secret holds no certificate: the same.
+                host("d", "d.example.com", "d-cert", "Route"),
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {name: d-cert, namespace: default}\ntype: kubernetes.io/tls\nstringData: {tls.crt: not a certificate, tls.key: not a key}\n".to_string(),
                 secret("a-cert", a_cert),
                 secret("b-cert", &b),
                 format!(
@@ -188,7 +191,13 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
         "the missing Secret is reported: {:#?}",
         report.findings
     );
-    assert_eq!(report.errors().count(), 0, "{:#?}", report.findings);
+    let errors: Vec<&str> = report.errors().map(|f| f.code).collect();
+    assert_eq!(
+        errors,
+        ["AMB418"],
+        "only the broken Secret: {:#?}",
+        report.findings
+    );
     let trust = connector(&[&a, &b, &a2]);
 
     // The right certificate per SNI.
@@ -233,6 +242,11 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
     want(
         "http c (no certificate, Route)",
         cleartext(port, "c.example.com", "/app/x").await,
+        "200",
+    );
+    want(
+        "http d (broken certificate, Route)",
+        cleartext(port, "d.example.com", "/app/x").await,
         "200",
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
