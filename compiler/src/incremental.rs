@@ -987,7 +987,15 @@ fn emit(
         });
         packed[1].insert(name.clone(), p);
     }
-    if full || !dirty.clusters.is_empty() {
+    // Only a cluster that originates TLS (or one removed, whose TLS is not known any more)
+    // can change the upstream secrets: most Mapping edits skip this walk over the clusters.
+    let upstream_tls_changed = dirty.clusters.iter().any(|n| {
+        state
+            .clusters
+            .get(n)
+            .is_none_or(|slot| slot.cluster.tls.is_some())
+    });
+    if full || upstream_tls_changed {
         // The secrets the listeners and clusters name: a Secret, a Host or a Listener
         // changes with a full pass, an upstream certificate with the clusters.
         let secrets = envoy::secrets(

@@ -95,20 +95,12 @@ pub(super) fn hosts<'a>(
                         }
                     }
                 } else if let Some(t) = r.field("tls") {
-                    let s = |k: &str| t.get(k).and_then(Node::as_str).map(str::to_string);
-                    tls = Some(ServerTls {
-                        server_names: server_names.clone(),
+                    tls = Some(server_tls(
+                        |k| t.get(k),
+                        &r.id.namespace,
+                        server_names.clone(),
                         secret,
-                        ca_secret: s("ca_secret").map(|c| namespaced(&c, &r.id.namespace)),
-                        cert_required: t.get("cert_required").and_then(Node::as_bool) == Some(true),
-                        cipher_suites: str_list(t.get("cipher_suites")),
-                        ecdh_curves: str_list(t.get("ecdh_curves")),
-                        min_tls_version: s("min_tls_version"),
-                        max_tls_version: s("max_tls_version"),
-                        alpn_protocols: s("alpn_protocols")
-                            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                            .unwrap_or_default(),
-                    });
+                    ));
                 } else if let Some(c) = tls_contexts.get(&implicit) {
                     if context_fits(r, c, &glob, &secret, diags) {
                         tls = Some(server_tls_from_context(c, server_names.clone(), &secret));
@@ -117,17 +109,7 @@ pub(super) fn hosts<'a>(
                         dropped = true;
                     }
                 } else {
-                    tls = Some(ServerTls {
-                        server_names: server_names.clone(),
-                        secret,
-                        ca_secret: None,
-                        cert_required: false,
-                        cipher_suites: Vec::new(),
-                        ecdh_curves: Vec::new(),
-                        min_tls_version: None,
-                        max_tls_version: None,
-                        alpn_protocols: Vec::new(),
-                    });
+                    tls = Some(server_tls(|_| None, "", server_names.clone(), secret));
                 }
             }
         } else if r.field("tlsContext").is_some() || r.field("tls").is_some() {
@@ -513,19 +495,30 @@ pub(super) fn server_tls_from_context(
     server_names: Vec<String>,
     secret: &str,
 ) -> ServerTls {
-    let s = |k: &str| c.field(k).and_then(Node::as_str).map(str::to_string);
-    let secret = if secret.contains('/') {
-        secret.to_string()
-    } else {
-        format!("{}/{secret}", c.id.namespace)
-    };
+    server_tls(
+        |k| c.field(k),
+        &c.id.namespace,
+        server_names,
+        namespaced(secret, &c.id.namespace),
+    )
+}
+
+/// A Host's TLS termination with the settings `field` reads (a TLSContext's fields, a
+/// Host's inline `tls`, or none); a `ca_secret` without a namespace is in `namespace`.
+fn server_tls<'n>(
+    field: impl Fn(&str) -> Option<&'n Node>,
+    namespace: &str,
+    server_names: Vec<String>,
+    secret: String,
+) -> ServerTls {
+    let s = |k: &str| field(k).and_then(Node::as_str).map(str::to_string);
     ServerTls {
         server_names: server_names.into_iter().filter(|n| n != "*").collect(),
         secret,
-        ca_secret: s("ca_secret").map(|ca| namespaced(&ca, &c.id.namespace)),
-        cert_required: c.field("cert_required").and_then(Node::as_bool) == Some(true),
-        cipher_suites: str_list(c.field("cipher_suites")),
-        ecdh_curves: str_list(c.field("ecdh_curves")),
+        ca_secret: s("ca_secret").map(|ca| namespaced(&ca, namespace)),
+        cert_required: field("cert_required").and_then(Node::as_bool) == Some(true),
+        cipher_suites: str_list(field("cipher_suites")),
+        ecdh_curves: str_list(field("ecdh_curves")),
         min_tls_version: s("min_tls_version"),
         max_tls_version: s("max_tls_version"),
         alpn_protocols: s("alpn_protocols")
