@@ -48,13 +48,19 @@ fn host(name: &str, hostname: &str, secret: &str, action: &str) -> String {
     )
 }
 
-fn connector(cas: &[&Generated]) -> TlsConnector {
+/// A root store trusting the CAs in these PEM texts.
+fn roots<'a>(pems: impl IntoIterator<Item = &'a str>) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
-    for g in cas {
-        for c in CertificateDer::pem_slice_iter(g.ca_cert_pem.as_bytes()) {
+    for pem in pems {
+        for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             roots.add(c.unwrap()).unwrap();
         }
     }
+    roots
+}
+
+fn connector(cas: &[&Generated]) -> TlsConnector {
+    let roots = roots(cas.iter().map(|g| g.ca_cert_pem.as_str()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -254,12 +260,7 @@ async fn hosts_terminate_tls_with_certificates_over_sds() {
     // `min_tls_version: v1.3` on `a`: a client that speaks only TLS 1.2 is refused there,
     // and served by `b`, which sets no version.
     let tls12 = {
-        let mut roots = rustls::RootCertStore::empty();
-        for g in [&a, &b] {
-            for c in CertificateDer::pem_slice_iter(g.ca_cert_pem.as_bytes()) {
-                roots.add(c.unwrap()).unwrap();
-            }
-        }
+        let roots = roots([a.ca_cert_pem.as_str(), b.ca_cert_pem.as_str()]);
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -371,10 +372,7 @@ async fn tls_backend(
     use rustls::pki_types::PrivateKeyDer;
     use rustls::server::WebPkiClientVerifier;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = roots([client_ca]);
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .unwrap();
@@ -485,10 +483,7 @@ async fn client_certificates_and_upstream_tls() {
     assert!(refused, "a client without a certificate was served");
 
     // With one from the CA: served, and through to the TLS backend.
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = roots([server.ca_pem.as_str()]);
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(clients.cert_pem.as_bytes())
             .map(|c| c.unwrap())
