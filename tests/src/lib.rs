@@ -6,6 +6,7 @@
 //! - [`http`]: a small HTTP/1.1 client for requests through Envoy.
 //! - [`stack`]: manifests through the real pipeline to the publisher and one Envoy.
 //! - [`xds`]: Envoy resources built by hand (listener with RDS, routes, EDS clusters).
+//! - [`xds_client`]: simulated Envoys: ADS clients that subscribe and ACK as Envoy does.
 //! - [`apiserver`]: an in-process stand-in for the Kubernetes API server (lists, watches,
 //!   status patches, Events) and a kubeconfig writer pointing at it.
 //!
@@ -18,6 +19,7 @@ pub mod envoy;
 pub mod http;
 pub mod stack;
 pub mod xds;
+pub mod xds_client;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

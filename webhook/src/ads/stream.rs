@@ -12,9 +12,16 @@ use super::session::{Incoming, Outgoing, Session};
 use super::status::Protocol;
 use super::{lock, Shared};
 
-/// How many responses may wait for Envoy to read them before the stream stops reading
-/// requests. One push is at most one response per stage, so a handful is plenty.
-const SEND_BUFFER: usize = 16;
+/// How many responses may wait in the channel between a stream's task and its transport.
+///
+/// One. A response is built only once there is room for it (see `drive`), from the latest
+/// snapshot at that moment, so an Envoy that reads slowly or not at all costs at most this
+/// response, plus the one tonic is encoding and the part of it HTTP/2 flow control holds
+/// back: its snapshots are coalesced in the `watch` channel instead of queued here as
+/// responses (state of the world only ever needs the latest; delta's next push covers
+/// every change since the last one sent). A deeper queue would hold older, superseded
+/// responses, each a copy of every resource it carries.
+pub(crate) const SEND_BUFFER: usize = 1;
 
 /// The translation between one ADS variant's wire types and the session.
 pub(crate) trait Wire: 'static {
@@ -67,22 +74,28 @@ async fn drive<W: Wire>(
             let waited = SystemTime::now().duration_since(sent).unwrap_or_default();
             ack_timeout.saturating_sub(waited)
         });
-        let out: Vec<Outgoing> = tokio::select! {
+        tokio::select! {
             msg = requests.message() => match msg {
                 Ok(Some(req)) => {
-                    // Every step pushes from the latest snapshot, so a change seen here
-                    // needs no second look from the `changed` branch.
+                    // Room first, so that the answer is built from the snapshot of the
+                    // moment it can go out.
+                    let Some(permit) = room(&tx, &mut shutdown).await else {
+                        break 'stream;
+                    };
                     let snap = Arc::clone(&snapshots.borrow_and_update());
-                    let now = SystemTime::now();
-                    let mut s = lock(&session);
-                    if let Some(node) = W::node(&req) {
-                        if s.node_id().is_empty() {
-                            tracing::info!(node = %node.id, cluster = %node.cluster, stream = id, protocol = ?W::PROTOCOL, "Envoy connected");
+                    let answer = {
+                        let mut s = lock(&session);
+                        if let Some(node) = W::node(&req) {
+                            if s.node_id().is_empty() {
+                                tracing::info!(node = %node.id, cluster = %node.cluster, stream = id, protocol = ?W::PROTOCOL, "Envoy connected");
+                            }
+                            s.set_node(&node.id, &node.cluster);
                         }
-                        s.set_node(&node.id, &node.cluster);
+                        s.on_request(W::incoming(req), &snap, SystemTime::now())
+                    };
+                    if let Some(answer) = answer {
+                        permit.send(Ok(W::outgoing(answer)));
                     }
-                    let answer = s.on_request(W::incoming(req), &snap, now);
-                    answer.into_iter().chain(s.next_push(&snap, now)).collect()
                 }
                 Ok(None) => break 'stream,
                 Err(status) => {
@@ -95,31 +108,49 @@ async fn drive<W: Wire>(
                     watching = false;
                     continue 'stream;
                 }
-                let snap = Arc::clone(&snapshots.borrow_and_update());
-                lock(&session).next_push(&snap, SystemTime::now()).into_iter().collect()
             }
             () = tokio::time::sleep(patience.unwrap_or_default()), if patience.is_some() => {
-                let snap = Arc::clone(&snapshots.borrow_and_update());
-                let now = SystemTime::now();
-                let mut s = lock(&session);
-                s.give_up_waiting(now.checked_sub(ack_timeout).unwrap_or(SystemTime::UNIX_EPOCH));
-                s.next_push(&snap, now).into_iter().collect()
+                let cutoff = SystemTime::now().checked_sub(ack_timeout);
+                lock(&session).give_up_waiting(cutoff.unwrap_or(SystemTime::UNIX_EPOCH));
             }
             () = shut_down(&mut shutdown) => {
-                // UNAVAILABLE makes Envoy reconnect with its usual back-off.
-                let _ = tx.send(Err(Status::unavailable("ADS publisher shutting down"))).await;
+                // UNAVAILABLE makes Envoy reconnect with its usual back-off. An Envoy that
+                // does not read gets no say in how long the shutdown takes.
+                let bye = tx.send(Err(Status::unavailable("ADS publisher shutting down")));
+                let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
                 break 'stream;
             }
+        }
+        // Whatever happened, the next push (if any) is built from the latest snapshot once
+        // the transport has room for it: a client that stopped reading makes this task
+        // wait here, holding no response, while newer snapshots replace older ones in the
+        // `watch` channel. What it gets when it reads again is the latest.
+        let Some(permit) = room(&tx, &mut shutdown).await else {
+            break 'stream;
         };
-        for o in out {
-            if tx.send(Ok(W::outgoing(o))).await.is_err() {
-                break 'stream;
-            }
+        let snap = Arc::clone(&snapshots.borrow_and_update());
+        let push = lock(&session).next_push(&snap, SystemTime::now());
+        if let Some(push) = push {
+            permit.send(Ok(W::outgoing(push)));
         }
     }
     let node = lock(&session).node_id().to_owned();
     tracing::info!(%node, stream = id, "Envoy disconnected");
     lock(&shared.sessions).remove(&id);
+}
+
+/// Room for one response in the stream's channel; `None` once the stream is gone or the
+/// publisher shuts down.
+async fn room<'a, T>(
+    tx: &'a mpsc::Sender<T>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<mpsc::Permit<'a, T>> {
+    tokio::select! {
+        // Room, when there is some, wins: the loop answers a shutdown with UNAVAILABLE.
+        biased;
+        permit = tx.reserve() => permit.ok(),
+        () = shut_down(shutdown) => None,
+    }
 }
 
 /// Completes once the publisher is shutting down (at once if it already is).
