@@ -28,6 +28,7 @@ pub mod json;
 mod listener;
 pub mod parts;
 mod route;
+pub mod table;
 
 #[cfg(test)]
 mod tests;

@@ -19,9 +19,11 @@ pub mod front;
 pub mod incremental;
 pub mod ir;
 pub mod lower;
+pub mod matcher;
 pub mod par;
 pub mod re2;
 pub mod source;
+pub mod trace;
 
 use diag::Diagnostic;
 use front::{Manifests, Options};

@@ -23,6 +23,8 @@ pub enum Command {
     Routes(RoutesArgs),
     /// Print the Envoy resources the configuration compiles to, in the shape of Envoy's /config_dump.
     Preview(PreviewArgs),
+    /// Show where a request goes through the compiled Envoy configuration, and why every other route does not take it.
+    Trace(TraceArgs),
 }
 
 /// Where configuration comes from: files, or the cluster kubeconfig points at.
@@ -85,6 +87,42 @@ pub struct PreviewArgs {
     /// Only resources of this type.
     #[arg(long = "type", value_enum)]
     pub kind: Option<ResourceType>,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The request method.
+    #[arg(
+        short = 'X',
+        long = "request",
+        default_value = "GET",
+        value_name = "METHOD"
+    )]
+    pub method: String,
+    /// A request header, `Name: value` (repeatable). `Host: ...` replaces the URL's host.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The SNI a TLS client sends (default: the URL's host).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// The listener port the request reaches (default: the URL's port, else 8080 for http
+    /// and 8443 for https, as Emissary's default listeners).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = TraceFormat::Text)]
+    pub output: TraceFormat,
+    /// The request URL, `http://host[:port]/path?query` or `https://...`.
+    pub url: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFormat {
+    Text,
+    Json,
+    Yaml,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

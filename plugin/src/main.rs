@@ -14,6 +14,7 @@ mod cluster;
 mod input;
 mod render;
 mod routes;
+mod trace;
 mod yaml_out;
 
 use std::io::Write;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint(args),
         Command::Routes(args) => routes(args),
         Command::Preview(args) => preview(args),
+        Command::Trace(args) => trace(args),
     };
     ExitCode::from(code)
 }
@@ -226,6 +228,56 @@ fn preview(args: cli::PreviewArgs) -> u8 {
     } else {
         2
     }
+}
+
+/// Exit 0 when the request is routed (to a backend or a redirect), 1 when it is not, 2
+/// for a usage error or unreadable input.
+fn trace(args: cli::TraceArgs) -> u8 {
+    use ambassador_compiler::trace as tracer;
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        match h.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            }
+            _ => {
+                eprintln!("error: header `{h}` is not `Name: value`");
+                return 2;
+            }
+        }
+    }
+    let Some(loaded) = load_for_output(&args.source) else {
+        return 2;
+    };
+    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
+    let table = ambassador_compiler::envoy::table::table(&resources);
+    let mut req = match tracer::request_for_url(&table, &args.method, &args.url, headers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if let Some(p) = args.port {
+        req.port = p;
+    }
+    if let Some(s) = args.sni {
+        req.sni = Some(s);
+    }
+    let t = tracer::trace(&table, &loaded.compilation.ir, &req);
+    let sources = &loaded.input.sources;
+    match args.output {
+        cli::TraceFormat::Text => emit(&trace::text(&t, sources)),
+        cli::TraceFormat::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&trace::data(&t, sources)).unwrap_or_default()
+        )),
+        cli::TraceFormat::Yaml => emit(&yaml_out::to_string(&trace::data(&t, sources))),
+    }
+    if !loaded.read_errors.is_empty() {
+        return 2;
+    }
+    u8::from(!t.outcome.is_routed())
 }
 
 /// Seconds since the epoch, or `None` with a clock set before it.
