@@ -124,6 +124,13 @@ codes! {
     CertificateExpired = "AMB422", "certificate-expired", Warning, "the certificate a Host serves has expired", "renew the certificate in the Secret";
     CertificateNameMismatch = "AMB423", "certificate-name-mismatch", Warning, "the certificate a Host serves does not name the Host's hostname", "issue the certificate for the Host's hostname (a subject alternative name), or fix the hostname";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
+    // External authorization (AuthService); AMB52x is kept for rate limiting.
+    AuthServiceMissing = "AMB501", "auth-service-missing", Error, "an AuthService without a usable `auth_service`: the routes it protects answer 500 until it is fixed", "set `auth_service` to the authorization service, e.g. `auth-svc.default:3000`";
+    AuthProtocolVersion = "AMB502", "auth-protocol-version", Error, "a gRPC AuthService without `protocol_version: v3` (Emissary's default v2 is gone): the routes it protects answer 500 until it is fixed", "add `protocol_version: v3` and serve `envoy.service.auth.v3.Authorization`";
+    AuthInvalid = "AMB503", "auth-invalid", Error, "an AuthService setting that cannot be compiled: the routes it protects answer 500 until it is fixed", "fix the setting named in the message";
+    AuthSettingsConflict = "AMB504", "auth-settings-conflict", Warning, "several AuthServices set the same setting differently; they merge into one filter, which takes one of the values", "set the setting the same on every AuthService, or keep one AuthService";
+    AuthClusterConflict = "AMB505", "auth-cluster-conflict", Error, "several AuthServices disagree on how to reach the service (`proto`, `tls`, `auth_service`): Emissary refuses the merge, and the routes they protect answer 500 until it is fixed", "give every AuthService the same `proto`, `tls` and `auth_service`, or keep one AuthService";
+    BypassAuthDiffers = "AMB506", "bypass-auth-differs", Error, "members of a canary group disagree on `bypass_auth`, so the member that differs cannot join the group", "set `bypass_auth` the same on every Mapping of the group";
 }
 
 impl Code {

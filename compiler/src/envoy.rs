@@ -22,6 +22,7 @@
 //! The JSON rendering of the resources, in the shape of Envoy's `/config_dump`, is in
 //! [`json`].
 
+mod auth;
 mod cluster;
 mod common;
 pub mod json;
@@ -124,6 +125,12 @@ pub fn secrets<'a>(
 pub trait XdsResource: Message + Name + Clone + Default {
     /// The name Envoy knows the resource by (`name`, or `cluster_name` for an assignment).
     fn resource_name(&self) -> &str;
+
+    /// The encoding, the same for the same message: prost's, unless the message holds a
+    /// map with several entries (prost writes those in `HashMap` order).
+    fn encode_deterministic(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
 }
 
 impl XdsResource for Listener {
@@ -135,6 +142,11 @@ impl XdsResource for Listener {
 impl XdsResource for RouteConfiguration {
     fn resource_name(&self) -> &str {
         &self.name
+    }
+
+    /// A route may hold both CORS and external authorization settings.
+    fn encode_deterministic(&self) -> Vec<u8> {
+        route::encode_route_configuration(self)
     }
 }
 

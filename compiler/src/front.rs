@@ -153,7 +153,8 @@ impl Kind {
         match self {
             Kind::Mapping => &["prefix", "service"],
             Kind::TcpMapping => &["port", "service"],
-            Kind::AuthService => &["auth_service"],
+            // A missing `auth_service` is `auth-service-missing`, reported by lowering,
+            // which also keeps the routes the AuthService protects closed.
             Kind::RateLimitService => &["service"],
             Kind::Listener => &["port", "securityModel"],
             _ => &[],
@@ -164,8 +165,7 @@ impl Kind {
     pub fn applied(self) -> bool {
         !matches!(
             self,
-            Kind::AuthService
-                | Kind::RateLimitService
+            Kind::RateLimitService
                 | Kind::ConsulResolver
                 | Kind::LogService
                 | Kind::TracingService

@@ -424,6 +424,7 @@ impl Session {
             clusters: BTreeMap::new(),
             tcp_listeners: ctx.tcp_listeners.clone(),
             settings: ctx.settings.clone(),
+            auth: ctx.auth.clone(),
         };
         let route_configs = parts::route_configuration_plans(&skeleton);
         let vhost_index: HashMap<String, usize> = ctx
@@ -467,7 +468,7 @@ impl Session {
                 .or_default() += 1;
         }
         let mut clusters = HashMap::new();
-        for (name, c) in &ctx.tcp_clusters {
+        for (name, c) in &ctx.held_clusters {
             // Held by their listeners for as long as the context lives.
             clusters.insert(
                 name.clone(),
@@ -788,10 +789,20 @@ fn rebuild_groups<'f>(
                 let place = Arc::new((Reverse(order_key(&route)), route.name.clone()));
                 let vh = &state.vhosts[v];
                 let insecure = vh.insecure.unwrap_or(InsecureAction::Route);
+                let auth = state.ctx.auth.is_some();
                 let encoded = vh
                     .models
                     .iter()
-                    .map(|&security| parts::encode_route(&route, Variants { security, insecure }))
+                    .map(|&security| {
+                        parts::encode_route(
+                            &route,
+                            Variants {
+                                security,
+                                insecure,
+                                auth,
+                            },
+                        )
+                    })
                     .collect();
                 (place, Arc::new(Built { route, encoded }))
             });

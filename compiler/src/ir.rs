@@ -40,6 +40,80 @@ pub struct Ir {
     pub tcp_listeners: Vec<TcpListener>,
     /// Global settings from the `ambassador` Module.
     pub settings: Settings,
+    /// External authorization from the AuthServices: an `ext_authz` filter in every HTTP
+    /// connection manager, after CORS and before the router. `None` without an AuthService.
+    pub auth: Option<Auth>,
+}
+
+/// The external authorization every HTTP request goes through unless its route opts out
+/// (`bypass_auth`, redirects). All AuthServices merge into one, as Emissary merges them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Auth {
+    /// The AuthServices merged here, in the order they were merged.
+    pub sources: Vec<SourceRef>,
+    /// What the filter asks; `None` when an AuthService could not be compiled: the filter
+    /// then refuses every request it would have checked (500), so a broken AuthService
+    /// never opens the routes it protects.
+    pub check: Option<AuthCheck>,
+}
+
+/// A working external authorization service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthCheck {
+    /// The cluster of the authorization service (see [`Ir::clusters`]).
+    pub cluster: String,
+    /// `http://host:port` or `https://host:port`: the service as written, for Envoy's
+    /// `server_uri` (the request goes to `cluster`).
+    pub uri: String,
+    pub protocol: AuthProtocol,
+    /// `timeout_ms`, 5000 unless set.
+    pub timeout_ms: u64,
+    /// `include_body` (or `allow_request_body`: 4096 bytes, partial allowed).
+    pub body: Option<AuthBody>,
+    /// `status_on_error.code`: the status of a request whose check failed.
+    pub status_on_error: Option<u32>,
+    /// `failure_mode_allow`: a request whose check failed goes through.
+    pub failure_mode_allow: bool,
+}
+
+/// How the authorization service is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthProtocol {
+    /// A copy of the request (headers only, or with the body) to `path_prefix` + path.
+    Http {
+        path_prefix: String,
+        /// Request headers sent to the service, lower case, sorted: the AuthServices'
+        /// `allowed_request_headers` and Emissary's defaults.
+        allowed_request_headers: Vec<String>,
+        /// Headers of the service's answer passed on (upstream on 200, to the client
+        /// otherwise), lower case, sorted: `allowed_authorization_headers` and defaults.
+        allowed_authorization_headers: Vec<String>,
+        /// `add_auth_headers`: headers added to the check request, by name.
+        add_auth_headers: Vec<(String, String)>,
+    },
+    /// `envoy.service.auth.v3.Authorization/Check` over gRPC.
+    Grpc,
+}
+
+/// `include_body`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthBody {
+    pub max_bytes: u32,
+    pub allow_partial: bool,
+}
+
+/// What the authorization filter does on one route.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum RouteAuth {
+    /// Checked with the filter's settings.
+    #[default]
+    Check,
+    /// `bypass_auth: true`: not checked.
+    Bypass,
+    /// `auth_context_extensions`: checked, with these context extensions (gRPC) sent along.
+    Context(Box<BTreeMap<String, String>>),
 }
 
 /// Settings from the `ambassador` Module that affect the whole configuration.
@@ -278,6 +352,8 @@ pub struct MemberSettings {
     pub idle_timeout_ms: Option<u64>,
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
+    /// `bypass_auth` and `auth_context_extensions` (Emissary reads both from the member).
+    pub auth: RouteAuth,
 }
 
 /// Settings that belong to a group's route: what a Mapping sets, and what its group's route
@@ -404,6 +480,10 @@ pub struct Cluster {
     /// The DNS name or address to connect to, e.g. `quote.default` or `10.0.0.1`.
     pub host: String,
     pub port: u16,
+    /// Further endpoints besides `host:port`, with the same settings: the services of
+    /// several AuthServices, which Emissary merges into one cluster.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more_endpoints: Vec<(String, u16)>,
     /// How endpoints are found.
     pub discovery: Discovery,
     /// Originate TLS to the upstream (`https://` or a TLSContext).

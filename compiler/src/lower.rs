@@ -5,6 +5,7 @@
 //! runs through the pass: an object with an error that makes it unusable is reported and
 //! left out, and everything else keeps flowing.
 
+mod auth;
 mod cluster;
 mod context;
 mod group;
@@ -174,7 +175,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     drop(vhost_members);
     drop(mappings);
     let mut clusters = used_clusters(&mut runs, &used_by_routes);
-    for (name, c) in &ctx.tcp_clusters {
+    for (name, c) in &ctx.held_clusters {
         clusters.entry(name.clone()).or_insert_with(|| c.clone());
     }
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -183,6 +184,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         listeners,
         tcp_listeners,
         settings,
+        auth,
         ..
     } = ctx;
     let ir = Ir {
@@ -191,6 +193,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         clusters,
         tcp_listeners,
         settings,
+        auth,
     };
     let mut diags = cx.diags;
     diags.retain(|d| reported.insert((d.code, d.span.unwrap_or_default(), d.message.clone())));

@@ -228,6 +228,7 @@ fn cluster(name: &str) -> Cluster {
         name: name.into(),
         host: format!("{name}.default.svc.cluster.local"),
         port: 80,
+        more_endpoints: Vec::new(),
         discovery: Discovery::Dns,
         tls: None,
         http2: false,
@@ -345,6 +346,7 @@ fn ir(routes: Vec<Route>) -> Ir {
         clusters,
         tcp_listeners: Vec::new(),
         settings: Settings::default(),
+        auth: None,
     }
 }
 
@@ -713,6 +715,80 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     i.clusters.insert("h1".into(), h1);
     cases.push(("clusters", i));
 
+    // External authorization: HTTP with every setting, gRPC, and the filter of a
+    // misconfigured AuthService; routes that bypass it, pass context extensions (with their
+    // own CORS: two per-filter settings) and redirect, under XFP with the https redirect.
+    let auth_routes = || {
+        let mut bypass = to("public");
+        bypass.clusters[0].settings.auth = RouteAuth::Bypass;
+        let mut context = to("api");
+        context.clusters[0].settings.auth = RouteAuth::Context(Box::new(BTreeMap::from([
+            ("tenant".to_owned(), "blue".to_owned()),
+            ("tier".to_owned(), "gold".to_owned()),
+        ])));
+        context.settings.cors = Some(Box::new(cors()));
+        vec![
+            forward("public", prefix("/public/"), bypass),
+            forward("api", prefix("/api/"), context),
+            redirect(
+                "moved",
+                Redirect {
+                    host: "new.example".into(),
+                    port: None,
+                    https: true,
+                    path: None,
+                    response_code: 302,
+                },
+            ),
+            forward("root", prefix("/"), to("web")),
+        ]
+    };
+    let with_auth = |check: Option<AuthCheck>| {
+        let mut i = ir(auth_routes());
+        i.virtual_hosts[0].insecure = InsecureAction::Redirect;
+        if let Some(c) = &check {
+            let mut auth_cluster = cluster(&c.cluster);
+            auth_cluster.http2 = c.protocol == AuthProtocol::Grpc;
+            auth_cluster.more_endpoints = vec![("auth-2.default".into(), 3000)];
+            i.clusters.insert(c.cluster.clone(), auth_cluster);
+        }
+        i.auth = Some(Auth {
+            sources: vec![sref("auth")],
+            check,
+        });
+        i
+    };
+    let http = AuthCheck {
+        cluster: "extauth".into(),
+        uri: "http://auth.default:3000".into(),
+        protocol: AuthProtocol::Http {
+            path_prefix: "/extauth".into(),
+            allowed_request_headers: vec!["authorization".into(), "x-tenant".into()],
+            allowed_authorization_headers: vec!["location".into(), "x-user".into()],
+            add_auth_headers: vec![("x-from-edge".into(), "ambassador".into())],
+        },
+        timeout_ms: 2500,
+        body: Some(AuthBody {
+            max_bytes: 4096,
+            allow_partial: true,
+        }),
+        status_on_error: Some(503),
+        failure_mode_allow: true,
+    };
+    cases.push(("auth-http", with_auth(Some(http.clone()))));
+    cases.push((
+        "auth-grpc",
+        with_auth(Some(AuthCheck {
+            cluster: "extauth-grpc".into(),
+            protocol: AuthProtocol::Grpc,
+            body: None,
+            status_on_error: None,
+            failure_mode_allow: false,
+            ..http
+        })),
+    ));
+    cases.push(("auth-misconfigured", with_auth(None)));
+
     cases
 }
 
@@ -951,6 +1027,12 @@ fn assert_same(theirs: &Value, ours: &Value, what: &str) {
                 .enumerate()
                 .find_map(|(i, (p, q))| diff(p, q, format!("{path}/{i}"))),
             _ if a == b => None,
+            // Envoy's config_dump hides the values of `context_extensions`.
+            (Value::String(r), Value::String(_))
+                if r == "[redacted]" && path.contains("/context_extensions/") =>
+            {
+                None
+            }
             _ => Some(format!("at {path}: envoy has {a}, we have {b}")),
         }
     }

@@ -134,7 +134,9 @@ pub(crate) fn cluster(c: &IrCluster) -> Cluster {
 }
 
 fn host_assignment(c: &IrCluster) -> ClusterLoadAssignment {
-    endpoints(&c.name, &[(c.host.clone(), c.port)])
+    let mut all = vec![(c.host.clone(), c.port)];
+    all.extend(c.more_endpoints.iter().cloned());
+    endpoints(&c.name, &all)
 }
 
 fn lb_policy(p: LbPolicy) -> cluster::LbPolicy {

@@ -491,6 +491,7 @@ enum_names! {
     protocol: socket_address::Protocol;
     redirect_code: redirect_action::RedirectResponseCode;
     routing_priority: RoutingPriority;
+    status_code: envoy_types::pb::envoy::r#type::v3::StatusCode;
     tls_protocol: tls_parameters::TlsProtocol;
     tls_requirement: virtual_host::TlsRequirementType;
 }
@@ -750,6 +751,59 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             one(9, "regex_rewrite", REGEX_SUBSTITUTE),
         ] },
         "envoy.config.route.v3.DirectResponseAction" => const { &[one(1, "status", U32)] },
+        // External authorization (`envoy::auth`).
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" => const { &[
+            one(1, "grpc_service", Msg("envoy.config.core.v3.GrpcService")),
+            one(2, "failure_mode_allow", Bool),
+            one(3, "http_service", Msg("envoy.extensions.filters.http.ext_authz.v3.HttpService")),
+            one(5, "with_request_body", Msg("envoy.extensions.filters.http.ext_authz.v3.BufferSettings")),
+            one(6, "clear_route_cache", Bool),
+            one(7, "status_on_error", Msg("envoy.type.v3.HttpStatus")),
+            one(9, "filter_enabled", Msg("envoy.config.core.v3.RuntimeFractionalPercent")),
+            one(11, "deny_at_disable", Msg("envoy.config.core.v3.RuntimeFeatureFlag")),
+            one(12, "transport_api_version", Kind::Enum(api_version)),
+            one(17, "allowed_headers", Msg("envoy.type.matcher.v3.ListStringMatcher")),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.HttpService" => const { &[
+            one(1, "server_uri", Msg("envoy.config.core.v3.HttpUri")),
+            one(2, "path_prefix", Str),
+            one(7, "authorization_request", Msg("envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest")),
+            one(8, "authorization_response", Msg("envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse")),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest" => const { &[
+            many(2, "headers_to_add", Msg("envoy.config.core.v3.HeaderValue")),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse" => const { &[
+            one(1, "allowed_upstream_headers", Msg("envoy.type.matcher.v3.ListStringMatcher")),
+            one(2, "allowed_client_headers", Msg("envoy.type.matcher.v3.ListStringMatcher")),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.BufferSettings" => const { &[
+            one(1, "max_request_bytes", U32),
+            one(2, "allow_partial_message", Bool),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute" => const { &[
+            one(1, "disabled", Bool),
+            one(2, "check_settings", Msg("envoy.extensions.filters.http.ext_authz.v3.CheckSettings")),
+        ] },
+        "envoy.extensions.filters.http.ext_authz.v3.CheckSettings" => const { &[
+            map(1, "context_extensions", Str),
+        ] },
+        "envoy.config.core.v3.GrpcService" => const { &[
+            one(1, "envoy_grpc", Msg("envoy.config.core.v3.GrpcService.EnvoyGrpc")),
+            one(3, "timeout", DURATION),
+        ] },
+        "envoy.config.core.v3.GrpcService.EnvoyGrpc" => const { &[one(1, "cluster_name", Str)] },
+        "envoy.config.core.v3.HttpUri" => const { &[
+            one(1, "uri", Str),
+            one(2, "cluster", Str),
+            one(3, "timeout", DURATION),
+        ] },
+        "envoy.config.core.v3.RuntimeFeatureFlag" => const { &[
+            one(1, "default_value", BOOL_VALUE),
+            one(2, "runtime_key", Str),
+        ] },
+        "envoy.type.v3.HttpStatus" => const { &[one(1, "code", Kind::Enum(status_code))] },
+        "envoy.type.matcher.v3.ListStringMatcher" => const { &[many(1, "patterns", STRING_MATCHER)] },
         "envoy.extensions.filters.http.cors.v3.CorsPolicy" => const { &[
             many(1, "allow_origin_string_match", STRING_MATCHER),
             one(2, "allow_methods", Str),

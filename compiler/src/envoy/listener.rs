@@ -78,19 +78,24 @@ fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listen
                 route_config_name: route_config.to_owned(),
             })),
             // CORS is always installed: it does nothing on routes without a policy, and adding
-            // the first policy must not change (and drain) the listener.
-            http_filters: vec![
-                HttpFilter {
+            // the first policy must not change (and drain) the listener. External
+            // authorization comes after it, as in Emissary, and before the router.
+            http_filters: [
+                Some(HttpFilter {
                     name: CORS_FILTER.to_owned(),
                     config_type: Some(http_filter::ConfigType::TypedConfig(any(Cors {}))),
                     ..Default::default()
-                },
-                HttpFilter {
+                }),
+                ir.auth.as_ref().map(super::auth::filter),
+                Some(HttpFilter {
                     name: ROUTER_FILTER.to_owned(),
                     config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),
                     ..Default::default()
-                },
-            ],
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             upgrade_configs: upgrades
                 .iter()
                 .map(|u| http_connection_manager::UpgradeConfig {

@@ -35,7 +35,7 @@ pub struct Packed {
 impl Packed {
     /// Encodes `message`; the version is FNV-1a of the bytes, as [`super::emit`] gives.
     pub fn of<T: XdsResource>(message: &T) -> Packed {
-        let value = message.encode_to_vec();
+        let value = message.encode_deterministic();
         let mut h = Fnv1a::new();
         h.write(&value);
         Packed {
@@ -63,11 +63,11 @@ pub fn encode_route(r: &Route, variants: Variants) -> EncodedRoute {
     // Each Envoy route of the IR route as an element of the virtual host's `routes`.
     let mut bytes = Vec::new();
     for route in super::route::route_variants(r, variants) {
+        let mut one = Vec::new();
+        super::route::encode_route(&route, &mut one);
         encode_key(3, WireType::LengthDelimited, &mut bytes);
-        encode_varint(route.encoded_len() as u64, &mut bytes);
-        route
-            .encode(&mut bytes)
-            .expect("a vector grows as it is written");
+        encode_varint(one.len() as u64, &mut bytes);
+        bytes.extend_from_slice(&one);
     }
     let mut h = Fnv1a::new();
     h.write(&bytes);

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, Strin
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent, FractionalPercent};
 use envoy_types::pb::google::protobuf::Any;
 
+use super::auth::{disabled, per_route, EXT_AUTHZ_FILTER};
 use super::common::{
     any, bool_value, exact_string, header_option, millis, parse_duration, regex, regex_escape,
     regex_string, u32_value, CORS_FILTER,
@@ -56,6 +57,7 @@ pub(crate) fn virtual_host(vh: &VirtualHost, security: SecurityModel, ir: &Ir) -
     let variants = Variants {
         security,
         insecure: vh.insecure,
+        auth: ir.auth.is_some(),
     };
     out.routes = vh
         .routes
@@ -84,6 +86,9 @@ pub(crate) fn virtual_host_with(vh: &VirtualHost, module_cors: Option<&Cors>) ->
 pub struct Variants {
     pub security: SecurityModel,
     pub insecure: InsecureAction,
+    /// The connection managers run external authorization (an AuthService exists): routes
+    /// carry its per-route settings, and redirects switch it off so they answer first.
+    pub auth: bool,
 }
 
 /// Emissary's route variants (`V3RouteVariants`): a secure one that routes (under XFP it
@@ -100,7 +105,8 @@ pub(crate) fn route_variants(r: &Route, v: Variants) -> Vec<EnvoyRoute> {
     } else {
         v.insecure
     };
-    let base = routes(r);
+    let base = routes_with(r, v.auth);
+    let https_redirect = |r: EnvoyRoute| https_redirect(r, v.auth);
     match (v.security, insecure) {
         (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => base,
         (SecurityModel::Insecure, InsecureAction::Redirect) => {
@@ -147,25 +153,123 @@ fn xfp_https(mut r: EnvoyRoute) -> EnvoyRoute {
 }
 
 /// The route answering 301 with the https URL of the request (Envoy's default code).
-fn https_redirect(mut r: EnvoyRoute) -> EnvoyRoute {
+/// With external authorization its per-filter settings are only the filter switched off,
+/// as Emissary writes them (`action_redirect`): the redirect answers before any check.
+fn https_redirect(mut r: EnvoyRoute, auth: bool) -> EnvoyRoute {
     r.action = Some(route::Action::Redirect(RedirectAction {
         scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(
             true,
         )),
         ..Default::default()
     }));
+    if auth {
+        r.typed_per_filter_config = HashMap::from([(EXT_AUTHZ_FILTER.to_owned(), disabled())]);
+    }
     r
 }
 
-/// The per-filter configuration map holding at most one entry. Prost encodes a map in its
-/// iteration order, so a map with more than one entry would make the encoding (and the
-/// version) nondeterministic: keep it to one.
+/// The per-filter configuration of a virtual host: its CORS policy, if any.
 fn cors_config(cors: Option<&Cors>) -> HashMap<String, Any> {
     let mut map = HashMap::new();
     if let Some(c) = cors {
         map.insert(CORS_FILTER.to_owned(), any(cors_policy(c)));
     }
     map
+}
+
+/// The per-filter configuration of a route: its CORS policy, and the external
+/// authorization's settings for it. A route may carry both, and prost encodes a map in the
+/// order of its `HashMap`, which changes from run to run: routes are encoded with
+/// [`encode_route`], which writes the entries in key order.
+fn route_filter_config(cors: Option<&Cors>, auth: Option<Any>) -> HashMap<String, Any> {
+    let mut map = cors_config(cors);
+    if let Some(a) = auth {
+        map.insert(EXT_AUTHZ_FILTER.to_owned(), a);
+    }
+    map
+}
+
+/// Appends the encoding of `r` to `out`, its per-filter configuration in key order. A map
+/// of one entry is what prost writes; with more, the route without them comes first and
+/// then each entry, in key order, as a one-entry map (a map is repeated entries on the
+/// wire, and a field may come in any order). The same route always gives the same bytes.
+pub(crate) fn encode_route(r: &EnvoyRoute, out: &mut Vec<u8>) {
+    use prost::Message;
+    if r.typed_per_filter_config.len() <= 1 {
+        r.encode(out).expect("a vector grows as it is written");
+        return;
+    }
+    let mut rest = r.clone();
+    let map = std::mem::take(&mut rest.typed_per_filter_config);
+    rest.encode(out).expect("a vector grows as it is written");
+    let mut entries: Vec<(&String, &Any)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in entries {
+        EnvoyRoute {
+            typed_per_filter_config: HashMap::from([(k.clone(), v.clone())]),
+            ..Default::default()
+        }
+        .encode(out)
+        .expect("a vector grows as it is written");
+    }
+}
+
+/// Whether encoding `rc` needs [`encode_route`]: a route with several per-filter settings.
+fn needs_ordered_encoding(rc: &RouteConfiguration) -> bool {
+    rc.virtual_hosts
+        .iter()
+        .any(|v| v.routes.iter().any(|r| r.typed_per_filter_config.len() > 1))
+}
+
+/// The encoding of a route configuration, deterministic: prost's own unless a route holds
+/// several per-filter settings, then the same layout with those routes written by
+/// [`encode_route`] (name; each virtual host's name and domains, routes, and the rest; the
+/// rest), which is also how [`super::parts`] assembles it.
+pub(crate) fn encode_route_configuration(rc: &RouteConfiguration) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    use prost::Message;
+    if !needs_ordered_encoding(rc) {
+        return rc.encode_to_vec();
+    }
+    let mut out = RouteConfiguration {
+        name: rc.name.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for vh in &rc.virtual_hosts {
+        let mut body = EnvoyVirtualHost {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        for r in &vh.routes {
+            let mut bytes = Vec::new();
+            encode_route(r, &mut bytes);
+            encode_key(3, WireType::LengthDelimited, &mut body);
+            encode_varint(bytes.len() as u64, &mut body);
+            body.extend_from_slice(&bytes);
+        }
+        EnvoyVirtualHost {
+            name: String::new(),
+            domains: Vec::new(),
+            routes: Vec::new(),
+            ..vh.clone()
+        }
+        .encode(&mut body)
+        .expect("a vector grows as it is written");
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(&body);
+    }
+    RouteConfiguration {
+        name: String::new(),
+        virtual_hosts: Vec::new(),
+        ..rc.clone()
+    }
+    .encode(&mut out)
+    .expect("a vector grows as it is written");
+    out
 }
 
 /// Envoy 1.40 style CORS: the policy is the typed per-filter configuration of the
@@ -199,7 +303,10 @@ fn origin_matcher(origin: &str) -> StringMatcher {
 /// member, as Emissary emits it: the same match with a cumulative share of the requests
 /// (Envoy draws one random number per request and takes the first route whose fraction it
 /// falls under), each with the member's own cluster, rewrite, timeouts and path case.
-pub(crate) fn routes(r: &Route) -> Vec<EnvoyRoute> {
+/// `auth`: the connection managers run external authorization. A `host_redirect` route
+/// then switches it off (Emissary: redirects answer before auth), and each member's route
+/// carries its `bypass_auth` or `auth_context_extensions`.
+pub(crate) fn routes_with(r: &Route, auth: bool) -> Vec<EnvoyRoute> {
     let f = match &r.action {
         IrAction::Forward(f) => f,
         IrAction::Redirect(rd) => {
@@ -207,31 +314,44 @@ pub(crate) fn routes(r: &Route) -> Vec<EnvoyRoute> {
                 name: r.name.clone(),
                 r#match: Some(route_match(&r.matcher, r.matcher.case_sensitive)),
                 action: Some(route::Action::Redirect(redirect(rd))),
+                typed_per_filter_config: if auth {
+                    HashMap::from([(EXT_AUTHZ_FILTER.to_owned(), disabled())])
+                } else {
+                    HashMap::new()
+                },
                 ..Default::default()
             }];
         }
     };
-    let group = |name: String, m: EnvoyRouteMatch, action: route::Action| EnvoyRoute {
-        name,
-        r#match: Some(m),
-        action: Some(action),
-        request_headers_to_add: f
-            .settings
-            .request_headers_to_add
-            .iter()
-            .map(header_option)
-            .collect(),
-        request_headers_to_remove: f.settings.request_headers_to_remove.clone(),
-        response_headers_to_add: f
-            .settings
-            .response_headers_to_add
-            .iter()
-            .map(header_option)
-            .collect(),
-        response_headers_to_remove: f.settings.response_headers_to_remove.clone(),
-        typed_per_filter_config: cors_config(f.settings.cors.as_deref()),
-        ..Default::default()
+    let auth_of = |c: &WeightedCluster| {
+        if auth {
+            per_route(&c.settings.auth)
+        } else {
+            None
+        }
     };
+    let group =
+        |name: String, m: EnvoyRouteMatch, action: route::Action, auth: Option<Any>| EnvoyRoute {
+            name,
+            r#match: Some(m),
+            action: Some(action),
+            request_headers_to_add: f
+                .settings
+                .request_headers_to_add
+                .iter()
+                .map(header_option)
+                .collect(),
+            request_headers_to_remove: f.settings.request_headers_to_remove.clone(),
+            response_headers_to_add: f
+                .settings
+                .response_headers_to_add
+                .iter()
+                .map(header_option)
+                .collect(),
+            response_headers_to_remove: f.settings.response_headers_to_remove.clone(),
+            typed_per_filter_config: route_filter_config(f.settings.cors.as_deref(), auth),
+            ..Default::default()
+        };
     match f.clusters.as_slice() {
         // The IR promises at least one backend; should a route arrive without one, answer
         // 503 as Envoy does for an unknown cluster instead of emitting an invalid route.
@@ -242,11 +362,13 @@ pub(crate) fn routes(r: &Route) -> Vec<EnvoyRoute> {
                 status: 503,
                 ..Default::default()
             }),
+            None,
         )],
         [one] => vec![group(
             r.name.clone(),
             route_match(&r.matcher, one.case_sensitive),
             forward(f, one),
+            auth_of(one),
         )],
         members => {
             let mut cumulative = 0u32;
@@ -263,7 +385,7 @@ pub(crate) fn routes(r: &Route) -> Vec<EnvoyRoute> {
                         }),
                         runtime_key: format!("routing.traffic_shift.{}", c.cluster),
                     });
-                    group(format!("{}-{i}", r.name), m, forward(f, c))
+                    group(format!("{}-{i}", r.name), m, forward(f, c), auth_of(c))
                 })
                 .collect()
         }

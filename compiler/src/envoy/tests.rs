@@ -100,6 +100,7 @@ fn cluster(name: &str) -> Cluster {
         name: name.into(),
         host: format!("{name}.default"),
         port: 80,
+        more_endpoints: Vec::new(),
         discovery: Discovery::Dns,
         tls: None,
         http2: false,
@@ -195,6 +196,7 @@ fn ir(routes: Vec<Route>) -> Ir {
         clusters,
         tcp_listeners: Vec::new(),
         settings: Settings::default(),
+        auth: None,
     }
 }
 

@@ -173,8 +173,8 @@ pub const MAPPING: &[Field] = &[
     f("resolver", Ty::Str),
     f("outlier_detection", Ty::Any),
     f("labels", Ty::Any),
-    na("bypass_auth", Ty::Bool),
-    na("auth_context_extensions", Ty::StrMap),
+    f("bypass_auth", Ty::Bool),
+    f("auth_context_extensions", Ty::StrMap),
     na("bypass_error_response_overrides", Ty::Bool),
     na("error_response_overrides", Ty::Any),
     na("add_linkerd_headers", Ty::Bool),
@@ -295,13 +295,13 @@ pub const AUTH_SERVICE: &[Field] = &[
     f("tls", Ty::StrOrBool),
     f("status_on_error", Ty::Any),
     f("failure_mode_allow", Ty::Bool),
-    f("add_linkerd_headers", Ty::Bool),
-    f("stats_name", Ty::Str),
-    f("v3StatsName", Ty::Str),
+    na("add_linkerd_headers", Ty::Bool),
+    na("stats_name", Ty::Str),
+    na("v3StatsName", Ty::Str),
     f("circuit_breakers", Ty::ObjList(CIRCUIT_BREAKER)),
     f("add_auth_headers", Ty::StrMap),
     f("allow_request_body", Ty::Bool),
-    f("cluster_tag", Ty::Str),
+    na("cluster_tag", Ty::Str),
 ];
 
 pub const RATE_LIMIT_SERVICE: &[Field] = &[

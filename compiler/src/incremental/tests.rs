@@ -46,12 +46,19 @@ struct Mapping {
     timeout_ms: Option<u32>,
     rewrite: Option<&'static str>,
     upgrade: bool,
+    /// 0: checked; 1: `bypass_auth`; 2: `auth_context_extensions` (two, with CORS).
+    auth: u8,
 }
 
 impl Mapping {
     fn random(rng: &mut Rng, name: String) -> Mapping {
         let prefixes = ["/a/", "/b/", "/c/", "/a/b/", "/api/", "/api/v1/", "/x", "/"];
         Mapping {
+            auth: match rng.below(10) {
+                0 => 1,
+                1 => 2,
+                _ => 0,
+            },
             name,
             namespace: if rng.chance(80) { "default" } else { "team" },
             prefix: if rng.chance(3) {
@@ -127,6 +134,16 @@ impl Mapping {
         if self.upgrade {
             line("allow_upgrade:\n".to_string() + pad + "- websocket");
         }
+        match self.auth {
+            1 => line("bypass_auth: true".into()),
+            2 => {
+                line(format!(
+                    "auth_context_extensions:\n{pad}  tier: gold\n{pad}  tenant: blue"
+                ));
+                line(format!("cors:\n{pad}  origins: [\"https://app.example\"]"));
+            }
+            _ => {}
+        }
         s
     }
 }
@@ -147,6 +164,9 @@ enum File {
     /// A Listener: port, protocol, security model, namespace binding.
     Listener(u16, &'static str, &'static str, &'static str),
     Module(u32),
+    /// An AuthService: 0 HTTP, 1 HTTP with other settings, 2 gRPC v3, 3 gRPC without a
+    /// protocol version (misconfigured).
+    AuthService(u8),
     Resolver,
     /// Endpoints of the `web` Service.
     Endpoints(u8),
@@ -196,6 +216,15 @@ impl File {
             File::Module(t) => format!(
                 "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata:\n  name: ambassador\n  namespace: default\nspec:\n  config:\n    cluster_request_timeout_ms: {t}\n"
             ),
+            File::AuthService(k) => {
+                let spec = match k {
+                    0 => "  auth_service: auth:3000\n  path_prefix: /extauth\n".to_string(),
+                    1 => "  auth_service: auth:3000\n  timeout_ms: 900\n  allowed_request_headers: [x-a]\n".to_string(),
+                    2 => "  auth_service: auth-grpc:50051\n  proto: grpc\n  protocol_version: v3\n".to_string(),
+                    _ => "  auth_service: auth-grpc:50051\n  proto: grpc\n".to_string(),
+                };
+                format!("apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata:\n  name: auth{k}\n  namespace: default\nspec:\n{spec}")
+            }
             File::Resolver => "apiVersion: getambassador.io/v3alpha1\nkind: KubernetesEndpointResolver\nmetadata:\n  name: endpoint\n  namespace: default\n".into(),
             File::Endpoints(n) => format!(
                 "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: web\n  namespace: default\nsubsets:\n- addresses:\n  - ip: 10.0.0.{n}\n  ports:\n  - port: 8080\n"
@@ -287,6 +316,7 @@ impl World {
                         4 => m.hostname = fresh.hostname,
                         5 => m.shadow = fresh.shadow,
                         6 => m.timeout_ms = fresh.timeout_ms,
+                        7 if fresh.auth != 0 => m.auth = fresh.auth,
                         _ => m.upgrade = !m.upgrade,
                     }
                 }
@@ -313,9 +343,10 @@ impl World {
             }
             16 => {
                 self.next += 1;
-                let f = match self.rng.below(3) {
+                let f = match self.rng.below(5) {
                     0 => File::Module(1000 + 1000 * self.rng.below(3) as u32),
                     1 => File::Resolver,
+                    2 | 3 => File::AuthService(self.rng.below(4) as u8),
                     _ => File::Broken,
                 };
                 self.files.push((format!("f{:04}.yaml", self.next), f));
@@ -592,4 +623,90 @@ fn new_endpoints_resend_one_assignment_without_a_full_pass() {
         Some(&assignment.any.value),
         want.get(&(1, "default/web:80".to_string()))
     );
+}
+
+/// The files of a small configuration protected by `auth` (an AuthService's text).
+fn protected(auth: &str) -> Vec<(String, String)> {
+    let mut files = vec![("auth.yaml".to_string(), auth.to_string())];
+    for (i, a) in [0u8, 1, 2].into_iter().enumerate() {
+        let mut m = Mapping::random(&mut Rng(3 + i as u64), format!("m{i}"));
+        m.prefix = format!("/m{i}/");
+        m.service = "127.0.0.1:9001";
+        m.weight = None;
+        m.shadow = false;
+        m.hostname = "*";
+        m.auth = a;
+        files.push((format!("m{i}.yaml"), File::Crd(m).text()));
+    }
+    files.push((
+        "host.yaml".to_string(),
+        File::TlsHost("a.example.com", "Redirect").text(),
+    ));
+    files
+}
+
+#[test]
+fn an_auth_service_change_resends_the_listeners_and_nothing_else() {
+    let auth = |timeout: u32, proto: &str| {
+        format!("apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata:\n  name: auth\n  namespace: default\nspec:\n  auth_service: auth:3000\n  timeout_ms: {timeout}\n{proto}")
+    };
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    let first = session.update(protected(&auth(1000, "")));
+    assert!(first.full);
+    let routes_before: Vec<Vec<u8>> = first
+        .deltas
+        .iter()
+        .filter(|d| d.type_url == crate::envoy::ROUTE_TYPE)
+        .map(|d| d.resource.as_ref().unwrap().any.value.clone())
+        .collect();
+    assert!(!routes_before.is_empty());
+
+    // Another timeout: only the listeners' filter changes.
+    let update = session.update(protected(&auth(2000, "")));
+    let types: Vec<&str> = update.deltas.iter().map(|d| d.type_url).collect();
+    assert!(!types.is_empty());
+    assert!(
+        types.iter().all(|t| *t == crate::envoy::LISTENER_TYPE),
+        "{:?}",
+        changed(&update)
+    );
+
+    // Misconfigured (gRPC without v3): the listeners refuse, the auth cluster goes, and the
+    // routes are the same bytes.
+    let broken = session.update(protected(&auth(2000, "  proto: grpc\n")));
+    let types: Vec<&str> = broken.deltas.iter().map(|d| d.type_url).collect();
+    assert!(types.contains(&crate::envoy::LISTENER_TYPE));
+    assert!(
+        types
+            .iter()
+            .all(|t| *t == crate::envoy::LISTENER_TYPE || *t == crate::envoy::CLUSTER_TYPE),
+        "{:?}",
+        changed(&broken)
+    );
+    assert!(session
+        .diagnostics()
+        .iter()
+        .any(|d| d.code == crate::diag::Code::AuthProtocolVersion));
+    let (scratch, _) = from_scratch(&protected(&auth(2000, "  proto: grpc\n")));
+    let routes_now: Vec<Vec<u8>> = scratch
+        .iter()
+        .filter(|((t, _), _)| TYPES[*t] == crate::envoy::ROUTE_TYPE)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut a = routes_before.clone();
+    let mut b = routes_now;
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the routes changed with the AuthService");
+}
+
+#[test]
+fn routes_with_two_filter_settings_encode_the_same_every_time() {
+    let auth = "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata:\n  name: auth\n  namespace: default\nspec:\n  auth_service: auth:3000\n";
+    // Each compile builds its maps afresh (new `HashMap` seeds): the bytes must not move.
+    let (first, _) = from_scratch(&protected(auth));
+    for _ in 0..20 {
+        let (again, _) = from_scratch(&protected(auth));
+        assert_eq!(first, again);
+    }
 }

@@ -54,10 +54,14 @@ impl Fnv {
 
 /// A hash of what makes a cluster (its name and sources aside), for the names of clusters
 /// with settings other than the defaults.
-fn cluster_hash(c: &Cluster) -> u64 {
+pub(super) fn cluster_hash(c: &Cluster) -> u64 {
     let mut h = Fnv::new();
     h.text(b'h', &c.host);
     h.number(b'p', Some(c.port.into()));
+    for (host, port) in &c.more_endpoints {
+        h.text(b'H', host);
+        h.number(b'p', Some((*port).into()));
+    }
     match &c.discovery {
         Discovery::Dns => h.bytes(b"D"),
         Discovery::Static => h.bytes(b"S"),
@@ -192,6 +196,7 @@ pub(super) fn cluster_of(
         name: String::new(),
         host: host.clone(),
         port,
+        more_endpoints: Vec::new(),
         discovery,
         tls,
         http2: m.cluster.grpc,

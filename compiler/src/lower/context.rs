@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::{Kind, Resource};
-use crate::ir::{Cluster, InsecureAction, Listener, Settings, TcpListener, VirtualHost};
+use crate::ir::{Auth, Cluster, InsecureAction, Listener, Settings, TcpListener, VirtualHost};
 
 use super::hosts::{hosts, VHost};
 use super::listeners::listeners;
@@ -29,7 +29,11 @@ pub(crate) struct Context {
     pub vhosts: Vec<VHost>,
     pub listeners: Vec<Listener>,
     pub tcp_listeners: Vec<TcpListener>,
-    pub tcp_clusters: BTreeMap<String, Cluster>,
+    /// Clusters the context holds whatever the Mappings: the TCPMappings' and the
+    /// AuthService's.
+    pub held_clusters: BTreeMap<String, Cluster>,
+    /// The AuthServices, merged (see [`super::auth`]).
+    pub auth: Option<Auth>,
     /// Namespaces of every object and Service read: a `service` naming one of them as
     /// `name.namespace` is a Kubernetes Service there.
     pub known_namespaces: HashSet<String>,
@@ -160,19 +164,28 @@ impl Context {
             });
         }
 
-        let mut tcp_clusters = BTreeMap::new();
+        let mut held_clusters = BTreeMap::new();
         let mut cx = Cx {
             diags,
             known_namespaces: &known_namespaces,
         };
         let tcp_listeners = tcp(
             by_kind(Kind::TcpMapping),
-            &mut tcp_clusters,
+            &mut held_clusters,
             &mut cx,
             &tls_contexts,
         );
-        let diags = cx.diags;
+        let mut diags = cx.diags;
+        let auth = super::auth::auth(by_kind(Kind::AuthService), &tls_contexts, &mut diags).map(
+            |(auth, cluster)| {
+                if let Some(c) = cluster {
+                    held_clusters.insert(c.name.clone(), c);
+                }
+                auth
+            },
+        );
         Context {
+            auth,
             settings,
             default_resolver,
             resolvers,
@@ -180,7 +193,7 @@ impl Context {
             vhosts,
             listeners,
             tcp_listeners,
-            tcp_clusters,
+            held_clusters,
             known_namespaces,
             diags,
         }

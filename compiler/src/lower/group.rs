@@ -183,9 +183,14 @@ pub(crate) fn build_group<'m, 'a>(
         let bad = m.core.iter().find(|(k, v)| first.core.get(*k) != Some(*v)).map(|(k, _)| *k);
         let bad = bad.or_else(|| (m.redirect.is_some() != first.redirect.is_some()).then_some("host_redirect"));
         if let Some(k) = bad {
+            let code = if k == "bypass_auth" {
+                Code::BypassAuthDiffers
+            } else {
+                Code::CanaryMismatch
+            };
             cx.diags.push(
                 Diagnostic::at(
-                    Code::CanaryMismatch,
+                    code,
                     m.r.key_span(k),
                     format!("`{k}` of `{}` differs from `{}` in the same canary group, so it cannot join the group", m.r.id.name, first.r.id.name),
                 )

@@ -7,7 +7,8 @@ use crate::front::yaml::Node;
 use crate::front::{ApiVersion, Resource};
 use crate::ir::{
     CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, MemberSettings,
-    PathMatch, QueryMatch, RedirectPath, RegexRewrite, RetryPolicy, RouteSettings, ValueMatch,
+    PathMatch, QueryMatch, RedirectPath, RegexRewrite, RetryPolicy, RouteAuth, RouteSettings,
+    ValueMatch,
 };
 use crate::lower::service::{self, Upstream};
 use crate::re2;
@@ -443,6 +444,13 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         "prefix_regex",
         "prefix_exact",
     ] {
+        if key == "bypass_auth" {
+            // Every Emissary Mapping has it (false by default), so a group's members must
+            // agree on it whether they set it or not.
+            let bypass = reader.bool(key) == Some(true);
+            core.insert(key, bypass.to_string());
+            continue;
+        }
         if let Some(n) = reader.node(key) {
             core.insert(key, canonical(n));
         }
@@ -564,6 +572,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> (RouteSettings, Me
             .node("rewrite")
             .and_then(Node::scalar)
             .map(str::to_string),
+        auth: read_route_auth(reader, ok),
         ..MemberSettings::default()
     };
     if let Some(rr) = reader.node("regex_rewrite") {
@@ -795,7 +804,41 @@ fn read_add_headers(n: Option<&Node>) -> Vec<HeaderValue> {
         .collect()
 }
 
-fn read_cluster_settings(reader: &mut Reader, ok: &mut bool) -> ClusterSettings {
+/// `bypass_auth` and `auth_context_extensions`. As in Emissary, a bypass wins and the
+/// context extensions only matter on a route that is checked.
+fn read_route_auth(reader: &mut Reader, ok: &mut bool) -> RouteAuth {
+    if reader.bool("bypass_auth") == Some(true) {
+        return RouteAuth::Bypass;
+    }
+    let Some(n) = reader.node("auth_context_extensions") else {
+        return RouteAuth::Check;
+    };
+    let mut map = BTreeMap::new();
+    let mut good = n.as_map().is_some();
+    for (k, v) in n.as_map().unwrap_or_default() {
+        match (k.scalar(), v.scalar()) {
+            (Some(k), Some(v)) => {
+                map.insert(k.to_string(), v.to_string());
+            }
+            _ => good = false,
+        }
+    }
+    if !good {
+        reader.invalid(
+            n.span,
+            "auth_context_extensions",
+            "`auth_context_extensions` must map names to strings".into(),
+        );
+        *ok = false;
+    }
+    if map.is_empty() {
+        RouteAuth::Check
+    } else {
+        RouteAuth::Context(Box::new(map))
+    }
+}
+
+pub(super) fn read_cluster_settings(reader: &mut Reader, ok: &mut bool) -> ClusterSettings {
     let mut s = ClusterSettings {
         grpc: reader.bool("grpc").unwrap_or(false),
         connect_timeout_ms: reader.uint("connect_timeout_ms"),

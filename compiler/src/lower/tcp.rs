@@ -78,6 +78,7 @@ pub(super) fn tcp<'a>(
             ),
             host: host.clone(),
             port: upstream.port_or_default(),
+            more_endpoints: Vec::new(),
             discovery: if upstream.is_ip() {
                 Discovery::Static
             } else {
