@@ -27,11 +27,18 @@
 //!
 //! Not mirrored because it cannot change `ProgramSize()` under Latin-1: the UTF-8 byte
 //! trie, the reverse program, and the DFA/one-pass analyses.
+//!
+//! Matching ([`Regex`], in `exec.rs`): full match and `GlobalReplace` with RE2's meaning under
+//! Envoy's options, checked against verdicts recorded from a real Envoy
+//! (`compiler/test_data/re2/matches.txt`).
 
 mod class;
 mod compile;
+mod exec;
 mod parse;
 mod regexp;
+
+pub use exec::Regex;
 
 /// Envoy's default `max_program_size` error level for RE2 (`re2.max_program_size.error_level`).
 pub const DEFAULT_MAX_PROGRAM_SIZE: u32 = 100;
