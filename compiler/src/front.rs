@@ -6,6 +6,7 @@
 //! namespace and label defaulting and `ambassador_id` filtering, and checks every field
 //! against [`schema`]. It never fails: what it cannot read becomes a diagnostic.
 
+pub mod cases;
 pub mod scalar;
 pub mod schema;
 pub mod yaml;
@@ -346,6 +347,11 @@ fn read_object(sources: &Sources, root: &Node, opts: &Options, out: &mut Manifes
     let api_version = root.get("apiVersion").and_then(Node::as_str);
     let kind = root.get("kind").and_then(Node::as_str);
     let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        // A route test file (`kubectl ambassador test --cases`) kept beside the
+        // configuration is known YAML, not a mistake.
+        if root.get("tests").and_then(Node::as_seq).is_some() {
+            return;
+        }
         out.diagnostics.push(Diagnostic::at(
             Code::NotAnObject,
             Span::point(root.span.file, root.span.start),

@@ -345,132 +345,263 @@ impl<'a> Origins<'a> {
     }
 }
 
-/// Replays `req` through `table`; `ir` names the origins.
+/// Replays `req` through `table`; `ir` names the origins. To trace many requests through
+/// one configuration, build a [`Tracer`] once.
 pub fn trace(table: &Table, ir: &Ir, req: &Request) -> Trace {
-    let mut t = Trace {
-        request: req.clone(),
-        listener: None,
-        chain: None,
-        connection_manager: None,
-        virtual_host: None,
-        routes: Vec::new(),
-        outcome: Outcome::NoListener { port: req.port },
-    };
-    let Some(listener) = table.listener_on(req.port) else {
-        return t;
-    };
-    t.listener = Some(ListenerStep {
-        name: listener.name.clone(),
-        port: listener.port,
-        source: ir
-            .listeners
-            .iter()
-            .find(|l| l.name == listener.name)
-            .and_then(|l| l.source.clone()),
-    });
-    if listener.proxy_protocol {
-        t.outcome = Outcome::Unknown {
-            what: "the listener expects the PROXY protocol header, which a plain request lacks"
-                .to_owned(),
-        };
-        return t;
+    Tracer::new(table, ir).trace(req)
+}
+
+/// A table and what names its origins, ready to trace any number of requests.
+pub struct Tracer<'a> {
+    table: &'a Table,
+    origins: Origins<'a>,
+}
+
+/// Where a request ends up, without the verdict of every route (what `test` needs).
+#[derive(Clone, Debug, Serialize)]
+pub struct Brief {
+    pub outcome: Outcome,
+    /// The virtual host chosen, by name.
+    pub virtual_host: Option<String>,
+    /// The routes that take the request (1-based), with the IR route each came from.
+    pub taken: Vec<TakenRoute>,
+}
+
+/// A route that takes (a share of) the request.
+#[derive(Clone, Debug, Serialize)]
+pub struct TakenRoute {
+    pub index: usize,
+    /// The IR route it was emitted for (`routes` lists those).
+    pub ir_route: String,
+    pub percent: f64,
+    /// The Mappings it came from.
+    pub sources: Vec<SourceRef>,
+}
+
+/// How far the request got before routing: the chosen virtual host's routes and the
+/// request as the router sees it, or the outcome that ended it earlier.
+struct Reached<'t, 'r> {
+    vh: &'t crate::matcher::VirtualHost,
+    routed: Routed<'r>,
+    xfp: String,
+}
+
+impl<'a> Tracer<'a> {
+    pub fn new(table: &'a Table, ir: &'a Ir) -> Tracer<'a> {
+        Tracer {
+            table,
+            origins: Origins::new(ir),
+        }
     }
-    let Some((ci, pick)) = listener.chain_for(req.tls, req.sni.as_deref()) else {
-        t.outcome = Outcome::NoFilterChain;
-        return t;
-    };
-    let chain = &listener.chains[ci];
-    t.chain = Some(ChainStep {
-        name: chain.name.clone(),
-        pick,
-        terminates_tls: chain.tls.is_some(),
-    });
-    match (&chain.tls, req.tls) {
-        (None, true) => {
-            t.outcome = Outcome::TlsRefused {
-                reason: "the chain that takes this SNI serves cleartext HTTP, so the TLS handshake fails"
+
+    /// The full trace: every step, and every route's verdict.
+    pub fn trace(&self, req: &Request) -> Trace {
+        let mut t = Trace {
+            request: req.clone(),
+            listener: None,
+            chain: None,
+            connection_manager: None,
+            virtual_host: None,
+            routes: Vec::new(),
+            outcome: Outcome::NoListener { port: req.port },
+        };
+        let reached = match self.reach(req, Some(&mut t)) {
+            Ok(r) => r,
+            Err(outcome) => {
+                t.outcome = outcome;
+                return t;
+            }
+        };
+        let vh = reached.vh;
+        let verdicts = route_verdicts(&vh.routes, &reached.routed);
+        let mut taken: Vec<(usize, f64)> = Vec::new();
+        for (i, (r, v)) in vh.routes.iter().zip(&verdicts).enumerate() {
+            if let Verdict::Taken { percent } = v {
+                taken.push((i, *percent));
+            }
+            t.routes.push(RouteVerdict {
+                index: i + 1,
+                name: r.name.clone(),
+                conditions: describe_conditions(r),
+                sources: self.origins.sources(&vh.name, &r.name),
+                https_redirect: route_origin(&r.name).https_redirect,
+                verdict: v.clone(),
+            });
+        }
+        t.outcome = outcome(
+            &vh.name,
+            &vh.routes,
+            &taken,
+            &reached.routed,
+            req,
+            &reached.xfp,
+            &self.origins,
+        );
+        t
+    }
+
+    /// Where the request ends, computed without describing the routes that miss.
+    pub fn brief(&self, req: &Request) -> Brief {
+        let reached = match self.reach(req, None) {
+            Ok(r) => r,
+            Err(outcome) => {
+                return Brief {
+                    outcome,
+                    virtual_host: None,
+                    taken: Vec::new(),
+                }
+            }
+        };
+        let vh = reached.vh;
+        let taken = taken_routes(&vh.routes, &reached.routed);
+        Brief {
+            outcome: outcome(
+                &vh.name,
+                &vh.routes,
+                &taken,
+                &reached.routed,
+                req,
+                &reached.xfp,
+                &self.origins,
+            ),
+            virtual_host: Some(vh.name.clone()),
+            taken: taken
+                .iter()
+                .map(|&(i, percent)| TakenRoute {
+                    index: i + 1,
+                    ir_route: route_origin(&vh.routes[i].name).ir_route.to_owned(),
+                    percent,
+                    sources: self.origins.sources(&vh.name, &vh.routes[i].name),
+                })
+                .collect(),
+        }
+    }
+
+    /// Listener, chain, connection manager and virtual host; each step is written into
+    /// `t` when given. `Err` is the outcome when the request stops before the routes.
+    fn reach<'r>(
+        &self,
+        req: &'r Request,
+        mut t: Option<&mut Trace>,
+    ) -> Result<Reached<'a, 'r>, Outcome> {
+        let table = self.table;
+        let ir = self.origins.ir;
+        let listener = table
+            .listener_on(req.port)
+            .ok_or(Outcome::NoListener { port: req.port })?;
+        if let Some(t) = t.as_deref_mut() {
+            t.listener = Some(ListenerStep {
+                name: listener.name.clone(),
+                port: listener.port,
+                source: ir
+                    .listeners
+                    .iter()
+                    .find(|l| l.name == listener.name)
+                    .and_then(|l| l.source.clone()),
+            });
+        }
+        if listener.proxy_protocol {
+            return Err(Outcome::Unknown {
+                what: "the listener expects the PROXY protocol header, which a plain request lacks"
                     .to_owned(),
-            };
-            return t;
+            });
         }
-        (Some(_), false) => {
-            t.outcome = Outcome::TlsRefused {
+        let (ci, pick) = listener
+            .chain_for(req.tls, req.sni.as_deref())
+            .ok_or(Outcome::NoFilterChain)?;
+        let chain = &listener.chains[ci];
+        if let Some(t) = t.as_deref_mut() {
+            t.chain = Some(ChainStep {
+                name: chain.name.clone(),
+                pick,
+                terminates_tls: chain.tls.is_some(),
+            });
+        }
+        match (&chain.tls, req.tls) {
+            (None, true) => return Err(Outcome::TlsRefused {
+                reason: format!(
+                    "no filter chain terminates TLS for SNI `{}`; the cleartext chain takes the connection and answers in plain HTTP",
+                    req.sni.as_deref().unwrap_or("")
+                ),
+            }),
+            (Some(_), false) => return Err(Outcome::TlsRefused {
                 reason: "the chain expects TLS but the request is cleartext".to_owned(),
-            };
-            return t;
-        }
-        (Some(term), true) if term.require_client_certificate => {
-            t.outcome = Outcome::TlsRefused {
+            }),
+            (Some(term), true) if term.require_client_certificate => return Err(Outcome::TlsRefused {
                 reason: "the chain requires a client certificate (`cert_required`), which the traced request does not present".to_owned(),
-            };
-            return t;
+            }),
+            _ => {}
         }
-        _ => {}
-    }
-    let hcm = match &chain.serves {
-        Serves::Http(h) => h,
-        Serves::Tcp { clusters } => {
-            t.outcome = Outcome::Tcp {
-                clusters: clusters.clone(),
-            };
-            return t;
-        }
-        Serves::Other { filters } => {
-            t.outcome = Outcome::Unknown {
-                what: format!("a filter chain with filters {}", filters.join(", ")),
-            };
-            return t;
-        }
-    };
-    let routed = hcm.prepare(req);
-    let xfp = routed
-        .header("x-forwarded-proto")
-        .unwrap_or_else(|| "http".to_owned());
-    t.connection_manager = Some(HcmStep {
-        route_config: hcm.route_config.clone(),
-        forwarded_proto: xfp.clone(),
-        normalized_path: (routed.path != req.path).then(|| routed.path.clone()),
-        http_filters: hcm.http_filters.clone(),
-    });
-    let Some(rc) = table.route_configs.get(&hcm.route_config) else {
-        t.outcome = Outcome::Unknown {
-            what: format!("route configuration `{}` was not emitted", hcm.route_config),
+        let hcm = match &chain.serves {
+            Serves::Http(h) => h,
+            Serves::Tcp { clusters } => {
+                return Err(Outcome::Tcp {
+                    clusters: clusters.clone(),
+                })
+            }
+            Serves::Other { filters } => {
+                return Err(Outcome::Unknown {
+                    what: format!("a filter chain with filters {}", filters.join(", ")),
+                })
+            }
         };
-        return t;
-    };
-    let Some((vi, dpick)) = select_virtual_host(&rc.virtual_hosts, &req.authority) else {
-        t.outcome = Outcome::NoVirtualHost { status: 404 };
-        return t;
-    };
-    let vh = &rc.virtual_hosts[vi];
-    t.virtual_host = Some(VirtualHostStep {
-        name: vh.name.clone(),
-        domains: vh.domains.clone(),
-        pick: dpick,
-        source: ir
-            .virtual_hosts
-            .iter()
-            .find(|v| v.name == vh.name)
-            .and_then(|v| v.source.clone()),
-    });
-    let origins = Origins::new(ir);
-    let verdicts = route_verdicts(&vh.routes, &routed);
-    let mut taken: Vec<(usize, f64)> = Vec::new();
-    for (i, (r, v)) in vh.routes.iter().zip(&verdicts).enumerate() {
-        if let Verdict::Taken { percent } = v {
-            taken.push((i, *percent));
+        let routed = hcm.prepare(req);
+        let xfp = routed
+            .header("x-forwarded-proto")
+            .unwrap_or_else(|| "http".to_owned());
+        if let Some(t) = t.as_deref_mut() {
+            t.connection_manager = Some(HcmStep {
+                route_config: hcm.route_config.clone(),
+                forwarded_proto: xfp.clone(),
+                normalized_path: (routed.path != req.path).then(|| routed.path.clone()),
+                http_filters: hcm.http_filters.clone(),
+            });
         }
-        t.routes.push(RouteVerdict {
-            index: i + 1,
-            name: r.name.clone(),
-            conditions: describe_conditions(r),
-            sources: origins.sources(&vh.name, &r.name),
-            https_redirect: route_origin(&r.name).https_redirect,
-            verdict: v.clone(),
-        });
+        let rc = table
+            .route_configs
+            .get(&hcm.route_config)
+            .ok_or_else(|| Outcome::Unknown {
+                what: format!("route configuration `{}` was not emitted", hcm.route_config),
+            })?;
+        let (vi, dpick) = select_virtual_host(&rc.virtual_hosts, &req.authority)
+            .ok_or(Outcome::NoVirtualHost { status: 404 })?;
+        let vh = &rc.virtual_hosts[vi];
+        if let Some(t) = t {
+            t.virtual_host = Some(VirtualHostStep {
+                name: vh.name.clone(),
+                domains: vh.domains.clone(),
+                pick: dpick,
+                source: ir
+                    .virtual_hosts
+                    .iter()
+                    .find(|v| v.name == vh.name)
+                    .and_then(|v| v.source.clone()),
+            });
+        }
+        Ok(Reached { vh, routed, xfp })
     }
-    t.outcome = outcome(&vh.name, &vh.routes, &taken, &routed, req, &xfp, &origins);
-    t
+}
+
+/// The routes that take the request and their shares, stopping at the first route that
+/// takes whatever is left.
+fn taken_routes(routes: &[Route], req: &Routed<'_>) -> Vec<(usize, f64)> {
+    let mut taken = Vec::new();
+    // Below `covered` (ppm), requests went to earlier routes.
+    let mut covered = 0u32;
+    for (i, r) in routes.iter().enumerate() {
+        if !matches!(r.first_miss(req, 0), None | Some(Miss::Fraction)) {
+            continue;
+        }
+        let upto = r.fraction_ppm.unwrap_or(1_000_000);
+        if upto > covered {
+            taken.push((i, f64::from(upto - covered) / 10_000.0));
+            covered = upto;
+        }
+        if covered >= 1_000_000 {
+            break;
+        }
+    }
+    taken
 }
 
 /// The verdict of every route: first match wins; a canary split is one random number per
@@ -784,5 +915,6 @@ fn describe_miss(r: &Route, miss: Option<&Miss>, req: &Routed<'_>) -> String {
     }
 }
 
+pub mod cases;
 #[cfg(test)]
 mod tests;

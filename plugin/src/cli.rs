@@ -25,6 +25,8 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Show where a request goes through the compiled Envoy configuration, and why every other route does not take it.
     Trace(TraceArgs),
+    /// Run route tests (a request and what should become of it) and report route coverage.
+    Test(TestArgs),
 }
 
 /// Where configuration comes from: files, or the cluster kubeconfig points at.
@@ -116,6 +118,28 @@ pub struct TraceArgs {
     pub output: TraceFormat,
     /// The request URL, `http://host[:port]/path?query` or `https://...`.
     pub url: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Route test files (YAML: `tests:` with `name`, `input` and `expect` each).
+    #[arg(long = "cases", value_name = "FILE", required = true)]
+    pub cases: Vec<String>,
+    /// Fail (exit 1) when fewer than this percentage of routes are exercised.
+    #[arg(long, value_name = "PERCENT")]
+    pub fail_under: Option<f64>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = TestFormat::Text)]
+    pub output: TestFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestFormat {
+    Text,
+    Json,
+    Junit,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

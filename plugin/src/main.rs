@@ -14,6 +14,7 @@ mod cluster;
 mod input;
 mod render;
 mod routes;
+mod routetest;
 mod trace;
 mod yaml_out;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Routes(args) => routes(args),
         Command::Preview(args) => preview(args),
         Command::Trace(args) => trace(args),
+        Command::Test(args) => route_test(args),
     };
     ExitCode::from(code)
 }
@@ -278,6 +280,76 @@ fn trace(args: cli::TraceArgs) -> u8 {
         return 2;
     }
     u8::from(!t.outcome.is_routed())
+}
+
+/// Exit 0 when every test passes and coverage is at least `--fail-under`, 1 when not, 2
+/// when a test file cannot be read or has mistakes.
+fn route_test(args: cli::TestArgs) -> u8 {
+    use ambassador_compiler::source::Sources;
+    let mut cases_src = Sources::new();
+    for path in &args.cases {
+        let text = if path == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+        } else {
+            std::fs::read_to_string(path)
+        };
+        match text {
+            Ok(t) => {
+                cases_src.add(path.clone(), t);
+            }
+            Err(e) => {
+                eprintln!("error: reading {path}: {e}");
+                return 2;
+            }
+        }
+    }
+    let mut cases = Vec::new();
+    let mut bad = 0;
+    for (id, _) in cases_src.iter() {
+        let (mut ok, errors) = ambassador_compiler::front::cases::read(&cases_src, id);
+        cases.append(&mut ok);
+        for e in errors {
+            bad += 1;
+            eprintln!(
+                "error: {}:{}:{}: {}",
+                cases_src.name(e.span.file),
+                e.span.start.line,
+                e.span.start.column,
+                e.message
+            );
+        }
+    }
+    let Some(loaded) = load_for_output(&args.source) else {
+        return 2;
+    };
+    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
+    let table = ambassador_compiler::envoy::table::table(&resources);
+    let report = ambassador_compiler::trace::cases::run(&table, &loaded.compilation.ir, &cases);
+    let config = &loaded.input.sources;
+    match args.output {
+        cli::TestFormat::Text => emit(&routetest::text(&report, &cases_src, config)),
+        cli::TestFormat::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&routetest::data(&report, &cases_src, config))
+                .unwrap_or_default()
+        )),
+        cli::TestFormat::Junit => emit(&routetest::junit(&report, &cases_src)),
+    }
+    if bad > 0 || !loaded.read_errors.is_empty() {
+        return 2;
+    }
+    let under = args
+        .fail_under
+        .is_some_and(|p| report.coverage.percent() + 1e-9 < p);
+    if under {
+        eprintln!(
+            "error: {:.1}% of routes exercised, under --fail-under {}",
+            report.coverage.percent(),
+            args.fail_under.unwrap_or_default()
+        );
+    }
+    u8::from(report.failed() > 0 || under)
 }
 
 /// Seconds since the epoch, or `None` with a clock set before it.

@@ -206,7 +206,11 @@ fn outcome_text(o: &Outcome, sources: &Sources) -> String {
 
 /// The trace as data, every source with its file name and line instead of a file index.
 pub fn data(t: &Trace, sources: &Sources) -> Value {
-    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    with_files(serde_json::to_value(t).unwrap_or(Value::Null), sources)
+}
+
+/// `v` with every span replaced by the `file` and `line` it points at.
+pub fn with_files(mut v: Value, sources: &Sources) -> Value {
     name_files(&mut v, sources);
     v
 }

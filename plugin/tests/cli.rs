@@ -58,7 +58,7 @@ fn good_examples_have_no_findings_and_exit_0() {
     let o = run(&["lint", "-f", "examples/good", "-R"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).starts_with("ok: no findings in 5 files"),
+        stdout(&o).starts_with("ok: no findings in 6 files"),
         "{}",
         stdout(&o)
     );
