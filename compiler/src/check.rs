@@ -12,6 +12,7 @@ use foldhash::{HashMap, HashMapExt};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{HeaderMatch, Ir, PathMatch, QueryMatch, Route, ValueMatch};
 use crate::lower::object_of;
+use crate::re2::Regex;
 
 /// At most this many (regex route, literal route) pairs are probed per virtual host.
 const REGEX_PAIR_BUDGET: usize = 1_000_000;
@@ -125,7 +126,7 @@ fn shadowing_within(routes: &[&Route], diags: &mut Vec<Diagnostic>, mut budget: 
             PathMatch::Prefix(p) => *insensitive.entry(p.to_lowercase()).or_insert(next),
             PathMatch::Exact(p) => *exact.entry((p.as_str(), m.case_sensitive)).or_insert(next),
             PathMatch::Regex(r) => {
-                regexes.push(j, r, m.case_sensitive);
+                regexes.push(j, r);
                 continue;
             }
         };
@@ -372,7 +373,7 @@ impl<'a> Conditions<'a> {
 struct Regexes {
     /// The route index and the compiled regex, in route order (a regex's position here is
     /// what the budget counts).
-    list: Vec<(usize, regex::Regex)>,
+    list: Vec<(usize, Regex)>,
     /// Positions in `list` by a literal every path the regex matches starts with (a regex
     /// has one or more).
     by_literal: HashMap<Vec<u8>, Vec<usize>>,
@@ -381,15 +382,16 @@ struct Regexes {
 }
 
 impl Regexes {
-    fn push(&mut self, j: usize, r: &str, case_sensitive: bool) {
-        let flags = if case_sensitive { "" } else { "(?i)" };
-        let pattern = format!("^{flags}(?:{r})$");
-        let Ok(re) = regex::Regex::new(&pattern) else {
+    /// Files the regex route `j`. Envoy ignores `case_sensitive` on a regex route, so the
+    /// regex is read as written.
+    fn push(&mut self, j: usize, r: &str) {
+        let Ok(re) = Regex::without_size_limit(r) else {
             return;
         };
+        let lits = literal_prefixes(re.full_match_syntax());
         let at = self.list.len();
         self.list.push((j, re));
-        match literal_prefixes(&pattern) {
+        match lits {
             Some(lits) => {
                 for lit in lits {
                     let list = self.by_literal.entry(lit).or_default();
@@ -445,10 +447,17 @@ impl Regexes {
     }
 }
 
-/// Literals that every match of `pattern` (anchored at the start) begins with, or `None`
-/// when there is no such finite set.
+/// Literals that every match of `pattern` (anchored at the start, written for bytes with
+/// Unicode off as [`Regex::full_match_syntax`] gives it) begins with, or `None` when there
+/// is no such finite set.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .nest_limit(10_000)
+        .build()
+        .parse(pattern)
+        .ok()?;
     let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
     let lits = seq.literals()?;
     if lits.is_empty() {
@@ -513,10 +522,11 @@ fn host_implied(need: &str, have: &str) -> bool {
     need == have
 }
 
-/// Whether the regex matches every path the literal route matches, judged on probes.
-fn regex_covers(re: &regex::Regex, q: &str, exact: bool) -> bool {
+/// Whether the regex matches every path the literal route matches, judged on probes (with
+/// RE2's meaning: a full match of the path's bytes).
+fn regex_covers(re: &Regex, q: &str, exact: bool) -> bool {
     if exact {
-        return re.is_match(q);
+        return re.is_full_match(q.as_bytes());
     }
     [
         "",
@@ -527,7 +537,7 @@ fn regex_covers(re: &regex::Regex, q: &str, exact: bool) -> bool {
         "/deeper/path/with/many/segments.json",
     ]
     .iter()
-    .all(|suffix| re.is_match(&format!("{q}{suffix}")))
+    .all(|suffix| re.is_full_match(format!("{q}{suffix}").as_bytes()))
 }
 
 #[cfg(test)]
@@ -589,10 +599,24 @@ mod tests {
         assert!(codes(&t).contains(&"AMB403"), "{:?}", codes(&t));
     }
 
+    #[test]
+    fn regexes_are_read_as_envoy_reads_them() {
+        // `\Q..\E` is RE2 syntax that Rust's `regex` does not parse.
+        let t = mapping("re", r"prefix: '/a\Q.*\E.*', prefix_regex: true")
+            + &mapping("lit", "prefix: /a.*/b/");
+        assert!(codes(&t).contains(&"AMB403"), "{:?}", codes(&t));
+        // Envoy ignores `case_sensitive` on a regex route: `/FOO/` is not matched.
+        let t = mapping(
+            "re",
+            "prefix: '/foo/.*', prefix_regex: true, case_sensitive: false",
+        ) + &mapping("lit", "prefix: /FOO/bar/");
+        assert!(!codes(&t).contains(&"AMB403"), "{:?}", codes(&t));
+    }
+
     /// The check as it was before the index: every earlier route compared with every later
     /// one. The indexed check must give exactly its findings.
     fn shadowing_pairwise(routes: &[&Route], diags: &mut Vec<Diagnostic>, mut budget: usize) {
-        let mut regexes: Vec<(usize, regex::Regex)> = Vec::new();
+        let mut regexes: Vec<(usize, Regex)> = Vec::new();
         for (j, route) in routes.iter().enumerate() {
             let m = &route.matcher;
             let shadow = match &m.path {
@@ -672,8 +696,7 @@ mod tests {
                 );
             }
             if let PathMatch::Regex(r) = &m.path {
-                let flags = if m.case_sensitive { "" } else { "(?i)" };
-                if let Ok(re) = regex::Regex::new(&format!("^{flags}(?:{r})$")) {
+                if let Ok(re) = Regex::without_size_limit(r) {
                     regexes.push((j, re));
                 }
             }

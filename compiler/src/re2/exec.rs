@@ -53,11 +53,21 @@ impl Regex {
     /// [`Regex::new`] with another `max_program_size`.
     pub fn new_with_limit(pattern: &str, limit: u32) -> Result<Regex, Re2Error> {
         check_with_limit(pattern, limit)?;
+        Self::parsed(pattern, limit)
+    }
+
+    /// A regex RE2 parses, whatever the size of its program: for checks that want the
+    /// meaning of a pattern whose size is reported elsewhere, without computing the size.
+    pub fn without_size_limit(pattern: &str) -> Result<Regex, Re2Error> {
+        Self::parsed(pattern, u32::MAX)
+    }
+
+    fn parsed(pattern: &str, limit: u32) -> Result<Regex, Re2Error> {
         let (re, _) = parse::parse(pattern.as_bytes())?;
         let mut rendered = String::with_capacity(pattern.len() * 4 + 8);
         let mut groups = 0;
         render(&re, &mut rendered, &mut groups);
-        let full = build(&format!(r"\A(?:{rendered})\z"), limit)?;
+        let full = engine(&format!(r"\A(?:{rendered})\z"), limit)?;
         Ok(Regex {
             pattern: pattern.to_owned(),
             rendered,
@@ -146,14 +156,14 @@ impl Regex {
 
     fn searcher(&self) -> &regex::bytes::Regex {
         self.search.get_or_init(|| {
-            build(&self.rendered, u32::MAX).expect("the anchored form of this regex compiled")
+            engine(&self.rendered, u32::MAX).expect("the anchored form of this regex compiled")
         })
     }
 }
 
 /// Compiles a rendered pattern. The `regex` crate's own limits are set far above anything
 /// RE2's program size allows, so a failure is a program RE2 would also refuse.
-fn build(rendered: &str, limit: u32) -> Result<regex::bytes::Regex, Re2Error> {
+fn engine(rendered: &str, limit: u32) -> Result<regex::bytes::Regex, Re2Error> {
     regex::bytes::RegexBuilder::new(rendered)
         .unicode(false)
         .nest_limit(10_000)
