@@ -230,6 +230,7 @@ pub fn is_group_finding(code: Code) -> bool {
             | Code::WeightTotalUnder100
             | Code::CanaryPrecedence
             | Code::CanaryMismatch
+            | Code::BypassAuthDiffers
             | Code::ShadowOnly
             | Code::ImplicitSplit
             | Code::ZeroWeight

@@ -248,6 +248,14 @@ impl Session {
         &self.diagnostics
     }
 
+    /// The AuthServices of the configuration as it stands, when they cannot be compiled:
+    /// the configuration refuses (500) every request they would have checked, until they
+    /// are fixed. Their findings say why.
+    pub fn auth_misconfigured(&self) -> Option<&[crate::ir::SourceRef]> {
+        let auth = self.state.as_ref()?.ctx.auth.as_ref()?;
+        auth.check.is_none().then_some(auth.sources.as_slice())
+    }
+
     /// The name of the file a position points into.
     pub fn file_name(&self, id: FileId) -> &str {
         self.files.file_name(id)

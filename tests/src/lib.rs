@@ -1,5 +1,6 @@
 //! End-to-end test support: real Envoy, the publisher and loopback backends.
 //!
+//! - [`auth`]: HTTP and gRPC authorization services for `ext_authz`, recording each check.
 //! - [`envoy`]: finds the Envoy binary, runs it on free loopback ports, reads its admin API.
 //! - [`control_plane`]: the ADS publisher on loopback, with stop and restart.
 //! - [`backend`]: HTTP backends that echo what they received, stream, and echo websockets.
@@ -13,6 +14,7 @@
 //! Everything listens on 127.0.0.1 only, and every wait is bounded.
 
 pub mod apiserver;
+pub mod auth;
 pub mod backend;
 pub mod control_plane;
 pub mod envoy;

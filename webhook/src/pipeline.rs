@@ -178,6 +178,10 @@ pub struct UpdateReport {
     pub findings: Vec<Finding>,
     /// Resources added, changed or removed, in type then name order.
     pub changes: Vec<Change>,
+    /// The AuthServices (`namespace/name`) that cannot be compiled: the published
+    /// configuration refuses every request they would have checked (500) until they are
+    /// fixed. Empty when authorization works or there is none.
+    pub auth_refusing: Vec<String>,
     /// How many resources the snapshot holds per type URL.
     pub counts: Vec<(&'static str, usize)>,
     pub timings: Timings,
@@ -299,6 +303,7 @@ impl Pipeline {
         report.files_read = update.files_read;
         if !update.compiled && self.started && !self.extra_changed {
             report.findings = self.findings.clone();
+            report.auth_refusing = self.auth_refusing();
             report.counts = self.counts();
             report.timings.total = start.elapsed();
             tracing::debug!("no source changed; nothing compiled");
@@ -325,6 +330,7 @@ impl Pipeline {
         let t = Instant::now();
         report.findings = self.findings();
         self.findings = report.findings.clone();
+        report.auth_refusing = self.auth_refusing();
         report.timings.findings = t.elapsed();
         report.counts = self.counts();
         report.timings.total = start.elapsed();
@@ -424,6 +430,16 @@ impl Pipeline {
             .collect()
     }
 
+    /// The misconfigured AuthServices, `namespace/name` (see [`UpdateReport::auth_refusing`]).
+    fn auth_refusing(&self) -> Vec<String> {
+        self.session
+            .auth_misconfigured()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name))
+            .collect()
+    }
+
     fn counts(&self) -> Vec<(&'static str, usize)> {
         let snapshot = self.sender.borrow();
         TYPES
@@ -455,6 +471,13 @@ fn log(report: &UpdateReport) {
             Severity::Warning => tracing::info!(finding = %f, "configuration warning"),
             Severity::Info => tracing::debug!(finding = %f, "configuration note"),
         }
+    }
+    if !report.auth_refusing.is_empty() {
+        // Not "left out": the routes these AuthServices protect are closed, not open.
+        tracing::error!(
+            auth_services = ?report.auth_refusing,
+            "AuthService misconfigured: every request it would check is refused with 500 until it is fixed"
+        );
     }
     let short = |t: &str| t.rsplit('.').next().unwrap_or(t).to_owned();
     tracing::info!(

@@ -236,3 +236,55 @@ fn extra_resources_are_added_and_removed() {
     assert_eq!(r.changes[0].kind, ChangeKind::Removed);
     assert!(rx.borrow().get(type_url::ROUTE, "extra").is_none());
 }
+
+#[test]
+fn a_misconfigured_auth_service_is_reported_as_refusing_until_fixed() {
+    let (mut p, rx) = Pipeline::new(options());
+    let auth = |extra: &str| {
+        format!(
+            "apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata:\n  name: auth\n  namespace: default\nspec:\n  auth_service: 127.0.0.1:9100\n{extra}"
+        )
+    };
+    let files = |extra: &str| {
+        sources(&[
+            ("a.yaml", mapping("a", "/a/", "127.0.0.1:9001")),
+            ("auth.yaml", auth(extra)),
+        ])
+    };
+    // gRPC without `protocol_version: v3`: an error, and the configuration refuses.
+    let broken = p.update(files("  proto: grpc\n"));
+    assert!(broken.published);
+    assert_eq!(broken.auth_refusing, vec!["default/auth".to_owned()]);
+    assert!(
+        broken.errors().any(|f| f.code == "AMB502"),
+        "{:?}",
+        broken.findings
+    );
+    let listener = |rx: &tokio::sync::watch::Receiver<Arc<Snapshot>>| {
+        let snap = rx.borrow().clone();
+        let l = snap
+            .resources(type_url::LISTENER)
+            .values()
+            .next()
+            .cloned()
+            .unwrap();
+        l.any().value.clone()
+    };
+    let refusing = listener(&rx);
+    // The listener carries the ext_authz filter (its name is in the encoded bytes).
+    let has = |bytes: &[u8], s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has(&refusing, "envoy.filters.http.ext_authz"));
+    assert!(has(&refusing, "ambassador.auth.misconfigured"));
+
+    // Nothing changed: still said.
+    let again = p.update(files("  proto: grpc\n"));
+    assert!(!again.compiled);
+    assert_eq!(again.auth_refusing, vec!["default/auth".to_owned()]);
+
+    // Fixed: no longer refusing, and the filter now checks.
+    let fixed = p.update(files("  proto: grpc\n  protocol_version: v3\n"));
+    assert!(fixed.auth_refusing.is_empty());
+    let checking = listener(&rx);
+    assert!(has(&checking, "envoy.filters.http.ext_authz"));
+    assert!(!has(&checking, "ambassador.auth.misconfigured"));
+}
