@@ -52,7 +52,7 @@ pub(crate) struct Outgoing {
 /// What Envoy holds of one resource, as far as this stream knows.
 #[derive(Debug)]
 struct Held {
-    version: String,
+    version: Arc<str>,
     /// `None` when Envoy told us the version on a delta reconnect but we never sent it the bytes.
     resource: Option<Arc<Resource>>,
 }
@@ -60,17 +60,20 @@ struct Held {
 #[derive(Debug)]
 struct InFlight {
     version: String,
-    changed: Vec<String>,
+    changed: Vec<Arc<str>>,
     sent_at: SystemTime,
 }
 
 #[derive(Debug)]
 struct TypeState {
+    /// The type URL, shared by the responses `recent` keeps.
+    url: Arc<str>,
     subscription: Subscription,
     /// What Envoy holds: every resource sent on this stream, ACKed or not. A NACKed
     /// resource stays here with the refused version, so it is not resent in a loop; the
     /// next snapshot that changes it sends it again.
-    held: BTreeMap<String, Held>,
+    /// Keyed by the resource's own shared name: a pointer per stream, not a copy.
+    held: BTreeMap<Arc<str>, Held>,
     /// Responses not ACKed or NACKed yet, by nonce.
     in_flight: BTreeMap<String, InFlight>,
     /// The last nonce sent. In state of the world a request carrying any other nonce is stale.
@@ -89,8 +92,9 @@ struct TypeState {
 }
 
 impl TypeState {
-    fn new(subscription: Subscription) -> Self {
+    fn new(url: &str, subscription: Subscription) -> Self {
         Self {
+            url: Arc::from(url),
             subscription,
             held: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -123,18 +127,18 @@ impl TypeState {
             .filter(|(name, _)| self.subscription.contains(name))
             .filter(|(name, _)| names.is_none_or(|n| n.contains(*name)))
             .filter(|(name, r)| {
-                self.held.get(*name).map(|h| h.version.as_str()) != Some(r.version())
+                self.held.get(name.as_str()).map(|h| &*h.version) != Some(r.version())
             })
             .map(|(_, r)| Arc::clone(r))
             .collect()
     }
 
     /// Names Envoy holds that the snapshot no longer has.
-    fn gone(&self, snap: &Snapshot, type_url: &str) -> Vec<String> {
+    fn gone(&self, snap: &Snapshot, type_url: &str) -> Vec<Arc<str>> {
         let current = snap.resources(type_url);
         self.held
             .keys()
-            .filter(|name| !current.contains_key(*name))
+            .filter(|name| !current.contains_key(&***name))
             .cloned()
             .collect()
     }
@@ -149,6 +153,34 @@ const STAGES: [(&str, bool); 5] = [
     (type_url::CLUSTER, true),
 ];
 
+/// A response sent, as [`Session`] keeps it for [`NodeStatus::recent`]: the names are the
+/// resources' own (shared), so a stream keeps a pointer per name, not a copy.
+#[derive(Debug)]
+struct Record {
+    type_url: Arc<str>,
+    nonce: String,
+    version: String,
+    names: Vec<Arc<str>>,
+    removed: Vec<Arc<str>>,
+    reason: Reason,
+    at: SystemTime,
+}
+
+impl Record {
+    fn sent(&self) -> Sent {
+        let strings = |names: &[Arc<str>]| names.iter().map(|n| n.to_string()).collect();
+        Sent {
+            type_url: self.type_url.to_string(),
+            nonce: self.nonce.clone(),
+            version: self.version.clone(),
+            resource_names: strings(&self.names),
+            removed: strings(&self.removed),
+            reason: self.reason,
+            at: self.at,
+        }
+    }
+}
+
 /// The state of one ADS stream.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -159,7 +191,7 @@ pub(crate) struct Session {
     connected_at: SystemTime,
     next_nonce: u64,
     types: BTreeMap<String, TypeState>,
-    recent: VecDeque<Sent>,
+    recent: VecDeque<Record>,
 }
 
 impl Session {
@@ -209,7 +241,7 @@ impl Session {
         let st = self
             .types
             .entry(req.type_url.clone())
-            .or_insert_with(|| TypeState::new(initial));
+            .or_insert_with(|| TypeState::new(&req.type_url, initial));
         // Answers and subscription changes alter what Envoy holds and wants.
         st.synced = None;
 
@@ -231,7 +263,7 @@ impl Session {
                             nonce: req.nonce.clone(),
                             error: message.clone(),
                             code: *code,
-                            resource_names: flight.changed,
+                            resource_names: flight.changed.iter().map(|n| n.to_string()).collect(),
                             at: now,
                         });
                     }
@@ -260,9 +292,9 @@ impl Session {
             for (name, version) in req.initial_versions {
                 if st.subscription.contains(&name) {
                     st.held.insert(
-                        name,
+                        Arc::from(name),
                         Held {
-                            version,
+                            version: Arc::from(version),
                             resource: None,
                         },
                     );
@@ -385,7 +417,7 @@ impl Session {
         &mut self,
         type_url: &str,
         upserts: Vec<Arc<Resource>>,
-        removed: Vec<String>,
+        removed: Vec<Arc<str>>,
         reason: Reason,
         now: SystemTime,
     ) -> Outgoing {
@@ -399,9 +431,9 @@ impl Session {
         st.synced = None;
         for r in &upserts {
             st.held.insert(
-                r.name().to_owned(),
+                Arc::clone(r.shared_name()),
                 Held {
-                    version: r.version().to_owned(),
+                    version: Arc::clone(r.shared_version()),
                     resource: Some(Arc::clone(r)),
                 },
             );
@@ -409,14 +441,10 @@ impl Session {
         for name in &removed {
             st.held.remove(name);
         }
-        let version = set_version(
-            st.held
-                .iter()
-                .map(|(n, h)| (n.as_str(), h.version.as_str())),
-        );
-        let changed: Vec<String> = upserts
+        let version = set_version(st.held.iter().map(|(n, h)| (&**n, &*h.version)));
+        let changed: Vec<Arc<str>> = upserts
             .iter()
-            .map(|r| r.name().to_owned())
+            .map(|r| Arc::clone(r.shared_name()))
             .chain(removed.iter().cloned())
             .collect();
         let (resources, removed) = match protocol {
@@ -451,11 +479,14 @@ impl Session {
         if self.recent.len() == RECENT_LIMIT {
             self.recent.pop_front();
         }
-        self.recent.push_back(Sent {
-            type_url: type_url.to_owned(),
+        self.recent.push_back(Record {
+            type_url: Arc::clone(&st.url),
             nonce: nonce.clone(),
             version: version.clone(),
-            resource_names: resources.iter().map(|r| r.name().to_owned()).collect(),
+            names: resources
+                .iter()
+                .map(|r| Arc::clone(r.shared_name()))
+                .collect(),
             removed: removed.clone(),
             reason,
             at: now,
@@ -475,7 +506,7 @@ impl Session {
             nonce,
             version,
             resources,
-            removed,
+            removed: removed.iter().map(|n| n.to_string()).collect(),
         }
     }
 
@@ -504,7 +535,7 @@ impl Session {
                     )
                 })
                 .collect(),
-            recent: self.recent.iter().cloned().collect(),
+            recent: self.recent.iter().map(Record::sent).collect(),
         }
     }
 }
@@ -559,7 +590,7 @@ fn apply_names(st: &mut TypeState, type_url: &str, change: NameChange, first: bo
         }
     };
     if let Subscription::Names(after) = &new {
-        st.held.retain(|name, _| after.contains(name));
+        st.held.retain(|name, _| after.contains(&**name));
     }
     st.subscription = new;
     added

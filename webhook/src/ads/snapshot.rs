@@ -40,11 +40,14 @@ pub mod type_url {
 /// prost encodes protobuf `map` fields in `HashMap` order, so a resource with a map of
 /// more than one entry can hash differently from one build of it to the next (it is then
 /// resent, which is harmless but wasteful).
+///
+/// The name and version are shared (`Arc<str>`): every stream that holds the resource files
+/// it under them, so a thousand Envoys cost a pointer each rather than a copy each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
-    name: String,
+    name: Arc<str>,
     any: Any,
-    version: String,
+    version: Arc<str>,
 }
 
 impl Resource {
@@ -52,9 +55,9 @@ impl Resource {
     pub fn new(name: impl Into<String>, any: Any) -> Self {
         let version = content_version(&any);
         Self {
-            name: name.into(),
+            name: Arc::from(name.into()),
             any,
-            version,
+            version: Arc::from(version),
         }
     }
 
@@ -62,9 +65,9 @@ impl Resource {
     /// encoding): nothing is hashed again.
     pub fn with_version(name: impl Into<String>, any: Any, version: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
+            name: Arc::from(name.into()),
             any,
-            version: version.into(),
+            version: Arc::from(version.into()),
         }
     }
 
@@ -90,6 +93,16 @@ impl Resource {
 
     /// The content hash, used as the per-resource version in delta xDS.
     pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The name, shared with whoever else holds it.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The version, shared with whoever else holds it.
+    pub(crate) fn shared_version(&self) -> &Arc<str> {
         &self.version
     }
 }
