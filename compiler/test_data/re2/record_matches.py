@@ -33,7 +33,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "matches.txt")
+# `MATCHES_OUT` writes elsewhere (the e2e test `compiler/tests/re2_matches_envoy.rs` does).
+OUT = os.environ.get("MATCHES_OUT") or os.path.join(HERE, "matches.txt")
 
 # (pattern, [subjects]) for path matches: patterns start with `/`, subjects are paths
 # without `?` or `#` (Envoy matches the path without its query).

@@ -221,3 +221,28 @@ fn global_replace_rules() {
     // UTF-8 character (Latin-1).
     assert_eq!(re("x*").replace_all("é".as_bytes(), "-"), b"-\xc3-\xa9-");
 }
+
+#[test]
+fn every_pattern_of_the_corpus_that_parses_compiles() {
+    // The rendered pattern must be accepted by the `regex` crate whenever RE2 parses the
+    // pattern, or `Regex::new` would refuse what Envoy accepts.
+    let text = include_str!("../../../test_data/re2/corpus.txt");
+    let mut failed = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let pattern = line.splitn(3, '\t').nth(2).expect("pattern");
+        let parses = super::super::program_size(pattern).is_ok();
+        let compiles = Regex::without_size_limit(pattern);
+        if parses != compiles.is_ok() {
+            failed.push(format!("{pattern}: {:?}", compiles.err()));
+        }
+        if super::super::check(pattern).is_ok() && Regex::new(pattern).is_err() {
+            failed.push(format!(
+                "{pattern}: accepted by check, refused by Regex::new"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
