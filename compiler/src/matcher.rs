@@ -239,13 +239,14 @@ pub enum RedirectPath {
     Unsupported(String),
 }
 
-/// An RE2 regular expression, compiled the first time it is matched.
+/// An RE2 regular expression, compiled the first time it is matched, with the meaning
+/// Envoy gives it ([`crate::re2::Regex`]: bytes, Latin-1, whole-value matches).
 #[derive(Clone, Debug, Serialize)]
 #[serde(into = "String")]
 pub struct Pattern {
     pub text: String,
     #[serde(skip)]
-    compiled: OnceLock<Option<regex::bytes::Regex>>,
+    compiled: OnceLock<Option<crate::re2::Regex>>,
 }
 
 impl From<Pattern> for String {
@@ -262,69 +263,27 @@ impl Pattern {
         }
     }
 
-    fn compiled(&self) -> Option<&regex::bytes::Regex> {
+    fn compiled(&self) -> Option<&crate::re2::Regex> {
         self.compiled
-            .get_or_init(|| {
-                // RE2 as Envoy builds it: bytes (Latin-1), ASCII classes, `.` not `\n`.
-                regex::bytes::RegexBuilder::new(&format!("(?-u:^(?:{})$)", self.text))
-                    .unicode(false)
-                    .build()
-                    .ok()
-            })
+            .get_or_init(|| crate::re2::Regex::new(&self.text).ok())
             .as_ref()
     }
 
-    /// Whether the whole of `subject` matches (RE2's `FullMatch`). A pattern that does
-    /// not compile matches nothing (Envoy would have refused the configuration).
+    /// Whether the whole of `subject` matches (RE2's `FullMatch`). A pattern RE2 refuses
+    /// matches nothing (Envoy would have refused the configuration).
     pub fn full_match(&self, subject: &str) -> bool {
         self.compiled()
-            .is_some_and(|re| re.is_match(subject.as_bytes()))
+            .is_some_and(|re| re.is_full_match(subject.as_bytes()))
     }
 
     /// Every match replaced by `substitution` (`\0`–`\9` name groups), as RE2's
     /// `GlobalReplace` does for Envoy's `regex_rewrite`.
     pub fn replace_all(&self, subject: &str, substitution: &str) -> String {
-        let Some(re) = self.compiled() else {
-            return subject.to_owned();
-        };
-        // The compiled form is anchored for full matches: build the unanchored one here.
-        let Ok(re) = regex::bytes::RegexBuilder::new(&format!("(?-u:{})", self.text))
-            .unicode(false)
-            .build()
-        else {
-            let _ = re;
-            return subject.to_owned();
-        };
-        let mut out = Vec::new();
-        let mut last = 0;
-        for caps in re.captures_iter(subject.as_bytes()) {
-            let Some(m) = caps.get(0) else { continue };
-            out.extend_from_slice(&subject.as_bytes()[last..m.start()]);
-            let mut chars = substitution.bytes().peekable();
-            while let Some(c) = chars.next() {
-                if c == b'\\' {
-                    match chars.peek() {
-                        Some(d) if d.is_ascii_digit() => {
-                            let g = usize::from(*d - b'0');
-                            chars.next();
-                            if let Some(g) = caps.get(g) {
-                                out.extend_from_slice(g.as_bytes());
-                            }
-                        }
-                        Some(b'\\') => {
-                            chars.next();
-                            out.push(b'\\');
-                        }
-                        _ => out.push(b'\\'),
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            last = m.end();
+        match self.compiled() {
+            Some(re) => String::from_utf8_lossy(&re.replace_all(subject.as_bytes(), substitution))
+                .into_owned(),
+            None => subject.to_owned(),
         }
-        out.extend_from_slice(&subject.as_bytes()[last..]);
-        String::from_utf8_lossy(&out).into_owned()
     }
 }
 

@@ -39,6 +39,15 @@ pub struct Trace {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteVerdict>,
     pub outcome: Outcome,
+    /// When no route takes the request: the routes it came closest to (1-based), nearest
+    /// first (the path matched but another condition failed; then the longest shared
+    /// path prefix).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nearest: Vec<usize>,
+    /// When the request is not routed: Mappings that would have taken it but were left out
+    /// of the configuration ([`left_out::left_out`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<left_out::LeftOut>,
 }
 
 /// The listener step.
@@ -404,6 +413,8 @@ impl<'a> Tracer<'a> {
             virtual_host: None,
             routes: Vec::new(),
             outcome: Outcome::NoListener { port: req.port },
+            nearest: Vec::new(),
+            left_out: Vec::new(),
         };
         let reached = match self.reach(req, Some(&mut t)) {
             Ok(r) => r,
@@ -437,6 +448,9 @@ impl<'a> Tracer<'a> {
             &reached.xfp,
             &self.origins,
         );
+        if matches!(t.outcome, Outcome::NoRoute { .. }) {
+            t.nearest = nearest(&vh.routes, &reached.routed);
+        }
         t
     }
 
@@ -580,6 +594,35 @@ impl<'a> Tracer<'a> {
         }
         Ok(Reached { vh, routed, xfp })
     }
+}
+
+/// The three routes a request that no route takes came closest to, nearest first.
+fn nearest(routes: &[Route], req: &Routed<'_>) -> Vec<usize> {
+    let path = path_only(&req.path);
+    let mut scored: Vec<(usize, usize)> = routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let score = match r.first_miss(req, 0)? {
+                // The path matched: closer the more conditions held.
+                Miss::Header { index } => 1_000_000 + index,
+                Miss::Query { index } => 1_000_000 + r.headers.len() + index,
+                Miss::Fraction => 1_000_000 + r.headers.len() + r.query.len(),
+                Miss::Path => match &r.path {
+                    PathCond::Prefix(p) | PathCond::Exact(p) => path
+                        .bytes()
+                        .zip(p.bytes())
+                        .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+                        .count(),
+                    _ => 0,
+                },
+            };
+            // A shared `/` alone says nothing.
+            (score > 1).then_some((i, score))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.into_iter().take(3).map(|(i, _)| i + 1).collect()
 }
 
 /// The routes that take the request and their shares, stopping at the first route that
@@ -916,5 +959,6 @@ fn describe_miss(r: &Route, miss: Option<&Miss>, req: &Routed<'_>) -> String {
 }
 
 pub mod cases;
+pub mod left_out;
 #[cfg(test)]
 mod tests;

@@ -266,7 +266,15 @@ fn trace(args: cli::TraceArgs) -> u8 {
     if let Some(s) = args.sni {
         req.sni = Some(s);
     }
-    let t = tracer::trace(&table, &loaded.compilation.ir, &req);
+    let mut t = tracer::trace(&table, &loaded.compilation.ir, &req);
+    if !t.outcome.is_routed() {
+        let path = t
+            .connection_manager
+            .as_ref()
+            .and_then(|h| h.normalized_path.clone())
+            .unwrap_or_else(|| req.path.clone());
+        t.left_out = tracer::left_out::left_out(&loaded.compilation, &req, &path);
+    }
     let sources = &loaded.input.sources;
     match args.output {
         cli::TraceFormat::Text => emit(&trace::text(&t, sources)),

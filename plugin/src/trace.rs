@@ -139,6 +139,47 @@ pub fn text(t: &Trace, sources: &Sources) -> String {
         }
     }
     out.push_str(&format!("result: {}\n", outcome_text(&t.outcome, sources)));
+    if !t.nearest.is_empty() {
+        out.push_str("nearest misses:\n");
+        for i in &t.nearest {
+            if let Some(rv) = t.routes.get(i - 1) {
+                let why = match &rv.verdict {
+                    Verdict::Missed { condition } => condition.as_str(),
+                    _ => "",
+                };
+                out.push_str(&format!("  route {i}: {why}"));
+                if !rv.sources.is_empty() {
+                    out.push_str(&format!(" ({})", sources_text(&rv.sources, sources)));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    if !t.left_out.is_empty() {
+        out.push_str("left out of the configuration, would have matched:\n");
+        for l in &t.left_out {
+            let code = l
+                .code
+                .map(|c| format!("{}: ", c.as_str()))
+                .unwrap_or_default();
+            let at = l
+                .span
+                .map(|s| {
+                    format!(
+                        " ({}:{}:{})",
+                        sources.name(s.file),
+                        s.start.line,
+                        s.start.column
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {}\n    {code}{}{at}\n",
+                source_text(&l.mapping, sources),
+                l.reason
+            ));
+        }
+    }
     out
 }
 
@@ -178,9 +219,7 @@ fn outcome_text(o: &Outcome, sources: &Sources) -> String {
             format!("Envoy answers {status} itself (route {route})")
         }
         Outcome::NoRoute { status } => {
-            format!(
-                "no route: Envoy answers {status} (every route's first failed condition is above)"
-            )
+            format!("no route: Envoy answers {status}")
         }
         Outcome::NoVirtualHost { status } => {
             format!("no virtual host takes this Host: Envoy answers {status}")

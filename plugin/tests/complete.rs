@@ -33,7 +33,7 @@ fn protocol_from_the_binary() {
     let run = |args: &[&str]| stdout(Command::new(COMPLETE).args(args).env_remove("KUBECONFIG"));
     assert_eq!(
         run(&["__completeNoDesc", ""]),
-        "lint\nroutes\npreview\nhelp\n:4\n"
+        "lint\nroutes\npreview\ntrace\ntest\nhelp\n:4\n"
     );
     assert_eq!(run(&["routes", "-o", ""]), "table\njson\nyaml\n:4\n");
     assert_eq!(run(&["lint", "--failure-threshold", "w"]), "warning\n:4\n");

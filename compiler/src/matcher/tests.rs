@@ -247,3 +247,19 @@ fn path_conditions_ignore_the_query_and_honour_case() {
     assert_eq!(re.path_matches("/a/12?q"), Some(5));
     assert_eq!(re.path_matches("/a/12x"), None, "the whole path must match");
 }
+
+#[test]
+fn regexes_have_envoy_s_meaning_bytes_and_whole_values() {
+    // Envoy's RE2 reads bytes: `.` is one byte of a UTF-8 character.
+    assert!(!Pattern::new("/a.c").full_match("/aéc"));
+    assert!(Pattern::new("/a..c").full_match("/aéc"));
+    // `\Q...\E` is literal text in RE2 (Rust's `regex` refuses it).
+    assert!(Pattern::new(r"/\Q.*\E").full_match("/.*"));
+    assert!(!Pattern::new(r"/\Q.*\E").full_match("/ab"));
+    // A pattern RE2 refuses matches nothing.
+    assert!(!Pattern::new("(?=x)").full_match("x"));
+    assert_eq!(
+        Pattern::new("/u/([0-9]+)").replace_all("/u/42/u/7", r"/user/\1"),
+        "/user/42/user/7"
+    );
+}
