@@ -264,6 +264,9 @@ REWRITE = [
     ("(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)", "\\9\\1", ["/abcdefghij"]),
     ("b*", "x", ["/abba"]),
     ("(?:)", "x", ["/"]),
+    # An empty result: the redirect keeps the original path.
+    (".*", "", ["/ab"]),
+    ("(x)|[/a-z]", "\\1", ["/ab"]),
 ]
 
 
@@ -293,7 +296,59 @@ def free_port() -> int:
     return port
 
 
+def random_cases(n: int, seed: int):
+    """Random patterns over constructs RE2 always accepts, with random subjects: a
+    differential run (`--random N [SEED]`), not the committed file."""
+    import random
+    rnd = random.Random(seed)
+    atoms = ["a", "b", "A", "-", "_", "1", "x", "\\.", ".", "\\d", "\\w", "\\W", "\\s",
+             "\\S", "[ab]", "[^a]", "[a-c]", "[A-Z]", "\\xe9", "\\xc3", "\\C", "[[:alpha:]]",
+             "\\pL", "\\PL", "[^[:word:]]", "\xc3\xa9", "(?i:a)", "(?i:[b-y])", "\\Qa.\\E",
+             "\\141", "[\\x80-\\xff]", "(?i)[^a]"]
+    anchors = ["^", "$", "\\b", "\\B", "\\A", "\\z", "(?m:^)", "(?m:$)"]
+
+    def groups_in(p):
+        return p.count("(") - p.count("(?") - p.count("\\(")
+
+    def gen(depth):
+        r = rnd.random()
+        if depth <= 0 or r < 0.35:
+            return rnd.choice(anchors) if rnd.random() < 0.12 else rnd.choice(atoms)
+        if r < 0.6:
+            return "".join(gen(depth - 1) for _ in range(rnd.randint(2, 4)))
+        if r < 0.75:
+            alts = [gen(depth - 1) if rnd.random() < 0.9 else "" for _ in range(rnd.randint(2, 3))]
+            return "(" + rnd.choice(["", "?:"]) + "|".join(alts) + ")"
+        inner = gen(depth - 1)
+        if inner in anchors or not inner:
+            inner = "a"
+        if inner not in atoms:
+            inner = "(" + rnd.choice(["", "?:"]) + inner + ")"
+        op = rnd.choice(["*", "+", "?", "{2}", "{0,2}", "{1,}", "{,2}"])
+        if rnd.random() < 0.3 and not op.startswith("{,"):
+            op += "?"
+        return inner + op
+
+    alphabet = ["a", "b", "A", "B", "-", "_", "1", "x", ".", "/", " ", "\xe9", "\xc3", "\xa9", "{", ",", "}"]
+    path_alphabet = ["a", "b", "A", "-", "_", "1", "x", ".", "/"]
+    cases = []
+    for _ in range(n):
+        flags = rnd.choice(["", "", "", "(?i)", "(?s)", "(?U)", "(?m)"])
+        pat = flags + gen(3)
+        for _ in range(4):
+            subj = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 6))).strip(" ")
+            cases.append(("header", pat, subj, None))
+        g = groups_in(pat)
+        sub = rnd.choice(["-", "<\\0>", "x"] + (["[\\1]", "\\1\\1"] if g else []) + (["\\2"] if g > 1 else []))
+        subj = "/" + "".join(rnd.choice(path_alphabet) for _ in range(rnd.randint(0, 6)))
+        cases.append(("rewrite", pat, subj, sub))
+    return cases
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--random":
+        cases = random_cases(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+        return record(cases)
     cases = []  # (kind, pattern, subject, substitution)
     for pat, subs in PATH:
         for s in subs:
@@ -307,6 +362,10 @@ def main() -> int:
         for s in subjects:
             cases.append(("rewrite", pat, s, sub))
 
+    return record(cases)
+
+
+def record(cases) -> int:
     # A pattern Envoy refuses takes the whole configuration with it: the lists hold only
     # patterns RE2 accepts.
     routes = []

@@ -26,9 +26,9 @@ fn unescape(text: &str) -> Vec<u8> {
     out
 }
 
-#[test]
-fn agrees_with_every_verdict_recorded_from_envoy() {
-    let text = include_str!("../../../test_data/re2/matches.txt");
+/// Checks the matcher against recorded Envoy results (the format of `matches.txt`):
+/// returns the numbers of match and rewrite lines, and the lines we disagree with.
+fn check_recorded(text: &str) -> (usize, usize, Vec<String>) {
     let mut wrong = Vec::new();
     let (mut matches, mut rewrites) = (0, 0);
     for (n, line) in text.lines().enumerate() {
@@ -53,9 +53,12 @@ fn agrees_with_every_verdict_recorded_from_envoy() {
             "rewrite" => {
                 rewrites += 1;
                 let mut got = regex.replace_all(&subject, cols[4]);
-                // The recording reads the result from a redirect's `location`, and Envoy puts
-                // a `/` before a rewritten path that does not start with one.
-                if got.first() != Some(&b'/') {
+                // The recording reads the result from a redirect's `location`: Envoy keeps
+                // the original path when the rewritten one is empty, and puts a `/` before
+                // one that does not start with it.
+                if got.is_empty() {
+                    got = subject.clone();
+                } else if got.first() != Some(&b'/') {
                     got.insert(0, b'/');
                 }
                 if got != unescape(cols[1]) {
@@ -66,6 +69,13 @@ fn agrees_with_every_verdict_recorded_from_envoy() {
             k => panic!("line {}: kind {k}", n + 1),
         }
     }
+    (matches, rewrites, wrong)
+}
+
+#[test]
+fn agrees_with_every_verdict_recorded_from_envoy() {
+    let (matches, rewrites, wrong) =
+        check_recorded(include_str!("../../../test_data/re2/matches.txt"));
     assert!(
         matches >= 300 && rewrites >= 20,
         "the file shrank: {matches} / {rewrites}"
@@ -73,6 +83,28 @@ fn agrees_with_every_verdict_recorded_from_envoy() {
     assert!(
         wrong.is_empty(),
         "disagreements with Envoy:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Differential runs: `record_matches.py --random N SEED` records random patterns and
+/// subjects from Envoy; `RE2_MATCHES=file1:file2 cargo test -p ambassador-compiler re2::exec`
+/// checks the matcher against them.
+#[test]
+fn agrees_with_extra_recordings_named_by_re2_matches() {
+    let Ok(files) = std::env::var("RE2_MATCHES") else {
+        return;
+    };
+    let mut wrong = Vec::new();
+    for file in files.split(':').filter(|f| !f.is_empty()) {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (_, _, w) = check_recorded(&text);
+        wrong.extend(w.into_iter().map(|w| format!("{file}: {w}")));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} disagreements with Envoy:\n{}",
+        wrong.len(),
         wrong.join("\n")
     );
 }
