@@ -374,3 +374,178 @@ async fn an_unreachable_auth_service_fails_closed_unless_told_otherwise() {
     let r = get(&stack, "/app/x", &[]).await;
     assert_eq!(who(&r), "200 app");
 }
+
+/// What the compiler's redirects rely on, asked of Envoy itself with resources built by hand:
+/// `ext_authz` runs before the router answers a redirect, so a redirect route without the
+/// per-route switch is checked (and a denial wins over the redirect), and one with
+/// `ExtAuthzPerRoute { disabled: true }` answers without a check.
+#[tokio::test]
+async fn envoy_checks_a_redirect_route_unless_ext_authz_is_disabled_on_it() {
+    use ambassador_e2e::control_plane::ControlPlane;
+    use ambassador_e2e::envoy::Envoy;
+    use ambassador_e2e::xds::{eds_cluster, endpoints};
+    use ambassador_webhook::ads::{Resource, Snapshot};
+    use envoy_types::pb::envoy::config::core::v3::{
+        address, config_source, http_uri, socket_address, Address, AggregatedConfigSource,
+        ApiVersion, ConfigSource, HttpUri, SocketAddress,
+    };
+    use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+    use envoy_types::pb::envoy::config::route::v3::{
+        route, route_match, RedirectAction, Route, RouteConfiguration, RouteMatch, VirtualHost,
+    };
+    use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+        ext_authz, ext_authz_per_route, ExtAuthz, ExtAuthzPerRoute, HttpService,
+    };
+    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::{
+        string_matcher::MatchPattern, ListStringMatcher, StringMatcher,
+    };
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    use envoy_types::util::pack_any;
+
+    let auth = AuthServer::http().await.unwrap();
+    let port = ambassador_e2e::free_port();
+    let ext_authz = ExtAuthz {
+        services: Some(ext_authz::Services::HttpService(HttpService {
+            server_uri: Some(HttpUri {
+                uri: format!("http://{}", auth.addr()),
+                timeout: Some(PbDuration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster("auth".into())),
+            }),
+            ..Default::default()
+        })),
+        transport_api_version: ApiVersion::V3 as i32,
+        allowed_headers: Some(ListStringMatcher {
+            patterns: vec![StringMatcher {
+                match_pattern: Some(MatchPattern::Exact("x-auth".into())),
+                ignore_case: true,
+            }],
+        }),
+        ..Default::default()
+    };
+    let hcm = HttpConnectionManager {
+        stat_prefix: "edge".into(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ConfigSource {
+                resource_api_version: ApiVersion::V3 as i32,
+                config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                    AggregatedConfigSource {},
+                )),
+                ..Default::default()
+            }),
+            route_config_name: "routes".into(),
+        })),
+        http_filters: vec![
+            HttpFilter {
+                name: "envoy.filters.http.ext_authz".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(ext_authz))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    Router::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: "edge".into(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let redirect = |prefix: &str, disabled: bool| Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.into())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Redirect(RedirectAction {
+            host_redirect: "new.example.com".into(),
+            ..Default::default()
+        })),
+        typed_per_filter_config: if disabled {
+            [(
+                "envoy.filters.http.ext_authz".to_owned(),
+                pack_any(ExtAuthzPerRoute {
+                    r#override: Some(ext_authz_per_route::Override::Disabled(true)),
+                }),
+            )]
+            .into()
+        } else {
+            Default::default()
+        },
+        ..Default::default()
+    };
+    let routes = RouteConfiguration {
+        name: "routes".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".into(),
+            domains: vec!["*".into()],
+            routes: vec![redirect("/checked/", false), redirect("/off/", true)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let cp = ControlPlane::start(
+        Snapshot::new()
+            .with(eds_cluster("auth"))
+            .with(endpoints("auth", &[auth.addr()]))
+            .with(Resource::pack("edge", listener))
+            .with(Resource::pack("routes", routes)),
+    )
+    .await
+    .unwrap();
+    let _envoy = Envoy::start(&cp.bootstrap("auth-redirect", ApiType::Grpc))
+        .await
+        .unwrap();
+    let client = Client::new();
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    // Bounded wait for the listener to come up.
+    let mut first = None;
+    for _ in 0..200 {
+        if let Ok(r) = client.request("GET", &url("/checked/x"), &[]).await {
+            first = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(first.expect("Envoy listens").status, 301);
+    assert_eq!(auth.count(), 1, "the redirect route was not checked");
+    let r = client
+        .request("GET", &url("/checked/x"), &[("x-auth", "deny")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "a denial wins over the redirect");
+    assert_eq!(auth.count(), 2);
+    let r = client
+        .request("GET", &url("/off/x"), &[("x-auth", "deny")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        auth.count(),
+        2,
+        "a redirect with ext_authz disabled was checked"
+    );
+}

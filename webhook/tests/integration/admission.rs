@@ -435,7 +435,7 @@ mod order {
     fn clean_configurations() -> Vec<(String, Vec<PathBuf>)> {
         let root = repo();
         let mut out = Vec::new();
-        for dir in ["examples/good", "examples/demo"] {
+        for dir in ["examples/good", "examples/demo", "examples/auth"] {
             let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
                 .unwrap()
                 .flatten()
