@@ -129,6 +129,24 @@ fn publisher(args: &Args) {
     ));
     let mut out = std::io::stdout().lock();
     writeln!(out, "ads {addr}").unwrap();
+    let snapshot = pipeline.current();
+    let kib = |t: &str| {
+        let bytes: usize = snapshot
+            .resources(t)
+            .values()
+            .map(|r| r.any().value.len())
+            .sum();
+        bytes as f64 / 1024.0
+    };
+    writeln!(
+        out,
+        "sizes {} clusters {:.0} KiB, {} route configurations {:.0} KiB",
+        snapshot.resources(type_url::CLUSTER).len(),
+        kib(type_url::CLUSTER),
+        snapshot.resources(type_url::ROUTE).len(),
+        kib(type_url::ROUTE)
+    )
+    .unwrap();
     writeln!(out, "routes 0 {}", route_line(&pipeline)).unwrap();
     out.flush().unwrap();
     for line in std::io::stdin().lock().lines() {
@@ -275,6 +293,7 @@ async fn run(args: &Args) {
         .strip_prefix("ads ")
         .and_then(|a| a.parse().ok())
         .expect("the publisher's address");
+    let sizes = child.line().await;
     let (_, mut want) = child.routes().await;
     // Let the child settle before its memory is read.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -320,6 +339,10 @@ async fn run(args: &Args) {
         args.stalled,
         args.mappings,
         ms(connected)
+    );
+    println!(
+        "configuration: {}",
+        sizes.strip_prefix("sizes ").unwrap_or(&sizes)
     );
 
     let mut last = Vec::new();
