@@ -18,6 +18,7 @@
 //!   query; regexes match the whole value with RE2's semantics (bytes, Latin-1).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -437,9 +438,12 @@ pub fn query_of(path: &str) -> Option<&str> {
     path.split_once('?').map(|(_, q)| q)
 }
 
-/// Envoy's `normalize_path`: percent-encoded unreserved characters decoded, other escapes
-/// with uppercase hex, backslashes kept, and RFC 3986 dot segments (`.` and `..`, also
-/// written `%2e`) resolved. Only the path is normalised; the query is kept as it is.
+/// Envoy's `normalize_path` (Chromium's URL path canonicalizer, `url::CanonicalizePath`):
+/// percent-encoded unreserved characters decoded, other escapes kept exactly as written
+/// (`%2f` stays lowercase), a backslash turned into `/`, spaces, controls, non-ASCII bytes
+/// and ``"<>^`{|}`` escaped, and RFC 3986 dot segments (`.` and `..`, also written `%2e`)
+/// resolved. Only the path is normalised; the query is kept as it
+/// is. Checked against Envoy 1.40 by `tests/tests/agreement.rs`.
 pub fn normalize_path(path: &str) -> String {
     let (p, rest) = match path.find(['?', '#']) {
         Some(i) => (&path[..i], &path[i..]),
@@ -455,15 +459,30 @@ pub fn normalize_path(path: &str) -> String {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~') {
                 decoded.push(c);
             } else {
-                decoded.push('%');
-                decoded.push_str(&p[i + 1..i + 3].to_ascii_uppercase());
+                // The canonicalizer copies an escape it does not decode as it is.
+                decoded.push_str(&p[i..i + 3]);
             }
             i += 3;
             continue;
         }
-        let ch = p[i..].chars().next().unwrap_or('\u{fffd}');
-        decoded.push(ch);
-        i += ch.len_utf8();
+        // Chromium reads a backslash as a path separator in a standard URL.
+        if bytes[i] == b'\\' {
+            decoded.push('/');
+            i += 1;
+            continue;
+        }
+        // Bytes the canonicalizer escapes (`kPathCharLookup`'s ESCAPE class, uppercase hex).
+        let b = bytes[i];
+        if b <= b' '
+            || b >= 0x7f
+            || matches!(b, b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}')
+        {
+            let _ = write!(decoded, "%{b:02X}");
+            i += 1;
+            continue;
+        }
+        decoded.push(b as char);
+        i += 1;
     }
     // Remove dot segments (RFC 3986 section 5.2.4) on `/`-separated segments.
     let mut out: Vec<&str> = Vec::new();
@@ -506,24 +525,9 @@ fn hex_escape(bytes: &[u8], i: usize) -> Option<u8> {
     }
 }
 
-/// Percent-decoding of a query parameter name or value (`+` stays `+`, as in Envoy).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(v) = hex_escape(bytes, i) {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The query parameters of a path, in order, decoded.
+/// The query parameters of a path, in order, as written: Envoy 1.40's route matching reads
+/// them with `QueryParamsMulti::parseQueryString`, which does not percent-decode (`debug=%31`
+/// is not `debug=1`; checked against Envoy by `tests/tests/agreement.rs`).
 pub fn query_parameters(path: &str) -> Vec<(String, String)> {
     let Some(q) = query_of(path) else {
         return Vec::new();
@@ -531,8 +535,8 @@ pub fn query_parameters(path: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (p.to_owned(), String::new()),
         })
         .collect()
 }
@@ -586,21 +590,43 @@ impl Routed<'_> {
     /// The value a header condition sees: pseudo-headers, or every value of the header
     /// joined by `,` (Envoy's `getAllOfHeaderAsString`); `None` when absent.
     pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.header_values(name);
+        (!values.is_empty()).then(|| values.join(","))
+    }
+
+    /// Every value of a header as a header condition tests it: pseudo-headers have one; a
+    /// header Envoy keeps inline (`x-forwarded-proto` and the like) has its repeated values
+    /// joined by `,` by the codec; any other header has one value per line it was sent on.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
         match name {
-            ":authority" | "host" => return Some(self.authority.to_owned()),
-            ":method" => return Some(self.method.to_owned()),
-            ":path" => return Some(self.path.clone()),
+            ":authority" | "host" => return vec![self.authority.to_owned()],
+            ":method" => return vec![self.method.to_owned()],
+            ":path" => return vec![self.path.clone()],
             _ => {}
         }
-        let values: Vec<&str> = self
+        let values: Vec<String> = self
             .headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.clone())
             .collect();
-        (!values.is_empty()).then(|| values.join(","))
+        if values.len() > 1 && INLINE_HEADERS.contains(&name) {
+            return vec![values.join(",")];
+        }
+        values
     }
 }
+
+/// Request headers Envoy's header map keeps inline (a few of `HeaderMapImpl`'s O(1) headers,
+/// those a route may test): their repeated values are joined into one.
+const INLINE_HEADERS: [&str; 6] = [
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "x-request-id",
+    "user-agent",
+    "content-type",
+    "te",
+];
 
 /// The first condition of a route a request fails.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -652,16 +678,19 @@ impl ValueTest {
 }
 
 impl HeaderCond {
-    /// Envoy's `HeaderUtility::matchHeaders`: an absent header passes only
-    /// `present_match: false` (or `true` inverted).
+    /// Envoy 1.40's header condition: an absent header passes only `present_match: false`
+    /// (or `true` inverted); a header sent on several lines passes when one of its values
+    /// does (each line tested alone, never the values joined: checked against Envoy by
+    /// `tests/tests/agreement.rs`).
     pub fn matches(&self, req: &Routed<'_>) -> bool {
-        match req.header(&self.name) {
-            None => match &self.test {
+        let values = req.header_values(&self.name);
+        if values.is_empty() {
+            return match &self.test {
                 ValueTest::Present { present } => *present == self.invert,
                 _ => false,
-            },
-            Some(v) => self.test.test(&v) != self.invert,
+            };
         }
+        values.iter().any(|v| self.test.test(v)) != self.invert
     }
 }
 

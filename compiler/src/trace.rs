@@ -144,6 +144,9 @@ pub enum Outcome {
     NoListener { port: u16 },
     /// No filter chain takes the connection: Envoy closes it.
     NoFilterChain,
+    /// The connection manager refuses the request before routing (a fragment in the path,
+    /// a byte that is not visible ASCII).
+    BadRequest { status: u16, reason: String },
     /// The TLS handshake fails.
     TlsRefused { reason: String },
     /// A TCP listener: bytes are proxied as they are.
@@ -168,6 +171,7 @@ impl Outcome {
             | Outcome::NoRoute { status }
             | Outcome::NoVirtualHost { status } => Some(u32::from(*status)),
             Outcome::Direct { status, .. } => Some(*status),
+            Outcome::BadRequest { status, .. } => Some(u32::from(*status)),
             _ => None,
         }
     }
@@ -559,6 +563,24 @@ impl<'a> Tracer<'a> {
                 })
             }
         };
+        // Envoy 1.40 answers 400 to a path with a fragment unless the runtime flag
+        // `http_reject_path_with_fragment` is off (RFC 3986 section 3.5: a fragment is
+        // never sent).
+        if req.path.contains('#') {
+            return Err(Outcome::BadRequest {
+                status: 400,
+                reason: "the path has a fragment (`#`), which Envoy refuses".to_owned(),
+            });
+        }
+        // The HTTP/1 codec refuses a request target with a byte outside visible ASCII
+        // (RFC 9112 section 3.2: such bytes are sent percent-encoded).
+        if req.path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            return Err(Outcome::BadRequest {
+                status: 400,
+                reason: "the path has a byte that is not visible ASCII; send it percent-encoded"
+                    .to_owned(),
+            });
+        }
         let routed = hcm.prepare(req);
         let xfp = routed
             .header("x-forwarded-proto")
@@ -793,7 +815,7 @@ fn rewritten_path(
 }
 
 /// Envoy's redirect URL (`Http::Utility::newUri`): the scheme (https when switched, else
-/// the request's), the host (the redirect's, or the request's with a default port dropped
+/// the request's `x-forwarded-proto`), the host (the redirect's, or the request's with a default port dropped
 /// when the scheme changes), the port, and the path with its rewrite and query.
 fn location(
     rd: &Redirect,
@@ -802,11 +824,12 @@ fn location(
     original: &Request,
     xfp: &str,
 ) -> String {
-    let request_scheme = if original.tls { "https" } else { "http" };
+    // Without a scheme of its own, the redirect keeps the request's as the router sees it:
+    // `x-forwarded-proto` (a trusted hop's, or the connection's), not the connection's.
     let scheme = match (&rd.scheme, rd.https) {
         (Some(s), _) => s.as_str(),
         (None, true) => "https",
-        (None, false) => request_scheme,
+        (None, false) => xfp,
     };
     let port = rd.port.map(|p| format!(":{p}")).unwrap_or_default();
     let host = match &rd.host {

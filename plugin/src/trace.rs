@@ -231,6 +231,9 @@ fn outcome_text(o: &Outcome, sources: &Sources) -> String {
             "no filter chain takes the connection: Envoy closes it".to_owned()
         }
         Outcome::TlsRefused { reason } => format!("the TLS handshake fails: {reason}"),
+        Outcome::BadRequest { status, reason } => {
+            format!("Envoy answers {status} before routing: {reason}")
+        }
         Outcome::Tcp { clusters } => format!(
             "proxied as TCP to {}",
             clusters

@@ -10,6 +10,8 @@
 //! - [`xds_client`]: simulated Envoys: ADS clients that subscribe and ACK as Envoy does.
 //! - [`apiserver`]: an in-process stand-in for the Kubernetes API server (lists, watches,
 //!   status patches, Events) and a kubeconfig writer pointing at it.
+//! - [`agreement`]: seeded configurations and boundary requests for the tracer-against-Envoy
+//!   test, and a client that sends a request exactly as drawn, over cleartext or TLS.
 //!
 //! Everything listens on 127.0.0.1 only, and every wait is bounded.
 
@@ -22,6 +24,8 @@ pub mod http;
 pub mod stack;
 pub mod xds;
 pub mod xds_client;
+
+pub mod agreement;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -380,6 +380,7 @@ fn outcome_summary(o: &Outcome) -> String {
         Outcome::NoVirtualHost { .. } => "no virtual host (404)".to_owned(),
         Outcome::NoListener { port } => format!("nothing listens on port {port}"),
         Outcome::NoFilterChain => "no filter chain takes the connection".to_owned(),
+        Outcome::BadRequest { status, reason } => format!("refused with {status}: {reason}"),
         Outcome::TlsRefused { reason } => format!("TLS handshake fails: {reason}"),
         Outcome::Tcp { .. } => "proxied as TCP".to_owned(),
         Outcome::Unknown { what } => format!("not predicted: {what}"),

@@ -258,3 +258,62 @@ fn urls_are_read_as_a_client_sends_them() {
     assert!(request_for_url(&table, "GET", "h/x", Vec::new()).is_err());
     assert!(request_for_url(&table, "GET", "http://h:port/", Vec::new()).is_err());
 }
+
+/// Found by `tests/tests/agreement.rs`: Envoy 1.40 answers 400 to a request target with a
+/// fragment (`http_reject_path_with_fragment`) or a raw non-ASCII byte, before any routing;
+/// the tracer routed both.
+#[test]
+fn a_path_with_a_fragment_is_refused_before_routing() {
+    let yaml = mapping("quote", "  prefix: /quote/\n  service: quote") + SERVICES;
+    let c = compile_one("t.yaml", &yaml);
+    let table = crate::envoy::table::table(&envoy_resources(&c));
+    let mut req = request_for_url(&table, "GET", "http://example.com/quote/a", Vec::new())
+        .expect("a valid URL");
+    for path in ["/quote/a#top", "/quote/\u{e9}"] {
+        req.path = path.to_owned();
+        let t = trace(&table, &c.ir, &req);
+        assert!(
+            matches!(t.outcome, Outcome::BadRequest { status: 400, .. }),
+            "{path}: {:?}",
+            t.outcome
+        );
+        assert_eq!(t.outcome.status(), Some(400));
+        assert!(!t.outcome.is_routed());
+    }
+}
+
+/// Found by `tests/tests/agreement.rs`: the path Envoy forwards keeps an escape it does not
+/// decode as the client wrote it (`%2f`, not `%2F`), and reads `\` as `/`.
+#[test]
+fn the_forwarded_path_keeps_escapes_as_written_and_reads_backslashes_as_slashes() {
+    let yaml = mapping("quote", "  prefix: /quote/\n  service: quote") + SERVICES;
+    let t = run(&yaml, "GET", "http://example.com/quote/a%2fb%5c", &[]);
+    assert_eq!(backends(&t)[0].2, "/a%2fb%5c");
+    let t = run(&yaml, "GET", "http://example.com/quote\\a", &[]);
+    assert_eq!(backends(&t)[0].2, "/a");
+}
+
+/// Found by `tests/tests/agreement.rs`: behind a trusted hop (`l7Depth: 1`), a cleartext
+/// request that says `x-forwarded-proto: https` is redirected to an https `Location`: Envoy
+/// keeps the scheme the router sees, not the connection's.
+#[test]
+fn a_redirect_keeps_the_scheme_of_a_trusted_x_forwarded_proto() {
+    let yaml = "---\napiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {name: lb, namespace: default}\nspec:\n  port: 8080\n  protocol: HTTP\n  securityModel: XFP\n  l7Depth: 1\n  hostBinding: {namespace: {from: ALL}}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {name: h, namespace: default}\nspec:\n  hostname: \"*\"\n  requestPolicy: {insecure: {action: Route}}\n".to_owned()
+        + &mapping(
+            "moved",
+            "  prefix: /old/\n  host_redirect: true\n  service: new.example.net",
+        );
+    let location = |xfp: &str| match run(
+        &yaml,
+        "GET",
+        "http://example.com/old/x",
+        &[("x-forwarded-proto", xfp)],
+    )
+    .outcome
+    {
+        Outcome::Redirect { location, .. } => location,
+        other => panic!("expected a redirect, got {other:?}"),
+    };
+    assert_eq!(location("https"), "https://new.example.net/old/x");
+    assert_eq!(location("http"), "http://new.example.net/old/x");
+}
