@@ -159,11 +159,11 @@ impl XdsClient {
     pub async fn connect(addr: SocketAddr, node_id: &str, protocol: Protocol) -> Result<Self> {
         let mut client = AggregatedDiscoveryServiceClient::new(channel(addr, None).await?)
             .max_decoding_message_size(usize::MAX);
-        let (tx, rx) = mpsc::unbounded();
         let state = Arc::new(Mutex::new(State::default()));
         let book = Book::new(node_id, Arc::clone(&state));
         let task = match protocol {
             Protocol::StateOfTheWorld => {
+                let (tx, rx) = mpsc::unbounded();
                 let responses = client
                     .stream_aggregated_resources(rx)
                     .await
@@ -172,14 +172,13 @@ impl XdsClient {
                 tokio::spawn(run_sotw(book, tx, responses))
             }
             Protocol::Delta => {
-                let (dtx, drx) = mpsc::unbounded();
-                drop((tx, rx));
+                let (tx, rx) = mpsc::unbounded();
                 let responses = client
-                    .delta_aggregated_resources(drx)
+                    .delta_aggregated_resources(rx)
                     .await
                     .map_err(|e| ads_error(addr, e))?
                     .into_inner();
-                tokio::spawn(run_delta(book, dtx, responses))
+                tokio::spawn(run_delta(book, tx, responses))
             }
         };
         Ok(Self {

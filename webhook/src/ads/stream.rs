@@ -21,7 +21,7 @@ use super::{lock, Shared};
 /// responses (state of the world only ever needs the latest; delta's next push covers
 /// every change since the last one sent). A deeper queue would hold older, superseded
 /// responses, each a copy of every resource it carries.
-pub(crate) const SEND_BUFFER: usize = 1;
+const SEND_BUFFER: usize = 1;
 
 /// The translation between one ADS variant's wire types and the session.
 pub(crate) trait Wire: 'static {
