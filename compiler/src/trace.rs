@@ -868,7 +868,12 @@ fn location(
         }
         Some(RedirectPath::Prefix(p)) => rewritten_path(&req.path, consumed, Some(p), None),
         Some(RedirectPath::Regex(re, sub)) => {
-            rewritten_path(&req.path, consumed, None, Some(&(re.clone(), sub.clone())))
+            // Envoy keeps the path when the rewrite leaves nothing of it.
+            let p = path_only(&req.path);
+            match re.replace_all(p, sub) {
+                r if r.is_empty() => req.path.clone(),
+                r => format!("{r}{}", &req.path[p.len()..]),
+            }
         }
         Some(RedirectPath::Unsupported(_)) | None => req.path.clone(),
     };
@@ -983,5 +988,6 @@ fn describe_miss(r: &Route, miss: Option<&Miss>, req: &Routed<'_>) -> String {
 
 pub mod cases;
 pub mod left_out;
+pub mod rows;
 #[cfg(test)]
 mod tests;

@@ -296,7 +296,11 @@ mod tests {
 
     #[test]
     fn subcommands() {
-        check("", &["lint", "routes", "preview", "trace", "test", "help"], NO_FILE);
+        check(
+            "",
+            &["lint", "routes", "preview", "trace", "test", "help"],
+            NO_FILE,
+        );
         check("li", &["lint"], NO_FILE);
         check("x", &[], NO_FILE);
     }

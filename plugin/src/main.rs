@@ -188,14 +188,16 @@ fn routes(args: cli::RoutesArgs) -> u8 {
     let Some(loaded) = load_for_output(&args.source) else {
         return 2;
     };
-    let rows = routes::rows(&loaded.compilation.ir, &loaded.input.sources);
+    let rows =
+        ambassador_compiler::trace::rows::rows(&loaded.compilation.ir, &loaded.input.sources);
+    let data = || serde_json::to_value(&rows).unwrap_or(serde_json::Value::Null);
     match args.output {
         RoutesFormat::Table => emit(&routes::table(&rows)),
         RoutesFormat::Json => emit(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&serde_json::Value::Array(rows)).unwrap_or_default()
+            serde_json::to_string_pretty(&data()).unwrap_or_default()
         )),
-        RoutesFormat::Yaml => emit(&yaml_out::to_string(&serde_json::Value::Array(rows))),
+        RoutesFormat::Yaml => emit(&yaml_out::to_string(&data())),
     }
     if loaded.read_errors.is_empty() {
         0
@@ -333,10 +335,15 @@ fn route_test(args: cli::TestArgs) -> u8 {
     };
     let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
     let table = ambassador_compiler::envoy::table::table(&resources);
-    let report = ambassador_compiler::trace::cases::run(&table, &loaded.compilation.ir, &cases);
+    let report = ambassador_compiler::trace::cases::run(
+        &table,
+        &loaded.compilation.ir,
+        &loaded.input.sources,
+        &cases,
+    );
     let config = &loaded.input.sources;
     match args.output {
-        cli::TestFormat::Text => emit(&routetest::text(&report, &cases_src, config)),
+        cli::TestFormat::Text => emit(&routetest::text(&report, &cases_src)),
         cli::TestFormat::Json => emit(&format!(
             "{}\n",
             serde_json::to_string_pretty(&routetest::data(&report, &cases_src, config))

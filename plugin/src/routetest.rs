@@ -4,15 +4,13 @@ use ambassador_compiler::source::Sources;
 use ambassador_compiler::trace::cases::{CaseResult, Report};
 use serde_json::{json, Value};
 
-use crate::trace::source_text;
-
 /// The test file position of a result, `file:line`.
 fn at(r: &CaseResult, cases: &Sources) -> String {
     format!("{}:{}", cases.name(r.span.file), r.span.start.line)
 }
 
 /// One line per test, a diff-style block per failure, then the totals and the coverage.
-pub fn text(report: &Report, cases: &Sources, config: &Sources) -> String {
+pub fn text(report: &Report, cases: &Sources) -> String {
     let mut out = String::new();
     for r in &report.results {
         let mark = if r.passed() { "PASS" } else { "FAIL" };
@@ -42,13 +40,12 @@ pub fn text(report: &Report, cases: &Sources, config: &Sources) -> String {
     if !c.missed.is_empty() {
         out.push_str("routes no test reached:\n");
         for m in &c.missed {
-            let from: Vec<String> = m.sources.iter().map(|s| source_text(s, config)).collect();
             out.push_str(&format!(
                 "  {} #{} {}  {}\n",
-                m.domains.join(","),
-                m.index,
-                m.matcher,
-                from.join(", ")
+                m.virtual_host,
+                m.order,
+                m.match_text(),
+                m.sources_text()
             ));
         }
     }
@@ -81,7 +78,7 @@ pub fn data(report: &Report, cases: &Sources, config: &Sources) -> Value {
             "total": c.total,
             "exercised": c.exercised,
             "percent": (c.percent() * 10.0).round() / 10.0,
-            "missed": crate::trace::with_files(serde_json::to_value(&c.missed).unwrap_or(Value::Null), config),
+            "missed": c.missed,
         },
     })
 }

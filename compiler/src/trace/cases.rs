@@ -9,10 +9,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::rows::{rows, RouteRow};
 use super::{request_for_url, Backend, Brief, Outcome, Tracer};
-use crate::ir::{Ir, PathMatch, SourceRef, ValueMatch};
+use crate::ir::{Ir, SourceRef};
 use crate::matcher::{Request, Table};
-use crate::source::Span;
+use crate::source::{Sources, Span};
 
 /// One test: a request and its expectations.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -87,26 +88,13 @@ impl CaseResult {
     }
 }
 
-/// A route of the configuration, for coverage.
-#[derive(Clone, Debug, Serialize)]
-pub struct CoveredRoute {
-    pub virtual_host: String,
-    /// The virtual host's domains, as `routes` shows them.
-    pub domains: Vec<String>,
-    /// 1-based position in the virtual host.
-    pub index: usize,
-    /// The route's match in words (`/api/*`, `GET /exact`, `~regex`, with conditions).
-    pub matcher: String,
-    pub sources: Vec<SourceRef>,
-}
-
 /// Routes reached, out of all routes.
 #[derive(Clone, Debug, Serialize)]
 pub struct Coverage {
     pub total: usize,
     pub exercised: usize,
-    /// The routes no test reached, in `routes` order.
-    pub missed: Vec<CoveredRoute>,
+    /// The routes no test reached, as `routes` lists them.
+    pub missed: Vec<RouteRow>,
 }
 
 impl Coverage {
@@ -133,7 +121,7 @@ impl Report {
 }
 
 /// Runs every case through `table`.
-pub fn run(table: &Table, ir: &Ir, cases: &[RouteCase]) -> Report {
+pub fn run(table: &Table, ir: &Ir, sources: &Sources, cases: &[RouteCase]) -> Report {
     let tracer = Tracer::new(table, ir);
     let mut reached: BTreeSet<(String, String)> = BTreeSet::new();
     let results = cases
@@ -168,7 +156,7 @@ pub fn run(table: &Table, ir: &Ir, cases: &[RouteCase]) -> Report {
         .collect();
     Report {
         results,
-        coverage: coverage(ir, &reached),
+        coverage: coverage(ir, sources, &reached),
     }
 }
 
@@ -388,64 +376,25 @@ fn outcome_summary(o: &Outcome) -> String {
 }
 
 /// Every route of every virtual host a listener serves, less those reached.
-fn coverage(ir: &Ir, reached: &BTreeSet<(String, String)>) -> Coverage {
+fn coverage(ir: &Ir, sources: &Sources, reached: &BTreeSet<(String, String)>) -> Coverage {
     let served: BTreeSet<&str> = ir
         .listeners
         .iter()
         .flat_map(|l| &l.chains)
         .flat_map(|c| c.virtual_hosts.iter().map(String::as_str))
         .collect();
-    let mut total = 0;
-    let mut exercised = 0;
-    let mut missed = Vec::new();
-    for vh in ir
-        .virtual_hosts
-        .iter()
-        .filter(|v| served.contains(v.name.as_str()))
-    {
-        for (i, r) in vh.routes.iter().enumerate() {
-            total += 1;
-            if reached.contains(&(vh.name.clone(), r.name.clone())) {
-                exercised += 1;
-            } else {
-                missed.push(CoveredRoute {
-                    virtual_host: vh.name.clone(),
-                    domains: vh.domains.clone(),
-                    index: i + 1,
-                    matcher: match_words(r),
-                    sources: r.sources.clone(),
-                });
-            }
-        }
-    }
+    let rows: Vec<RouteRow> = rows(ir, sources)
+        .into_iter()
+        .filter(|r| served.contains(r.ids.0.as_str()))
+        .collect();
+    let total = rows.len();
+    let missed: Vec<RouteRow> = rows
+        .into_iter()
+        .filter(|r| !reached.contains(&r.ids))
+        .collect();
     Coverage {
         total,
-        exercised,
+        exercised: total - missed.len(),
         missed,
     }
-}
-
-/// A route's match as the `routes` table writes it.
-fn match_words(r: &crate::ir::Route) -> String {
-    let m = &r.matcher;
-    let mut s = match &m.path {
-        PathMatch::Prefix(p) => format!("{p}*"),
-        PathMatch::Exact(p) => p.clone(),
-        PathMatch::Regex(p) => format!("~{p}"),
-    };
-    let value = |v: &ValueMatch| match v {
-        ValueMatch::Exact(s) | ValueMatch::Host(s) => s.clone(),
-        ValueMatch::Regex(s) => format!("~{s}"),
-        ValueMatch::Present => "*".to_owned(),
-    };
-    for h in &m.headers {
-        if h.value == ValueMatch::Host("*".into()) {
-            continue;
-        }
-        s.push_str(&format!(" {}={}", h.name, value(&h.value)));
-    }
-    for q in &m.query_parameters {
-        s.push_str(&format!(" ?{}={}", q.name, value(&q.value)));
-    }
-    s
 }
