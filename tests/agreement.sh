@@ -12,15 +12,17 @@ cd "$(dirname "$0")/.."
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3 4 5)
 export AGREEMENT_REQUESTS=${AGREEMENT_REQUESTS:-2000}
-cargo test -q -p ambassador-e2e --test agreement --no-run
+# Build once, then run the test binary itself for each seed: no rebuild between seeds.
+bin=$(cargo test -q -p ambassador-e2e --test agreement --no-run --message-format=json \
+  | grep '"name":"agreement"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "could not build the agreement test"; exit 2; }
 start=$(date +%s)
 failed=0
 logs=${CARGO_TARGET_DIR:-target}
 for seed in "${seeds[@]}"; do
   log=$logs/agreement-seed-$seed.log
   set +e +o pipefail
-  AGREEMENT_SEED=$seed cargo test -q -p ambassador-e2e --test agreement -- --nocapture 2>&1 \
-    | tee "$log" | grep -E '^agreement:'
+  AGREEMENT_SEED=$seed "$bin" --nocapture 2>&1 | tee "$log" | grep -E '^agreement:'
   status=${PIPESTATUS[0]}
   set -e -o pipefail
   [ "$status" -eq 0 ] || { echo "seed $seed: the tracer and Envoy disagree; details in $log"; failed=$((failed + 1)); }
