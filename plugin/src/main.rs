@@ -253,8 +253,7 @@ fn trace(args: cli::TraceArgs) -> u8 {
     let Some(loaded) = load_for_output(&args.source) else {
         return 2;
     };
-    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
-    let table = ambassador_compiler::envoy::table::table(&resources);
+    let table = ambassador_compiler::envoy::table::table_for(&loaded.compilation.ir);
     let mut req = match tracer::request_for_url(&table, &args.method, &args.url, headers) {
         Ok(r) => r,
         Err(e) => {
@@ -333,8 +332,7 @@ fn route_test(args: cli::TestArgs) -> u8 {
     let Some(loaded) = load_for_output(&args.source) else {
         return 2;
     };
-    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
-    let table = ambassador_compiler::envoy::table::table(&resources);
+    let table = ambassador_compiler::envoy::table::table_for(&loaded.compilation.ir);
     let report = ambassador_compiler::trace::cases::run(
         &table,
         &loaded.compilation.ir,

@@ -4,14 +4,14 @@
 # /usr/bin/time. The route tests are generated here: one request per Mapping picked at
 # random (seeded), half of them expecting the Mapping, half a path no route takes.
 #
-#   bash tests/benches/trace.sh [N] [CASES] [ROUNDS]      # defaults: 10000 1000 3
+#   bash tests/benches/trace.sh [N] [CASES] [ROUNDS]      # defaults: 10000 1000 7
 #
 # BIN=path/to/kubectl-ambassador measures that binary instead of building one in release.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-10000}
 CASES=${2:-1000}
-ROUNDS=${3:-3}
+ROUNDS=${3:-7}
 if [ -z "${BIN:-}" ]; then
     cargo build --quiet --release -p kubectl-ambassador
     BIN=target/release/kubectl-ambassador
@@ -37,16 +37,16 @@ for i in range(int(sys.argv[2])):
 PY
 url=$(python3 -c "import re,sys; t=open(sys.argv[1]).read(); h,p=re.findall(r'hostname: (\S+)\n\s+prefix: (\S+)', t)[-1]; print(f'http://{h}{p}x')" "$dir/in.yaml")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "input: $N Mappings, $CASES route tests; $ROUNDS rounds each, seconds (wall) and peak RSS"
-measure() {
-    local label=$1; shift
-    for r in $(seq "$ROUNDS"); do
-        /usr/bin/time -f "$label %e s %M KiB" "$@" >/dev/null 2>>"$dir/times" || true
-    done
-    grep "^$label " "$dir/times" | sort -k2 -n | awk -v l="$label" '{a[NR]=$0} END {print "median " a[int((NR+1)/2)]}'
-}
-measure lint "$BIN" lint -f "$dir/in.yaml"
-measure trace "$BIN" trace -f "$dir/in.yaml" "$url"
-measure test "$BIN" test -f "$dir/in.yaml" --cases "$dir/cases.yaml"
-"$BIN" test -f "$dir/in.yaml" --cases "$dir/cases.yaml" | tail -3 | head -2
+echo "input: $N Mappings, $CASES route tests; $ROUNDS interleaved rounds, wall-clock seconds"
+# Rounds interleave the three commands, so a busy spell on a shared machine hits all three.
+for r in $(seq "$ROUNDS"); do
+    /usr/bin/time -f "lint %e %M" "$BIN" lint -f "$dir/in.yaml" >/dev/null 2>>"$dir/times" || true
+    /usr/bin/time -f "trace %e %M" "$BIN" trace -f "$dir/in.yaml" "$url" >/dev/null 2>>"$dir/times" || true
+    /usr/bin/time -f "test %e %M" "$BIN" test -f "$dir/in.yaml" --cases "$dir/cases.yaml" >/dev/null 2>>"$dir/times" || true
+done
+for label in lint trace test; do
+    grep "^$label " "$dir/times" | sort -k2 -n | awk -v l="$label" \
+        '{t[NR]=$2; m[NR]=$3} END {printf "%-6s median %.2f s, min %.2f s, max %.2f s, peak RSS %d MiB\n", l, t[int((NR+1)/2)], t[1], t[NR], m[int((NR+1)/2)]/1024}'
+done
+"$BIN" test -f "$dir/in.yaml" --cases "$dir/cases.yaml" | grep -E '^[0-9]+ tests|^coverage' || true
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

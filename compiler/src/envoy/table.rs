@@ -27,6 +27,26 @@ use crate::matcher::{
     Redirect, RedirectPath, Route, RouteConfig, Serves, Table, Termination, ValueTest, VirtualHost,
 };
 
+/// The routing table of the listeners and route configurations `ir` is emitted as: the
+/// same messages [`super::emit`] packs for Envoy, decoded without packing them or building
+/// the clusters and endpoints, which routing does not read (what `trace` and `test` use).
+pub fn table_for(ir: &crate::ir::Ir) -> Table {
+    let mut route_configs = std::collections::BTreeMap::new();
+    for rc in super::route::route_configurations(ir) {
+        // As a `Collection`: the first of two with one name is the one sent.
+        route_configs
+            .entry(rc.name.clone())
+            .or_insert_with(|| route_config(&rc));
+    }
+    Table {
+        listeners: super::listener::listeners(ir)
+            .iter()
+            .map(listener)
+            .collect(),
+        route_configs,
+    }
+}
+
 /// The routing table of `res`.
 pub fn table(res: &Resources) -> Table {
     Table {

@@ -317,3 +317,29 @@ fn a_redirect_keeps_the_scheme_of_a_trusted_x_forwarded_proto() {
     assert_eq!(location("https"), "https://new.example.net/old/x");
     assert_eq!(location("http"), "http://new.example.net/old/x");
 }
+
+/// The table `trace` builds from the IR is the one decoded from the packed resources the
+/// publisher sends, for every golden configuration.
+#[test]
+fn the_table_for_the_ir_is_the_table_of_the_emitted_resources() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/golden");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = compile_one("g.yaml", &text);
+        let packed = crate::envoy::table::table(&envoy_resources(&c));
+        let direct = crate::envoy::table::table_for(&c.ir);
+        assert_eq!(
+            serde_json::to_value(&packed).unwrap(),
+            serde_json::to_value(&direct).unwrap(),
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 13, "golden inputs are missing");
+}
