@@ -130,6 +130,12 @@ codes! {
     AuthInvalid = "AMB503", "auth-invalid", Error, "an AuthService setting that cannot be compiled: the routes it protects answer 500 until it is fixed", "fix the setting named in the message";
     AuthSettingsConflict = "AMB504", "auth-settings-conflict", Warning, "several AuthServices set the same setting differently; they merge into one filter, which takes one of the values", "set the setting the same on every AuthService, or keep one AuthService";
     AuthClusterConflict = "AMB505", "auth-cluster-conflict", Error, "several AuthServices disagree on how to reach the service (`proto`, `tls`, `auth_service`): Emissary refuses the merge, and the routes they protect answer 500 until it is fixed", "give every AuthService the same `proto`, `tls` and `auth_service`, or keep one AuthService";
+    // Rate limiting (RateLimitService, Mapping `labels`).
+    RateLimitServiceMissing = "AMB521", "ratelimit-service-missing", Error, "a RateLimitService without a usable `service`: no request is rate limited until it is fixed", "set `service` to the rate limit service, e.g. `ratelimit.default:8081`";
+    RateLimitProtocolVersion = "AMB522", "ratelimit-protocol-version", Error, "a RateLimitService without `protocol_version: v3` (Emissary's default v2 is gone): no request is rate limited until it is fixed", "add `protocol_version: v3` and serve `envoy.service.ratelimit.v3.RateLimitService`";
+    SeveralRateLimitServices = "AMB523", "several-ratelimit-services", Error, "more than one RateLimitService: Emissary supports one and then uses none, so no request is rate limited", "keep one RateLimitService";
+    InvalidRateLimitLabel = "AMB524", "invalid-rate-limit-label", Error, "a rate limit label that is none of the forms Emissary reads: it is left out of the route's rate limits", "write labels as `{<domain>: [{<group>: [source_cluster | destination_cluster | remote_address | <string> | {generic_key: {value}} | {request_headers: {key, header_name}}]}]}`";
+    RateLimitInvalid = "AMB525", "ratelimit-invalid", Error, "a RateLimitService setting that cannot be compiled: no request is rate limited until it is fixed", "fix the setting named in the message";
     BypassAuthDiffers = "AMB506", "bypass-auth-differs", Error, "members of a canary group disagree on `bypass_auth`, so the member that differs cannot join the group", "set `bypass_auth` the same on every Mapping of the group";
 }
 

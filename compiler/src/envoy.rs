@@ -28,6 +28,7 @@ mod common;
 pub mod json;
 mod listener;
 pub mod parts;
+mod ratelimit;
 mod route;
 pub mod table;
 

@@ -156,7 +156,7 @@ impl Kind {
             Kind::TcpMapping => &["port", "service"],
             // A missing `auth_service` is `auth-service-missing`, reported by lowering,
             // which also keeps the routes the AuthService protects closed.
-            Kind::RateLimitService => &["service"],
+            // A missing `service` is `ratelimit-service-missing`, reported by lowering.
             Kind::Listener => &["port", "securityModel"],
             _ => &[],
         }
@@ -166,8 +166,7 @@ impl Kind {
     pub fn applied(self) -> bool {
         !matches!(
             self,
-            Kind::RateLimitService
-                | Kind::ConsulResolver
+            Kind::ConsulResolver
                 | Kind::LogService
                 | Kind::TracingService
                 | Kind::DevPortal

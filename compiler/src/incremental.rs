@@ -433,6 +433,7 @@ impl Session {
             tcp_listeners: ctx.tcp_listeners.clone(),
             settings: ctx.settings.clone(),
             auth: ctx.auth.clone(),
+            rate_limit: ctx.rate_limit.clone(),
         };
         let route_configs = parts::route_configuration_plans(&skeleton);
         let vhost_index: HashMap<String, usize> = ctx

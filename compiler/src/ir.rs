@@ -43,6 +43,51 @@ pub struct Ir {
     /// External authorization from the AuthServices: an `ext_authz` filter in every HTTP
     /// connection manager, after CORS and before the router. `None` without an AuthService.
     pub auth: Option<Auth>,
+    /// Global rate limiting from the one RateLimitService: a `ratelimit` filter after
+    /// external authorization and before the router. `None` without a usable one.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The rate limit service Envoy asks about requests whose route has rate limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    /// The RateLimitService.
+    pub source: SourceRef,
+    /// The cluster of the service (see [`Ir::clusters`]); gRPC.
+    pub cluster: String,
+    /// The descriptors' domain: the RateLimitService's `domain`, else the Module's
+    /// `default_label_domain` (`ambassador` unless set).
+    pub domain: String,
+    /// `timeout_ms`, 20 unless set.
+    pub timeout_ms: u64,
+    /// `failure_mode_deny`: a request whose check failed is refused (429 is not sent; 500).
+    pub failure_mode_deny: bool,
+}
+
+/// One rate limit of a route: the descriptor Envoy sends, one entry per action, in order.
+/// Envoy sends nothing for a group one of whose actions cannot be filled (a missing header).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimitGroup {
+    pub actions: Vec<RateLimitAction>,
+}
+
+/// One entry of a rate limit descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RateLimitAction {
+    SourceCluster,
+    DestinationCluster,
+    RemoteAddress,
+    /// `descriptor_key` (`generic_key` unless set) and a fixed value.
+    GenericKey {
+        key: String,
+        value: String,
+    },
+    /// The value of a request header under `key`.
+    RequestHeaders {
+        key: String,
+        header: String,
+    },
 }
 
 /// The external authorization every HTTP request goes through unless its route opts out
@@ -129,6 +174,16 @@ pub struct Settings {
     pub server_name: Option<String>,
     /// Default CORS policy from the Module, applied to routes that set none.
     pub cors: Option<Cors>,
+    /// The domain of the rate limit labels routes carry: the RateLimitService's (its
+    /// `domain`, else the Module's `default_label_domain`) when one is in use, else `None`
+    /// (routes then carry no rate limits, as in Emissary).
+    pub rate_limit_domain: Option<String>,
+    /// `default_label_domain`, `ambassador` unless the Module sets it: the domain of the
+    /// default labels a Mapping without labels gets.
+    pub default_label_domain: String,
+    /// The Module's `default_labels`: per domain, the label specifiers every Mapping's
+    /// groups of that domain start with (a Mapping without labels gets them as its group).
+    pub default_labels: BTreeMap<String, Vec<RateLimitAction>>,
 }
 
 impl Default for Settings {
@@ -139,6 +194,9 @@ impl Default for Settings {
             xff_num_trusted_hops: 0,
             server_name: None,
             cors: None,
+            rate_limit_domain: None,
+            default_label_domain: "ambassador".to_owned(),
+            default_labels: BTreeMap::new(),
         }
     }
 }
@@ -376,6 +434,9 @@ pub struct RouteSettings {
     pub response_headers_to_remove: Vec<String>,
     /// Consistent-hash policy from `load_balancer` (ring_hash or maglev).
     pub hash_policy: Option<Box<HashPolicy>>,
+    /// Rate limits (`labels` of the RateLimitService's domain, with the Module's
+    /// `default_labels`); empty without a RateLimitService.
+    pub rate_limits: Vec<RateLimitGroup>,
 }
 
 /// One backend of a route and its share of traffic.

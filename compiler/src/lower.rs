@@ -13,6 +13,7 @@ mod hosts;
 mod listeners;
 pub mod mapping;
 mod order;
+mod ratelimit;
 pub mod service;
 mod tcp;
 
@@ -185,6 +186,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         tcp_listeners,
         settings,
         auth,
+        rate_limit,
         ..
     } = ctx;
     let ir = Ir {
@@ -194,6 +196,7 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         tcp_listeners,
         settings,
         auth,
+        rate_limit,
     };
     let mut diags = cx.diags;
     diags.retain(|d| reported.insert((d.code, d.span.unwrap_or_default(), d.message.clone())));

@@ -347,6 +347,7 @@ fn ir(routes: Vec<Route>) -> Ir {
         tcp_listeners: Vec::new(),
         settings: Settings::default(),
         auth: None,
+        rate_limit: None,
     }
 }
 
@@ -788,6 +789,46 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         })),
     ));
     cases.push(("auth-misconfigured", with_auth(None)));
+
+    // Rate limiting: the filter and every kind of descriptor entry, with auth in front.
+    let mut limited = to("api");
+    limited.settings.rate_limits = vec![
+        RateLimitGroup {
+            actions: vec![
+                RateLimitAction::RemoteAddress,
+                RateLimitAction::SourceCluster,
+                RateLimitAction::DestinationCluster,
+            ],
+        },
+        RateLimitGroup {
+            actions: vec![
+                RateLimitAction::GenericKey {
+                    key: "generic_key".into(),
+                    value: "api".into(),
+                },
+                RateLimitAction::RequestHeaders {
+                    key: "user".into(),
+                    header: "x-user".into(),
+                },
+            ],
+        },
+    ];
+    let mut i = with_auth(None);
+    i.virtual_hosts[0]
+        .routes
+        .push(forward("limited", prefix("/limited/"), limited));
+    i.clusters.insert("api".into(), cluster("api"));
+    let mut rls = cluster("ratelimit");
+    rls.http2 = true;
+    i.clusters.insert("ratelimit".into(), rls);
+    i.rate_limit = Some(RateLimit {
+        source: sref("ratelimit"),
+        cluster: "ratelimit".into(),
+        domain: "edge".into(),
+        timeout_ms: 20,
+        failure_mode_deny: true,
+    });
+    cases.push(("ratelimit", i));
 
     cases
 }

@@ -711,6 +711,7 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             many(25, "upgrade_configs", Msg("envoy.config.route.v3.RouteAction.UpgradeConfig")),
             many(30, "request_mirror_policies", Msg("envoy.config.route.v3.RouteAction.RequestMirrorPolicy")),
             one(32, "regex_rewrite", REGEX_SUBSTITUTE),
+            many(13, "rate_limits", Msg("envoy.config.route.v3.RateLimit")),
         ] },
         "envoy.config.route.v3.WeightedCluster" => const { &[many(
             1,
@@ -751,6 +752,41 @@ fn fields(message: &str) -> Option<&'static [Field]> {
             one(9, "regex_rewrite", REGEX_SUBSTITUTE),
         ] },
         "envoy.config.route.v3.DirectResponseAction" => const { &[one(1, "status", U32)] },
+        // Rate limiting (`envoy::ratelimit`).
+        "envoy.extensions.filters.http.ratelimit.v3.RateLimit" => const { &[
+            one(1, "domain", Str),
+            one(3, "request_type", Str),
+            one(4, "timeout", DURATION),
+            one(5, "failure_mode_deny", Bool),
+            one(7, "rate_limit_service", Msg("envoy.config.ratelimit.v3.RateLimitServiceConfig")),
+        ] },
+        "envoy.config.ratelimit.v3.RateLimitServiceConfig" => const { &[
+            one(2, "grpc_service", Msg("envoy.config.core.v3.GrpcService")),
+            one(4, "transport_api_version", Kind::Enum(api_version)),
+        ] },
+        "envoy.config.route.v3.RateLimit" => const { &[
+            one(1, "stage", U32_VALUE),
+            many(3, "actions", Msg("envoy.config.route.v3.RateLimit.Action")),
+        ] },
+        "envoy.config.route.v3.RateLimit.Action" => const { &[
+            one(1, "source_cluster", Msg("envoy.config.route.v3.RateLimit.Action.SourceCluster")),
+            one(2, "destination_cluster", Msg("envoy.config.route.v3.RateLimit.Action.DestinationCluster")),
+            one(3, "request_headers", Msg("envoy.config.route.v3.RateLimit.Action.RequestHeaders")),
+            one(4, "remote_address", Msg("envoy.config.route.v3.RateLimit.Action.RemoteAddress")),
+            one(5, "generic_key", Msg("envoy.config.route.v3.RateLimit.Action.GenericKey")),
+        ] },
+        "envoy.config.route.v3.RateLimit.Action.SourceCluster"
+        | "envoy.config.route.v3.RateLimit.Action.DestinationCluster"
+        | "envoy.config.route.v3.RateLimit.Action.RemoteAddress" => const { &[] },
+        "envoy.config.route.v3.RateLimit.Action.RequestHeaders" => const { &[
+            one(1, "header_name", Str),
+            one(2, "descriptor_key", Str),
+        ] },
+        "envoy.config.route.v3.RateLimit.Action.GenericKey" => const { &[
+            one(1, "descriptor_value", Str),
+            one(2, "descriptor_key", Str),
+        ] },
+
         // External authorization (`envoy::auth`).
         "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" => const { &[
             one(1, "grpc_service", Msg("envoy.config.core.v3.GrpcService")),

@@ -87,6 +87,7 @@ fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listen
                     ..Default::default()
                 }),
                 ir.auth.as_ref().map(super::auth::filter),
+                ir.rate_limit.as_ref().map(super::ratelimit::filter),
                 Some(HttpFilter {
                     name: ROUTER_FILTER.to_owned(),
                     config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),

@@ -518,6 +518,7 @@ fn forward(f: &Forward, member: &WeightedCluster) -> route::Action {
             .map(hash_policy)
             .into_iter()
             .collect(),
+        rate_limits: super::ratelimit::route_rate_limits(&f.settings.rate_limits),
         ..Default::default()
     };
     if let Some(rr) = &f.settings.regex_rewrite {

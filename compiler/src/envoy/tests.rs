@@ -197,6 +197,7 @@ fn ir(routes: Vec<Route>) -> Ir {
         tcp_listeners: Vec::new(),
         settings: Settings::default(),
         auth: None,
+        rate_limit: None,
     }
 }
 

@@ -313,11 +313,11 @@ pub const RATE_LIMIT_SERVICE: &[Field] = &[
     f("protocol_version", Ty::Str),
     f("tls", Ty::StrOrBool),
     f("failure_mode_deny", Ty::Bool),
-    f("stats_name", Ty::Str),
-    f("v3StatsName", Ty::Str),
+    na("stats_name", Ty::Str),
+    na("v3StatsName", Ty::Str),
     f("circuit_breakers", Ty::ObjList(CIRCUIT_BREAKER)),
-    f("cluster_tag", Ty::Str),
-    f("v3GRPCService", Ty::Any),
+    na("cluster_tag", Ty::Str),
+    na("v3GRPCService", Ty::Any),
 ];
 
 const HOST_BINDING: &[Field] = &[f("namespace", Ty::Any), f("selector", Ty::Any)];

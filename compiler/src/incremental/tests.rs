@@ -48,12 +48,19 @@ struct Mapping {
     upgrade: bool,
     /// 0: checked; 1: `bypass_auth`; 2: `auth_context_extensions` (two, with CORS).
     auth: u8,
+    /// Rate limit labels: 0 none, 1 in the default domain, 2 in another domain.
+    labels: u8,
 }
 
 impl Mapping {
     fn random(rng: &mut Rng, name: String) -> Mapping {
         let prefixes = ["/a/", "/b/", "/c/", "/a/b/", "/api/", "/api/v1/", "/x", "/"];
         Mapping {
+            labels: match rng.below(8) {
+                0 => 1,
+                1 => 2,
+                _ => 0,
+            },
             auth: match rng.below(10) {
                 0 => 1,
                 1 => 2,
@@ -134,6 +141,11 @@ impl Mapping {
         if self.upgrade {
             line("allow_upgrade:\n".to_string() + pad + "- websocket");
         }
+        match self.labels {
+            1 => line(format!("labels:\n{pad}  ambassador:\n{pad}  - per_user:\n{pad}    - remote_address\n{pad}    - user:\n{pad}        header: x-user")),
+            2 => line(format!("labels:\n{pad}  other:\n{pad}  - g:\n{pad}    - source_cluster")),
+            _ => {}
+        }
         match self.auth {
             1 => line("bypass_auth: true".into()),
             2 => {
@@ -164,6 +176,8 @@ enum File {
     /// A Listener: port, protocol, security model, namespace binding.
     Listener(u16, &'static str, &'static str, &'static str),
     Module(u32),
+    /// A RateLimitService: 0 usable, 1 without a protocol version.
+    RateLimitService(u8),
     /// An AuthService: 0 HTTP, 1 HTTP with other settings, 2 gRPC v3, 3 gRPC without a
     /// protocol version (misconfigured).
     AuthService(u8),
@@ -215,6 +229,10 @@ impl File {
             ),
             File::Module(t) => format!(
                 "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata:\n  name: ambassador\n  namespace: default\nspec:\n  config:\n    cluster_request_timeout_ms: {t}\n"
+            ),
+            File::RateLimitService(k) => format!(
+                "apiVersion: getambassador.io/v3alpha1\nkind: RateLimitService\nmetadata:\n  name: rl{k}\n  namespace: default\nspec:\n  service: ratelimit:8081\n{}",
+                if *k == 0 { "  protocol_version: v3\n" } else { "" }
             ),
             File::AuthService(k) => {
                 let spec = match k {
@@ -343,10 +361,11 @@ impl World {
             }
             16 => {
                 self.next += 1;
-                let f = match self.rng.below(5) {
+                let f = match self.rng.below(6) {
                     0 => File::Module(1000 + 1000 * self.rng.below(3) as u32),
                     1 => File::Resolver,
                     2 | 3 => File::AuthService(self.rng.below(4) as u8),
+                    4 => File::RateLimitService(self.rng.below(2) as u8),
                     _ => File::Broken,
                 };
                 self.files.push((format!("f{:04}.yaml", self.next), f));

@@ -7,7 +7,9 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::{Kind, Resource};
-use crate::ir::{Auth, Cluster, InsecureAction, Listener, Settings, TcpListener, VirtualHost};
+use crate::ir::{
+    Auth, Cluster, InsecureAction, Listener, RateLimit, Settings, TcpListener, VirtualHost,
+};
 
 use super::hosts::{hosts, VHost};
 use super::listeners::listeners;
@@ -34,6 +36,8 @@ pub(crate) struct Context {
     pub held_clusters: BTreeMap<String, Cluster>,
     /// The AuthServices, merged (see [`super::auth`]).
     pub auth: Option<Auth>,
+    /// The RateLimitService in use (see [`super::ratelimit`]).
+    pub rate_limit: Option<RateLimit>,
     /// Namespaces of every object and Service read: a `service` naming one of them as
     /// `name.namespace` is a Kubernetes Service there.
     pub known_namespaces: HashSet<String>,
@@ -184,8 +188,22 @@ impl Context {
                 auth
             },
         );
+        let mut settings = settings;
+        let rate_limit = super::ratelimit::rate_limit(
+            by_kind(Kind::RateLimitService),
+            &tls_contexts,
+            &settings.default_label_domain,
+            &mut diags,
+        )
+        .map(|(rl, cluster)| {
+            held_clusters.insert(cluster.name.clone(), cluster);
+            rl
+        });
+        // Routes carry rate limits only while a RateLimitService is in use, as in Emissary.
+        settings.rate_limit_domain = rate_limit.as_ref().map(|rl| rl.domain.clone());
         Context {
             auth,
+            rate_limit,
             settings,
             default_resolver,
             resolvers,
@@ -232,6 +250,8 @@ fn module_settings<'a>(
             "server_name",
             "cors",
             "resolver",
+            "default_label_domain",
+            "default_labels",
         ];
         for (k, _) in c.as_map().unwrap_or_default() {
             let key = k.scalar().unwrap_or_default();
@@ -263,6 +283,50 @@ fn module_settings<'a>(
             .and_then(Node::as_str)
             .map(str::to_string);
         s.cors = c.get("cors").map(mapping::read_cors);
+        if let Some(d) = c.get("default_label_domain").and_then(Node::as_str) {
+            s.default_label_domain = d.to_string();
+        }
+        if let Some(defaults) = c.get("default_labels").and_then(Node::as_map) {
+            for (domain, v) in defaults {
+                let Some(domain) = domain.scalar() else {
+                    continue;
+                };
+                let specifiers = match v.as_map() {
+                    Some([(k, list)]) if k.scalar() == Some("defaults") => list.as_seq(),
+                    _ => None,
+                };
+                let Some(specifiers) = specifiers else {
+                    diags.push(
+                        Diagnostic::at(
+                            Code::InvalidRateLimitLabel,
+                            v.span,
+                            format!(
+                                "`default_labels.{domain}` must be `{{defaults: [<label>, ...]}}`"
+                            ),
+                        )
+                        .with_object(&r.id)
+                        .with_field(r.path(&format!("config.default_labels.{domain}"))),
+                    );
+                    continue;
+                };
+                let mut actions = Vec::new();
+                for item in specifiers {
+                    match super::ratelimit::specifier(item) {
+                        Ok(a) => actions.push(a),
+                        Err(message) => diags.push(
+                            Diagnostic::at(
+                                Code::InvalidRateLimitLabel,
+                                item.span,
+                                format!("{message}; the label is left out"),
+                            )
+                            .with_object(&r.id)
+                            .with_field(r.path(&format!("config.default_labels.{domain}"))),
+                        ),
+                    }
+                }
+                s.default_labels.insert(domain.to_string(), actions);
+            }
+        }
     }
     s
 }

@@ -372,6 +372,7 @@ fn group_settings(primaries: &[&Lowered], settings: &Settings, cx: &mut Cx) -> R
             .find_map(|m| nonempty(&m.route.response_headers_to_remove))
             .unwrap_or_default(),
         hash_policy: last(primaries, |r| r.hash_policy.as_ref()),
+        rate_limits: Vec::new(),
     };
     if primaries.len() > 1 {
         for m in primaries {
@@ -394,6 +395,15 @@ fn group_settings(primaries: &[&Lowered], settings: &Settings, cx: &mut Cx) -> R
     let mut rs = rs;
     if rs.cors.is_none() {
         rs.cors = settings.cors.clone().map(Box::new);
+    }
+    // `labels` is a core key: every member has the first one's.
+    if let (Some(domain), Some(first)) = (&settings.rate_limit_domain, primaries.first()) {
+        rs.rate_limits = super::ratelimit::route_rate_limits(
+            first.labels.as_deref(),
+            domain,
+            &settings.default_label_domain,
+            &settings.default_labels,
+        );
     }
     rs
 }

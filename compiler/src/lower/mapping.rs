@@ -49,6 +49,8 @@ pub struct Mapping<'a> {
     pub redirect: Option<RedirectSettings>,
     /// The keys whose values must agree across a canary group, as canonical text.
     pub core: BTreeMap<&'static str, String>,
+    /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
+    pub labels: Option<Box<super::ratelimit::Labels>>,
 }
 
 /// Settings that belong to the upstream cluster.
@@ -456,7 +458,9 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         }
     }
 
+    let labels = super::ratelimit::read_labels(reader);
     ok.then_some(Mapping {
+        labels,
         r,
         path,
         path_span: prefix_span,

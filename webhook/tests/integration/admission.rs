@@ -435,7 +435,12 @@ mod order {
     fn clean_configurations() -> Vec<(String, Vec<PathBuf>)> {
         let root = repo();
         let mut out = Vec::new();
-        for dir in ["examples/good", "examples/demo", "examples/auth"] {
+        for dir in [
+            "examples/good",
+            "examples/demo",
+            "examples/auth",
+            "examples/ratelimit",
+        ] {
             let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
                 .unwrap()
                 .flatten()
