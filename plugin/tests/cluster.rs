@@ -361,3 +361,52 @@ async fn no_kubeconfig_at_all() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no kubeconfig"), "{stderr}");
 }
+
+/// `kubectl ambassador trace` without `-f` reads the cluster: a request reaches the Mapping
+/// that takes it (here the Host's https redirect), named by its place in the cluster, and a
+/// request for the Mapping with an error is a 404 that names it as left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_reads_the_cluster() {
+    let server = cluster().await;
+    let s = setup(&server).await;
+    let kc = s.kubeconfig.to_str().unwrap();
+    let out = run(
+        "kubectl",
+        &[
+            "ambassador",
+            "trace",
+            "--kubeconfig",
+            kc,
+            "-A",
+            "http://example.com/backend/x",
+        ],
+        Some(&s.bin),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("result: 301 redirect to https://example.com/backend/x"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("from Mapping other/backend cluster:other/Mapping/backend:4"),
+        "{stdout}"
+    );
+    let out = run(
+        PLUGIN,
+        &[
+            "trace",
+            "--kubeconfig",
+            kc,
+            "-A",
+            "http://example.com/broken/x",
+        ],
+        None,
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("left out of the configuration"), "{stdout}");
+    assert!(stdout.contains("AMB205"), "{stdout}");
+}
