@@ -18,6 +18,7 @@
 //! ```
 
 mod delta;
+mod grpc;
 mod session;
 mod snapshot;
 mod sotw;
@@ -121,7 +122,9 @@ impl Publisher {
         self
     }
 
-    /// The tonic service, to add to a `tonic::transport::Server` (see [`serve`]).
+    /// The tonic-generated service, to add to a `tonic::transport::Server` of one's own.
+    /// [`serve`] runs its own (`ads/grpc.rs`), which frames each response in a buffer of its
+    /// own instead of one per stream sized by its largest response.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<Publisher> {
         AggregatedDiscoveryServiceServer::new(self.clone())
             .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
@@ -184,7 +187,7 @@ pub async fn serve_with_shutdown(
     listener: TcpListener,
     signal: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let service = publisher.service();
+    let service = grpc::AdsService::new(publisher.clone());
     // No Nagle: a response larger than one segment would otherwise wait for the delayed
     // ACK of its first part (40 ms on Linux) before its last frames go out.
     let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {

@@ -26,7 +26,7 @@ const SEND_BUFFER: usize = 1;
 /// The translation between one ADS variant's wire types and the session.
 pub(crate) trait Wire: 'static {
     type Request: prost::Message + Default + Send + 'static;
-    type Response: Send + 'static;
+    type Response: prost::Message + Send + 'static;
     const PROTOCOL: Protocol;
     fn node(req: &Self::Request) -> Option<&Node>;
     fn incoming(req: Self::Request) -> Incoming;
