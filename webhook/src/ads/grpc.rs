@@ -10,7 +10,10 @@
 //!
 //! gRPC framing (PROTOCOL-HTTP2.md): each message is a one-byte compressed flag (0: no
 //! compression is offered), a four-byte big-endian length, and the message; the status
-//! comes last, in trailers (`grpc-status`, `grpc-message`).
+//! comes last, in trailers (`grpc-status`, `grpc-message`). Neither side compresses:
+//! Envoy's ADS client does not unless its gRPC service is configured to, and a compressed
+//! request ends the stream with an error, as it does with tonic's server, which is built
+//! without compression here.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
