@@ -166,10 +166,7 @@ impl Kind {
     pub fn applied(self) -> bool {
         !matches!(
             self,
-            Kind::ConsulResolver
-                | Kind::LogService
-                | Kind::TracingService
-                | Kind::DevPortal
+            Kind::ConsulResolver | Kind::LogService | Kind::TracingService | Kind::DevPortal
         )
     }
 }
