@@ -212,3 +212,106 @@ fn names_of_clusters_with_settings_stay_the_same_across_builds() {
         codes(&c)
     );
 }
+
+fn auth_service(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}")
+}
+
+/// Emissary's merge: `path_prefix` from the first, `timeout_ms` from the last (both
+/// reported), header lists united with the defaults, each service one endpoint.
+#[test]
+fn auth_services_merge_as_emissary_merges_them() {
+    let text = auth_service(
+        "a",
+        "  auth_service: auth-a:3000\n  path_prefix: /first\n  timeout_ms: 1000\n  allowed_request_headers: [X-One]\n",
+    ) + &auth_service(
+        "b",
+        "  auth_service: auth-b:3000\n  path_prefix: /second\n  timeout_ms: 3000\n  allowed_request_headers: [x-two]\n",
+    );
+    let c = compile(&text);
+    let auth = c.ir.auth.as_ref().unwrap();
+    let check = auth.check.as_ref().unwrap();
+    assert_eq!(check.timeout_ms, 3000);
+    let crate::ir::AuthProtocol::Http {
+        path_prefix,
+        allowed_request_headers,
+        ..
+    } = &check.protocol
+    else {
+        panic!("{:?}", check.protocol)
+    };
+    assert_eq!(path_prefix, "/first");
+    assert!(allowed_request_headers.contains(&"x-one".to_owned()));
+    assert!(allowed_request_headers.contains(&"x-two".to_owned()));
+    assert!(allowed_request_headers.contains(&"authorization".to_owned()));
+    let cluster = &c.ir.clusters[&check.cluster];
+    assert_eq!(cluster.host, "auth-a.default");
+    assert_eq!(
+        cluster.more_endpoints,
+        vec![("auth-b.default".to_owned(), 3000)]
+    );
+    assert_eq!(
+        codes(&c).iter().filter(|c| **c == "AMB504").count(),
+        2,
+        "{:?}",
+        c.diagnostics
+    );
+}
+
+/// AuthServices that cannot share a cluster, or one that is broken, leave a filter that
+/// refuses, and no auth cluster; no AMB412 for AuthService any more.
+#[test]
+fn broken_auth_services_close_instead_of_opening() {
+    for (text, code) in [
+        (
+            auth_service("a", "  auth_service: auth-a:3000\n")
+                + &auth_service(
+                    "b",
+                    "  auth_service: auth-b:50051\n  proto: grpc\n  protocol_version: v3\n",
+                ),
+            "AMB505",
+        ),
+        (
+            auth_service("a", "  auth_service: auth-a:3000\n  proto: grpc\n"),
+            "AMB502",
+        ),
+        (auth_service("a", "  path_prefix: /x\n"), "AMB501"),
+        (
+            auth_service("a", "  auth_service: auth-a:3000\n  tls: missing-context\n"),
+            "AMB407",
+        ),
+    ] {
+        let c = compile(&text);
+        assert!(codes(&c).contains(&code), "{code}: {:?}", c.diagnostics);
+        assert!(!codes(&c).contains(&"AMB412"));
+        let auth = c.ir.auth.as_ref().unwrap();
+        assert!(auth.check.is_none(), "{code}");
+        assert!(
+            !c.ir.clusters.keys().any(|k| k.contains("extauth")),
+            "{code}: {:?}",
+            c.ir.clusters.keys()
+        );
+    }
+}
+
+/// Several RateLimitServices: each reported, naming the others; none used, and routes
+/// carry no rate limits.
+#[test]
+fn several_rate_limit_services_leave_none() {
+    let rls = |name: &str| {
+        format!("---\napiVersion: getambassador.io/v3alpha1\nkind: RateLimitService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  service: rl:8081\n  protocol_version: v3\n")
+    };
+    let mapping = "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m, namespace: default}\nspec:\n  hostname: \"*\"\n  prefix: /m/\n  service: m\n  labels:\n    ambassador:\n    - g:\n      - remote_address\n";
+    let c = compile(&(rls("one") + &rls("two") + mapping));
+    assert_eq!(codes(&c).iter().filter(|c| **c == "AMB523").count(), 2);
+    assert!(c.ir.rate_limit.is_none());
+    let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
+        panic!()
+    };
+    assert!(f.settings.rate_limits.is_empty());
+    let c = compile(&(rls("one") + mapping));
+    let RouteAction::Forward(f) = &c.ir.virtual_hosts[0].routes[0].action else {
+        panic!()
+    };
+    assert_eq!(f.settings.rate_limits.len(), 1);
+}
