@@ -140,6 +140,7 @@ impl ReadObject {
             secrets: self.manifests.secrets.clone(),
             diagnostics: Vec::new(),
             objects: self.manifests.objects,
+            excluded: Vec::new(),
         };
         manifests.resources.extend(
             shared

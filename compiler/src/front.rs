@@ -270,6 +270,9 @@ pub struct Manifests {
     pub diagnostics: Vec<Diagnostic>,
     /// Number of Kubernetes objects read, of any kind.
     pub objects: usize,
+    /// Ambassador objects whose `ambassador_id` leaves them out of this instance: not
+    /// compiled, kept so that `trace` can name one that would have taken a request.
+    pub excluded: Vec<Resource>,
 }
 
 /// Reads every file of `sources`.
@@ -309,6 +312,7 @@ pub fn read_file(sources: &Sources, file: FileId, opts: &Options, out: &mut Mani
         out.endpoints.append(&mut part.endpoints);
         out.secrets.append(&mut part.secrets);
         out.diagnostics.append(&mut part.diagnostics);
+        out.excluded.append(&mut part.excluded);
         out.objects += part.objects;
     }
 }
@@ -979,6 +983,7 @@ fn admit(mut r: Resource, skip: &[&str], opts: &Options, out: &mut Manifests) {
             )
             .with_object(&r.id),
         );
+        out.excluded.push(r);
         return;
     }
     out.resources.push(r);

@@ -1,5 +1,5 @@
 //! Mappings that would have taken a request but are not in what Envoy was sent: left out
-//! for an error, or only in virtual hosts no Listener serves.
+//! for an error, for another `ambassador_id`, or only in virtual hosts no Listener serves.
 //!
 //! This is the one place the tracer looks at resources rather than at the emitted table:
 //! what was left out was, by definition, never emitted. The test is deliberately coarse
@@ -58,12 +58,8 @@ pub fn left_out(c: &Compilation, req: &Request, path: &str) -> Vec<LeftOut> {
     }
     let path = path_only(path);
     let mut out = Vec::new();
-    for r in c
-        .manifests
-        .resources
-        .iter()
-        .filter(|r| r.kind == Kind::Mapping)
-    {
+    let candidates = c.manifests.resources.iter().chain(&c.manifests.excluded);
+    for r in candidates.filter(|r| r.kind == Kind::Mapping) {
         let key = (r.id.namespace.as_str(), r.id.name.as_str());
         if served.contains(&key) {
             continue;
