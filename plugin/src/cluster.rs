@@ -154,7 +154,7 @@ async fn read_async(args: &SourceArgs) -> Result<Input, Error> {
         input::add(
             &mut input,
             name,
-            crate::yaml_out::to_string(&value).into_bytes(),
+            ambassador_yaml_out::to_string(&value).into_bytes(),
         );
     }
     Ok(input)

@@ -16,7 +16,6 @@ mod render;
 mod routes;
 mod routetest;
 mod trace;
-mod yaml_out;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -131,7 +130,7 @@ fn lint(args: cli::LintArgs) -> u8 {
         }
         LintFormat::Yaml => {
             let v = render::json_report(&c.diagnostics, sources, summary, &loaded.read_errors);
-            emit(&yaml_out::to_string(&v));
+            emit(&ambassador_yaml_out::to_string(&v));
         }
         LintFormat::Sarif => {
             let v = render::sarif(&c.diagnostics, sources);
@@ -197,7 +196,7 @@ fn routes(args: cli::RoutesArgs) -> u8 {
             "{}\n",
             serde_json::to_string_pretty(&data()).unwrap_or_default()
         )),
-        RoutesFormat::Yaml => emit(&yaml_out::to_string(&data())),
+        RoutesFormat::Yaml => emit(&ambassador_yaml_out::to_string(&data())),
     }
     if loaded.read_errors.is_empty() {
         0
@@ -225,7 +224,7 @@ fn preview(args: cli::PreviewArgs) -> u8 {
             "{}\n",
             serde_json::to_string_pretty(&dump).unwrap_or_default()
         )),
-        cli::DataFormat::Yaml => emit(&yaml_out::to_string(&dump)),
+        cli::DataFormat::Yaml => emit(&ambassador_yaml_out::to_string(&dump)),
     }
     if loaded.read_errors.is_empty() {
         0
@@ -283,7 +282,7 @@ fn trace(args: cli::TraceArgs) -> u8 {
             "{}\n",
             serde_json::to_string_pretty(&trace::data(&t, sources)).unwrap_or_default()
         )),
-        cli::TraceFormat::Yaml => emit(&yaml_out::to_string(&trace::data(&t, sources))),
+        cli::TraceFormat::Yaml => emit(&ambassador_yaml_out::to_string(&trace::data(&t, sources))),
     }
     if !loaded.read_errors.is_empty() {
         return 2;

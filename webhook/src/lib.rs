@@ -26,9 +26,3 @@ pub mod telemetry;
 pub mod tls;
 pub mod validator;
 pub mod view;
-
-// The plugin's YAML writer, compiled into this crate as well: the view must render a
-// cluster object the way `kubectl ambassador lint` does, so that positions agree, and
-// neither crate should depend on the other for 150 lines.
-#[path = "../../plugin/src/yaml_out.rs"]
-mod yaml_out;

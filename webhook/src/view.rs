@@ -101,7 +101,7 @@ impl Object {
 
     fn yaml(&self) -> Arc<str> {
         self.yaml
-            .get_or_init(|| crate::yaml_out::to_string(&self.value).into())
+            .get_or_init(|| ambassador_yaml_out::to_string(&self.value).into())
             .clone()
     }
 }

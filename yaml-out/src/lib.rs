@@ -1,7 +1,10 @@
 //! A small YAML writer for JSON values: block style, multi-line strings as literal blocks.
 //!
 //! Used for `-o yaml` and to show objects read from a cluster the way users write them, so
-//! that positions inside an annotation point at a readable literal block.
+//! that positions inside an annotation point at a readable literal block. The plugin and the
+//! webhook's view both render cluster objects with it, so that positions in `kubectl ambassador
+//! lint` and in admission agree; a crate of its own lets both depend on it without depending
+//! on each other.
 
 use serde_json::Value;
 
