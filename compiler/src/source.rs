@@ -142,6 +142,32 @@ impl Sources {
     }
 }
 
+/// Whether a file called `name` (the last component of its path) is a manifest when a
+/// directory is read: the plugin's `lint DIR` and `-R`, and the webhook's `--dir`.
+///
+/// The rule: the name ends in `.yaml`, `.yml` or `.json` (case-sensitive, the extensions
+/// kubectl reads from a directory) and is not hidden (see [`is_hidden_name`]). A directory is
+/// entered only when its name is not hidden either. A file named on the command line is read
+/// whatever its name, as kubectl does.
+///
+/// Hidden names are left out, unlike kubectl, because what they hold is not the user's
+/// configuration: a ConfigMap mounted as a volume links every file a second time under
+/// `..data` and a timestamped `..2026_…` folder, a repository keeps CI workflows under
+/// `.github/`, and editors write lock and backup files such as `.#a.yaml`.
+pub fn is_manifest_name(name: &str) -> bool {
+    !is_hidden_name(name)
+        && [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext))
+}
+
+/// Whether a file or directory called `name` is hidden: its name starts with a dot. Reading
+/// a directory skips hidden files and does not enter hidden directories
+/// ([`is_manifest_name`]).
+pub fn is_hidden_name(name: &str) -> bool {
+    name.starts_with('.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +182,36 @@ mod tests {
         assert_eq!(f.offset(Pos::new(2, 2)), Some(5));
         assert_eq!(f.offset(Pos::new(2, 3)), Some(6));
         assert_eq!(f.offset(Pos::new(2, 9)), None);
+    }
+
+    #[test]
+    fn manifest_names() {
+        for yes in [
+            "a.yaml",
+            "a.yml",
+            "a.json",
+            "a.b.yaml",
+            "yaml.yml",
+            "with space.yaml",
+        ] {
+            assert!(is_manifest_name(yes), "{yes}");
+        }
+        for no in [
+            ".yaml",
+            ".a.yaml",
+            ".#a.yaml",
+            "..data",
+            "a.YAML",
+            "a.yaml.swp",
+            "a.yaml~",
+            "a.txt",
+            "a",
+            "yaml",
+            "a.jsonl",
+        ] {
+            assert!(!is_manifest_name(no), "{no}");
+        }
+        assert!(is_hidden_name("..2026_12_02_18_00_00.1"));
+        assert!(!is_hidden_name("manifests"));
     }
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ambassador_compiler::diag::{Code, Diagnostic};
-use ambassador_compiler::source::{Pos, Sources, Span};
+use ambassador_compiler::source::{self, Pos, Sources, Span};
 
 /// Files larger than this are refused: no manifest set comes near it.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -32,7 +32,8 @@ pub struct Input {
 }
 
 /// Reads every path. Directories are read one level deep, or recursively with `recursive`;
-/// inside directories only `.yaml`, `.yml` and `.json` files count, as with kubectl.
+/// inside directories only manifests count (`.yaml`, `.yml` and `.json` files, hidden ones
+/// left out: [`source::is_manifest_name`]), while a file named here is read whatever its name.
 pub fn read(paths: &[String], recursive: bool) -> Input {
     let mut input = Input::default();
     for p in paths {
@@ -91,14 +92,13 @@ fn walk(dir: &Path, recursive: bool, files: &mut Vec<PathBuf>, errors: &mut Vec<
     for entry in entries.flatten() {
         let path = entry.path();
         let Ok(ft) = entry.file_type() else { continue };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
         if ft.is_dir() {
-            if recursive {
+            if recursive && !source::is_hidden_name(&name) {
                 walk(&path, recursive, files, errors);
             }
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
+        } else if source::is_manifest_name(&name) {
             files.push(path);
         }
     }

@@ -236,6 +236,47 @@ fn binary_and_invalid_utf8_files_are_diagnosed() {
 }
 
 #[test]
+fn directories_are_read_for_manifests_only() {
+    // `ambassador_compiler::source::is_manifest_name`: `.yaml`, `.yml`, `.json`, not hidden,
+    // and hidden directories (`.github/`, a ConfigMap's `..data`) are not entered.
+    let dir = temp_dir("manifest-names");
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n";
+    let binary: &[u8] = &[0, 1, 2];
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(dir.join("..data")).unwrap();
+    std::fs::write(dir.join("a.yaml"), service).unwrap();
+    std::fs::write(
+        dir.join("sub/b.yml"),
+        service.replace("{name: a}", "{name: b}"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".hidden.yaml"), binary).unwrap();
+    std::fs::write(dir.join("notes.txt"), binary).unwrap();
+    std::fs::write(dir.join(".github/workflows/ci.yml"), binary).unwrap();
+    std::fs::write(dir.join("..data/a.yaml"), binary).unwrap();
+    let v = json(&run(&[
+        "lint",
+        "-f",
+        dir.to_str().unwrap(),
+        "-R",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(codes(&v), Vec::<String>::new(), "{v}");
+    assert_eq!(v["summary"]["files"], 2, "{v}");
+    // A file named on the command line is read whatever its name.
+    let v = json(&run(&[
+        "lint",
+        "-f",
+        dir.join("notes.txt").to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(codes(&v), ["AMB003"], "{v}");
+}
+
+#[test]
 fn stdin_is_read_with_dash() {
     let mut child = Command::new(bin())
         .args(["lint", "-f", "-", "-o", "json"])

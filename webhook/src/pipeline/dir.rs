@@ -6,8 +6,10 @@
 //! then stayed still for the debounce time, so a half-written file is not compiled. The
 //! texts of the other files are kept from their last read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+use ambassador_compiler::source;
 
 use super::Feed;
 
@@ -28,7 +30,8 @@ pub enum Error {
 /// What identifies a version of a file without reading it.
 type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
-/// Polls a directory (recursively) for `*.yaml`, `*.yml` and `*.json` files.
+/// Polls a directory (recursively) for manifests: `*.yaml`, `*.yml` and `*.json` files, hidden
+/// files and directories left out ([`source::is_manifest_name`]).
 #[derive(Debug)]
 pub struct DirFeed {
     dir: PathBuf,
@@ -68,17 +71,15 @@ impl DirFeed {
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
                 };
-                let hidden = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'));
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
                 if meta.is_dir() {
                     // `..data` and timestamped folders of a ConfigMap mount hold the
                     // same files again.
-                    if !hidden {
+                    if !source::is_hidden_name(&name) {
                         stack.push(path);
                     }
-                } else if !hidden && is_manifest(&path) {
+                } else if source::is_manifest_name(&name) {
                     out.push((path, meta.modified().ok(), meta.len()));
                 }
             }
@@ -123,13 +124,6 @@ impl DirFeed {
         self.texts = texts;
         out
     }
-}
-
-fn is_manifest(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
 }
 
 impl Feed for DirFeed {

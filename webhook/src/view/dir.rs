@@ -1,6 +1,7 @@
 //! The view fed by a directory of manifests, watched with inotify and debounced.
 //!
-//! Each `.yaml`, `.yml` or `.json` file is one entry of the view, kept as text. After a
+//! Each manifest file ([`source::is_manifest_name`]: `.yaml`, `.yml` or `.json`, not hidden)
+//! is one entry of the view, kept as text. After a
 //! quiet period (20 ms unless configured) the files named by the collected events are
 //! read again, and only those; an event on anything else (a directory, the `..data`
 //! symlink a ConfigMap volume swaps) rescans the directory, which still only changes the
@@ -8,7 +9,7 @@
 //! UTF-8, or YAML that does not parse) keeps its last good text in the view; the problem
 //! is logged, passed to the callback and listed in [`Snapshot::problems`](super::Snapshot::problems).
 //! Hidden files and directories (a leading `.`) are skipped, as editors and volume
-//! plumbing put their temporaries there.
+//! plumbing put their temporaries there: the same rule as the plugin's.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use ambassador_compiler::diag::Code;
 use ambassador_compiler::front::{self, Manifests, Options};
-use ambassador_compiler::source::Sources;
+use ambassador_compiler::source::{self, Sources};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -209,10 +210,13 @@ impl Reader {
         if parts.is_empty() || (!self.options.recursive && parts.len() > 1) {
             return false;
         }
-        let hidden = parts
+        let (file, dirs) = parts.split_last().expect("not empty");
+        let hidden_dir = dirs
             .iter()
-            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-        !hidden && has_manifest_extension(path) && !path.is_dir()
+            .any(|c| source::is_hidden_name(&c.as_os_str().to_string_lossy()));
+        !hidden_dir
+            && source::is_manifest_name(&file.as_os_str().to_string_lossy())
+            && !path.is_dir()
     }
 
     /// Reads the named files again; a file that is gone leaves the view.
@@ -243,13 +247,16 @@ impl Reader {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
             // `metadata` follows symlinks: ConfigMap volumes link every file into `..data`.
             match std::fs::metadata(&path) {
-                Ok(md) if md.is_dir() && self.options.recursive => self.walk(&path, out),
-                Ok(md) if md.is_file() && has_manifest_extension(&path) => out.push(path),
+                Ok(md)
+                    if md.is_dir() && self.options.recursive && !source::is_hidden_name(&name) =>
+                {
+                    self.walk(&path, out)
+                }
+                Ok(md) if md.is_file() && source::is_manifest_name(&name) => out.push(path),
                 _ => {}
             }
         }
@@ -303,13 +310,6 @@ enum Read {
 
 fn name(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn has_manifest_extension(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
 }
 
 fn read(path: &Path) -> Read {
