@@ -126,11 +126,11 @@ def setup_emissary(checkout, work, python):
             "commit": rev.stdout.strip() if rev.returncode == 0 else "unknown (not a git work tree)"}
 
 
-def our_binary(rebuild, work):
-    """target/release/kubectl-ambassador, built if missing, and copied into WORK so that a
-    rebuild by someone else during the run cannot change one side half-way."""
-    exe = os.path.join(REPO, "target", "release", "kubectl-ambassador")
-    if rebuild or not os.path.exists(exe):
+def our_binary(rebuild, work, given=None):
+    """target/release/kubectl-ambassador (or --binary), built if missing, and copied into WORK so
+    that a rebuild by someone else during the run cannot change one side half-way."""
+    exe = given or os.path.join(REPO, "target", "release", "kubectl-ambassador")
+    if not given and (rebuild or not os.path.exists(exe)):
         log("cargo build --release -p kubectl-ambassador")
         subprocess.run(["cargo", "build", "--release", "-p", "kubectl-ambassador"], cwd=REPO,
                        check=True, timeout=7200)
@@ -939,6 +939,8 @@ def main():
                     help="loopback ports: Emissary side BASE+i, ours BASE+1000+i, echo BASE+2000+k")
     ap.add_argument("--python", help="interpreter for Emissary's venv (default: python3.13, 3.12, 3.11)")
     ap.add_argument("--rebuild", action="store_true", help="cargo build the plugin even if built")
+    ap.add_argument("--binary", help="use this kubectl-ambassador instead of target/release's "
+                                     "(say in the report which commit it was built from)")
     ap.add_argument("--ours-hcm", action="append", metavar="FIELD=JSON",
                     help="what-if: set a field of our connection managers (e.g. normalize_path=true) "
                          "to see what differences remain once a cause is fixed; not a parity result")
@@ -952,7 +954,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
     log("Emissary compiler:", em["version"], em["commit"])
-    exe, ours_rev = our_binary(args.rebuild, args.work)
+    exe, ours_rev = our_binary(args.rebuild, args.work, args.binary)
     log("ours:", ours_rev)
     h = Harness(args, em, exe)
 
@@ -996,6 +998,20 @@ def main():
     by_sig = collections.OrderedDict()
     for k, r in diffs:
         by_sig.setdefault(signature(configs_by(configs, k), r), []).append((k, r))
+
+    # the results, written before minimising (a minimisation can take long and be stopped)
+    pre = {"command": " ".join(["python3", "tests/differential/run.py"] + sys.argv[1:]),
+           "emissary": {"version": em["version"], "commit": em["commit"]}, "ours": ours_rev,
+           "configs": len(all_res), "requests": nreq, "http_requests_sent": nsent,
+           "differing_requests": len(diffs), "configs_with_difference": len(cfg_with),
+           "load_failures": load_fail, "seconds_before_minimising": round(time.time() - t0, 1),
+           "signatures": [{"signature": list(map(list, s)), "count": len(m),
+                           "configs": sorted({x[0] for x in m})} for s, m in by_sig.items()]}
+    with open(os.path.join(args.work, "results.json"), "w") as f:
+        json.dump({"summary": pre, "results": {str(k): v for k, v in all_res.items()},
+                   "configs": configs, "minimisation": "not yet (written before it)"}, f, indent=1)
+    log("results written to %s before minimising: %d requests, %d differing in %d configurations"
+        % (os.path.join(args.work, "results.json"), nreq, len(diffs), len(cfg_with)))
 
     # minimise one per signature, then group by cause
     minimal = []
