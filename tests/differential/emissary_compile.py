@@ -3,7 +3,8 @@
 Runs inside the venv that run.py builds, with PYTHONPATH=<checkout>/python/ambassador/src.
 It compiles the way Emissary's unit tests do (python/tests/src/tests/utils.py and
 ambassador.compile.Compile): ResourceFetcher.parse_yaml(k8s=True) -> Config.load_all -> IR (with
-a NullSecretHandler) -> EnvoyConfig.generate.
+a NullSecretHandler whose cache directory, where the Secrets of the input are written as PEM
+files for Envoy, is `emissary-secrets/` beside OUT) -> EnvoyConfig.generate.
 
 Usage: python emissary_compile.py IN1.yaml OUT1.json [IN2.yaml OUT2.json ...]
 Each OUT is {"errors": {...}, "config": <EnvoyConfig.as_dict()>} or {"exception": "..."}.
@@ -11,6 +12,7 @@ Each OUT is {"errors": {...}, "config": <EnvoyConfig.as_dict()>} or {"exception"
 
 import json
 import logging
+import os
 import sys
 import traceback
 
@@ -27,7 +29,11 @@ def main(argv):
         try:
             with open(src) as f:
                 text = f.read()
-            secret_handler = NullSecretHandler(logger, None, None, "0")
+            # Secrets in the input are read by the IR and written as PEM files under cache_dir,
+            # which Envoy then reads: a directory that outlives this process, next to OUT
+            cache = os.path.join(os.path.dirname(os.path.abspath(dst)), "emissary-secrets")
+            os.makedirs(cache, exist_ok=True)
+            secret_handler = NullSecretHandler(logger, None, cache, "0")
             r = Compile(logger, text, k8s=True, secret_handler=secret_handler)
             ir = r["ir"]
             out = {"errors": {k: [str(e) for e in v] for k, v in (ir.aconf.errors or {}).items()}}

@@ -2,7 +2,10 @@
 
 Both sides are kept as emitted (routes, normalize_path, rewrites, redirects, runtime fractions),
 with only these changes:
-  * only the HTTP listener for port 8080 is kept; it is bound to 127.0.0.1:<port of this config>;
+  * only the HTTP listener for port 8080 is kept (its TLS filter chains included), and the TCP
+    listeners of TCPMappings; each is bound to a loopback port of this configuration;
+  * our certificates come over SDS: they are inlined from the Secrets dump (Emissary's are
+    PEM files its compiler wrote, kept as they are);
   * every cluster is renamed `<prefix><name>` (many configurations share one Envoy) and its
     endpoints are replaced by one loopback echo backend, 127.0.0.1:<echo port>, chosen by the
     cluster's original host:port, so the backend that answers names the upstream service;
@@ -87,8 +90,26 @@ def _rename_clusters_in_routes(rc, rename):
     walk(rc)
 
 
+def _inline_sds(o, secrets):
+    """Our listeners take certificates over SDS: each `tls_certificate_sds_secret_configs` is
+    replaced with the certificate of that name from the Secrets dump (a static bootstrap has no
+    SDS server)."""
+    if isinstance(o, dict):
+        ctc = o.get("common_tls_context")
+        if isinstance(ctc, dict) and "tls_certificate_sds_secret_configs" in ctc:
+            refs = ctc.pop("tls_certificate_sds_secret_configs")
+            ctc["tls_certificates"] = [secrets[r["name"]]["tls_certificate"] for r in refs
+                                       if r.get("name") in secrets
+                                       and "tls_certificate" in secrets[r["name"]]]
+        for v in o.values():
+            _inline_sds(v, secrets)
+    elif isinstance(o, list):
+        for v in o:
+            _inline_sds(v, secrets)
+
+
 def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_of, eds=None,
-            hcm_patch=None):
+            hcm_patch=None, tcp_ports=None, secrets=None):
     """listeners: list of Listener dicts; clusters: list of Cluster dicts; route_configs: name ->
     RouteConfiguration (for RDS listeners).  echo_port_of(identity) -> port.
     Returns (listeners, clusters, {cluster name: identity})."""
@@ -116,12 +137,23 @@ def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_o
     out_listeners = []
     for l in listeners:
         sa = l.get("address", {}).get("socket_address", {})
-        if sa.get("port_value") != 8080:
+        port = sa.get("port_value")
+        if port == 8080:
+            new_port = listen_port
+        elif port in (tcp_ports or {}):
+            # a TCPMapping's listener, on a loopback port of its own
+            new_port = tcp_ports[port]
+        else:
             continue
         l = copy.deepcopy(l)
         l.pop("@type", None)
         l["name"] = prefix + l.get("name", "listener")
-        l["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}}
+        l["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": new_port}}
+        _inline_sds(l, secrets or {})
+        for fc in l.get("filter_chains", []):
+            for f in fc.get("filters", []):
+                if f.get("name") == "envoy.filters.network.tcp_proxy":
+                    _rename_clusters_in_routes(f.get("typed_config", {}), rename)
         for fc in l.get("filter_chains", []):
             for f in fc.get("filters", []):
                 if f.get("name") != HCM:

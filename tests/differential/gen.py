@@ -227,11 +227,42 @@ LISTENERS = [
 
 
 def host_objs(cfg):
-    return [{"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
-             "metadata": {"name": h["name"], "namespace": NAMESPACE},
-             "spec": {"hostname": h["hostname"],
-                      "requestPolicy": {"insecure": {"action": "Route"}}}}
-            for h in cfg["hosts"]]
+    out = []
+    for h in cfg["hosts"]:
+        spec = {"hostname": h["hostname"],
+                "requestPolicy": {"insecure": {"action": h.get("action", "Route")}}}
+        if h.get("tls"):
+            spec["tlsSecret"] = {"name": h["tls"]}
+        out.append({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+                    "metadata": {"name": h["name"], "namespace": NAMESPACE}, "spec": spec})
+    return out
+
+
+def tls_objs(cfg):
+    """The kubernetes.io/tls Secrets of the TLS Hosts (the same object for both compilers), and
+    a TCP Listener per TCPMapping port (Emissary serves a TCPMapping only on one; ours makes
+    its own listener and reports the Listener as not applied)."""
+    import base64
+    docs = []
+    for secret in sorted({h["tls"] for h in cfg["hosts"] if h.get("tls")}):
+        crt, key = CERTS[secret]
+        docs.append({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": secret, "namespace": NAMESPACE},
+                     "type": "kubernetes.io/tls",
+                     "data": {"tls.crt": base64.b64encode(crt.encode()).decode(),
+                              "tls.key": base64.b64encode(key.encode()).decode()}})
+    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])}):
+        docs.append({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+                     "metadata": {"name": "listener-tcp-%d" % port, "namespace": NAMESPACE},
+                     "spec": {"port": port, "protocol": "TCP", "securityModel": "XFP",
+                              "hostBinding": {"namespace": {"from": "ALL"}}}})
+    return docs
+
+
+def tcp_objs(cfg):
+    return [{"apiVersion": "getambassador.io/v3alpha1", "kind": "TCPMapping",
+             "metadata": {"name": t["name"], "namespace": NAMESPACE}, "spec": t["spec"]}
+            for t in cfg.get("tcpmappings", [])]
 
 
 def to_v3alpha1(m):
@@ -264,12 +295,13 @@ def to_v3alpha1(m):
 
 
 def render_emissary(cfg):
-    docs = LISTENERS + host_objs(cfg) + [to_v3alpha1(m) for m in cfg["mappings"]]
+    docs = LISTENERS + tls_objs(cfg) + host_objs(cfg) + [to_v3alpha1(m) for m in cfg["mappings"]] \
+        + tcp_objs(cfg)
     return "".join("---\n" + to_yaml(d) for d in docs)
 
 
 def render_ours(cfg):
-    docs = list(LISTENERS) + host_objs(cfg)
+    docs = list(LISTENERS) + tls_objs(cfg) + host_objs(cfg) + tcp_objs(cfg)
     for m in cfg["mappings"]:
         if m["form"] in ("v3", "v2"):
             ver = "v3alpha1" if m["form"] == "v3" else "v2"
@@ -487,3 +519,84 @@ def extra_requests(cfg, xrng, count):
             seen.add(key)
             res.append(c)
     return res[:count]
+
+
+# ---------------------------------------------------------------- TLS Hosts and TCPMappings (issue 14 item 3)
+#
+# From generators of their own again (`trng`), after the routing part and the extras.  The
+# certificates are made at run time (run.py: `make_certs`) and set here: CERTS[secret name] =
+# (certificate PEM, key PEM), one self-signed certificate per Host name, so that the client can
+# tell which certificate a handshake served (CERT_OF_DER: sha256 of the DER -> secret name).
+
+CERTS = {}
+CERT_OF_DER = {}
+TLS_SECRET = {"a.example.com": "tls-a", "b.example.com": "tls-b", "*.example.org": "tls-org",
+              "*": "tls-any"}
+TCP_SERVICES = ["tcp-a:7000", "tcp-b:7001", "tcp-c"]
+TCP_PORTS = [9000, 9001]
+
+
+def add_tls_tcp(cfg, trng):
+    """TLS on some Hosts (a Secret each, insecure action Route, Redirect or Reject), and
+    TCPMappings on ports 9000/9001 (sometimes two on a port, with weights)."""
+    for h in cfg["hosts"]:
+        if trng.random() < (0.3 if h["hostname"] == "*" else 0.55):
+            h["tls"] = TLS_SECRET[h["hostname"]]
+            h["action"] = trng.choice(["Route", "Redirect", "Reject"])
+    cfg["tcpmappings"] = []
+    if trng.random() < 0.4:
+        for port in trng.sample(TCP_PORTS, trng.choice([1, 1, 2])):
+            svcs = trng.sample(TCP_SERVICES, 2)
+            spec = {"port": port, "service": svcs[0]}
+            cfg["tcpmappings"].append({"name": "t%d" % len(cfg["tcpmappings"]), "spec": spec})
+            if trng.random() < 0.3:
+                # a canary on the same port
+                spec2 = {"port": port, "service": svcs[1], "weight": trng.choice([10, 50, 100])}
+                if trng.random() < 0.5:
+                    spec["weight"] = trng.choice([50, 90])
+                cfg["tcpmappings"].append({"name": "t%d" % len(cfg["tcpmappings"]), "spec": spec2})
+    return cfg
+
+
+def _covers(hostname, host):
+    h = host.lower().split(":")[0]
+    if hostname == "*":
+        return True
+    if hostname.startswith("*."):
+        return h.endswith(hostname[1:])
+    return h == hostname
+
+
+def tls_requests(cfg, base, trng, count):
+    """Requests for TLS Hosts and TCPMappings, at most `count` (plus two per TCP port): routing
+    requests again over TLS with the SNI of their Host header, with another SNI or none, and
+    over cleartext with `x-forwarded-proto` (securityModel XFP); TCP connections that send a
+    line to each TCPMapping port."""
+    out = []
+    tls_hosts = [h for h in cfg["hosts"] if h.get("tls")]
+    if tls_hosts:
+        cands = [r for r in base if "tcp" not in r]
+        trng.shuffle(cands)
+        for r in cands:
+            covering = [h for h in tls_hosts if _covers(h["hostname"], r["host"])]
+            host = r["host"].lower().split(":")[0]
+            x = trng.random()
+            if covering and x < 0.5:
+                out.append(dict(r, tls=True, sni=host))
+            elif x < 0.7:
+                other = trng.choice(["a.example.com", "b.example.com", "q.example.org",
+                                     "nohost.example.net", None])
+                out.append(dict(r, tls=True, sni=other))
+            elif x < 0.85:
+                out.append(dict(r, headers=dict(r["headers"], **{
+                    "x-forwarded-proto": trng.choice(["https", "http"])})))
+            else:
+                out.append(dict(r, tls=True, sni=host, headers=dict(r["headers"], **{
+                    "x-forwarded-proto": "http"})))
+            if len(out) >= count:
+                break
+    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])}):
+        for i in range(2):
+            out.append({"tcp": port, "data": "hello-%d-%d" % (port, i), "method": "TCP",
+                        "path": "", "host": "", "headers": {}})
+    return out

@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ sys.path.insert(0, HERE)
 import envoyconf  # noqa: E402
 import gen  # noqa: E402
 
-FIELDS = ("status", "backend", "path", "host", "location", "reqhdrs", "resphdrs", "shadow")
+FIELDS = ("status", "backend", "path", "host", "location", "reqhdrs", "resphdrs", "shadow", "cert")
 
 # request headers the backend receives that are compared (reqhdrs): every header except these,
 # which differ per request (ids) or are the harness's own controls
@@ -139,12 +140,38 @@ def our_binary(rebuild, work, given=None):
     built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(exe)))
     head = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
                           capture_output=True, text=True).stdout.strip()
+    if given:
+        # a binary named by --binary is used where it is (a copy of its own, not rebuilt)
+        return exe, "kubectl-ambassador sha256 %s, built %s (--binary %s)" % (digest, built, given)
     os.makedirs(os.path.join(work, "bin"), exist_ok=True)
     copy_ = os.path.join(work, "bin", "kubectl-ambassador-" + digest)
     if not os.path.exists(copy_):
         shutil.copy2(exe, copy_)
     return copy_, "kubectl-ambassador sha256 %s, built %s; main at %s when the run started" % (
         digest, built, head)
+
+
+def make_certs(work):
+    """One self-signed certificate per TLS Secret of the generator (openssl, made once per WORK),
+    set in gen.CERTS, and the sha256 of each DER in gen.CERT_OF_DER (which certificate a
+    handshake served)."""
+    d = os.path.join(work, "certs")
+    os.makedirs(d, exist_ok=True)
+    for hostname, secret in gen.TLS_SECRET.items():
+        crt, key = os.path.join(d, secret + ".crt"), os.path.join(d, secret + ".key")
+        if not (os.path.exists(crt) and os.path.exists(key)):
+            cn = hostname if hostname != "*" else "any.example.net"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                            "-out", crt, "-days", "30", "-subj", "/CN=" + cn,
+                            "-addext", "subjectAltName=DNS:" + cn],
+                           check=True, capture_output=True, timeout=120)
+        with open(crt) as f:
+            crt_pem = f.read()
+        with open(key) as f:
+            key_pem = f.read()
+        gen.CERTS[secret] = (crt_pem, key_pem)
+        der = ssl.PEM_cert_to_DER_cert(crt_pem)
+        gen.CERT_OF_DER[hashlib.sha256(der).hexdigest()] = secret
 
 
 # ---------------------------------------------------------------- compiling
@@ -189,12 +216,20 @@ def compile_ours(exe, yaml_path, timeout=120):
                   "object": x.get("object")} for x in json.loads(lint.stdout).get("diagnostics", [])]
     except Exception:
         pass
-    return dict(parse_config_dump(d), errors=[x for x in diags if x["severity"] == "error"],
+    dump = parse_config_dump(d)
+    for name, sec in dump["secrets"].items():
+        # preview redacts private keys, as Envoy's config dump does: the key of the Secret the
+        # generator wrote is put back
+        pk = sec.get("tls_certificate", {}).get("private_key")
+        key = gen.CERTS.get(name.split("/")[-1])
+        if pk is not None and key:
+            sec["tls_certificate"]["private_key"] = {"inline_string": key[1]}
+    return dict(dump, errors=[x for x in diags if x["severity"] == "error"],
                 warnings=[x for x in diags if x["severity"] != "error"])
 
 
 def parse_config_dump(d):
-    listeners, clusters, routes, eds = [], [], {}, {}
+    listeners, clusters, routes, eds, secrets = [], [], {}, {}, {}
     for c in d.get("configs", []):
         t = c.get("@type", "")
         if t.endswith("ListenersConfigDump"):
@@ -211,12 +246,18 @@ def parse_config_dump(d):
                 for rc in c.get(k, []):
                     rc = rc.get("route_config", rc)
                     routes[rc.get("name")] = rc
+        elif t.endswith("SecretsConfigDump"):
+            for k in ("static_secrets", "dynamic_active_secrets"):
+                for sc in c.get(k, []):
+                    sec = sc.get("secret", sc)
+                    secrets[sec.get("name")] = sec
         elif t.endswith("EndpointsConfigDump"):
             for k in ("static_endpoint_configs", "dynamic_endpoint_configs"):
                 for e in c.get(k, []):
                     e = e.get("endpoint_config", e)
                     eds[e.get("cluster_name")] = e
-    return {"listeners": listeners, "clusters": clusters, "routes": routes, "eds": eds}
+    return {"listeners": listeners, "clusters": clusters, "routes": routes, "eds": eds,
+            "secrets": secrets}
 
 
 def has_split(side):
@@ -225,7 +266,8 @@ def has_split(side):
 
     def walk(o):
         if isinstance(o, dict):
-            if "weighted_clusters" in o:
+            wc = o.get("weighted_clusters")
+            if isinstance(wc, dict) and len(wc.get("clusters", [])) > 1:
                 found[0] = True
             rf = o.get("runtime_fraction")
             if isinstance(rf, dict):
@@ -326,6 +368,19 @@ class Echo:
         finally:
             writer.close()
 
+    async def _handle_tcp(self, reader, writer):
+        """A TCP echo: reads one line and answers with the port it was reached on and the line."""
+        port = writer.get_extra_info("sockname")[1]
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            writer.write(json.dumps({"port": port, "path": line.decode("latin-1").strip(),
+                                     "host": None, "headers": {}}).encode())
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
     def shadows_of(self, rid, wait):
         """The shadow copies of request `rid` that reached a backend within `wait` seconds."""
         deadline = time.time() + wait
@@ -339,7 +394,8 @@ class Echo:
                 p = self.next
                 self.next += 1
                 fut = asyncio.run_coroutine_threadsafe(
-                    asyncio.start_server(self._handle, "127.0.0.1", p, reuse_address=True), self.loop)
+                    asyncio.start_server(self._handle_tcp if identity.startswith("tcp-") else self._handle,
+                                         "127.0.0.1", p, reuse_address=True), self.loop)
                 try:
                     self.servers.append(fut.result(30))
                     break
@@ -423,19 +479,68 @@ def envoy_validate(boot, work, name):
 _send_ids = iter(range(1, 1 << 62))
 
 
+TLS_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+TLS_CONTEXT.check_hostname = False
+TLS_CONTEXT.verify_mode = ssl.CERT_NONE
+
+
+class TLSConnection(http.client.HTTPConnection):
+    """HTTPS to a loopback port with the SNI given (None: no SNI); `cert` names the certificate
+    the server presented (gen.CERT_OF_DER)."""
+
+    def __init__(self, port, sni):
+        super().__init__("127.0.0.1", port, timeout=10)
+        self.sni = sni
+        self.cert = None
+
+    def connect(self):
+        super().connect()
+        self.sock = TLS_CONTEXT.wrap_socket(self.sock, server_hostname=self.sni)
+        der = self.sock.getpeercert(binary_form=True)
+        self.cert = gen.CERT_OF_DER.get(hashlib.sha256(der or b"").hexdigest(), "unknown certificate")
+
+
 class Client:
-    def __init__(self, port):
+    def __init__(self, port, tcp_ports=None):
         self.port = port
-        self.conn = None
+        self.tcp_ports = tcp_ports or {}
+        self.conns = {}
+
+    def send_tcp(self, req):
+        """A TCP connection to the loopback port of the TCPMapping port req["tcp"]: one line
+        sent, the echo's answer read."""
+        rid = "%d-%d" % (self.port, next(_send_ids))
+        port = self.tcp_ports.get(req["tcp"])
+        if port is None:
+            return "no listener", None, [], b"", rid, None
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sk:
+                sk.sendall(req["data"].encode() + b"\n")
+                buf = b""
+                for _ in range(1000):
+                    chunk = sk.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+            return ("answered" if buf else "closed"), None, [], buf, rid, None
+        except OSError as e:
+            return "refused" if isinstance(e, ConnectionRefusedError) else "error", None, [], b"", rid, None
 
     def send(self, req, tries=3):
-        """(status, location, response headers, body, x-diff-id of the send)."""
+        """(status, location, response headers, body, x-diff-id of the send, certificate)."""
+        if "tcp" in req:
+            return self.send_tcp(req)
+        key = (req.get("tls", False), req.get("sni"))
         for attempt in range(tries):
             rid = "%d-%d" % (self.port, next(_send_ids))
+            c = self.conns.get(key)
             try:
-                if self.conn is None:
-                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                c = self.conn
+                if c is None:
+                    if req.get("tls"):
+                        c = TLSConnection(self.port, req.get("sni"))
+                    else:
+                        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                    self.conns[key] = c
                 c.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
                 c.putheader("Host", req["host"])
                 for k, v in req.get("headers", {}).items():
@@ -447,23 +552,30 @@ class Client:
                 r = c.getresponse()
                 body = r.read()
                 hdrs = r.getheaders()
+                cert = getattr(c, "cert", None)
                 if r.getheader("connection", "").lower() == "close":
                     c.close()
-                    self.conn = None
-                return r.status, r.getheader("location"), hdrs, body, rid
+                    self.conns.pop(key, None)
+                return r.status, r.getheader("location"), hdrs, body, rid, cert
+            except ssl.SSLError as e:
+                # a refused handshake (no filter chain for this SNI, or no certificate): not
+                # retried, it is the answer
+                c.close()
+                self.conns.pop(key, None)
+                return "tls: " + (e.reason or "handshake failed"), None, [], b"", rid, None
             except (OSError, http.client.HTTPException):
-                if self.conn:
-                    self.conn.close()
-                self.conn = None
+                if c:
+                    c.close()
+                self.conns.pop(key, None)
                 if attempt == tries - 1:
-                    return None, None, [], b"", rid
+                    return None, None, [], b"", rid, None
                 time.sleep(0.05)
 
 
 def outcome(resp, echo, shadows=False):
-    status, location, hdrs, body, rid = resp
+    status, location, hdrs, body, rid, cert = resp
     o = {"status": status, "backend": None, "path": None, "host": None, "location": location,
-         "reqhdrs": None, "resphdrs": None, "shadow": None}
+         "reqhdrs": None, "resphdrs": None, "shadow": None, "cert": cert}
     if body.startswith(b"{"):
         try:
             d = json.loads(body)
@@ -604,13 +716,18 @@ class Harness:
                 if "error" in s:
                     res[key]["load"][side] = "compile: " + s["error"][-1500:]
                     continue
+                # TCPMapping ports 9000, 9001 -> PORT_BASE+3000+2i+j (Emissary), +3500+2i+j (ours)
+                tbase = self.args.port_base + (3000 if side == "emissary" else 3500)
+                tcp = {p: tbase + 2 * i + j for j, p in enumerate(gen.TCP_PORTS)}
                 ls, cs, _ = envoyconf.prepare(s["listeners"], s["clusters"], s.get("routes", {}),
                                               "%s%d_" % (side[0], i), base + i, self.echo.port,
-                                              s.get("eds"), self.hcm_patch if side == "ours" else None)
-                if not ls:
+                                              s.get("eds"), self.hcm_patch if side == "ours" else None,
+                                              tcp, s.get("secrets"))
+                if not any(l["address"]["socket_address"]["port_value"] == base + i for l in ls):
                     res[key]["load"][side] = "no listener on port 8080"
                     continue
-                parts[key] = (ls, cs, base + i)
+                bound = {l["address"]["socket_address"]["port_value"] for l in ls}
+                parts[key] = (ls, cs, base + i, {p: q for p, q in tcp.items() if q in bound})
             runtime = None
             for key, _ in cases:
                 rt = compiled[key][side].get("runtime")
@@ -623,7 +740,8 @@ class Harness:
             for attempt in range(3):
                 boot = envoyconf.bootstrap([l for p in parts.values() for l in p[0]],
                                            [c for p in parts.values() for c in p[1]], runtime)
-                env = Envoy(bdir, "%s-%d" % (side, self.batch_no), boot, [p[2] for p in parts.values()])
+                env = Envoy(bdir, "%s-%d" % (side, self.batch_no), boot,
+                            [p[2] for p in parts.values()] + [q for p in parts.values() for q in p[3].values()])
                 if not parts or env.start():
                     envoys[side] = env
                     break
@@ -644,6 +762,7 @@ class Harness:
                     parts.clear()
             for key in parts:
                 ports.setdefault(key, {})[side] = parts[key][2]
+                ports[key][side + "-tcp"] = parts[key][3]
         try:
             for key, cfg in cases:
                 pe = ports.get(key, {}).get("emissary")
@@ -652,7 +771,8 @@ class Harness:
                     continue
                 split = has_split(compiled[key]["emissary"]) or has_split(compiled[key]["ours"])
                 shadows = has_shadow(compiled[key]["emissary"]) or has_shadow(compiled[key]["ours"])
-                ce_client, co_client = Client(pe), Client(po)
+                ce_client = Client(pe, ports[key].get("emissary-tcp"))
+                co_client = Client(po, ports[key].get("ours-tcp"))
                 for req in requests_of(key):
                     fields, ce, co = compare(ce_client, co_client, req, self.echo, split,
                                              self.args.samples, shadows)
@@ -680,6 +800,17 @@ def req_features(req):
         f.append("double-slash")
     if "%" in p.replace("%2e", "").replace("%2E", ""):
         f.append("percent-escape")
+    if "tcp" in req:
+        return ["tcp"]
+    if req.get("tls"):
+        f.append("tls")
+        sni = req.get("sni")
+        if sni is None:
+            f.append("no-sni")
+        elif sni != req["host"].lower().split(":")[0]:
+            f.append("other-sni")
+    if "x-forwarded-proto" in req.get("headers", {}):
+        f.append("xfp-" + req["headers"]["x-forwarded-proto"])
     h = req["host"]
     if ":" in h:
         f.append("host-port")
@@ -720,12 +851,21 @@ def simplifications(cfg, req):
     if len(cfg["hosts"]) > 1:
         for h in cfg["hosts"]:
             ops.append(("host", h["name"]))
+    for h in cfg["hosts"]:
+        if h.get("tls"):
+            ops.append(("notls", h["name"]))
+        if h.get("action", "Route") != "Route":
+            ops.append(("route", h["name"]))
+    for t in cfg.get("tcpmappings", []):
+        ops.append(("tcpmapping", t["name"]))
     for m in cfg["mappings"]:
         for k in m["spec"]:
             if k not in ("prefix", "service", "path_redirect", "prefix_redirect", "redirect_response_code"):
                 ops.append(("field", m["name"], k))
         if m["form"] in ("ann2", "ann3"):
             ops.append(("crd", m["name"]))
+    if "tcp" in req:
+        return ops
     for k in req.get("headers", {}):
         ops.append(("header", k))
     if "?" in req["path"]:
@@ -787,6 +927,12 @@ def apply_ops(cfg, req, ops):
                 if op[2] == "host_redirect":
                     for kk in ("path_redirect", "prefix_redirect", "redirect_response_code"):
                         m["spec"].pop(kk, None)
+        elif op[0] in ("notls", "route"):
+            for hh in cfg["hosts"]:
+                if hh["name"] == op[1]:
+                    hh.pop("tls" if op[0] == "notls" else "action", None)
+        elif op[0] == "tcpmapping":
+            cfg["tcpmappings"] = [t for t in cfg.get("tcpmappings", []) if t["name"] != op[1]]
         elif op[0] == "header":
             req["headers"].pop(op[1], None)
         elif op[0] == "query":
@@ -946,6 +1092,11 @@ def main():
                          "to see what differences remain once a cause is fixed; not a parity result")
     ap.add_argument("--no-extras", action="store_true",
                     help="routing only: no shadows, CORS, timeouts, retries or header changes")
+    ap.add_argument("--no-tls-tcp", action="store_true",
+                    help="no TLS Hosts and no TCPMappings (the extras as before they were added)")
+    ap.add_argument("--tls-requests", type=int, default=12,
+                    help="requests per configuration over TLS or with x-forwarded-proto (plus two "
+                         "per TCPMapping port)")
     ap.add_argument("--extra-requests", type=int, default=10,
                     help="requests per configuration for the extras (CORS, timeouts, retries, headers)")
     ap.add_argument("--only", type=int, help="run only configuration N (for a re-check)")
@@ -955,6 +1106,7 @@ def main():
     em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
     log("Emissary compiler:", em["version"], em["commit"])
     exe, ours_rev = our_binary(args.rebuild, args.work, args.binary)
+    make_certs(args.work)
     log("ours:", ours_rev)
     h = Harness(args, em, exe)
 
@@ -970,6 +1122,11 @@ def main():
             gen.add_extras(cfg, random.Random("%d/%d/extras" % (args.seed, i)))
             requests[i] += gen.extra_requests(cfg, random.Random("%d/%d/extra-requests" % (args.seed, i)),
                                               args.extra_requests)
+            if not args.no_tls_tcp:
+                # TLS Hosts and TCPMappings, from generators of their own again
+                gen.add_tls_tcp(cfg, random.Random("%d/%d/tls" % (args.seed, i)))
+                requests[i] += gen.tls_requests(cfg, requests[i], random.Random(
+                    "%d/%d/tls-requests" % (args.seed, i)), args.tls_requests)
     if args.only is not None:
         configs = [configs[args.only]]
 
