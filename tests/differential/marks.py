@@ -5,8 +5,9 @@
 
 For every configuration with at least one differing request, the marks of the classes written
 in docs/parity.md (from Emissary's own errors and from the shape of the canary groups), and the
-number of configurations and differing requests per combination of marks.  A configuration
-with no mark ("NONE") is a difference outside the written list.
+number of configurations and differing requests per combination of marks; and the
+configurations one side could not load (T1: ours, two TCPMappings on one port).  A
+configuration with no mark ("NONE") is a difference outside the written list.
 """
 
 import collections
@@ -52,9 +53,24 @@ def main(paths):
             nreq[key] += len(diffs)
             if key == "NONE":
                 none.append(int(k))
+        # configurations one side could not load: T1 when ours has two TCPMappings on a port
+        # (Envoy refuses filter chains with the same match), else NONE
+        loads = collections.Counter()
+        for k, v in d["results"].items():
+            if not v.get("load"):
+                continue
+            cfg = cfgs[int(k)]
+            ports = [t["spec"]["port"] for t in cfg.get("tcpmappings", [])]
+            t1 = set(v["load"]) == {"ours"} and len(ports) > len(set(ports)) \
+                and "same matching rules" in v["load"]["ours"]
+            loads["T1" if t1 else "NONE"] += 1
+            if not t1:
+                none.append(int(k))
         print(path)
         for key in sorted(ncfg):
             print("  %-36s configurations %4d  differing requests %5d" % (key, ncfg[key], nreq[key]))
+        for key in sorted(loads):
+            print("  not loaded, %-24s configurations %4d" % (key, loads[key]))
         print("  configurations with no known mark:", sorted(none))
 
 
