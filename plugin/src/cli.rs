@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "kubectl ambassador",
     bin_name = "kubectl ambassador",
     version,
-    about = "Lint, list and preview Ambassador configuration before it reaches traffic",
+    about = "Lint, list, preview, trace and test Ambassador configuration before it reaches traffic",
     propagate_version = true
 )]
 pub struct Cli {
