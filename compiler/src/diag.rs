@@ -137,6 +137,20 @@ codes! {
     InvalidRateLimitLabel = "AMB524", "invalid-rate-limit-label", Error, "a rate limit label that is none of the forms Emissary reads: it is left out of the route's rate limits", "write labels as `{<domain>: [{<group>: [source_cluster | destination_cluster | remote_address | <string> | {generic_key: {value}} | {request_headers: {key, header_name}}]}]}`";
     RateLimitInvalid = "AMB525", "ratelimit-invalid", Error, "a RateLimitService setting that cannot be compiled: no request is rate limited until it is fixed", "fix the setting named in the message";
     BypassAuthDiffers = "AMB506", "bypass-auth-differs", Error, "members of a canary group disagree on `bypass_auth`, so the member that differs cannot join the group", "set `bypass_auth` the same on every Mapping of the group";
+    // Access logs (LogService).
+    LogServiceMissing = "AMB541", "logservice-missing", Error, "a LogService without a usable `service`: no access log is sent until it is fixed", "set `service` to the access log service, e.g. `als.default:9001`";
+    LogServiceProtocolVersion = "AMB542", "logservice-protocol-version", Error, "a LogService without `protocol_version: v3` (Emissary's default v2 is gone): no access log is sent until it is fixed", "add `protocol_version: v3` and serve `envoy.service.accesslog.v3.AccessLogService`";
+    SeveralLogServices = "AMB543", "several-logservices", Error, "more than one LogService: as in Emissary only one is used (here the first by namespace and name) and the others send nothing", "keep one LogService";
+    LogServiceDriver = "AMB544", "logservice-driver", Error, "a LogService whose `driver` is neither `http` nor `tcp`: no access log is sent until it is fixed", "set `driver: http` (one entry per request, with headers) or `driver: tcp` (connection entries)";
+    InvalidLogHeader = "AMB545", "invalid-log-header", Error, "an entry of `driver_config.additional_log_headers` that cannot be used (not a mapping, no `header_name`, or under the `tcp` driver): it is left out", "write `{header_name: x-request-id, during_request: true, during_response: true, during_trailer: true}` under a LogService with `driver: http`";
+    LogServiceInvalid = "AMB546", "logservice-invalid", Error, "a LogService setting that cannot be compiled: no access log is sent until it is fixed", "fix the setting named in the message";
+    LogServiceNotGrpc = "AMB547", "logservice-not-grpc", Warning, "a LogService without `grpc: true`: Emissary then reaches the service over HTTP/1.1, where gRPC does not work; this compiler uses HTTP/2 anyway", "add `grpc: true`";
+    // Tracing (TracingService).
+    TracingServiceMissing = "AMB561", "tracing-service-missing", Error, "a TracingService without a usable `service`: no span is sent until it is fixed", "set `service` to the collector, e.g. `zipkin.default:9411`";
+    TracingDriver = "AMB562", "tracing-driver", Error, "a TracingService whose `driver` is not `zipkin`, `datadog` or `opentelemetry` (`lightstep` was removed in Emissary 3.4): no span is sent until it is fixed", "set `driver` to `zipkin`, `datadog` or `opentelemetry`";
+    SeveralTracingServices = "AMB563", "several-tracing-services", Error, "more than one TracingService: Emissary supports one and then uses none, so no request is traced", "keep one TracingService";
+    TracingInvalid = "AMB564", "tracing-invalid", Error, "a TracingService setting that cannot be compiled: no span is sent until it is fixed", "fix the setting named in the message";
+    InvalidCustomTag = "AMB565", "invalid-custom-tag", Error, "an entry of `custom_tags` or `tag_headers` that cannot be used: it is left out", "write `{tag: name, literal: {value: v}}`, `{tag: name, environment: {name: VAR}}` or `{tag: name, request_header: {name: x-header}}`";
 }
 
 impl Code {

@@ -27,6 +27,7 @@ mod cluster;
 mod common;
 pub mod json;
 mod listener;
+mod observe;
 pub mod parts;
 mod ratelimit;
 mod route;

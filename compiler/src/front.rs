@@ -145,7 +145,9 @@ impl Kind {
             Kind::Listener => schema::LISTENER,
             Kind::KubernetesServiceResolver | Kind::KubernetesEndpointResolver => schema::RESOLVER,
             Kind::ConsulResolver => schema::CONSUL_RESOLVER,
-            Kind::LogService | Kind::TracingService | Kind::DevPortal => schema::OPEN_SCHEMA,
+            Kind::LogService => schema::LOG_SERVICE,
+            Kind::TracingService => schema::TRACING_SERVICE,
+            Kind::DevPortal => schema::OPEN_SCHEMA,
         }
     }
 
@@ -157,6 +159,7 @@ impl Kind {
             // A missing `auth_service` is `auth-service-missing`, reported by lowering,
             // which also keeps the routes the AuthService protects closed.
             // A missing `service` is `ratelimit-service-missing`, reported by lowering.
+            // Likewise `logservice-missing` and `tracing-service-missing`.
             Kind::Listener => &["port", "securityModel"],
             _ => &[],
         }
@@ -164,10 +167,7 @@ impl Kind {
 
     /// Kinds that are checked but not compiled into Envoy configuration here.
     pub fn applied(self) -> bool {
-        !matches!(
-            self,
-            Kind::ConsulResolver | Kind::LogService | Kind::TracingService | Kind::DevPortal
-        )
+        !matches!(self, Kind::ConsulResolver | Kind::DevPortal)
     }
 }
 

@@ -434,6 +434,8 @@ impl Session {
             settings: ctx.settings.clone(),
             auth: ctx.auth.clone(),
             rate_limit: ctx.rate_limit.clone(),
+            access_log: ctx.access_log.clone(),
+            tracing: ctx.tracing.clone(),
         };
         let route_configs = parts::route_configuration_plans(&skeleton);
         let vhost_index: HashMap<String, usize> = ctx

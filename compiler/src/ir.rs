@@ -46,6 +46,96 @@ pub struct Ir {
     /// Global rate limiting from the one RateLimitService: a `ratelimit` filter after
     /// external authorization and before the router. `None` without a usable one.
     pub rate_limit: Option<RateLimit>,
+    /// gRPC access logs from the LogService: an `access_log` entry of every HTTP
+    /// connection manager. `None` without a usable one.
+    pub access_log: Option<AccessLog>,
+    /// Tracing from the TracingService: the `tracing` of every HTTP connection manager,
+    /// its provider inline. `None` without a usable one.
+    pub tracing: Option<Tracing>,
+}
+
+/// The gRPC access log service Envoy streams one entry per request to (LogService).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccessLog {
+    /// The LogService.
+    pub source: SourceRef,
+    /// The cluster of the service (see [`Ir::clusters`]); gRPC.
+    pub cluster: String,
+    /// `driver`: `http` logs HTTP entries, `tcp` connection entries.
+    pub driver: AccessLogDriver,
+    /// `flush_interval_time`, in seconds (1 unless set).
+    pub flush_interval_s: u64,
+    /// `flush_interval_byte_size` (16384 unless set).
+    pub buffer_size_bytes: u32,
+    /// `driver_config.additional_log_headers`, by when they are logged (http only).
+    pub request_headers: Vec<String>,
+    pub response_headers: Vec<String>,
+    pub response_trailers: Vec<String>,
+}
+
+/// A LogService's `driver`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogDriver {
+    Http,
+    Tcp,
+}
+
+/// The tracer every HTTP connection manager reports spans to (TracingService).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tracing {
+    /// The TracingService.
+    pub source: SourceRef,
+    /// The collector's cluster (see [`Ir::clusters`]).
+    pub cluster: String,
+    /// The collector's `host:port`, for the tracers that want it.
+    pub authority: String,
+    pub driver: TracingDriver,
+    /// `sampling.client`, `sampling.random`, `sampling.overall`: percentages.
+    pub client_sampling: Option<f64>,
+    pub random_sampling: Option<f64>,
+    pub overall_sampling: Option<f64>,
+    /// `custom_tags` (and `tag_headers`, as request header tags).
+    pub custom_tags: Vec<CustomTag>,
+}
+
+/// A TracingService's `driver` and its `config`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TracingDriver {
+    Zipkin {
+        collector_endpoint: String,
+        /// `HTTP_JSON` or `HTTP_PROTO`.
+        collector_endpoint_version: String,
+        trace_id_128bit: bool,
+        shared_span_context: Option<bool>,
+    },
+    Datadog {
+        service_name: String,
+    },
+    OpenTelemetry {
+        service_name: String,
+    },
+}
+
+/// A span tag: a literal, an environment variable or a request header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CustomTag {
+    Literal {
+        tag: String,
+        value: String,
+    },
+    Environment {
+        tag: String,
+        name: String,
+        default_value: String,
+    },
+    RequestHeader {
+        tag: String,
+        name: String,
+        default_value: String,
+    },
 }
 
 /// The rate limit service Envoy asks about requests whose route has rate limits.

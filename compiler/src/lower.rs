@@ -9,13 +9,16 @@ mod auth;
 mod cluster;
 mod context;
 mod group;
+mod grpc;
 mod hosts;
 mod listeners;
+mod logservice;
 pub mod mapping;
 mod order;
 mod ratelimit;
 pub mod service;
 mod tcp;
+mod tracing;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -187,6 +190,8 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         settings,
         auth,
         rate_limit,
+        access_log,
+        tracing,
         ..
     } = ctx;
     let ir = Ir {
@@ -197,6 +202,8 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
         settings,
         auth,
         rate_limit,
+        access_log,
+        tracing,
     };
     let mut diags = cx.diags;
     diags.retain(|d| reported.insert((d.code, d.span.unwrap_or_default(), d.message.clone())));

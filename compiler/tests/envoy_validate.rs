@@ -348,6 +348,8 @@ fn ir(routes: Vec<Route>) -> Ir {
         settings: Settings::default(),
         auth: None,
         rate_limit: None,
+        access_log: None,
+        tracing: None,
     }
 }
 
@@ -829,6 +831,103 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         failure_mode_deny: true,
     });
     cases.push(("ratelimit", i));
+
+    // Access logs and tracing: every driver, with the provider inline.
+    let observed = |access_log: Option<AccessLog>, tracing: Option<Tracing>| {
+        let mut i = ir(vec![forward("app", prefix("/app/"), to("app"))]);
+        let mut grpc = cluster("collector");
+        grpc.http2 = true;
+        i.clusters.insert("collector".into(), grpc);
+        i.clusters.insert("zipkin".into(), cluster("zipkin"));
+        i.access_log = access_log;
+        i.tracing = tracing;
+        i
+    };
+    let log = |driver: AccessLogDriver, headers: &[&str]| AccessLog {
+        source: sref("als"),
+        cluster: "collector".into(),
+        driver,
+        flush_interval_s: 1,
+        buffer_size_bytes: 16384,
+        request_headers: headers.iter().map(|h| h.to_string()).collect(),
+        response_headers: headers.iter().map(|h| h.to_string()).collect(),
+        response_trailers: headers.iter().map(|h| h.to_string()).collect(),
+    };
+    let tracer = |cluster: &str, driver: TracingDriver| Tracing {
+        source: sref("tracing"),
+        cluster: cluster.into(),
+        authority: "collector:9411".into(),
+        driver,
+        client_sampling: Some(100.0),
+        random_sampling: Some(12.5),
+        overall_sampling: Some(100.0),
+        custom_tags: vec![
+            CustomTag::Literal {
+                tag: "l".into(),
+                value: "v".into(),
+            },
+            CustomTag::Environment {
+                tag: "e".into(),
+                name: "HOME".into(),
+                default_value: "none".into(),
+            },
+            CustomTag::RequestHeader {
+                tag: "h".into(),
+                name: "x-user".into(),
+                default_value: String::new(),
+            },
+        ],
+    };
+    cases.push((
+        "access-log-http",
+        observed(
+            Some(log(AccessLogDriver::Http, &["x-user", ":authority"])),
+            None,
+        ),
+    ));
+    cases.push((
+        "access-log-tcp",
+        observed(Some(log(AccessLogDriver::Tcp, &[])), None),
+    ));
+    cases.push((
+        "tracing-zipkin",
+        observed(
+            None,
+            Some(tracer(
+                "zipkin",
+                TracingDriver::Zipkin {
+                    collector_endpoint: "/api/v2/spans".into(),
+                    collector_endpoint_version: "HTTP_JSON".into(),
+                    trace_id_128bit: true,
+                    shared_span_context: Some(false),
+                },
+            )),
+        ),
+    ));
+    cases.push((
+        "tracing-datadog",
+        observed(
+            None,
+            Some(tracer(
+                "zipkin",
+                TracingDriver::Datadog {
+                    service_name: "edge".into(),
+                },
+            )),
+        ),
+    ));
+    cases.push((
+        "tracing-opentelemetry",
+        observed(
+            Some(log(AccessLogDriver::Http, &[])),
+            Some(tracer(
+                "collector",
+                TracingDriver::OpenTelemetry {
+                    service_name: "edge".into(),
+                },
+            )),
+        ),
+    ));
 
     cases
 }

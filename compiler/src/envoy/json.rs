@@ -179,8 +179,10 @@ fn sorted(v: Value) -> Value {
 enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
-    /// A fixed 32- or 64-bit value: no field this back end emits has one, so only its
-    /// presence matters.
+    /// A 64-bit value (`double`: the sampling percentages).
+    Fixed64(u64),
+    /// A fixed 32-bit value: no field this back end emits has one, so only its presence
+    /// matters.
     Fixed,
 }
 
@@ -221,8 +223,8 @@ impl<'a> Reader<'a> {
         let wire = match key & 7 {
             0 => Wire::Varint(self.varint().ok_or(())?),
             1 => {
-                self.take(8).ok_or(())?;
-                Wire::Fixed
+                let b = self.take(8).ok_or(())?;
+                Wire::Fixed64(u64::from_le_bytes(b.try_into().map_err(|_| ())?))
             }
             2 => {
                 let len = usize::try_from(self.varint().ok_or(())?).map_err(|_| ())?;
@@ -355,12 +357,22 @@ fn value(kind: &Kind, w: &Wire<'_>) -> Value {
         (Kind::Bytes, Wire::Bytes(b)) => json!(crate::base64::encode(b)),
         (Kind::Bool, Wire::Varint(v)) => json!(*v != 0),
         (Kind::U32, Wire::Varint(v)) => json!(*v as u32),
+        (Kind::Double, Wire::Fixed64(v)) => double(f64::from_bits(*v)),
         (Kind::Enum(names), Wire::Varint(v)) => match names(*v as i32) {
             Some(n) => json!(n),
             None => json!(*v as i32),
         },
         (Kind::Msg(name), Wire::Bytes(b)) => render_message(name, b),
         _ => json!(INVALID),
+    }
+}
+
+/// A `double` as Envoy prints it: a whole number without a fraction (`100`, not `100.0`).
+fn double(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
     }
 }
 
@@ -417,6 +429,7 @@ enum Kind {
     Bytes,
     Bool,
     U32,
+    Double,
     /// An enum, with the function that names its values.
     Enum(fn(i32) -> Option<&'static str>),
     /// A message, by full proto name.
@@ -494,6 +507,7 @@ enum_names! {
     status_code: envoy_types::pb::envoy::r#type::v3::StatusCode;
     tls_protocol: tls_parameters::TlsProtocol;
     tls_requirement: virtual_host::TlsRequirementType;
+    zipkin_version: envoy_types::pb::envoy::config::trace::v3::zipkin_config::CollectorEndpointVersion;
 }
 
 /// The fields the back end sets, per message. Numbers are the proto field numbers of the
@@ -598,6 +612,65 @@ fn fields(message: &str) -> Option<&'static [Field]> {
                 Msg("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig"),
             ),
             one(30, "normalize_path", BOOL_VALUE),
+            one(7, "tracing", Msg("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing")),
+            many(13, "access_log", Msg("envoy.config.accesslog.v3.AccessLog")),
+            one(15, "generate_request_id", BOOL_VALUE),
+        ] },
+        // Access logs and tracing (`envoy::observe`).
+        "envoy.config.accesslog.v3.AccessLog" => const { &[one(1, "name", Str), one(4, "typed_config", ANY)] },
+        "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig" => const { &[
+            one(1, "common_config", Msg("envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig")),
+            many(2, "additional_request_headers_to_log", Str),
+            many(3, "additional_response_headers_to_log", Str),
+            many(4, "additional_response_trailers_to_log", Str),
+        ] },
+        "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig" => const { &[
+            one(1, "common_config", Msg("envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig")),
+        ] },
+        "envoy.extensions.access_loggers.grpc.v3.CommonGrpcAccessLogConfig" => const { &[
+            one(1, "log_name", Str),
+            one(2, "grpc_service", Msg("envoy.config.core.v3.GrpcService")),
+            one(3, "buffer_flush_interval", DURATION),
+            one(4, "buffer_size_bytes", U32_VALUE),
+            one(6, "transport_api_version", Kind::Enum(api_version)),
+        ] },
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing" => const { &[
+            one(3, "client_sampling", Msg("envoy.type.v3.Percent")),
+            one(4, "random_sampling", Msg("envoy.type.v3.Percent")),
+            one(5, "overall_sampling", Msg("envoy.type.v3.Percent")),
+            many(8, "custom_tags", Msg("envoy.type.tracing.v3.CustomTag")),
+            one(9, "provider", Msg("envoy.config.trace.v3.Tracing.Http")),
+            one(10, "spawn_upstream_span", BOOL_VALUE),
+        ] },
+        "envoy.type.v3.Percent" => const { &[one(1, "value", Kind::Double)] },
+        "envoy.config.trace.v3.Tracing.Http" => const { &[one(1, "name", Str), one(3, "typed_config", ANY)] },
+        "envoy.config.trace.v3.ZipkinConfig" => const { &[
+            one(1, "collector_cluster", Str),
+            one(2, "collector_endpoint", Str),
+            one(3, "trace_id_128bit", Bool),
+            one(4, "shared_span_context", BOOL_VALUE),
+            one(5, "collector_endpoint_version", Kind::Enum(zipkin_version)),
+            one(6, "collector_hostname", Str),
+        ] },
+        "envoy.config.trace.v3.DatadogConfig" => const { &[
+            one(1, "collector_cluster", Str),
+            one(2, "service_name", Str),
+            one(3, "collector_hostname", Str),
+        ] },
+        "envoy.config.trace.v3.OpenTelemetryConfig" => const { &[
+            one(1, "grpc_service", Msg("envoy.config.core.v3.GrpcService")),
+            one(2, "service_name", Str),
+        ] },
+        "envoy.type.tracing.v3.CustomTag" => const { &[
+            one(1, "tag", Str),
+            one(2, "literal", Msg("envoy.type.tracing.v3.CustomTag.Literal")),
+            one(3, "environment", Msg("envoy.type.tracing.v3.CustomTag.Environment")),
+            one(4, "request_header", Msg("envoy.type.tracing.v3.CustomTag.Header")),
+        ] },
+        "envoy.type.tracing.v3.CustomTag.Literal" => const { &[one(1, "value", Str)] },
+        "envoy.type.tracing.v3.CustomTag.Environment" | "envoy.type.tracing.v3.CustomTag.Header" => const { &[
+            one(1, "name", Str),
+            one(2, "default_value", Str),
         ] },
         "envoy.extensions.filters.network.http_connection_manager.v3.Rds" => const { &[
             one(1, "config_source", CONFIG_SOURCE),

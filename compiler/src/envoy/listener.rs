@@ -113,6 +113,16 @@ fn http_listener(l: &IrListener, ir: &Ir, upgrades: &BTreeSet<String>) -> Listen
             // `/app/x` and `/app/%2e%2e/x` as `/x`, and a dot segment cannot reach another
             // Mapping than its normalised path.
             normalize_path: Some(bool_value(true)),
+            // The LogService's gRPC access logger; the provider of the TracingService's
+            // tracer inline, so both travel over ADS with the listener.
+            access_log: ir
+                .access_log
+                .as_ref()
+                .map(super::observe::access_log)
+                .into_iter()
+                .collect(),
+            tracing: ir.tracing.as_ref().map(super::observe::tracing),
+            generate_request_id: ir.tracing.as_ref().map(|_| bool_value(true)),
             ..Default::default()
         };
         Filter {

@@ -198,6 +198,8 @@ fn ir(routes: Vec<Route>) -> Ir {
         settings: Settings::default(),
         auth: None,
         rate_limit: None,
+        access_log: None,
+        tracing: None,
     }
 }
 

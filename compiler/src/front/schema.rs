@@ -320,6 +320,43 @@ pub const RATE_LIMIT_SERVICE: &[Field] = &[
     na("v3GRPCService", Ty::Any),
 ];
 
+const LOG_HEADERS: &[Field] = &[f("additional_log_headers", Ty::Any)];
+pub const LOG_SERVICE: &[Field] = &[
+    f("ambassador_id", Ty::StrOrList),
+    f("ambassadorId", Ty::StrOrList),
+    f("service", Ty::Str),
+    f("driver", Ty::Str),
+    f("driver_config", Ty::Obj(LOG_HEADERS)),
+    f("flush_interval_time", Ty::Int),
+    f("flush_interval_byte_size", Ty::Int),
+    f("grpc", Ty::Bool),
+    f("protocol_version", Ty::Str),
+    f("tls", Ty::StrOrBool),
+    f("circuit_breakers", Ty::ObjList(CIRCUIT_BREAKER)),
+    na("stats_name", Ty::Str),
+    na("v3StatsName", Ty::Str),
+];
+
+const SAMPLING: &[Field] = &[
+    f("client", Ty::Num),
+    f("random", Ty::Num),
+    f("overall", Ty::Num),
+];
+pub const TRACING_SERVICE: &[Field] = &[
+    f("ambassador_id", Ty::StrOrList),
+    f("ambassadorId", Ty::StrOrList),
+    f("service", Ty::Str),
+    f("driver", Ty::Str),
+    f("config", Ty::Any),
+    f("sampling", Ty::Obj(SAMPLING)),
+    f("tag_headers", Ty::StrList),
+    f("custom_tags", Ty::Any),
+    f("tls", Ty::StrOrBool),
+    f("circuit_breakers", Ty::ObjList(CIRCUIT_BREAKER)),
+    na("stats_name", Ty::Str),
+    na("v3StatsName", Ty::Str),
+];
+
 const HOST_BINDING: &[Field] = &[f("namespace", Ty::Any), f("selector", Ty::Any)];
 pub const LISTENER: &[Field] = &[
     f("ambassador_id", Ty::StrOrList),

@@ -8,7 +8,8 @@ use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::{Kind, Resource};
 use crate::ir::{
-    Auth, Cluster, InsecureAction, Listener, RateLimit, Settings, TcpListener, VirtualHost,
+    AccessLog, Auth, Cluster, InsecureAction, Listener, RateLimit, Settings, TcpListener, Tracing,
+    VirtualHost,
 };
 
 use super::hosts::{hosts, VHost};
@@ -38,6 +39,10 @@ pub(crate) struct Context {
     pub auth: Option<Auth>,
     /// The RateLimitService in use (see [`super::ratelimit`]).
     pub rate_limit: Option<RateLimit>,
+    /// The LogService in use (see [`super::logservice`]).
+    pub access_log: Option<AccessLog>,
+    /// The TracingService in use (see [`super::tracing`]).
+    pub tracing: Option<Tracing>,
     /// Namespaces of every object and Service read: a `service` naming one of them as
     /// `name.namespace` is a Kubernetes Service there.
     pub known_namespaces: HashSet<String>,
@@ -201,9 +206,24 @@ impl Context {
         });
         // Routes carry rate limits only while a RateLimitService is in use, as in Emissary.
         settings.rate_limit_domain = rate_limit.as_ref().map(|rl| rl.domain.clone());
+        let access_log =
+            super::logservice::access_log(by_kind(Kind::LogService), &tls_contexts, &mut diags)
+                .map(|(log, cluster)| {
+                    held_clusters.insert(cluster.name.clone(), cluster);
+                    log
+                });
+        let tracing =
+            super::tracing::tracing(by_kind(Kind::TracingService), &tls_contexts, &mut diags).map(
+                |(t, cluster)| {
+                    held_clusters.insert(cluster.name.clone(), cluster);
+                    t
+                },
+            );
         Context {
             auth,
             rate_limit,
+            access_log,
+            tracing,
             settings,
             default_resolver,
             resolvers,

@@ -315,3 +315,118 @@ fn several_rate_limit_services_leave_none() {
     };
     assert_eq!(f.settings.rate_limits.len(), 1);
 }
+
+fn observe(kind: &str, name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: getambassador.io/v3alpha1\nkind: {kind}\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}"
+    )
+}
+
+const LOG_OK: &str = "  service: als:9001\n  driver: http\n  protocol_version: v3\n  grpc: true\n";
+
+/// A LogService: its defaults, headers by when they are logged, a gRPC cluster; no AMB412.
+#[test]
+fn a_log_service_becomes_a_grpc_access_log() {
+    let c = compile(&observe(
+        "LogService",
+        "als",
+        &format!("{LOG_OK}  flush_interval_byte_size: 512\n  driver_config:\n    additional_log_headers:\n    - header_name: X-User\n      during_trailer: false\n"),
+    ));
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let log = c.ir.access_log.as_ref().unwrap();
+    assert_eq!(log.flush_interval_s, 1);
+    assert_eq!(log.buffer_size_bytes, 512);
+    assert_eq!(log.request_headers, ["x-user"]);
+    assert_eq!(log.response_headers, ["x-user"]);
+    assert!(log.response_trailers.is_empty());
+    assert!(c.ir.clusters[&log.cluster].http2);
+    assert!(log.cluster.starts_with("cluster_logging_als_default_9001_"));
+}
+
+/// Several usable LogServices: the first by namespace and name is used, the others are
+/// reported; broken ones are reported and do not take the slot; `tcp` takes no headers.
+#[test]
+fn log_services_one_used_the_others_reported() {
+    let c = compile(
+        &(observe("LogService", "b", LOG_OK)
+            + &observe("LogService", "a", LOG_OK)
+            + &observe(
+                "LogService",
+                "0-broken",
+                "  service: als:9001\n  driver: udp\n",
+            )),
+    );
+    assert_eq!(
+        codes(&c).iter().filter(|c| **c == "AMB543").count(),
+        1,
+        "{:?}",
+        c.diagnostics
+    );
+    assert!(codes(&c).contains(&"AMB544"));
+    assert!(codes(&c).contains(&"AMB542"));
+    assert_eq!(c.ir.access_log.as_ref().unwrap().source.name.as_str(), "a");
+
+    let c = compile(&observe(
+        "LogService",
+        "t",
+        "  service: als:9001\n  driver: tcp\n  protocol_version: v3\n  grpc: true\n  driver_config:\n    additional_log_headers:\n    - header_name: x\n",
+    ));
+    assert_eq!(codes(&c), ["AMB545"]);
+    let log = c.ir.access_log.as_ref().unwrap();
+    assert!(log.request_headers.is_empty());
+
+    let c = compile(&observe(
+        "LogService",
+        "m",
+        "  driver: http\n  protocol_version: v3\n  grpc: true\n",
+    ));
+    assert_eq!(codes(&c), ["AMB541"]);
+    assert!(c.ir.access_log.is_none());
+    assert!(c.ir.clusters.is_empty());
+}
+
+/// A zipkin TracingService with Emissary's defaults; lightstep and several are errors.
+#[test]
+fn tracing_services_follow_emissary() {
+    let c = compile(&observe(
+        "TracingService",
+        "t",
+        "  service: zipkin:9411\n  driver: zipkin\n  tag_headers: [x-user]\n  sampling: {random: 10}\n",
+    ));
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let t = c.ir.tracing.as_ref().unwrap();
+    assert_eq!(
+        t.driver,
+        crate::ir::TracingDriver::Zipkin {
+            collector_endpoint: "/api/v2/spans".into(),
+            collector_endpoint_version: "HTTP_JSON".into(),
+            trace_id_128bit: true,
+            shared_span_context: None,
+        }
+    );
+    assert_eq!(t.random_sampling, Some(10.0));
+    assert_eq!(t.custom_tags.len(), 1);
+    assert!(!c.ir.clusters[&t.cluster].http2);
+
+    let c = compile(&observe(
+        "TracingService",
+        "t",
+        "  service: ls:443\n  driver: lightstep\n",
+    ));
+    assert_eq!(codes(&c), ["AMB562"]);
+    assert!(c.ir.tracing.is_none() && c.ir.clusters.is_empty());
+
+    let c = compile(
+        &(observe(
+            "TracingService",
+            "a",
+            "  service: z:9411\n  driver: zipkin\n",
+        ) + &observe(
+            "TracingService",
+            "b",
+            "  service: z:9411\n  driver: zipkin\n",
+        )),
+    );
+    assert_eq!(codes(&c), ["AMB563", "AMB563"]);
+    assert!(c.ir.tracing.is_none());
+}
