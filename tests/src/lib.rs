@@ -5,6 +5,8 @@
 //! - [`control_plane`]: the ADS publisher on loopback, with stop and restart.
 //! - [`backend`]: HTTP backends that echo what they received, stream, and echo websockets.
 //! - [`http`]: a small HTTP/1.1 client for requests through Envoy.
+//! - [`observe`]: a gRPC access log service and a zipkin collector, recording what Envoy
+//!   sent.
 //! - [`ratelimit`]: a gRPC rate limit service that limits each descriptor to N requests.
 //! - [`stack`]: manifests through the real pipeline to the publisher and one Envoy.
 //! - [`xds`]: Envoy resources built by hand (listener with RDS, routes, EDS clusters).
@@ -22,6 +24,7 @@ pub mod backend;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;
+pub mod observe;
 pub mod ratelimit;
 pub mod stack;
 pub mod xds;
