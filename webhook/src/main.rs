@@ -1,10 +1,10 @@
 //! `ambassador-webhook`: serves admission and ADS from one watched view.
 //!
-//! The binary is thin: it parses flags, builds the pieces the library offers
-//! and runs them until SIGTERM. Components run side by side in one process and
-//! share the [`Metrics`] and [`Readiness`] handles:
+//! The binary is thin: it parses flags and resolves them into options; `run.rs`, the
+//! composition root, builds the process from them and runs it until SIGTERM. Components
+//! run side by side in one process and share the metrics and readiness handles:
 //!
-//! - the admission webhook (here);
+//! - the admission webhook;
 //! - the watched view (`--kube` or `--watch-dir`), which feeds the validator, sets
 //!   readiness once its first synced state is compiled, and keeps the watched-objects gauge;
 //! - the ADS publisher (`--ads-listen`), compiled from the same view.
@@ -20,20 +20,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ambassador_webhook::admission::Validate;
-use ambassador_webhook::ads::{self, Publisher};
 use ambassador_webhook::bootstrap::{self, ApiType, Bootstrap};
-use ambassador_webhook::metrics::Metrics;
-use ambassador_webhook::pipeline::dir::DirFeed;
-use ambassador_webhook::pipeline::{self, Feed, Pipeline, PipelineOptions};
-use ambassador_webhook::server::{self, AppState, Limits, Readiness};
+use ambassador_webhook::pipeline::PipelineOptions;
+use ambassador_webhook::server::Limits;
 use ambassador_webhook::telemetry::{self, LogFormat};
-use ambassador_webhook::validator::CompilerValidator;
-use ambassador_webhook::{certs, tls};
-use ambassador_webhook::{lease, run, view};
+use ambassador_webhook::{certs, run};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -274,12 +267,15 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(serve(args))),
+            .and_then(|runtime| runtime.block_on(run::serve(serve_options(args)))),
         Command::Publish(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))
-            .and_then(|runtime| runtime.block_on(publish(args))),
+            .and_then(|runtime| {
+                let (source, ads) = publish_options(args);
+                runtime.block_on(run::publish(source, ads))
+            }),
         Command::Bootstrap(args) => print_bootstrap(&args),
         Command::Cert(CertCommand::Generate(args)) => generate(&args),
     };
@@ -330,282 +326,59 @@ fn print_bootstrap(args: &BootstrapArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `publish`: the directory feeds the pipeline, the pipeline feeds the publisher.
-async fn publish(args: PublishArgs) -> Result<(), String> {
-    let options = PipelineOptions::default()
-        .listen(&args.listen_address, args.http_port)
-        .https_port(args.https_port)
-        .ambassador_id(&args.ambassador_id);
-    let (mut pipeline, snapshots) = Pipeline::new(options);
-    let Some(dir) = args.dir.clone() else {
-        return publish_from_cluster(args, pipeline, snapshots).await;
+/// `publish`'s flags, resolved.
+fn publish_options(args: PublishArgs) -> (run::PublishSource, run::AdsOptions) {
+    let ads = run::AdsOptions {
+        listen: args.ads_listen,
+        pipeline: PipelineOptions::default()
+            .listen(&args.listen_address, args.http_port)
+            .https_port(args.https_port)
+            .ambassador_id(&args.ambassador_id),
     };
-    let mut feed = DirFeed::new(
-        &dir,
-        Duration::from_millis(args.poll_ms),
-        Duration::from_millis(args.debounce_ms),
-    );
-    // The first configuration is compiled before Envoy can connect, so that it never
-    // sees an empty snapshot.
-    let first = feed.next().await.map_err(|e| error_chain(&e))?;
-    pipeline.update(first);
-    let publisher = Publisher::new(snapshots);
-    let listener = tokio::net::TcpListener::bind(args.ads_listen)
-        .await
-        .map_err(|e| format!("cannot listen for ADS on {}: {e}", args.ads_listen))?;
-    tracing::info!(ads = %args.ads_listen, dir = %dir.display(), "publishing");
-    let nacks = tokio::spawn(report_nacks(publisher.clone()));
-    let server = ads::serve_with_shutdown(publisher, listener, wait_for_signal());
-    let poll = Duration::from_millis(args.poll_ms.max(100));
-    let reload = async {
-        loop {
-            // A directory that cannot be read (unmounted, renamed) is retried: Envoy
-            // keeps the last configuration meanwhile.
-            let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
-            tracing::warn!(error = %error_chain(&e), "cannot read the manifests; retrying");
-            tokio::time::sleep(poll).await;
-        }
+    let source = match args.dir {
+        Some(path) => run::PublishSource::Dir {
+            path,
+            poll: Duration::from_millis(args.poll_ms),
+            debounce: Duration::from_millis(args.debounce_ms),
+        },
+        None => run::PublishSource::Kube {
+            namespace: args.namespace,
+        },
     };
-    let result = tokio::select! {
-        served = server => served.map_err(|e| error_chain(&e)),
-        () = reload => Ok(()),
-    };
-    nacks.abort();
-    result
+    (source, ads)
 }
 
-/// `publish --kube`: the ADS publisher alone, fed by the cluster view.
-async fn publish_from_cluster(
-    args: PublishArgs,
-    mut pipeline: Pipeline,
-    snapshots: tokio::sync::watch::Receiver<Arc<ambassador_webhook::ads::Snapshot>>,
-) -> Result<(), String> {
-    let source = run::Source::Kube {
-        namespace: args.namespace.clone(),
-    };
-    let running = run::start(&source).await.map_err(|e| e.to_string())?;
-    let mut feed = run::ViewFeed::new(&running.view);
-    let first = feed.next().await.map_err(|e| e.to_string())?;
-    pipeline.update(first);
-    let publisher = Publisher::new(snapshots);
-    let listener = tokio::net::TcpListener::bind(args.ads_listen)
-        .await
-        .map_err(|e| format!("cannot listen for ADS on {}: {e}", args.ads_listen))?;
-    tracing::info!(ads = %args.ads_listen, "publishing what the cluster holds");
-    let nacks = tokio::spawn(report_nacks(publisher.clone()));
-    let server = ads::serve_with_shutdown(publisher, listener, wait_for_signal());
-    let follow = async {
-        let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
-        tracing::error!(error = %e, "the view stopped; no more updates for Envoy");
-    };
-    let result = tokio::select! {
-        served = server => served.map_err(|e| error_chain(&e)),
-        () = follow => Ok(()),
-    };
-    nacks.abort();
-    result
-}
-
-/// Logs every NACK once, with Envoy's message and the resources it refused.
-async fn report_nacks(publisher: Publisher) {
-    let mut seen = std::collections::BTreeSet::new();
-    loop {
-        for node in publisher.status() {
-            for (type_url, st) in &node.types {
-                if let Some(nack) = &st.last_nack {
-                    if seen.insert((node.stream_id, type_url.clone(), nack.nonce.clone())) {
-                        tracing::warn!(
-                            node = %node.node_id,
-                            %type_url,
-                            resources = ?nack.resource_names,
-                            error = %nack.error,
-                            "Envoy refused a configuration; it keeps serving the previous one"
-                        );
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// An error with its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
-}
-
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    tls::install_crypto_provider();
-    let metrics = Arc::new(Metrics::new());
-    let readiness = Readiness::new();
-
-    let webhook = &args.webhook;
+/// `serve`'s flags, resolved.
+fn serve_options(args: ServeArgs) -> run::ServeOptions {
+    let webhook = args.webhook;
     let timeout = Duration::from_secs(webhook.read_timeout);
-    let limits = Limits {
-        max_body_bytes: webhook.max_body_bytes,
-        handshake_timeout: timeout,
-        header_read_timeout: timeout,
-        body_read_timeout: timeout,
-        max_connections: webhook.max_connections,
-        ..Limits::default()
-    };
-    let resolver = Arc::new(tls::ReloadingCert::load(&webhook.tls_dir).map_err(|e| e.to_string())?);
-    let _watcher = tls::CertWatcher::spawn(
-        Arc::clone(&resolver),
-        Arc::clone(&metrics),
-        Duration::from_secs(webhook.cert_poll_interval.max(1)),
-    )
-    .map_err(|e| e.to_string())?;
-    let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
-
-    let compiler_validator = Arc::new(
-        CompilerValidator::new(webhook.ambassador_id.clone())
-            .reject_conflicts(webhook.reject_conflicts),
-    );
-    let validator: Arc<dyn Validate> = Arc::clone(&compiler_validator) as Arc<dyn Validate>;
-
-    let app = server::router(AppState {
-        validator,
-        metrics: Arc::clone(&metrics),
-        readiness: readiness.clone(),
-        limits: limits.clone(),
+    let ads = args.ads.ads_listen.map(|listen| run::AdsOptions {
+        listen,
+        pipeline: PipelineOptions::default()
+            .listen(&args.ads.envoy_listen_address, args.ads.envoy_http_port)
+            .https_port(args.ads.envoy_https_port)
+            .ambassador_id(&webhook.ambassador_id),
     });
-    let listener = server::bind(webhook.listen)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(listen = %webhook.listen, tls_dir = %webhook.tls_dir.display(), "admission webhook listening");
-
-    // With a view, readiness waits until the first synced view is compiled into the
-    // validator; without one there is nothing to wait for.
-    let _view = match args.view.source() {
-        Some(source) => {
-            let running = run::start(&source).await.map_err(|e| e.to_string())?;
-            let _gauges =
-                view::publish_health(&running.view, Readiness::new(), Arc::clone(&metrics));
-            let reporter = match source {
-                run::Source::Kube { .. } => {
-                    let client = kube::Client::try_default()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let instance =
-                        std::env::var("POD_NAME").unwrap_or_else(|_| "ambassador-webhook".into());
-                    // One replica writes status and Events: the holder of the Lease.
-                    let namespace = args
-                        .view
-                        .lease_namespace
-                        .clone()
-                        .unwrap_or_else(|| client.default_namespace().to_string());
-                    let options =
-                        lease::LeaseOptions::new(&namespace, &args.view.lease_name, &instance);
-                    let (leadership, elector) = lease::spawn(client.clone(), options);
-                    // On SIGTERM the Lease is released, so the other replica takes over
-                    // at its next attempt.
-                    tokio::spawn(async move {
-                        wait_for_signal().await;
-                        elector.stop().await;
-                    });
-                    Some(Arc::new(
-                        view::kube::Reporter::new(
-                            client,
-                            "getambassador.io/ambassador-webhook",
-                            &instance,
-                        )
-                        .with_leadership(leadership),
-                    ))
-                }
-                run::Source::Dir { .. } => None,
-            };
-            let _feed = run::feed_validator(
-                &running.view,
-                Arc::clone(&compiler_validator),
-                readiness.clone(),
-                Arc::clone(&metrics),
-                reporter,
-            );
-            if let Some(addr) = args.ads.ads_listen {
-                let options = PipelineOptions::default()
-                    .listen(&args.ads.envoy_listen_address, args.ads.envoy_http_port)
-                    .https_port(args.ads.envoy_https_port)
-                    .ambassador_id(&webhook.ambassador_id);
-                let (mut pipeline, snapshots) = Pipeline::new(options);
-                let mut feed = run::ViewFeed::new(&running.view);
-                let publisher = Publisher::new(snapshots);
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("cannot listen for ADS on {addr}: {e}"))?;
-                tracing::info!(ads = %addr, "publishing to Envoy from the same view");
-                tokio::spawn(report_nacks(publisher.clone()));
-                tokio::spawn(async move {
-                    if let Err(e) =
-                        ads::serve_with_shutdown(publisher, listener, wait_for_signal()).await
-                    {
-                        tracing::error!(error = %error_chain(&e), "the ADS server stopped");
-                    }
-                });
-                tokio::spawn(async move {
-                    let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
-                    tracing::error!(error = %e, "the view stopped; no more updates for Envoy");
-                });
-            }
-            Some(running)
-        }
-        None => {
-            if args.ads.ads_listen.is_some() {
-                return Err("--ads-listen needs a view: --kube or --watch-dir".into());
-            }
-            readiness.set_ready(true);
-            None
-        }
-    };
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown_delay = Duration::from_secs(args.shutdown_delay);
-    let signals = {
-        let readiness = readiness.clone();
-        async move {
-            wait_for_signal().await;
-            tracing::info!(
-                ?shutdown_delay,
-                "termination requested; reporting not ready"
-            );
-            readiness.set_ready(false);
-            tokio::time::sleep(shutdown_delay).await;
-            let _ = stop_tx.send(true);
-        }
-    };
-    tokio::spawn(signals);
-    let mut stop = stop_rx;
-    server::serve(listener, tls_config, app, limits, metrics, async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    })
-    .await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    run::ServeOptions {
+        view: args.view.source(),
+        lease_name: args.view.lease_name,
+        lease_namespace: args.view.lease_namespace,
+        ads,
+        shutdown_delay: Duration::from_secs(args.shutdown_delay),
+        webhook: run::WebhookOptions {
+            listen: webhook.listen,
+            tls_dir: webhook.tls_dir,
+            limits: Limits {
+                max_body_bytes: webhook.max_body_bytes,
+                handshake_timeout: timeout,
+                header_read_timeout: timeout,
+                body_read_timeout: timeout,
+                max_connections: webhook.max_connections,
+                ..Limits::default()
+            },
+            cert_poll_interval: Duration::from_secs(webhook.cert_poll_interval),
+            reject_conflicts: webhook.reject_conflicts,
+            ambassador_id: webhook.ambassador_id,
+        },
     }
 }

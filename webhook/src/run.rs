@@ -1,14 +1,25 @@
-//! Wiring of the one process: the watched view feeds the admission validator (and the ADS pipeline), readiness follows the first synced view.
+//! The composition root: builds the process of every subcommand (`serve`, `publish`) from options `main.rs` resolved from flags.
+//!
+//! The watched view feeds the admission validator and the ADS pipeline, readiness follows
+//! the first synced view; the ADS publisher is wired once ([`publisher`]) for `serve`,
+//! `publish` and `publish --kube`.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::lease::Leadership;
-use crate::pipeline::Feed;
-use crate::server::Readiness;
+use crate::admission::Validate;
+use crate::ads::{self, Publisher};
+use crate::lease::{self, Leadership};
+use crate::metrics::Metrics;
+use crate::pipeline::dir::DirFeed;
+use crate::pipeline::{self, Feed, Pipeline, PipelineOptions};
+use crate::server::{self, AppState, Limits, Readiness};
+use crate::tls;
 use crate::validator::CompilerValidator;
 use crate::view::kube::{report_status, verdicts, ReportError, Reporter, Verdict};
 use crate::view::{self, Key, View};
@@ -232,5 +243,330 @@ impl Feed for ViewFeed {
             .into_iter()
             .map(|(name, text)| (name, text.to_string()))
             .collect())
+    }
+}
+
+/// The ADS publisher's settings: where Envoy connects, and what the pipeline compiles for it.
+#[derive(Clone, Debug)]
+pub struct AdsOptions {
+    /// Address of the ADS (gRPC) listener.
+    pub listen: SocketAddr,
+    /// Envoy's listener addresses and ports, and the `ambassador_id`.
+    pub pipeline: PipelineOptions,
+}
+
+/// Where `publish` reads the configuration.
+#[derive(Clone, Debug)]
+pub enum PublishSource {
+    /// A directory of manifests, polled every `poll`; files are read once they stayed
+    /// unchanged for `debounce`.
+    Dir {
+        path: PathBuf,
+        poll: Duration,
+        debounce: Duration,
+    },
+    /// The cluster, through the watched view; `None` watches every namespace.
+    Kube { namespace: Option<String> },
+}
+
+/// The admission webhook's settings.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    /// Address of the HTTPS listener.
+    pub listen: SocketAddr,
+    /// Directory holding `tls.crt` and `tls.key`.
+    pub tls_dir: PathBuf,
+    pub limits: Limits,
+    /// Time between re-reads of the certificate directory.
+    pub cert_poll_interval: Duration,
+    pub reject_conflicts: bool,
+    pub ambassador_id: String,
+}
+
+/// What `serve` runs: the admission webhook, the view it judges against, and ADS from the
+/// same view.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub webhook: WebhookOptions,
+    /// The watched view; without one, admission judges each object alone.
+    pub view: Option<Source>,
+    /// With the cluster view: the Lease that elects the one writer of status and Events.
+    pub lease_name: String,
+    /// The Lease's namespace (default: the client's).
+    pub lease_namespace: Option<String>,
+    /// ADS from the same view (needs a view).
+    pub ads: Option<AdsOptions>,
+    /// How long to keep serving after SIGTERM while reporting not ready.
+    pub shutdown_delay: Duration,
+}
+
+/// `publish`: the ADS publisher alone, fed by a directory or by the cluster view.
+pub async fn publish(source: PublishSource, ads: AdsOptions) -> Result<(), String> {
+    let listen = ads.listen;
+    match source {
+        PublishSource::Dir {
+            path,
+            poll,
+            debounce,
+        } => {
+            let feed = DirFeed::new(&path, poll, debounce);
+            // A directory that cannot be read (unmounted, renamed) is retried: Envoy
+            // keeps the last configuration meanwhile.
+            let retry = poll.max(Duration::from_millis(100));
+            let (served, follow) = publisher(ads, feed, true, Some(retry)).await?;
+            tracing::info!(ads = %listen, dir = %path.display(), "publishing");
+            until_stopped(served, follow).await
+        }
+        PublishSource::Kube { namespace } => {
+            let running = start(&Source::Kube { namespace })
+                .await
+                .map_err(|e| e.to_string())?;
+            let feed = ViewFeed::new(&running.view);
+            let (served, follow) = publisher(ads, feed, true, None).await?;
+            tracing::info!(ads = %listen, "publishing what the cluster holds");
+            until_stopped(served, follow).await
+        }
+    }
+}
+
+/// Runs the publisher until the ADS server stops (SIGTERM) or the updates end.
+async fn until_stopped(
+    served: impl Future<Output = Result<(), String>>,
+    follow: impl Future<Output = ()>,
+) -> Result<(), String> {
+    tokio::select! {
+        served = served => served,
+        () = follow => Ok(()),
+    }
+}
+
+/// The ADS publisher fed by `feed`, ready to run: the first future serves Envoy until
+/// SIGTERM (and logs NACKs meanwhile), the second compiles every change the feed reports.
+/// With `first`, the first configuration is compiled before the listener is bound, so that
+/// Envoy never sees an empty snapshot. A feed error is retried after `retry`, or ends the
+/// updates.
+async fn publisher<F: Feed + 'static>(
+    options: AdsOptions,
+    mut feed: F,
+    first: bool,
+    retry: Option<Duration>,
+) -> Result<
+    (
+        impl Future<Output = Result<(), String>> + Send,
+        impl Future<Output = ()> + Send,
+    ),
+    String,
+> {
+    let (mut pipeline, snapshots) = Pipeline::new(options.pipeline);
+    if first {
+        let sources = feed.next().await.map_err(|e| error_chain(&e))?;
+        pipeline.update(sources);
+    }
+    let publisher = Publisher::new(snapshots);
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen for ADS on {}: {e}", options.listen))?;
+    let served = async move {
+        let nacks = tokio::spawn(report_nacks(publisher.clone()));
+        let served = ads::serve_with_shutdown(publisher, listener, wait_for_signal()).await;
+        nacks.abort();
+        served.map_err(|e| error_chain(&e))
+    };
+    let follow = async move {
+        loop {
+            let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
+            match retry {
+                Some(pause) => {
+                    tracing::warn!(error = %error_chain(&e), "cannot read the manifests; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                None => {
+                    tracing::error!(error = %error_chain(&e), "the view stopped; no more updates for Envoy");
+                    return;
+                }
+            }
+        }
+    };
+    Ok((served, follow))
+}
+
+/// Logs every NACK once, with Envoy's message and the resources it refused.
+async fn report_nacks(publisher: Publisher) {
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        for node in publisher.status() {
+            for (type_url, st) in &node.types {
+                if let Some(nack) = &st.last_nack {
+                    if seen.insert((node.stream_id, type_url.clone(), nack.nonce.clone())) {
+                        tracing::warn!(
+                            node = %node.node_id,
+                            %type_url,
+                            resources = ?nack.resource_names,
+                            error = %nack.error,
+                            "Envoy refused a configuration; it keeps serving the previous one"
+                        );
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// An error with its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
+/// `serve`: the admission webhook, the view it judges against (readiness follows its first
+/// compilation), the one writer of status and Events, and ADS from the same view.
+pub async fn serve(options: ServeOptions) -> Result<(), String> {
+    tls::install_crypto_provider();
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Readiness::new();
+
+    let webhook = &options.webhook;
+    let limits = webhook.limits.clone();
+    let resolver = Arc::new(tls::ReloadingCert::load(&webhook.tls_dir).map_err(|e| e.to_string())?);
+    let _watcher = tls::CertWatcher::spawn(
+        Arc::clone(&resolver),
+        Arc::clone(&metrics),
+        webhook.cert_poll_interval.max(Duration::from_secs(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let tls_config = Arc::new(tls::server_config(resolver).map_err(|e| e.to_string())?);
+
+    let compiler_validator = Arc::new(
+        CompilerValidator::new(webhook.ambassador_id.clone())
+            .reject_conflicts(webhook.reject_conflicts),
+    );
+    let validator: Arc<dyn Validate> = Arc::clone(&compiler_validator) as Arc<dyn Validate>;
+
+    let app = server::router(AppState {
+        validator,
+        metrics: Arc::clone(&metrics),
+        readiness: readiness.clone(),
+        limits: limits.clone(),
+    });
+    let listener = server::bind(webhook.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(listen = %webhook.listen, tls_dir = %webhook.tls_dir.display(), "admission webhook listening");
+
+    // With a view, readiness waits until the first synced view is compiled into the
+    // validator; without one there is nothing to wait for.
+    let _view = match &options.view {
+        Some(source) => {
+            let running = start(source).await.map_err(|e| e.to_string())?;
+            let _gauges =
+                view::publish_health(&running.view, Readiness::new(), Arc::clone(&metrics));
+            let reporter = match source {
+                Source::Kube { .. } => {
+                    let client = kube::Client::try_default()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let instance =
+                        std::env::var("POD_NAME").unwrap_or_else(|_| "ambassador-webhook".into());
+                    // One replica writes status and Events: the holder of the Lease.
+                    let namespace = options
+                        .lease_namespace
+                        .clone()
+                        .unwrap_or_else(|| client.default_namespace().to_string());
+                    let lease_options =
+                        lease::LeaseOptions::new(&namespace, &options.lease_name, &instance);
+                    let (leadership, elector) = lease::spawn(client.clone(), lease_options);
+                    // On SIGTERM the Lease is released, so the other replica takes over
+                    // at its next attempt.
+                    tokio::spawn(async move {
+                        wait_for_signal().await;
+                        elector.stop().await;
+                    });
+                    Some(Arc::new(
+                        Reporter::new(client, "getambassador.io/ambassador-webhook", &instance)
+                            .with_leadership(leadership),
+                    ))
+                }
+                Source::Dir { .. } => None,
+            };
+            let _feed = feed_validator(
+                &running.view,
+                Arc::clone(&compiler_validator),
+                readiness.clone(),
+                Arc::clone(&metrics),
+                reporter,
+            );
+            if let Some(ads) = options.ads.clone() {
+                let listen = ads.listen;
+                let feed = ViewFeed::new(&running.view);
+                let (served, follow) = publisher(ads, feed, false, None).await?;
+                tracing::info!(ads = %listen, "publishing to Envoy from the same view");
+                tokio::spawn(async move {
+                    if let Err(e) = served.await {
+                        tracing::error!(error = %e, "the ADS server stopped");
+                    }
+                });
+                tokio::spawn(follow);
+            }
+            Some(running)
+        }
+        None => {
+            if options.ads.is_some() {
+                return Err("--ads-listen needs a view: --kube or --watch-dir".into());
+            }
+            readiness.set_ready(true);
+            None
+        }
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown_delay = options.shutdown_delay;
+    let signals = {
+        let readiness = readiness.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!(
+                ?shutdown_delay,
+                "termination requested; reporting not ready"
+            );
+            readiness.set_ready(false);
+            tokio::time::sleep(shutdown_delay).await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::spawn(signals);
+    let mut stop = stop_rx;
+    server::serve(listener, tls_config, app, limits, metrics, async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    })
+    .await;
+    Ok(())
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
