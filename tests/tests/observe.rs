@@ -211,3 +211,39 @@ async fn the_zipkin_collector_gets_the_spans_of_traced_requests() {
         assert!(of_trace.iter().any(|s| s.kind == "CLIENT"), "{of_trace:?}");
     }
 }
+
+#[tokio::test]
+async fn the_tcp_driver_streams_connection_entries() {
+    let app = Backend::start("app").await.unwrap();
+    let als = AccessLogServer::start().await.unwrap();
+    let logs = object(
+        "LogService",
+        "als",
+        &format!(
+            "  service: \"{}\"\n  driver: tcp\n  grpc: true\n  protocol_version: v3\n  flush_interval_time: 1\n  flush_interval_byte_size: 1\n",
+            als.addr()
+        ),
+    );
+    let (stack, report) = Stack::start_with(
+        options(),
+        sources([("app.yaml", mapping(&app)), ("logs.yaml", logs)]),
+        ApiType::Grpc,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.findings.len(), 0, "{:?}", report.findings);
+    for _ in 0..2 {
+        assert_eq!(get(&stack, "/app/x", &[]).await.0, 200);
+    }
+    let arrived = poll(WAIT, EVERY, || async {
+        (als.tcp_entries() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "2 connection entries expected, got {}",
+        als.tcp_entries()
+    );
+    // The tcp driver sends connection entries only.
+    assert!(als.entries().is_empty(), "{:?}", als.entries());
+}
