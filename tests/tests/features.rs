@@ -334,6 +334,8 @@ struct Backends {
     eds1: Backend,
     eds2: Backend,
     tcp: TcpEcho,
+    /// A second TCPMapping on the same port: one group, one filter chain with both.
+    tcp2: TcpEcho,
     tcp_port: u16,
 }
 
@@ -594,6 +596,15 @@ fn features_config(k: &Backends) -> Vec<(String, String)> {
             q(&k.tcp.addr().to_string())
         ),
     );
+    // Two TCPMappings on one port are one group (Envoy refuses two identical filter chains).
+    add(
+        "tcp2",
+        format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata:\n  name: tcp2\nspec:\n  port: {}\n  service: {}\n  weight: 50\n",
+            k.tcp_port,
+            q(&k.tcp2.addr().to_string())
+        ),
+    );
     files
 }
 
@@ -625,6 +636,7 @@ async fn features() {
         eds1: Backend::start("eds1").await.unwrap(),
         eds2: Backend::start("eds2").await.unwrap(),
         tcp: TcpEcho::start().await.unwrap(),
+        tcp2: TcpEcho::start().await.unwrap(),
         tcp_port: free_port(),
     };
     let (stack, report) = Stack::start(features_config(&k), ApiType::DeltaGrpc)

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use crate::diag::Code;
+use crate::diag::{Code, Diagnostic};
 use crate::front::Resource;
 use crate::ir::{
     Cluster, Discovery, LbPolicy, TcpListener, TcpRoute, UpstreamTls, WeightedCluster,
@@ -20,7 +20,9 @@ pub(super) fn tcp<'a>(
     cx: &mut Cx,
     tls_contexts: &HashMap<String, Resource>,
 ) -> Vec<TcpListener> {
-    let mut by_port: BTreeMap<u16, Vec<TcpRoute>> = BTreeMap::new();
+    // Emissary's groups: one per port and `host` (SNI); each group is one filter chain
+    // whose members share the connections.
+    let mut groups: BTreeMap<(u16, Option<String>), Vec<Member>> = BTreeMap::new();
     for r in tcp_mappings {
         let mut reader = Reader::new(r);
         let Some(port) = reader.int("port") else {
@@ -101,19 +103,49 @@ pub(super) fn tcp<'a>(
         };
         let name = cluster.name.clone();
         clusters.entry(name.clone()).or_insert(cluster);
-        by_port.entry(port).or_default().push(TcpRoute {
-            sni: reader.str("host").map(str::to_string),
-            clusters: vec![WeightedCluster {
+        let weight = reader.node("weight").map(|n| (n.as_int(), n.span));
+        groups
+            .entry((port, reader.str("host").map(str::to_string)))
+            .or_default()
+            .push(Member {
+                r,
                 cluster: name,
-                weight: 100,
-                source: source_ref(r),
-                case_sensitive: true,
-                settings: Default::default(),
-            }],
-            idle_timeout_ms: reader.uint("idle_timeout_ms"),
-            source: source_ref(r),
-        });
+                weight: weight
+                    .and_then(|(w, _)| w)
+                    .map(|w| w.clamp(0, i64::from(u32::MAX)) as u32),
+                weight_span: weight.map(|(_, s)| s),
+                idle_timeout_ms: reader.uint("idle_timeout_ms"),
+            });
         cx.diags.append(&mut reader.diags);
+    }
+    let mut by_port: BTreeMap<u16, Vec<TcpRoute>> = BTreeMap::new();
+    for ((port, sni), mut members) in groups {
+        // Emissary adds members to a group in resource-key order, `name.namespace`.
+        members.sort_by_cached_key(|m| {
+            (
+                format!("{}.{}", m.r.id.name, m.r.id.namespace),
+                m.r.id.clone(),
+            )
+        });
+        let weights = cumulative_weights(&members, cx);
+        let first = &members[0];
+        by_port.entry(port).or_default().push(TcpRoute {
+            sni,
+            clusters: members
+                .iter()
+                .zip(&weights)
+                .map(|(m, w)| WeightedCluster {
+                    cluster: m.cluster.clone(),
+                    weight: *w,
+                    source: source_ref(m.r),
+                    case_sensitive: true,
+                    settings: Default::default(),
+                })
+                .collect(),
+            // Emissary flattens the members' keys into the group: the last one set wins.
+            idle_timeout_ms: members.iter().rev().find_map(|m| m.idle_timeout_ms),
+            source: source_ref(first.r),
+        });
     }
     by_port
         .into_iter()
@@ -126,4 +158,110 @@ pub(super) fn tcp<'a>(
             }
         })
         .collect()
+}
+
+/// One TCPMapping of a group.
+struct Member<'a> {
+    r: &'a Resource,
+    cluster: String,
+    weight: Option<u32>,
+    weight_span: Option<crate::source::Span>,
+    idle_timeout_ms: Option<u64>,
+}
+
+/// The weights Emissary gives a group's members in `tcp_proxy`'s `weighted_clusters`: its
+/// canary normalisation (weighted members first, each the running total of the weights so
+/// far; the unweighted then share what remains up to 100, the last one at 100), used as the
+/// weights themselves. So `a` (no weight) and `b` (`weight: 50`) get 100 and 50: `b` takes a
+/// third of the connections, not half. A group of one gets 100. Reported with AMB312 when it
+/// gives a member another share than its weight says.
+fn cumulative_weights(members: &[Member], cx: &mut Cx) -> Vec<u32> {
+    if members.len() == 1 {
+        return vec![100];
+    }
+    let mut out = vec![0u32; members.len()];
+    let mut current = 0u32;
+    for (i, m) in members.iter().enumerate() {
+        if let Some(w) = m.weight {
+            current = current.saturating_add(w);
+            out[i] = current;
+        }
+    }
+    let unweighted: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].weight.is_none())
+        .collect();
+    if current > 100 {
+        let m = members
+            .iter()
+            .rfind(|m| m.weight.is_some())
+            .unwrap_or(&members[0]);
+        cx.diags.push(
+            Diagnostic::at(
+                Code::WeightTotalOver100,
+                m.weight_span.unwrap_or(m.r.span),
+                format!(
+                    "the weights of the TCPMappings on port {} add up to {current}, over 100: as in Emissary, the unweighted ones get no connections",
+                    m.r.field("port").and_then(|n| n.as_int()).unwrap_or_default()
+                ),
+            )
+            .with_object(&m.r.id)
+            .with_field(m.r.path("weight")),
+        );
+        return out;
+    }
+    if !unweighted.is_empty() {
+        let remaining = 100 - current;
+        let n = unweighted.len() as u32;
+        // Python's round(): halves to even.
+        let (q, r) = (remaining / n, remaining % n);
+        let share = q + u32::from(2 * r > n || (2 * r == n && q % 2 == 1));
+        for (k, &i) in unweighted.iter().enumerate() {
+            current = if k + 1 == unweighted.len() {
+                100
+            } else {
+                current + share
+            };
+            out[i] = current;
+        }
+    }
+    // What the weights say (unweighted members share the rest equally) against what the
+    // running totals give.
+    let total: u64 = out.iter().map(|&w| u64::from(w)).sum();
+    let declared: u32 = members.iter().filter_map(|m| m.weight).sum();
+    let rest = f64::from(100u32.saturating_sub(declared)) / unweighted.len().max(1) as f64;
+    let actual: Vec<f64> = out
+        .iter()
+        .map(|&w| {
+            if total == 0 {
+                0.0
+            } else {
+                100.0 * f64::from(w) / total as f64
+            }
+        })
+        .collect();
+    let differs = members
+        .iter()
+        .zip(&actual)
+        .any(|(m, a)| (a - m.weight.map_or(rest, f64::from)).abs() >= 0.5);
+    if differs {
+        let m = &members[0];
+        let shares: Vec<String> = members
+            .iter()
+            .zip(&actual)
+            .map(|(m, a)| format!("`{}` {a:.0}%", m.r.id.name))
+            .collect();
+        cx.diags.push(
+            Diagnostic::at(
+                Code::TcpWeightsCumulative,
+                m.weight_span.unwrap_or(m.r.span),
+                format!(
+                    "the TCPMappings on this port share connections as {}: Emissary (and so this compiler) weights them by the running totals of their weights ({}), not by the weights as written",
+                    shares.join(", "),
+                    out.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .with_object(&m.r.id),
+        );
+    }
+    out
 }
