@@ -181,6 +181,9 @@ enum File {
     /// An AuthService: 0 HTTP, 1 HTTP with other settings, 2 gRPC v3, 3 gRPC without a
     /// protocol version (misconfigured).
     AuthService(u8),
+    /// 0 a usable LogService, 1 a LogService without a protocol version, 2 a zipkin
+    /// TracingService.
+    Observe(u8),
     Resolver,
     /// Endpoints of the `web` Service.
     Endpoints(u8),
@@ -243,6 +246,13 @@ impl File {
                 };
                 format!("apiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata:\n  name: auth{k}\n  namespace: default\nspec:\n{spec}")
             }
+            File::Observe(k) => match k {
+                0 | 1 => format!(
+                    "apiVersion: getambassador.io/v3alpha1\nkind: LogService\nmetadata:\n  name: als{k}\n  namespace: default\nspec:\n  service: als:9001\n  driver: http\n  grpc: true\n{}",
+                    if *k == 0 { "  protocol_version: v3\n" } else { "" }
+                ),
+                _ => "apiVersion: getambassador.io/v3alpha1\nkind: TracingService\nmetadata:\n  name: tracing\n  namespace: default\nspec:\n  service: zipkin:9411\n  driver: zipkin\n".into(),
+            },
             File::Resolver => "apiVersion: getambassador.io/v3alpha1\nkind: KubernetesEndpointResolver\nmetadata:\n  name: endpoint\n  namespace: default\n".into(),
             File::Endpoints(n) => format!(
                 "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: web\n  namespace: default\nsubsets:\n- addresses:\n  - ip: 10.0.0.{n}\n  ports:\n  - port: 8080\n"
@@ -361,11 +371,12 @@ impl World {
             }
             16 => {
                 self.next += 1;
-                let f = match self.rng.below(6) {
+                let f = match self.rng.below(7) {
                     0 => File::Module(1000 + 1000 * self.rng.below(3) as u32),
                     1 => File::Resolver,
                     2 | 3 => File::AuthService(self.rng.below(4) as u8),
                     4 => File::RateLimitService(self.rng.below(2) as u8),
+                    5 => File::Observe(self.rng.below(3) as u8),
                     _ => File::Broken,
                 };
                 self.files.push((format!("f{:04}.yaml", self.next), f));

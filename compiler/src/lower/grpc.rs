@@ -1,4 +1,4 @@
-//! The cluster of a gRPC service an edge-wide object names: RateLimitService, LogService, TracingService.
+//! The service of an edge-wide object (RateLimitService, LogService, TracingService): its `service`, its `protocol_version` and its cluster.
 
 use foldhash::HashMap;
 

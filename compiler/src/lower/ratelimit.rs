@@ -29,11 +29,10 @@ use foldhash::HashMap;
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::Resource;
-use crate::ir::{Cluster, Discovery, LbPolicy, RateLimit, RateLimitAction, UpstreamTls};
+use crate::ir::{Cluster, RateLimit, RateLimitAction};
 
-use super::cluster::{cluster_hash, sanitize};
 use super::mapping::Reader;
-use super::{service, source_ref};
+use super::source_ref;
 
 /// One label group as written: its name and its descriptor entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,41 +96,7 @@ fn read(
     let name = &r.id.name;
     let unlimited = "; no request is rate limited until it is fixed";
     let mut ok = true;
-    let upstream = match reader.node("service") {
-        None => {
-            reader.push(
-                Code::RateLimitServiceMissing,
-                r.span,
-                "service",
-                format!(
-                    "RateLimitService `{name}` has no `{}`{unlimited}",
-                    r.path("service")
-                ),
-            );
-            None
-        }
-        Some(n) => match reader.str("service").map(service::parse) {
-            Some(Ok(u)) => Some(u),
-            Some(Err(message)) => {
-                reader.push(
-                    Code::RateLimitServiceMissing,
-                    n.span,
-                    "service",
-                    format!("invalid `service` in RateLimitService `{name}`: {message}{unlimited}"),
-                );
-                None
-            }
-            None => {
-                reader.push(
-                    Code::RateLimitServiceMissing,
-                    n.span,
-                    "service",
-                    format!("`service` of RateLimitService `{name}` must be a string{unlimited}"),
-                );
-                None
-            }
-        },
-    };
+    let upstream = super::grpc::read_service(reader, Code::RateLimitServiceMissing, unlimited);
     match reader.str("protocol_version") {
         Some("v3") => {}
         other => {
@@ -173,91 +138,18 @@ fn read(
     };
     let failure_mode_deny = reader.bool("failure_mode_deny").unwrap_or(false);
     let upstream = upstream?;
-    let host = upstream.dns_name(&r.id.namespace);
-    let port = upstream.port_or_default();
-    let sni = (!upstream.is_ip()).then(|| host.clone());
-    let tls = match reader.node("tls") {
-        Some(t) if t.as_bool().is_some() => {
-            (t.as_bool() == Some(true) || upstream.https).then(|| UpstreamTls {
-                sni: sni.clone(),
-                context: None,
-                client_secret: None,
-                ca_secret: None,
-                alpn_protocols: Vec::new(),
-            })
-        }
-        Some(t) => match t.as_str().and_then(|n| tls_contexts.get(n).map(|c| (n, c))) {
-            Some((ctx_name, ctx)) => {
-                let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
-                let with_ns = |v: String| {
-                    if v.contains('/') {
-                        v
-                    } else {
-                        format!("{}/{v}", ctx.id.namespace)
-                    }
-                };
-                Some(UpstreamTls {
-                    sni: s("sni").or(sni.clone()),
-                    context: Some(ctx_name.to_string()),
-                    client_secret: s("secret").map(with_ns),
-                    ca_secret: s("ca_secret").map(with_ns),
-                    alpn_protocols: s("alpn_protocols")
-                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                        .unwrap_or_default(),
-                })
-            }
-            None => {
-                let span = t.span;
-                reader.push(
-                    Code::UndefinedTlsContext,
-                    span,
-                    "tls",
-                    format!(
-                        "TLSContext `{}` named by RateLimitService `{name}` is not defined{unlimited}",
-                        t.scalar().unwrap_or("?")
-                    ),
-                );
-                ok = false;
-                None
-            }
-        },
-        None => upstream.https.then(|| UpstreamTls {
-            sni,
-            context: None,
-            client_secret: None,
-            ca_secret: None,
-            alpn_protocols: Vec::new(),
-        }),
-    };
-    let settings = super::mapping::read_cluster_settings(reader, &mut ok);
+    let cluster = super::grpc::service_cluster(
+        reader,
+        &upstream,
+        tls_contexts,
+        "cluster_ratelimit",
+        true,
+        unlimited,
+        &mut ok,
+    );
     if !ok {
         return None;
     }
-    let mut cluster = Cluster {
-        name: String::new(),
-        host: host.clone(),
-        port,
-        more_endpoints: Vec::new(),
-        discovery: if upstream.is_ip() {
-            Discovery::Static
-        } else {
-            Discovery::Dns
-        },
-        tls,
-        http2: true,
-        connect_timeout_ms: 3000,
-        idle_timeout_ms: None,
-        max_connection_lifetime_ms: None,
-        lb_policy: LbPolicy::RoundRobin,
-        circuit_breakers: settings.circuit_breakers,
-        sources: vec![source_ref(r)],
-    };
-    // gRPC, so always named with the hash of its settings, as a Mapping's gRPC cluster.
-    cluster.name = format!(
-        "cluster_ratelimit_{}_{port}_{:08x}",
-        sanitize(&host),
-        cluster_hash(&cluster) as u32
-    );
     Some((
         RateLimit {
             source: source_ref(r),
