@@ -1,8 +1,9 @@
 //! LogService and TracingService through the real pipeline, the publisher and a real Envoy:
-//! a gRPC access log service receives one entry per request with the configured headers, a
-//! zipkin collector receives the spans of traced requests (with the custom tags, and the
-//! trace id the backend saw in its b3 headers), and both arrive over ADS alone: the
-//! bootstrap is the one every other test uses.
+//! a gRPC access log service receives one entry per request with the configured headers
+//! (`http` driver) or connection entries (`tcp`), a zipkin collector receives the spans of
+//! traced requests (with the custom tags, and the trace id the backend saw in its b3
+//! headers), and both arrive over ADS alone: the bootstrap is the one every other test uses,
+//! and tracing added to a running Envoy resends listeners and a cluster, no restart.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use ambassador_e2e::http::Client;
 use ambassador_e2e::observe::{AccessLogServer, LogEntry, ZipkinCollector};
 use ambassador_e2e::poll;
 use ambassador_e2e::stack::{options, sources, Stack};
+use ambassador_webhook::ads::type_url;
 use ambassador_webhook::bootstrap::ApiType;
 
 /// Long enough for a buffered access log or a zipkin flush on a loaded machine; polled.
@@ -246,4 +248,61 @@ async fn the_tcp_driver_streams_connection_entries() {
     );
     // The tcp driver sends connection entries only.
     assert!(als.entries().is_empty(), "{:?}", als.entries());
+}
+
+/// Tracing added to a running Envoy: the listeners and the collector's cluster are resent
+/// over ADS (no route configuration, no restart, the same bootstrap), and the next requests
+/// are traced.
+#[tokio::test]
+async fn tracing_added_later_arrives_over_ads_alone() {
+    let app = Backend::start("app").await.unwrap();
+    let zipkin = ZipkinCollector::start().await.unwrap();
+    let (mut stack, _) = Stack::start_with(
+        options(),
+        sources([("app.yaml", mapping(&app))]),
+        ApiType::Grpc,
+    )
+    .await
+    .unwrap();
+    let (_, echo) = get(&stack, "/app/x", &[]).await;
+    assert!(!echo.unwrap().headers.contains_key("x-b3-traceid"));
+
+    let tracing = object(
+        "TracingService",
+        "tracing",
+        &format!("  service: \"{}\"\n  driver: zipkin\n", zipkin.addr()),
+    );
+    let report = stack
+        .apply(sources([
+            ("app.yaml", mapping(&app)),
+            ("tracing.yaml", tracing),
+        ]))
+        .await;
+    assert_eq!(report.findings.len(), 0, "{:?}", report.findings);
+    let changed: Vec<&str> = report.changes.iter().map(|c| c.type_url).collect();
+    assert!(changed.contains(&type_url::LISTENER), "{changed:?}");
+    assert!(changed.contains(&type_url::CLUSTER), "{changed:?}");
+    assert!(!changed.contains(&type_url::ROUTE), "{changed:?}");
+
+    // The new listener takes new connections once Envoy has warmed it: bounded.
+    let traced = poll(WAIT, EVERY, || async {
+        let (_, echo) = get(&stack, "/app/x", &[]).await;
+        echo.and_then(|e| e.headers.get("x-b3-traceid").cloned())
+    })
+    .await
+    .map(|(id, _)| id)
+    .expect("requests are traced after the update");
+    // Enough requests for zipkin to flush (every 5 spans).
+    for _ in 0..3 {
+        assert_eq!(get(&stack, "/app/x", &[]).await.0, 200);
+    }
+    let got = poll(WAIT, EVERY, || async {
+        zipkin
+            .spans()
+            .iter()
+            .any(|s| s.trace_id == traced && s.kind == "SERVER")
+            .then_some(())
+    })
+    .await;
+    assert!(got.is_some(), "no span of {traced}: {:?}", zipkin.spans());
 }
