@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::support::TempDir;
 
 const NAMESPACE: &str = "ambassador-system";
-const PLURALS: [&str; 8] = [
+const PLURALS: [&str; 10] = [
     "mappings",
     "tcpmappings",
     "hosts",
@@ -28,6 +28,8 @@ const PLURALS: [&str; 8] = [
     "tlscontexts",
     "authservices",
     "ratelimitservices",
+    "logservices",
+    "tracingservices",
     "listeners",
 ];
 
