@@ -375,25 +375,7 @@ fn read_one<'r>(
             })
         }
         Some(t) => match t.as_str().and_then(|n| tls_contexts.get(n).map(|c| (n, c))) {
-            Some((ctx_name, ctx)) => {
-                let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
-                let with_ns = |v: String| {
-                    if v.contains('/') {
-                        v
-                    } else {
-                        format!("{}/{v}", ctx.id.namespace)
-                    }
-                };
-                Some(UpstreamTls {
-                    sni: s("sni").or(sni.clone()),
-                    context: Some(ctx_name.to_string()),
-                    client_secret: s("secret").map(with_ns),
-                    ca_secret: s("ca_secret").map(with_ns),
-                    alpn_protocols: s("alpn_protocols")
-                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                        .unwrap_or_default(),
-                })
-            }
+            Some((ctx_name, ctx)) => Some(super::grpc::context_tls(ctx_name, ctx, sni.clone())),
             None => {
                 let span = t.span;
                 reader.push(

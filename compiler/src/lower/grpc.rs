@@ -2,7 +2,7 @@
 
 use foldhash::HashMap;
 
-use crate::diag::Code;
+use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::Resource;
 use crate::ir::{Cluster, Discovery, LbPolicy, UpstreamTls};
@@ -11,6 +11,68 @@ use super::cluster::{cluster_hash, sanitize};
 use super::mapping::Reader;
 use super::service::Upstream;
 use super::source_ref;
+
+/// TLS origination with a TLSContext: its `sni` (else `sni`), its client certificate and
+/// CA (`namespace/name`, the TLSContext's namespace when none is given) and ALPN.
+pub(super) fn context_tls(name: &str, ctx: &Resource, sni: Option<String>) -> UpstreamTls {
+    let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
+    let with_ns = |v: String| {
+        if v.contains('/') {
+            v
+        } else {
+            format!("{}/{v}", ctx.id.namespace)
+        }
+    };
+    UpstreamTls {
+        sni: s("sni").or(sni),
+        context: Some(name.to_string()),
+        client_secret: s("secret").map(with_ns),
+        ca_secret: s("ca_secret").map(with_ns),
+        alpn_protocols: s("alpn_protocols")
+            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The one object of a kind Emissary supports once: `None` when there is none, and when
+/// there are several, each reported with `code` naming all of them (Emissary then uses
+/// none, and `consequence` says what that means).
+pub(super) fn only_one<'r>(
+    services: impl Iterator<Item = &'r Resource>,
+    code: Code,
+    kind: &str,
+    consequence: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'r Resource> {
+    let all: Vec<&Resource> = services.collect();
+    match all.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|r| format!("`{}/{}`", r.id.namespace, r.id.name))
+                .collect();
+            for r in many {
+                let mut d = Diagnostic::at(
+                    code,
+                    r.span,
+                    format!(
+                        "{} {kind}s ({}): Emissary supports one and then uses none, so {consequence}",
+                        many.len(),
+                        names.join(", ")
+                    ),
+                )
+                .with_object(&r.id);
+                for other in many.iter().filter(|o| o.id != r.id) {
+                    d = d.with_related(other.span, format!("another {kind}"));
+                }
+                diags.push(d);
+            }
+            None
+        }
+    }
+}
 
 /// The cluster for `upstream`, named `<prefix>_<host>_<port>_<hash>`: `tls` (`true`, or a
 /// TLSContext's name) or `https://` originate TLS, the Mapping cluster settings
@@ -41,25 +103,7 @@ pub(super) fn service_cluster(
             (t.as_bool() == Some(true) || upstream.https).then(|| plain(sni.clone()))
         }
         Some(t) => match t.as_str().and_then(|n| tls_contexts.get(n).map(|c| (n, c))) {
-            Some((ctx_name, ctx)) => {
-                let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
-                let with_ns = |v: String| {
-                    if v.contains('/') {
-                        v
-                    } else {
-                        format!("{}/{v}", ctx.id.namespace)
-                    }
-                };
-                Some(UpstreamTls {
-                    sni: s("sni").or(sni.clone()),
-                    context: Some(ctx_name.to_string()),
-                    client_secret: s("secret").map(with_ns),
-                    ca_secret: s("ca_secret").map(with_ns),
-                    alpn_protocols: s("alpn_protocols")
-                        .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                        .unwrap_or_default(),
-                })
-            }
+            Some((ctx_name, ctx)) => Some(context_tls(ctx_name, ctx, sni.clone())),
             None => {
                 let span = t.span;
                 reader.push(

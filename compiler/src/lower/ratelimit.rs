@@ -52,34 +52,13 @@ pub(super) fn rate_limit<'r>(
     default_domain: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(RateLimit, Cluster)> {
-    let all: Vec<&Resource> = services.collect();
-    let r = match all.as_slice() {
-        [] => return None,
-        [one] => *one,
-        many => {
-            let names: Vec<String> = many
-                .iter()
-                .map(|r| format!("`{}/{}`", r.id.namespace, r.id.name))
-                .collect();
-            for r in many {
-                let mut d = Diagnostic::at(
-                    Code::SeveralRateLimitServices,
-                    r.span,
-                    format!(
-                        "{} RateLimitServices ({}): Emissary supports one and then uses none, so no request is rate limited",
-                        many.len(),
-                        names.join(", ")
-                    ),
-                )
-                .with_object(&r.id);
-                for other in many.iter().filter(|o| o.id != r.id) {
-                    d = d.with_related(other.span, "another RateLimitService");
-                }
-                diags.push(d);
-            }
-            return None;
-        }
-    };
+    let r = super::grpc::only_one(
+        services,
+        Code::SeveralRateLimitServices,
+        "RateLimitService",
+        "no request is rate limited",
+        diags,
+    )?;
     let mut reader = Reader::new(r);
     let out = read(&mut reader, tls_contexts, default_domain);
     diags.append(&mut reader.diags);

@@ -34,34 +34,13 @@ pub(super) fn tracing<'r>(
     tls_contexts: &HashMap<String, Resource>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<(Tracing, Cluster)> {
-    let all: Vec<&Resource> = services.collect();
-    let r = match all.as_slice() {
-        [] => return None,
-        [one] => *one,
-        many => {
-            let names: Vec<String> = many
-                .iter()
-                .map(|r| format!("`{}/{}`", r.id.namespace, r.id.name))
-                .collect();
-            for r in many {
-                let mut d = Diagnostic::at(
-                    Code::SeveralTracingServices,
-                    r.span,
-                    format!(
-                        "{} TracingServices ({}): Emissary supports one and then uses none, so no request is traced",
-                        many.len(),
-                        names.join(", ")
-                    ),
-                )
-                .with_object(&r.id);
-                for other in many.iter().filter(|o| o.id != r.id) {
-                    d = d.with_related(other.span, "another TracingService");
-                }
-                diags.push(d);
-            }
-            return None;
-        }
-    };
+    let r = super::grpc::only_one(
+        services,
+        Code::SeveralTracingServices,
+        "TracingService",
+        "no request is traced",
+        diags,
+    )?;
     let mut reader = Reader::new(r);
     let out = read(&mut reader, tls_contexts);
     diags.append(&mut reader.diags);
