@@ -17,7 +17,8 @@ pub const MAX_ERROR_LINES: usize = 50;
 
 /// The denial message for `subject` with its `errors`.
 pub fn denial(subject: &Subject, errors: &[&Finding]) -> String {
-    let mut out = subject.to_string();
+    // The subject's names come from the review as sent; the layout is one line each.
+    let mut out = sanitize(&subject.to_string());
     let count = match errors.len() {
         1 => "1 error".to_owned(),
         n => format!("{n} errors"),
@@ -46,8 +47,10 @@ pub fn denial(subject: &Subject, errors: &[&Finding]) -> String {
 
 /// One warning line for `finding` on `subject`, at most [`MAX_WARNING_CHARS`].
 pub fn warning(subject: &Subject, finding: &Finding) -> String {
+    // The whole line, subject included: a namespace or name with a line break (a review no
+    // API server would send, but a body is anyone's) must not split the header.
     truncate(
-        &format!("{subject}: {}", one_line(finding)),
+        &sanitize(&format!("{subject}: {}", one_line(finding))),
         MAX_WARNING_CHARS,
     )
 }

@@ -220,6 +220,42 @@ fn warnings_are_short_single_lines_naming_the_object_and_deduplicated() {
     );
 }
 
+/// Found by the `admission` fuzz target: a review whose `request.namespace` held line breaks
+/// produced a warning of several lines, which cannot travel as an HTTP `Warning` header.
+#[test]
+fn a_namespace_with_line_breaks_still_gives_one_line_warnings_and_a_one_line_subject() {
+    let mut body: Value = serde_json::from_slice(&review_body(
+        "CREATE",
+        mapping_kind(),
+        json!({
+            "apiVersion": "getambassador.io/v3alpha1",
+            "kind": "Mapping",
+            "metadata": {"name": "quote"},
+            "spec": {"prefix": "/", "service": "quote", "timout_ms": 10}
+        }),
+        Value::Null,
+    ))
+    .unwrap();
+    body["request"]["namespace"] = json!("team\nX-Injected: 1\r\n");
+    let out = review(&PrefixCheck, &serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(
+        out.review.response.warnings,
+        vec![
+            "Mapping team X-Injected: 1  /quote: [W0001] unknown field `timout_ms`; did you mean `timeout_ms`?"
+                .to_owned()
+        ]
+    );
+
+    body["request"]["object"]["spec"]["prefix"] = json!("foo");
+    let out = review(&PrefixCheck, &serde_json::to_vec(&body).unwrap()).unwrap();
+    let message = out.review.response.status.unwrap().message;
+    assert_eq!(
+        message.lines().next(),
+        Some("Mapping team X-Injected: 1  /quote: 1 error"),
+        "{message}"
+    );
+}
+
 #[test]
 fn many_errors_are_summarised() {
     struct Many;
