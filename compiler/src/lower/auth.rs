@@ -375,7 +375,7 @@ fn read_one<'r>(
             })
         }
         Some(t) => match t.as_str().and_then(|n| tls_contexts.get(n).map(|c| (n, c))) {
-            Some((ctx_name, ctx)) => Some(super::grpc::context_tls(ctx_name, ctx, sni.clone())),
+            Some((_, ctx)) => Some(super::cluster::context_tls(ctx, sni.clone())),
             None => {
                 let span = t.span;
                 reader.push(

@@ -164,23 +164,7 @@ pub(super) fn cluster_of(
         .as_deref()
         .and_then(|n| tls_contexts.get(n))
     {
-        let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
-        let with_ns = |v: String| {
-            if v.contains('/') {
-                v
-            } else {
-                format!("{}/{v}", ctx.id.namespace)
-            }
-        };
-        Some(UpstreamTls {
-            sni: s("sni").or_else(|| (!m.service.is_ip()).then(|| host.clone())),
-            context: Some(ctx.id.name.clone()),
-            client_secret: s("secret").map(with_ns),
-            ca_secret: s("ca_secret").map(with_ns),
-            alpn_protocols: s("alpn_protocols")
-                .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-                .unwrap_or_default(),
-        })
+        Some(context_tls(ctx, (!m.service.is_ip()).then(|| host.clone())))
     } else if m.service.https || m.r.field("tls").and_then(Node::as_bool) == Some(true) {
         Some(UpstreamTls {
             sni: (!m.service.is_ip()).then(|| host.clone()),
@@ -290,4 +274,27 @@ pub(super) fn used_clusters(runs: &mut [Vec<Lowered>], used: &[bool]) -> BTreeMa
         .flatten()
         .map(|c| (c.name.clone(), c))
         .collect()
+}
+
+/// TLS origination with a TLSContext (for Mappings, AuthServices and the gRPC services): its
+/// `sni` (else `sni`), its client certificate and
+/// CA (`namespace/name`, the TLSContext's namespace when none is given) and ALPN.
+pub(super) fn context_tls(ctx: &Resource, sni: Option<String>) -> UpstreamTls {
+    let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
+    let with_ns = |v: String| {
+        if v.contains('/') {
+            v
+        } else {
+            format!("{}/{v}", ctx.id.namespace)
+        }
+    };
+    UpstreamTls {
+        sni: s("sni").or(sni),
+        context: Some(ctx.id.name.to_string()),
+        client_secret: s("secret").map(with_ns),
+        ca_secret: s("ca_secret").map(with_ns),
+        alpn_protocols: s("alpn_protocols")
+            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
+    }
 }

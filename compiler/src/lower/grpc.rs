@@ -3,36 +3,13 @@
 use foldhash::HashMap;
 
 use crate::diag::{Code, Diagnostic};
-use crate::front::yaml::Node;
 use crate::front::Resource;
 use crate::ir::{Cluster, Discovery, LbPolicy, UpstreamTls};
 
-use super::cluster::{cluster_hash, sanitize};
+use super::cluster::{cluster_hash, context_tls, sanitize};
 use super::mapping::Reader;
 use super::service::Upstream;
 use super::source_ref;
-
-/// TLS origination with a TLSContext: its `sni` (else `sni`), its client certificate and
-/// CA (`namespace/name`, the TLSContext's namespace when none is given) and ALPN.
-pub(super) fn context_tls(name: &str, ctx: &Resource, sni: Option<String>) -> UpstreamTls {
-    let s = |k: &str| ctx.field(k).and_then(Node::as_str).map(str::to_string);
-    let with_ns = |v: String| {
-        if v.contains('/') {
-            v
-        } else {
-            format!("{}/{v}", ctx.id.namespace)
-        }
-    };
-    UpstreamTls {
-        sni: s("sni").or(sni),
-        context: Some(name.to_string()),
-        client_secret: s("secret").map(with_ns),
-        ca_secret: s("ca_secret").map(with_ns),
-        alpn_protocols: s("alpn_protocols")
-            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-            .unwrap_or_default(),
-    }
-}
 
 /// The one object of a kind Emissary supports once: `None` when there is none, and when
 /// there are several, each reported with `code` naming all of them (Emissary then uses
@@ -103,7 +80,7 @@ pub(super) fn service_cluster(
             (t.as_bool() == Some(true) || upstream.https).then(|| plain(sni.clone()))
         }
         Some(t) => match t.as_str().and_then(|n| tls_contexts.get(n).map(|c| (n, c))) {
-            Some((ctx_name, ctx)) => Some(context_tls(ctx_name, ctx, sni.clone())),
+            Some((_, ctx)) => Some(context_tls(ctx, sni.clone())),
             None => {
                 let span = t.span;
                 reader.push(
