@@ -241,8 +241,11 @@ pub fn request_for_url(
     if authority.is_empty() {
         return Err(BadUrl(format!("`{url}` has no host")));
     }
-    let (host, port) = split_port(authority)
-        .map_err(|p| BadUrl(format!("`{p}` in `{url}` is not a port number")))?;
+    let (host, port) = split_port(authority).map_err(|p| {
+        BadUrl(format!(
+            "`{p}` in `{url}` is not a port number or an IPv6 address in brackets"
+        ))
+    })?;
     // A `Host` header from the command line wins over the URL's.
     let mut headers = headers;
     let authority = match headers
@@ -267,8 +270,9 @@ pub fn request_for_url(
 fn split_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((h, p)) => (h, p.strip_prefix(':')),
-            None => (authority, None),
+            Some((h, "")) => (h, None),
+            Some((h, p)) => (h, Some(p.strip_prefix(':').ok_or_else(|| p.to_owned())?)),
+            None => return Err(authority.to_owned()),
         }
     } else {
         match authority.rsplit_once(':') {

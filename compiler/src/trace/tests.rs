@@ -257,6 +257,10 @@ fn urls_are_read_as_a_client_sends_them() {
     assert!(request_for_url(&table, "GET", "ftp://h/", Vec::new()).is_err());
     assert!(request_for_url(&table, "GET", "h/x", Vec::new()).is_err());
     assert!(request_for_url(&table, "GET", "http://h:port/", Vec::new()).is_err());
+    assert!(request_for_url(&table, "GET", "http://[::1/x", Vec::new()).is_err());
+    assert!(request_for_url(&table, "GET", "http://[::1]x/", Vec::new()).is_err());
+    let v6 = request_for_url(&table, "GET", "http://[::1]:8080/x", Vec::new()).unwrap();
+    assert_eq!((v6.authority.as_str(), v6.port), ("[::1]:8080", 8080));
 }
 
 /// Found by `tests/tests/agreement.rs`: Envoy 1.40 answers 400 to a request target with a
