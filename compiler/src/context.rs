@@ -1,19 +1,27 @@
 //! The cluster's configuration as the admission webhook sees it, indexed so that checking one incoming object against it costs lookups, not a recompile.
 //!
-//! [`Context::build`] compiles the watched view once per change. [`Context::check`] then
-//! compiles only the incoming object, together with the view's Hosts, TLSContexts, resolvers,
-//! Modules and the Services it can observe (so references resolve as they will in the
-//! cluster), and looks its routes and names up in the indexes. When a Mapping of the object
-//! shares its match with Mappings of the view (a canary group, or a would-be canary under
-//! another precedence), the object is compiled once more with those Mappings, and the group's
-//! findings are lint's on the whole group. Shadowing in either direction and duplicate names
-//! are found in the indexes. Objects that belong to the incoming object itself (its previous
-//! version, on UPDATE) are replaced by it, never conflicts.
+//! The view is the incremental [`Session`] that also feeds the ADS publisher: one
+//! compilation serves both. [`Context::from_session`] indexes a session after a full pass,
+//! and [`Context::apply`] brings the indexes up to date after a pass that changed only
+//! Mappings, at the cost of what changed (the [`ViewChange`] of the update). The indexes
+//! point at what the session holds (the files' resources, the built routes) instead of
+//! copying it. [`Context::build`] makes a session of its own, for a view given as texts.
+//!
+//! [`Context::check`] then compiles only the incoming object, together with the view's
+//! Hosts, TLSContexts, resolvers, Modules and the Services it can observe (so references
+//! resolve as they will in the cluster), and looks its routes and names up in the indexes.
+//! When a Mapping of the object shares its match with Mappings of the view (a canary group,
+//! or a would-be canary under another precedence), the object is compiled once more with
+//! those Mappings, and the group's findings are lint's on the whole group. Shadowing in
+//! either direction and duplicate names are found in the indexes. Objects that belong to the
+//! incoming object itself (its previous version, on UPDATE) are replaced by it, never
+//! conflicts.
 //!
 //! A finding that depends on other objects never denies unless `reject_conflicts` is set
 //! (see [`admission::Reach`]): `kubectl apply` sends objects one at a time, in any order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -23,11 +31,11 @@ use crate::admission::{
 use crate::check::covers_headers as covers;
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::Node;
-use crate::front::{Kind, Options, Origin, Resource, ServiceInfo};
+use crate::front::{Kind, Manifests, Options, Origin, Resource, ServiceInfo};
+use crate::incremental::{Built, Place, Session, ViewChange};
 use crate::ir::{HeaderMatch, Ir, PathMatch, QueryMatch, Route};
-use crate::lower::{object_of, order_key, OrderKey};
+use crate::lower::{object_of, order_key, LowerOptions, OrderKey};
 use crate::source::{Sources, Span};
-use crate::Compilation;
 
 /// At most this many existing routes are reported as newly shadowed by one object.
 const MAX_SHADOWED_REPORTS: usize = 20;
@@ -47,34 +55,67 @@ fn group_match(route: &Route) -> GroupMatch {
     )
 }
 
+/// A route of the view: its virtual host and its name (unique in the virtual host).
+type EntryKey = (String, String);
+
 /// One route of the view, as the indexes hold it.
 #[derive(Clone, Debug)]
 struct Entry {
-    key: OrderKey,
-    route: Route,
+    place: Arc<Place>,
+    built: Arc<Built>,
     /// The objects whose resources form this route (Services for annotations).
     owners: Vec<ObjectRef>,
 }
 
+impl Entry {
+    fn key(&self) -> &OrderKey {
+        &self.place.0 .0
+    }
+
+    fn route(&self) -> &Route {
+        &self.built.route
+    }
+}
+
+/// `(kind, namespace, name)` of a resource.
+type IdKey = (String, String, String);
+
+/// One Ambassador resource of the view: its owner, and where the session holds it.
+#[derive(Clone, Debug)]
+struct Named {
+    owner: ObjectRef,
+    file: Arc<Manifests>,
+    index: usize,
+}
+
+impl Named {
+    fn resource(&self) -> &Resource {
+        &self.file.resources[self.index]
+    }
+}
+
 /// The watched view, compiled and indexed.
+#[derive(Default)]
 pub struct Context {
-    compilation: Compilation,
     /// Kinds the incoming object may refer to, taken into its own compilation.
     shared: Vec<Resource>,
-    /// `(kind, namespace, name)` of every Ambassador resource: its owner and its index in
-    /// `compilation.manifests.resources`.
-    names: HashMap<(String, String, String), (ObjectRef, usize)>,
+    /// Every Ambassador resource, by `(kind, namespace, name)`; the last one read wins, as
+    /// in the compilation.
+    names: HashMap<IdKey, Named>,
     /// Routes by virtual host and group match (any precedence).
-    by_group: HashMap<(String, GroupMatch), Vec<usize>>,
+    by_group: HashMap<(String, GroupMatch), Vec<EntryKey>>,
     /// Literal, case-sensitive prefix routes by virtual host and prefix text.
-    prefixes: BTreeMap<(String, String), Vec<usize>>,
-    /// The lowest precedence among the routes of `prefixes`, by virtual host.
-    min_precedence: HashMap<String, i64>,
-    entries: Vec<Entry>,
+    prefixes: BTreeMap<(String, String), Vec<EntryKey>>,
+    /// The precedences of the routes of `prefixes`, counted, by virtual host (its lowest is
+    /// what the shadowing lookup needs).
+    precedences: HashMap<String, BTreeMap<i64, usize>>,
+    entries: HashMap<EntryKey, Entry>,
     /// The view's own findings on canary groups, so that one the incoming object does not
     /// change is not reported as its own.
     group_findings: HashSet<(Code, ObjectRef, String)>,
-    /// The view's Services (indexes into `compilation.manifests.services`) by name.
+    /// The view's Services.
+    services: Vec<ServiceInfo>,
+    /// Indexes into `services` by name.
     services_by_name: HashMap<String, Vec<usize>>,
     /// One Service of each namespace that has any.
     namespace_services: Vec<usize>,
@@ -88,15 +129,15 @@ fn owner_of(r: &Resource) -> ObjectRef {
     }
 }
 
-fn id_key(o: &ObjectRef) -> (String, String, String) {
+fn id_key(o: &ObjectRef) -> IdKey {
     (o.kind.clone(), o.namespace.clone(), o.name.clone())
 }
 
 /// The canary groups of the view that the incoming object's Mappings join.
 #[derive(Default)]
 struct Joins {
-    /// The view's Mappings in those groups (indexes into the view's resources).
-    members: BTreeSet<usize>,
+    /// The view's Mappings in those groups.
+    members: BTreeSet<IdKey>,
     /// The object's Mappings that share a match with Mappings of the view.
     own: HashSet<ObjectRef>,
     /// Each of those Mappings of the view, with the object's Mapping it shares a match with
@@ -106,112 +147,248 @@ struct Joins {
 }
 
 impl Context {
-    /// Compiles the view and builds the indexes.
+    /// Compiles a view given as texts, and indexes it.
     pub fn build(sources: &Sources, opts: &Options) -> Context {
-        let compilation = crate::compile(sources, opts, &crate::lower::LowerOptions::default());
-        Context::from_compilation(compilation)
+        Context::build_with_findings(sources, opts).0
     }
 
-    /// Indexes an existing compilation of the view.
-    pub fn from_compilation(compilation: Compilation) -> Context {
-        let mut names = HashMap::new();
-        let mut shared = Vec::new();
-        for (i, r) in compilation.manifests.resources.iter().enumerate() {
-            names.insert(id_key(&r.id), (owner_of(r), i));
-            if matches!(
-                r.kind,
-                Kind::Host
-                    | Kind::TlsContext
-                    | Kind::Module
-                    | Kind::KubernetesServiceResolver
-                    | Kind::KubernetesEndpointResolver
-                    | Kind::ConsulResolver
-            ) {
-                shared.push(r.clone());
-            }
-        }
-        let group_findings = compilation
-            .diagnostics
-            .iter()
-            .filter(|d| is_group_finding(d.code))
-            .filter_map(|d| Some((d.code, d.object.clone()?, d.message.clone())))
-            .collect();
-        let mut services_by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    /// [`Context::build`], with the findings of compiling the view (what lint reports on it).
+    pub fn build_with_findings(sources: &Sources, opts: &Options) -> (Context, Vec<Diagnostic>) {
+        let mut session = Session::new(opts.clone(), LowerOptions::default());
+        session.update(
+            sources
+                .iter()
+                .map(|(_, f)| (f.name.clone(), f.text.clone()))
+                .collect(),
+        );
+        let ctx = Context::from_session(&session);
+        let diagnostics = session.diagnostics().to_vec();
+        (ctx, diagnostics)
+    }
+
+    /// Indexes what a session holds.
+    pub fn from_session(session: &Session) -> Context {
+        let mut ctx = Context::default();
         let mut namespace_services: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, s) in compilation.manifests.services.iter().enumerate() {
-            services_by_name.entry(s.name.clone()).or_default().push(i);
+        for file in session.files() {
+            for (index, r) in file.resources.iter().enumerate() {
+                ctx.names.insert(
+                    id_key(&r.id),
+                    Named {
+                        owner: owner_of(r),
+                        file: Arc::clone(file),
+                        index,
+                    },
+                );
+                if matches!(
+                    r.kind,
+                    Kind::Host
+                        | Kind::TlsContext
+                        | Kind::Module
+                        | Kind::KubernetesServiceResolver
+                        | Kind::KubernetesEndpointResolver
+                        | Kind::ConsulResolver
+                ) {
+                    ctx.shared.push(r.clone());
+                }
+            }
+            ctx.services.extend(file.services.iter().cloned());
+        }
+        for (i, s) in ctx.services.iter().enumerate() {
+            ctx.services_by_name
+                .entry(s.name.clone())
+                .or_default()
+                .push(i);
             namespace_services.entry(s.namespace.as_str()).or_insert(i);
         }
-        let namespace_services = namespace_services.into_values().collect();
-        let mut entries = Vec::new();
-        let mut by_group: HashMap<(String, GroupMatch), Vec<usize>> = HashMap::new();
-        let mut prefixes: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-        let mut min_precedence = HashMap::new();
-        for vh in &compilation.ir.virtual_hosts {
-            for route in &vh.routes {
-                let owners = route
-                    .sources
-                    .iter()
-                    .filter_map(|s| {
-                        names
-                            .get(&(
-                                s.kind.to_string(),
-                                s.namespace.to_string(),
-                                s.name.to_string(),
-                            ))
-                            .map(|(owner, _)| owner.clone())
-                    })
-                    .collect();
-                let i = entries.len();
-                entries.push(Entry {
-                    key: order_key(route),
-                    route: route.clone(),
-                    owners,
-                });
-                by_group
-                    .entry((vh.name.clone(), group_match(route)))
+        ctx.namespace_services = namespace_services.into_values().collect();
+        for (vhost, place, built) in session.routes() {
+            ctx.insert_route(vhost, place, built);
+        }
+        ctx.group_findings = group_findings(session);
+        ctx
+    }
+
+    /// Brings the indexes to the session after an update that changed `change`: at the
+    /// cost of what changed when only Mappings did, from the whole session otherwise.
+    pub fn apply(&mut self, session: &Session, change: &ViewChange) {
+        if change.full {
+            *self = Context::from_session(session);
+            return;
+        }
+        // Only Mappings changed, and no name is held twice (the session's fast path).
+        for file in &change.removed {
+            for r in &file.resources {
+                let key = id_key(&r.id);
+                if self
+                    .names
+                    .get(&key)
+                    .is_some_and(|n| Arc::ptr_eq(&n.file, file))
+                {
+                    self.names.remove(&key);
+                }
+            }
+        }
+        for file in &change.added {
+            for (index, r) in file.resources.iter().enumerate() {
+                self.names.insert(
+                    id_key(&r.id),
+                    Named {
+                        owner: owner_of(r),
+                        file: Arc::clone(file),
+                        index,
+                    },
+                );
+            }
+        }
+        for c in &change.routes {
+            if let Some(name) = &c.old {
+                self.remove_route(&c.vhost, name);
+            }
+        }
+        for c in &change.routes {
+            if let Some((place, built)) = &c.new {
+                self.insert_route(&c.vhost, place, built);
+            }
+        }
+        self.group_findings = group_findings(session);
+    }
+
+    fn insert_route(&mut self, vhost: &str, place: &Arc<Place>, built: &Arc<Built>) {
+        let route = &built.route;
+        let owners = route
+            .sources
+            .iter()
+            .filter_map(|s| {
+                self.names
+                    .get(&(
+                        s.kind.to_string(),
+                        s.namespace.to_string(),
+                        s.name.to_string(),
+                    ))
+                    .map(|n| n.owner.clone())
+            })
+            .collect();
+        let key: EntryKey = (vhost.to_string(), route.name.clone());
+        self.by_group
+            .entry((vhost.to_string(), group_match(route)))
+            .or_default()
+            .push(key.clone());
+        if let PathMatch::Prefix(p) = &route.matcher.path {
+            if route.matcher.case_sensitive {
+                *self
+                    .precedences
+                    .entry(vhost.to_string())
                     .or_default()
-                    .push(i);
-                if let PathMatch::Prefix(p) = &route.matcher.path {
-                    if route.matcher.case_sensitive {
-                        min_precedence
-                            .entry(vh.name.clone())
-                            .and_modify(|m: &mut i64| *m = (*m).min(route.precedence))
-                            .or_insert(route.precedence);
-                        prefixes
-                            .entry((vh.name.clone(), p.clone()))
-                            .or_default()
-                            .push(i);
+                    .entry(route.precedence)
+                    .or_default() += 1;
+                self.prefixes
+                    .entry((vhost.to_string(), p.clone()))
+                    .or_default()
+                    .push(key.clone());
+            }
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                place: Arc::clone(place),
+                built: Arc::clone(built),
+                owners,
+            },
+        );
+    }
+
+    fn remove_route(&mut self, vhost: &str, name: &str) {
+        let key: EntryKey = (vhost.to_string(), name.to_string());
+        let Some(entry) = self.entries.remove(&key) else {
+            return;
+        };
+        let route = entry.route();
+        let group = (vhost.to_string(), group_match(route));
+        if let Some(keys) = self.by_group.get_mut(&group) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.by_group.remove(&group);
+            }
+        }
+        if let PathMatch::Prefix(p) = &route.matcher.path {
+            if route.matcher.case_sensitive {
+                if let Some(precs) = self.precedences.get_mut(vhost) {
+                    if let Some(n) = precs.get_mut(&route.precedence) {
+                        *n -= 1;
+                        if *n == 0 {
+                            precs.remove(&route.precedence);
+                        }
+                    }
+                    if precs.is_empty() {
+                        self.precedences.remove(vhost);
+                    }
+                }
+                let at = (vhost.to_string(), p.clone());
+                if let Some(keys) = self.prefixes.get_mut(&at) {
+                    keys.retain(|k| *k != key);
+                    if keys.is_empty() {
+                        self.prefixes.remove(&at);
                     }
                 }
             }
         }
-        Context {
-            compilation,
-            shared,
-            names,
-            by_group,
-            prefixes,
-            min_precedence,
-            entries,
-            group_findings,
-            services_by_name,
-            namespace_services,
-        }
     }
 
-    /// The compiled view.
-    pub fn compilation(&self) -> &Compilation {
-        &self.compilation
-    }
-
-    /// How many Ambassador resources the view holds.
+    /// How many Ambassador resources the view holds (one per name).
     pub fn len(&self) -> usize {
-        self.compilation.manifests.resources.len()
+        self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The indexes in a canonical text, one line each: for tests that compare a context
+    /// brought up to date with one built from scratch.
+    #[doc(hidden)]
+    pub fn fingerprint(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, n) in &self.names {
+            out.push(format!("name {k:?} {} {:?}", n.owner, n.resource().span));
+        }
+        for ((v, g), keys) in &self.by_group {
+            let mut keys = keys.clone();
+            keys.sort();
+            out.push(format!("group {v} {g:?} {keys:?}"));
+        }
+        for (k, keys) in &self.prefixes {
+            let mut keys = keys.clone();
+            keys.sort();
+            out.push(format!("prefix {k:?} {keys:?}"));
+        }
+        for (v, p) in &self.precedences {
+            out.push(format!("precedences {v} {p:?}"));
+        }
+        for (k, e) in &self.entries {
+            out.push(format!(
+                "entry {k:?} {:?} {:?} {:?}",
+                e.place,
+                e.route(),
+                e.owners
+            ));
+        }
+        for f in &self.group_findings {
+            out.push(format!("finding {f:?}"));
+        }
+        out.push(format!(
+            "shared {:?}",
+            self.shared.iter().map(|r| &r.id).collect::<Vec<_>>()
+        ));
+        out.push(format!(
+            "services {:?}",
+            self.services
+                .iter()
+                .map(|s| (&s.namespace, &s.name))
+                .collect::<Vec<_>>()
+        ));
+        out.sort();
+        out
     }
 
     /// Checks one incoming object against the view. A finding about the object alone keeps
@@ -242,11 +419,11 @@ impl Context {
             }
         }
         if !joins.members.is_empty() {
-            let resources = &self.compilation.manifests.resources;
             let others: Vec<Resource> = joins
                 .members
                 .iter()
-                .map(|&i| resources[i].clone())
+                .filter_map(|k| self.names.get(k))
+                .map(|n| n.resource().clone())
                 .collect();
             let (_, whole) = read.compile_with(&self.shared, &others, &services);
             for d in whole.into_iter().filter(|d| is_group_finding(d.code)) {
@@ -285,7 +462,7 @@ impl Context {
         }
         let mut conflicts = Vec::new();
         for r in read.resources() {
-            if let Some((other, _)) = self.names.get(&id_key(&r.id)) {
+            if let Some(Named { owner: other, .. }) = self.names.get(&id_key(&r.id)) {
                 if *other != owner {
                     conflicts.push(
                         Diagnostic::at(
@@ -333,16 +510,17 @@ impl Context {
                     continue;
                 };
                 let mine = &route.sources[0];
-                for &e in idxs {
-                    for s in &self.entries[e].route.sources {
+                for e in idxs.iter().filter_map(|k| self.entries.get(k)) {
+                    for s in &e.route().sources {
                         let theirs = object_of(s);
-                        let Some((their_owner, i)) = self.names.get(&id_key(&theirs)) else {
+                        let key = id_key(&theirs);
+                        let Some(named) = self.names.get(&key) else {
                             continue;
                         };
-                        if their_owner == owner || own.iter().any(|r| r.id == theirs) {
+                        if named.owner == *owner || own.iter().any(|r| r.id == theirs) {
                             continue;
                         }
-                        joins.members.insert(*i);
+                        joins.members.insert(key);
                         joins.own.extend(route.sources.iter().map(object_of));
                         joins
                             .attribute
@@ -379,18 +557,20 @@ impl Context {
         }
         picked.sort_unstable();
         picked.dedup();
-        let all = &self.compilation.manifests.services;
-        picked.into_iter().map(|i| all[i].clone()).collect()
+        picked
+            .into_iter()
+            .map(|i| self.services[i].clone())
+            .collect()
     }
 
     fn foreign<'a>(
         &'a self,
-        idxs: Option<&'a Vec<usize>>,
+        keys: Option<&'a Vec<EntryKey>>,
         owner: &'a ObjectRef,
     ) -> impl Iterator<Item = &'a Entry> + 'a {
-        idxs.into_iter()
+        keys.into_iter()
             .flatten()
-            .map(move |&i| &self.entries[i])
+            .filter_map(move |k| self.entries.get(k))
             .filter(move |e| !e.owners.iter().any(|o| o == owner))
     }
 
@@ -409,8 +589,8 @@ impl Context {
         for (k, _) in q.char_indices().chain(std::iter::once((q.len(), ' '))) {
             let idxs = self.prefixes.get(&(vhost.to_string(), q[..k].to_string()));
             for e in self.foreign(idxs, owner) {
-                if e.key > key && covers(&e.route, route) {
-                    let theirs = &e.route.sources[0];
+                if *e.key() > key && covers(e.route(), route) {
+                    let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(
                             Code::ShadowedRoute,
@@ -418,7 +598,7 @@ impl Context {
                             format!(
                                 "route `{q}` of `{}` would never match: `{}` of {} `{}/{}` comes first and matches everything it does",
                                 src.name,
-                                e.route.matcher.path.text(),
+                                e.route().matcher.path.text(),
                                 theirs.kind,
                                 theirs.namespace,
                                 theirs.name
@@ -436,8 +616,9 @@ impl Context {
         // precedence of the virtual host only routes with this very prefix can be affected, so
         // a catch-all such as `/` is not compared with every route of its host.
         let only_this_prefix = self
-            .min_precedence
+            .precedences
             .get(vhost)
+            .and_then(|p| p.keys().next())
             .is_none_or(|&lowest| route.precedence <= lowest);
         let start = (vhost.to_string(), q.clone());
         let mut reported = 0;
@@ -449,8 +630,8 @@ impl Context {
                 break;
             }
             for e in self.foreign(Some(idxs), owner) {
-                if key > e.key && covers(route, &e.route) {
-                    let theirs = &e.route.sources[0];
+                if key > *e.key() && covers(route, e.route()) {
+                    let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(
                             Code::ShadowedRoute,
@@ -467,6 +648,15 @@ impl Context {
             }
         }
     }
+}
+
+/// The findings on canary groups of a session's configuration.
+fn group_findings(session: &Session) -> HashSet<(Code, ObjectRef, String)> {
+    session
+        .group_diagnostics()
+        .filter(|d| is_group_finding(d.code))
+        .filter_map(|d| Some((d.code, d.object.clone()?, d.message.clone())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -681,14 +871,12 @@ mod tests {
 
     #[test]
     fn an_update_is_weighed_with_the_group_but_not_with_its_old_self() {
-        let ctx = view_of(&format!(
+        let mut s = Sources::new();
+        s.add("view.yaml", format!(
             "{CANARY_10}---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: api, namespace: default}}\nspec: {{hostname: '*', prefix: /api/, service: api, weight: 90}}\n"
         ));
-        assert!(ctx
-            .compilation()
-            .diagnostics
-            .iter()
-            .all(|d| d.code == Code::ServiceNotFound));
+        let (ctx, findings) = Context::build_with_findings(&s, &Options::default());
+        assert!(findings.iter().all(|d| d.code == Code::ServiceNotFound));
         // Moving weight from the base to the canary, base first: 50 + 10 for a moment.
         let base = mapping(
             "api",

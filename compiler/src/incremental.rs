@@ -92,7 +92,36 @@ pub struct Update {
     pub files_read: usize,
     /// Resources added, changed or removed, by type (in [`TYPES`] order) and name.
     pub deltas: Vec<Delta>,
+    /// What changed for the admission view ([`crate::context::Context::apply`]).
+    pub view: ViewChange,
     pub timings: Timings,
+}
+
+/// What one update changed that the admission view indexes: everything after a full pass;
+/// otherwise the files whose Mappings left or arrived, and the routes built again.
+#[derive(Debug, Default)]
+pub struct ViewChange {
+    pub(crate) full: bool,
+    /// What the changed files held before, and hold now.
+    pub(crate) removed: Vec<Arc<Manifests>>,
+    pub(crate) added: Vec<Arc<Manifests>>,
+    pub(crate) routes: Vec<RouteChange>,
+}
+
+impl ViewChange {
+    /// Whether the view changed beyond Mappings (a full pass).
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+}
+
+/// A route of a virtual host that went, came or was built again.
+#[derive(Debug)]
+pub(crate) struct RouteChange {
+    pub vhost: String,
+    /// The name of the route it replaces.
+    pub old: Option<String>,
+    pub new: Option<(Arc<Place>, Arc<Built>)>,
 }
 
 /// A compilation that is kept and brought up to date. See the module documentation.
@@ -117,12 +146,12 @@ const KEEP_LOWERED: usize = if cfg!(test) { 8 } else { 1024 };
 type MKey = (String, String);
 
 /// Where a route goes in its virtual host: descending order key, then name.
-type Place = (Reverse<OrderKey>, String);
+pub(crate) type Place = (Reverse<OrderKey>, String);
 
 /// A route, encoded, with what it takes from the configuration.
 #[derive(Debug)]
-struct Built {
-    route: Route,
+pub(crate) struct Built {
+    pub route: Route,
     /// One encoding per security model of the listeners serving the virtual host
     /// (`VhState::models`).
     encoded: Vec<EncodedRoute>,
@@ -214,6 +243,8 @@ struct Dirty {
     clusters: BTreeSet<String>,
     eds: BTreeSet<String>,
     listeners: bool,
+    /// Routes taken out and built again, for the admission view (fast path only).
+    routes: Vec<RouteChange>,
 }
 
 impl Session {
@@ -261,9 +292,42 @@ impl Session {
         self.files.file_name(id)
     }
 
+    /// What the front end read from each file, in input order.
+    pub(crate) fn files(&self) -> impl Iterator<Item = &Arc<Manifests>> {
+        self.files.in_order().map(|(_, c)| &c.manifests)
+    }
+
+    /// Every route of the configuration: its virtual host, place and route.
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &Arc<Place>, &Arc<Built>)> {
+        self.state.iter().flat_map(|state| {
+            state.vhosts.iter().enumerate().flat_map(move |(v, vh)| {
+                let name = state.ctx.vhosts[v].vh.name.as_str();
+                vh.order.iter().map(move |(p, b)| (name, p, b))
+            })
+        })
+    }
+
+    /// The findings of lowering (Mappings, their groups, the rest of the configuration),
+    /// without the front end's and the route-table checks': current after every update.
+    pub(crate) fn group_diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.state.iter().flat_map(|state| {
+            let vhosts = state.vhosts.iter().flat_map(|vh| {
+                vh.groups
+                    .values()
+                    .flat_map(|g| g.diags.iter())
+                    .chain(vh.by_match.values().flat_map(|(_, d)| d.iter()))
+            });
+            state
+                .fixed_diags
+                .iter()
+                .chain(state.mappings.values().flat_map(|m| m.diags.iter()))
+                .chain(vhosts)
+        })
+    }
+
     /// Brings the session to `sources` (file name and text, in the order objects should be
     /// read: a later duplicate replaces an earlier one) and returns what changed.
-    pub fn update(&mut self, sources: Vec<(String, String)>) -> Update {
+    pub fn update<T: AsRef<str>>(&mut self, sources: Vec<(String, T)>) -> Update {
         let mut update = Update::default();
         let t = Instant::now();
         let changes = self.files.update(sources, &self.front);
@@ -281,10 +345,19 @@ impl Session {
         let mut out = Output::default();
         let fast = !changes.reset && self.state.is_some() && self.local(&changes);
         if fast {
+            for c in &changes.changed {
+                update.view.removed.extend(c.old.iter().cloned());
+                if let Some(chunk) = c.present.then(|| self.files.get(c.slot)).flatten() {
+                    update.view.added.push(Arc::clone(&chunk.manifests));
+                }
+            }
             self.apply(changes, &mut out);
+            update.view.routes = std::mem::take(&mut out.dirty.routes);
         } else {
             update.full = true;
+            update.view.full = true;
             self.rebuild(&mut out);
+            out.dirty.routes.clear();
         }
         update.timings.lower = t.elapsed();
         let t = Instant::now();
@@ -312,10 +385,10 @@ impl Session {
         let mut ns_delta: HashMap<&str, i64> = HashMap::new();
         let mut id_delta: HashMap<(&str, &str), i64> = HashMap::new();
         for c in changes.changed.iter() {
-            let old = c.old.as_ref().unwrap_or(&empty);
+            let old = c.old.as_deref().unwrap_or(&empty);
             let new = if c.present {
                 match self.files.get(c.slot) {
-                    Some(chunk) => &chunk.manifests,
+                    Some(chunk) => &*chunk.manifests,
                     None => return false,
                 }
             } else {
@@ -747,6 +820,7 @@ fn rebuild_groups<'f>(
             continue;
         };
         let old_place = group.built.take().map(|(p, _)| p);
+        let old_name = old_place.as_ref().map(|p| p.1.clone());
         let old_clusters = std::mem::take(&mut group.clusters);
         let members = group.members.clone();
         if let Some(place) = old_place {
@@ -757,7 +831,15 @@ fn rebuild_groups<'f>(
                 count_upgrades(&mut state.upgrades, &b.route, false, dirty);
             }
         }
+        let vhost = &state.ctx.vhosts[v].vh.name;
         if members.is_empty() {
+            if old_name.is_some() {
+                dirty.routes.push(RouteChange {
+                    vhost: vhost.clone(),
+                    old: old_name,
+                    new: None,
+                });
+            }
             state.vhosts[v].groups.remove(gk);
             let entry = state.vhosts[v].by_match.get_mut(&gk.matcher);
             if let Some((precs, _)) = entry {
@@ -817,6 +899,13 @@ fn rebuild_groups<'f>(
                     .collect();
                 (place, Arc::new(Built { route, encoded }))
             });
+            if old_name.is_some() || built.is_some() {
+                dirty.routes.push(RouteChange {
+                    vhost: state.ctx.vhosts[v].vh.name.clone(),
+                    old: old_name,
+                    new: built.as_ref().map(|(p, b)| (Arc::clone(p), Arc::clone(b))),
+                });
+            }
             let vh = &mut state.vhosts[v];
             if let Some((place, b)) = &built {
                 for (len, e) in vh.routes_len.iter_mut().zip(&b.encoded) {

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use ambassador_compiler::front::Options;
-use ambassador_compiler::lower::LowerOptions;
 use ambassador_e2e::apiserver::{ApiServer, Config};
 use ambassador_webhook::ads::{self, type_url};
 use ambassador_webhook::certs::{self, Generated};
@@ -177,9 +175,8 @@ async fn one_namespace_only() {
 }
 
 fn compile(s: &Snapshot) -> Vec<(Key, Verdict)> {
-    let (sources, origins) = s.compile_input();
-    let c = ambassador_compiler::compile(&sources, &Options::default(), &LowerOptions::default());
-    kube::verdicts(s, &origins, &c.diagnostics)
+    let (mut pipeline, _) = Pipeline::new(PipelineOptions::default());
+    kube::verdicts(s, &pipeline.update(s.sources()).findings)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use ambassador_compiler::diag::{ObjectRef, Severity};
 use ambassador_compiler::front::Options;
-use ambassador_compiler::incremental::{Delta, Session};
+use ambassador_compiler::incremental::{Delta, Session, ViewChange};
 use ambassador_compiler::lower::LowerOptions;
 use tokio::sync::watch;
 
@@ -295,7 +295,19 @@ impl Pipeline {
 
     /// Compiles `sources` (file name and text, in the order objects should be read: a later
     /// duplicate replaces an earlier one) and publishes the result if Envoy would see a change.
-    pub fn update(&mut self, sources: Vec<(String, String)>) -> UpdateReport {
+    pub fn update<T: AsRef<str>>(&mut self, sources: Vec<(String, T)>) -> UpdateReport {
+        self.update_then(sources, |_, _| {})
+    }
+
+    /// [`Pipeline::update`], and once the snapshot is published (before the findings are
+    /// made), `compiled` with the session and what the update changed in it: how the
+    /// admission view follows the same compilation (`CompilerValidator::follow`). Not called
+    /// when no text changed.
+    pub fn update_then<T: AsRef<str>>(
+        &mut self,
+        sources: Vec<(String, T)>,
+        compiled: impl FnOnce(&Session, &ViewChange),
+    ) -> UpdateReport {
         let start = Instant::now();
         let mut report = UpdateReport::default();
         let update = self.session.update(sources);
@@ -326,6 +338,9 @@ impl Pipeline {
             report.published = true;
         }
         report.timings.published = start.elapsed();
+        if update.compiled {
+            compiled(&self.session, &update.view);
+        }
         // Findings never change what is served: Envoy has the update before they are made.
         let t = Instant::now();
         report.findings = self.findings();

@@ -105,15 +105,36 @@ pub async fn start(source: &Source) -> Result<Running, Error> {
     }
 }
 
-/// Keeps the validator's view current, and sets `readiness` once a synced view has been
-/// compiled into it: the webhook is not ready before it knows the cluster.
+/// Keeps the validator's view current with a pipeline of its own (no publisher), and sets
+/// `readiness` once a synced view has been compiled into it: [`follow_view`] with a
+/// pipeline compiling with the validator's options.
+pub fn feed_validator(
+    view: &View,
+    validator: Arc<CompilerValidator>,
+    readiness: Readiness,
+    metrics: Arc<crate::metrics::Metrics>,
+    reporter: Option<Arc<Reporter>>,
+) -> JoinHandle<()> {
+    let options = PipelineOptions {
+        front: validator.options().clone(),
+        ..PipelineOptions::default()
+    };
+    let (pipeline, _) = Pipeline::new(options);
+    follow_view(view, pipeline, validator, readiness, metrics, reporter)
+}
+
+/// The one compilation of the view: each change goes through `pipeline` (whose snapshots an
+/// ADS publisher may serve), and the validator's view follows the same session
+/// ([`CompilerValidator::follow`]), at the cost of the change. Sets `readiness` once a synced
+/// view has been compiled: the webhook is not ready before it knows the cluster.
 ///
 /// With a `reporter` (cluster mode), each object's verdict is written back where its owner
 /// sees it: the `status` of a `getambassador.io` resource, or an Event on a Service. When
 /// the reporter follows a Lease, only the leader writes, and a replica that becomes the
 /// leader writes the verdicts of the view it holds at once.
-pub fn feed_validator(
+pub fn follow_view(
     view: &View,
+    pipeline: Pipeline,
     validator: Arc<CompilerValidator>,
     readiness: Readiness,
     metrics: Arc<crate::metrics::Metrics>,
@@ -124,35 +145,50 @@ pub fn feed_validator(
         let mut rx = view.subscribe();
         let mut ready = false;
         let mut leadership = reporter.as_ref().and_then(|r| r.leadership());
+        let mut pipeline = Some(pipeline);
         // The last snapshot compiled and its verdicts, for a replica that becomes leader.
-        let mut last: Option<(view::Snapshot, Vec<(Key, Verdict)>)> = None;
+        let mut last: Option<(view::Snapshot, Vec<(Key, Verdict)>)>;
+        // Nothing is compiled before the view is synced: Envoy must never be sent a part of
+        // the configuration, and admission is not ready before it anyway.
+        if rx.wait_for(|s| s.is_synced()).await.is_err() {
+            return;
+        }
         loop {
             let snapshot = rx.borrow_and_update().clone();
-            let synced = snapshot.is_synced();
             let v = Arc::clone(&validator);
             let snap = snapshot.clone();
-            let built = tokio::task::spawn_blocking(move || {
-                let (sources, origins) = snap.compile_input();
-                let started = std::time::Instant::now();
-                v.set_view(&sources);
-                let ctx = v.context();
-                let verdicts = verdicts(&snap, &origins, &ctx.compilation().diagnostics);
-                (v.view_size(), started.elapsed(), verdicts)
+            let Some(mut p) = pipeline.take() else {
+                return;
+            };
+            let compiled = tokio::task::spawn_blocking(move || {
+                let report =
+                    p.update_then(snap.sources(), |session, change| v.follow(session, change));
+                let verdicts = verdicts(&snap, &report.findings);
+                (p, v.view_size(), report, verdicts)
             })
             .await;
-            match built {
-                Ok((size, took, verdicts)) => {
+            match compiled {
+                Ok((p, size, report, verdicts)) => {
+                    pipeline = Some(p);
                     if let Some(reporter) = &reporter {
                         report_all(reporter, &snapshot, &verdicts).await;
                     }
                     last = Some((snapshot, verdicts));
                     // The size of the compiled view the validator checks against.
                     metrics.set_view_size("compiled-ambassador-resources", size as u64);
-                    tracing::debug!(resources = size, ?took, "admission view rebuilt")
+                    tracing::debug!(
+                        resources = size,
+                        full = report.full,
+                        took = ?report.timings.total,
+                        "view compiled for admission and ADS"
+                    )
                 }
-                Err(e) => tracing::error!(error = %e, "rebuilding the admission view failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "compiling the view failed; admission and ADS keep the last one");
+                    return;
+                }
             }
-            if synced && !ready {
+            if !ready {
                 ready = true;
                 readiness.set_ready(true);
                 tracing::info!("view synced and compiled; admission ready");
@@ -362,16 +398,7 @@ async fn publisher<F: Feed + 'static>(
         let sources = feed.next().await.map_err(|e| error_chain(&e))?;
         pipeline.update(sources);
     }
-    let publisher = Publisher::new(snapshots);
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("cannot listen for ADS on {}: {e}", options.listen))?;
-    let served = async move {
-        let nacks = tokio::spawn(report_nacks(publisher.clone()));
-        let served = ads::serve_with_shutdown(publisher, listener, wait_for_signal()).await;
-        nacks.abort();
-        served.map_err(|e| error_chain(&e))
-    };
+    let served = ads_server(options.listen, snapshots).await?;
     let follow = async move {
         loop {
             let Err(e) = pipeline::follow(&mut pipeline, &mut feed, |_| {}).await;
@@ -388,6 +415,24 @@ async fn publisher<F: Feed + 'static>(
         }
     };
     Ok((served, follow))
+}
+
+/// The ADS server for the snapshots a pipeline publishes, bound to `listen`, ready to serve
+/// Envoy until SIGTERM (logging NACKs meanwhile).
+async fn ads_server(
+    listen: SocketAddr,
+    snapshots: tokio::sync::watch::Receiver<Arc<crate::ads::Snapshot>>,
+) -> Result<impl Future<Output = Result<(), String>> + Send, String> {
+    let publisher = Publisher::new(snapshots);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen for ADS on {listen}: {e}"))?;
+    Ok(async move {
+        let nacks = tokio::spawn(report_nacks(publisher.clone()));
+        let served = ads::serve_with_shutdown(publisher, listener, wait_for_signal()).await;
+        nacks.abort();
+        served.map_err(|e| error_chain(&e))
+    })
 }
 
 /// Logs every NACK once, with Envoy's message and the resources it refused.
@@ -494,25 +539,35 @@ pub async fn serve(options: ServeOptions) -> Result<(), String> {
                 }
                 Source::Dir { .. } => None,
             };
-            let _feed = feed_validator(
-                &running.view,
-                Arc::clone(&compiler_validator),
-                readiness.clone(),
-                Arc::clone(&metrics),
-                reporter,
-            );
-            if let Some(ads) = options.ads.clone() {
-                let listen = ads.listen;
-                let feed = ViewFeed::new(&running.view);
-                let (served, follow) = publisher(ads, feed, false, None).await?;
-                tracing::info!(ads = %listen, "publishing to Envoy from the same view");
+            // One compilation of the view, for admission and for ADS.
+            let pipeline_options = match &options.ads {
+                Some(ads) => PipelineOptions {
+                    front: compiler_validator.options().clone(),
+                    ..ads.pipeline.clone()
+                },
+                None => PipelineOptions {
+                    front: compiler_validator.options().clone(),
+                    ..PipelineOptions::default()
+                },
+            };
+            let (pipeline, snapshots) = Pipeline::new(pipeline_options);
+            if let Some(ads) = &options.ads {
+                let served = ads_server(ads.listen, snapshots).await?;
+                tracing::info!(ads = %ads.listen, "publishing to Envoy from the view admission judges against");
                 tokio::spawn(async move {
                     if let Err(e) = served.await {
                         tracing::error!(error = %e, "the ADS server stopped");
                     }
                 });
-                tokio::spawn(follow);
             }
+            let _feed = follow_view(
+                &running.view,
+                pipeline,
+                Arc::clone(&compiler_validator),
+                readiness.clone(),
+                Arc::clone(&metrics),
+                reporter,
+            );
             Some(running)
         }
         None => {

@@ -1,10 +1,12 @@
 //! The compiler-backed validator: the same checks as `kubectl ambassador lint`, one object at a time, against the watched view.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use ambassador_compiler::context::Context;
 use ambassador_compiler::diag::Severity as DiagSeverity;
 use ambassador_compiler::front::Options;
+use ambassador_compiler::incremental::{Session, ViewChange};
 use ambassador_compiler::source::Sources;
 
 use crate::admission::{Finding, Severity, Validate};
@@ -22,10 +24,16 @@ use crate::admission::{Finding, Severity, Validate};
 /// service, shadowing, a canary that cannot join its group, a duplicate name) are warnings.
 /// With `reject_conflicts` these keep lint's severity, and conflicts are errors
 /// (`ambassador_compiler::admission::admission_severity`).
+///
+/// The view is indexed from the incremental session that also feeds the ADS publisher
+/// ([`CompilerValidator::follow`]): a change to one Mapping updates the indexes in place, at
+/// the cost of the change; reviews wait for that (microseconds), never for a compilation.
 pub struct CompilerValidator {
     options: Options,
     reject_conflicts: bool,
-    context: RwLock<Arc<Context>>,
+    context: RwLock<Context>,
+    /// How many times the view was replaced or brought up to date.
+    updates: AtomicU64,
 }
 
 impl CompilerValidator {
@@ -34,11 +42,12 @@ impl CompilerValidator {
             ambassador_id: ambassador_id.into(),
             ..Options::default()
         };
-        let context = RwLock::new(Arc::new(Context::build(&Sources::new(), &options)));
+        let context = RwLock::new(Context::default());
         CompilerValidator {
             options,
             reject_conflicts: false,
             context,
+            updates: AtomicU64::new(0),
         }
     }
 
@@ -49,21 +58,46 @@ impl CompilerValidator {
         self
     }
 
-    /// Replaces the view the validator checks against (called when the watched view changes).
+    /// The options the view must be compiled with (its `ambassador_id`).
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Replaces the view with one compiled from `sources` on its own (tests and benchmarks;
+    /// a server follows its session instead).
     pub fn set_view(&self, sources: &Sources) {
-        let ctx = Arc::new(Context::build(sources, &self.options));
+        self.replace(Context::build(sources, &self.options));
+    }
+
+    /// Brings the view to `session` after an update of it that changed `change`: in place
+    /// when only Mappings changed; otherwise indexed again aside, then swapped in.
+    pub fn follow(&self, session: &Session, change: &ViewChange) {
+        if change.is_full() {
+            self.replace(Context::from_session(session));
+        } else {
+            self.context
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .apply(session, change);
+            self.updates.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// How many times the view has changed since the validator was made (for benchmarks
+    /// and tests that wait for a change to reach admission).
+    pub fn updates(&self) -> u64 {
+        self.updates.load(Ordering::Acquire)
+    }
+
+    fn replace(&self, ctx: Context) {
         let old = std::mem::replace(
             &mut *self.context.write().unwrap_or_else(|e| e.into_inner()),
             ctx,
         );
+        self.updates.fetch_add(1, Ordering::Release);
         // A large view takes a while to free: do it after the lock is released, so that
         // reviews arriving meanwhile are not held up.
         drop(old);
-    }
-
-    /// The compiled view the validator checks against now.
-    pub fn context(&self) -> Arc<Context> {
-        Arc::clone(&self.context.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The number of Ambassador resources in the current view.
@@ -74,8 +108,11 @@ impl CompilerValidator {
 
 impl Validate for CompilerValidator {
     fn validate(&self, object: &serde_json::Value) -> Vec<Finding> {
-        let ctx = Arc::clone(&self.context.read().unwrap_or_else(|e| e.into_inner()));
-        let checked = ctx.check(object, &self.options, self.reject_conflicts);
+        let checked = self
+            .context
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(object, &self.options, self.reject_conflicts);
         checked
             .diagnostics
             .iter()

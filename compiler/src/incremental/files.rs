@@ -9,6 +9,7 @@
 //! so the rest of the session can point at a resource by (slot, index).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::front::{self, Manifests, Options};
 use crate::source::{FileId, Sources};
@@ -21,7 +22,9 @@ const COMPACT_FLOOR: usize = 4 << 20;
 pub(crate) struct Chunk {
     pub name: String,
     pub id: FileId,
-    pub manifests: Manifests,
+    /// Shared with the admission view ([`crate::context::Context`]), which points at the
+    /// resources it indexes instead of copying them.
+    pub manifests: Arc<Manifests>,
 }
 
 /// A file that is new, gone or changed: its slot, and what it held before.
@@ -29,7 +32,7 @@ pub(crate) struct Chunk {
 pub(crate) struct Changed {
     pub slot: usize,
     /// `None` for a new file.
-    pub old: Option<Manifests>,
+    pub old: Option<Arc<Manifests>>,
     /// Whether the slot holds a file now (false for a removed file).
     pub present: bool,
 }
@@ -62,7 +65,11 @@ pub(crate) struct Files {
 
 impl Files {
     /// Brings the files to `inputs` (name and text, in input order).
-    pub fn update(&mut self, inputs: Vec<(String, String)>, opts: &Options) -> FileChanges {
+    pub fn update<T: AsRef<str>>(
+        &mut self,
+        inputs: Vec<(String, T)>,
+        opts: &Options,
+    ) -> FileChanges {
         let key = (opts.ambassador_id.clone(), opts.default_namespace.clone());
         let mut changes = FileChanges::default();
         if self.options.as_ref() != Some(&key)
@@ -86,10 +93,10 @@ impl Files {
             for (i, (name, text)) in inputs.into_iter().enumerate() {
                 let slot = self.order[i];
                 let id = self.chunk(slot).id;
-                if self.sources.get(id).text == text {
+                if self.sources.get(id).text == text.as_ref() {
                     continue;
                 }
-                self.reread(slot, name, text, opts, &mut changes);
+                self.reread(slot, name, text.as_ref(), opts, &mut changes);
             }
             return changes;
         }
@@ -108,13 +115,13 @@ impl Files {
             let slot = match kept {
                 Some(slot) => {
                     let id = self.chunk(slot).id;
-                    if self.sources.get(id).text != text {
-                        self.reread(slot, name, text, opts, &mut changes);
+                    if self.sources.get(id).text != text.as_ref() {
+                        self.reread(slot, name, text.as_ref(), opts, &mut changes);
                     }
                     slot
                 }
                 None => {
-                    let chunk = self.read(name, text, opts);
+                    let chunk = self.read(name, text.as_ref(), opts);
                     let slot = match self.free.pop() {
                         Some(s) => {
                             self.slots[s] = Some(chunk);
@@ -167,7 +174,7 @@ impl Files {
         &mut self,
         slot: usize,
         name: String,
-        text: String,
+        text: &str,
         opts: &Options,
         changes: &mut FileChanges,
     ) {
@@ -182,9 +189,9 @@ impl Files {
     }
 
     /// Adds a text to the sources and reads it.
-    fn read(&mut self, name: String, text: String, opts: &Options) -> Chunk {
+    fn read(&mut self, name: String, text: &str, opts: &Options) -> Chunk {
         self.live += text.len();
-        let id = self.sources.add(name.clone(), text);
+        let id = self.sources.add(name.clone(), text.to_owned());
         let mut manifests = Manifests::default();
         front::read_file(&self.sources, id, opts, &mut manifests);
         // Kept for as long as the file is: no room to grow.
@@ -195,12 +202,12 @@ impl Files {
         Chunk {
             name,
             id,
-            manifests,
+            manifests: Arc::new(manifests),
         }
     }
 
     /// Counts a chunk's text as dead and hands back what it held.
-    fn retire(&mut self, c: Chunk) -> Manifests {
+    fn retire(&mut self, c: Chunk) -> Arc<Manifests> {
         let len = self.sources.get(c.id).text.len();
         self.live -= len;
         self.dead += len;

@@ -485,6 +485,8 @@ fn run(seed: u64, start_files: usize, edits: usize) -> (usize, usize) {
     }
     let mut session = Session::new(Options::default(), LowerOptions::default());
     let mut held: BTreeMap<(usize, String), Vec<u8>> = BTreeMap::new();
+    // The admission view, brought up to date with each update as the webhook does.
+    let mut view = crate::context::Context::default();
     let (mut fast, mut full) = (0, 0);
     for step in 0..=edits {
         if step > 0 {
@@ -517,6 +519,15 @@ fn run(seed: u64, start_files: usize, edits: usize) -> (usize, usize) {
                     );
                 }
             }
+        }
+        if update.compiled {
+            view.apply(&session, &update.view);
+            assert_eq!(
+                view.fingerprint(),
+                crate::context::Context::from_session(&session).fingerprint(),
+                "seed {seed} step {step} (full: {}): the admission view differs from one indexed from scratch",
+                update.full
+            );
         }
         let (want, want_findings) = from_scratch(&sources);
         let names = |m: &BTreeMap<(usize, String), Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();

@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ambassador_compiler::admission::as_written;
-use ambassador_compiler::diag::{Diagnostic, Severity};
+use ambassador_compiler::diag::Severity;
 use ambassador_compiler::front::Kind;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -41,8 +41,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Key, Origin, Snapshot, View};
+use super::{Key, Snapshot, View};
 use crate::lease::Leadership;
+use crate::pipeline::Finding;
 
 /// The `getambassador.io` versions tried for each kind, newest first.
 const VERSIONS: [&str; 2] = ["v3alpha1", "v2"];
@@ -456,44 +457,33 @@ pub enum Verdict {
     Invalid(String),
 }
 
-/// The verdict on every object of `snapshot`, from a compilation of
-/// [`Snapshot::compile_input`]: `Invalid` with the first error-severity finding (its code,
-/// message and `line:col` in the rendered object), else `Valid`. Files (directory mode)
-/// have no object to report on and are left out.
-pub fn verdicts(
-    snapshot: &Snapshot,
-    origins: &[Origin],
-    diagnostics: &[Diagnostic],
-) -> Vec<(Key, Verdict)> {
-    let mut first: HashMap<usize, &Diagnostic> = HashMap::new();
-    for d in diagnostics {
-        let Some(span) = d.span else { continue };
-        if d.severity >= Severity::Error {
-            first.entry(span.file.0 as usize).or_insert(d);
+/// The verdict on every object of `snapshot` but its Secrets, from the findings of the
+/// pipeline that compiled [`Snapshot::sources`]: `Invalid` with the first error-severity
+/// finding in the object's source (its code, message and `line:col` in the rendered object),
+/// else `Valid`. Files (directory mode) have no object to report on and are left out.
+pub fn verdicts(snapshot: &Snapshot, findings: &[Finding]) -> Vec<(Key, Verdict)> {
+    let mut first: HashMap<&str, &Finding> = HashMap::new();
+    for f in findings {
+        let Some(file) = &f.file else { continue };
+        if f.severity >= Severity::Error {
+            first.entry(file.as_str()).or_insert(f);
         }
     }
-    origins
-        .iter()
-        .enumerate()
-        .filter_map(|(i, origin)| {
-            let Origin::Object(key) = origin else {
-                return None;
-            };
-            snapshot.get(key)?;
-            let verdict = match first.get(&i) {
-                Some(d) => {
-                    let at = d.span.map(|s| s.start).unwrap_or_default();
-                    Verdict::Invalid(format!(
-                        "{} {} ({}:{})",
-                        d.code.as_str(),
-                        d.message,
-                        at.line,
-                        at.column
-                    ))
-                }
+    snapshot
+        .objects()
+        .filter(|(key, _)| !key.is_secret())
+        .map(|(key, _)| {
+            let verdict = match first.get(key.source_name().as_str()) {
+                Some(f) => Verdict::Invalid(format!(
+                    "{} {} ({}:{})",
+                    f.code,
+                    f.message,
+                    f.line.unwrap_or_default(),
+                    f.column.unwrap_or_default()
+                )),
                 None => Verdict::Valid,
             };
-            Some((key.clone(), verdict))
+            (key.clone(), verdict)
         })
         .collect()
 }

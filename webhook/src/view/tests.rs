@@ -125,13 +125,9 @@ fn findings_land_on_their_object() {
         b.upsert(bad);
     });
     let snapshot = view.snapshot();
-    let (sources, origins) = snapshot.compile_input();
-    let c = ambassador_compiler::compile(
-        &sources,
-        &ambassador_compiler::front::Options::default(),
-        &ambassador_compiler::lower::LowerOptions::default(),
-    );
-    let verdicts = kube::verdicts(&snapshot, &origins, &c.diagnostics);
+    let (mut pipeline, _) = crate::pipeline::Pipeline::new(Default::default());
+    let report = pipeline.update(snapshot.sources());
+    let verdicts = kube::verdicts(&snapshot, &report.findings);
     assert_eq!(verdicts.len(), 2);
     let (key, verdict) = &verdicts[0];
     assert_eq!(key.name, "bad");
