@@ -170,3 +170,41 @@ async fn a_missing_directory_is_an_error() {
         "{err}"
     );
 }
+
+/// Reading a file is an inotify event too (open, read, close without writing): the watch
+/// must not take its own reads for changes, or an idle server rereads its directory forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_directory_is_not_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            tmp.path().join(format!("m{i}.yaml")),
+            mapping(&format!("/{i}/")),
+        )
+        .unwrap();
+    }
+    let view = View::new();
+    let watch = dir::watch(tmp.path(), view.clone(), DirOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(watch.files_read(), 5, "the first scan reads each file once");
+    // Well past the debounce period, several times over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        watch.files_read(),
+        5,
+        "the files were read again with nothing changed"
+    );
+    // A real change is still seen, and read once.
+    std::fs::write(tmp.path().join("m0.yaml"), mapping("/changed/")).unwrap();
+    let name = std::fs::canonicalize(tmp.path().join("m0.yaml"))
+        .unwrap()
+        .display()
+        .to_string();
+    until(&view, "the change", |s| {
+        s.file(&name).is_some_and(|t| t.contains("/changed/"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(watch.files_read(), 6, "one change, one read");
+}

@@ -17,6 +17,7 @@ pub mod admission;
 pub mod ads;
 pub mod bootstrap;
 pub mod certs;
+pub mod fsevents;
 pub mod lease;
 pub mod metrics;
 pub mod pipeline;

@@ -205,7 +205,9 @@ impl CertWatcher {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                // Reading the certificate is an event too: taking it as a change would
+                // reload without end.
+                if event.is_ok_and(|e| crate::fsevents::may_change(&e.kind)) {
                     // A full channel already holds a wake-up; dropping this one is fine.
                     let _ = tx.try_send(());
                 }

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +102,14 @@ impl Default for DirOptions {
 pub struct DirWatch {
     _watcher: notify::RecommendedWatcher,
     task: JoinHandle<()>,
+    reads: Arc<AtomicU64>,
+}
+
+impl DirWatch {
+    /// How many times a file was read since the watch began (the first scan included).
+    pub fn files_read(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for DirWatch {
@@ -127,6 +136,8 @@ pub async fn watch(dir: &Path, view: View, options: DirOptions) -> Result<DirWat
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let raw = match event {
             Ok(e) if e.need_rescan() => Raw::Rescan,
+            // Our own reads are events too: taking them as changes reread without end.
+            Ok(e) if !crate::fsevents::may_change(&e.kind) => return,
             Ok(e) => Raw::Paths(e.paths),
             Err(_) => Raw::Rescan,
         };
@@ -146,10 +157,12 @@ pub async fn watch(dir: &Path, view: View, options: DirOptions) -> Result<DirWat
         source,
     })?;
 
+    let reads = Arc::new(AtomicU64::new(0));
     let reader = Reader {
         root,
         view,
         options,
+        reads: Arc::clone(&reads),
     };
     reader.rescan();
     reader.view.update(|b| b.set_synced());
@@ -157,6 +170,7 @@ pub async fn watch(dir: &Path, view: View, options: DirOptions) -> Result<DirWat
     Ok(DirWatch {
         _watcher: watcher,
         task,
+        reads,
     })
 }
 
@@ -164,6 +178,7 @@ struct Reader {
     root: PathBuf,
     view: View,
     options: DirOptions,
+    reads: Arc<AtomicU64>,
 }
 
 impl Reader {
@@ -219,9 +234,14 @@ impl Reader {
             && !path.is_dir()
     }
 
+    fn read(&self, path: &Path) -> Read {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        read(path)
+    }
+
     /// Reads the named files again; a file that is gone leaves the view.
     fn reread(&self, files: &[PathBuf]) {
-        let results: Vec<(String, Read)> = files.iter().map(|p| (name(p), read(p))).collect();
+        let results: Vec<(String, Read)> = files.iter().map(|p| (name(p), self.read(p))).collect();
         self.apply(results, None);
     }
 
@@ -229,7 +249,7 @@ impl Reader {
     fn rescan(&self) {
         let mut found = Vec::new();
         self.walk(&self.root, &mut found);
-        let results: Vec<(String, Read)> = found.iter().map(|p| (name(p), read(p))).collect();
+        let results: Vec<(String, Read)> = found.iter().map(|p| (name(p), self.read(p))).collect();
         let present: BTreeSet<String> = results.iter().map(|(n, _)| n.clone()).collect();
         self.apply(results, Some(present));
     }
