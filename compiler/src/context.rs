@@ -55,16 +55,16 @@ fn group_match(route: &Route) -> GroupMatch {
     )
 }
 
-/// A route of the view: its virtual host and its name (unique in the virtual host).
-type EntryKey = (String, String);
+/// A route of the view: its virtual host and its name (unique in the virtual host). The
+/// virtual host's name is shared by all its routes ([`Context::vhost_name`]), the route's
+/// name by the indexes that point at it.
+type EntryKey = (Arc<str>, Arc<str>);
 
 /// One route of the view, as the indexes hold it.
 #[derive(Clone, Debug)]
 struct Entry {
     place: Arc<Place>,
     built: Arc<Built>,
-    /// The objects whose resources form this route (Services for annotations).
-    owners: Vec<ObjectRef>,
 }
 
 impl Entry {
@@ -80,17 +80,34 @@ impl Entry {
 /// `(kind, namespace, name)` of a resource.
 type IdKey = (String, String, String);
 
-/// One Ambassador resource of the view: its owner, and where the session holds it.
+/// One Ambassador resource of the view: where the session holds it, and the Service it is
+/// annotated on (`None` for a custom resource, its own owner).
 #[derive(Clone, Debug)]
 struct Named {
-    owner: ObjectRef,
+    annotated_on: Option<ObjectRef>,
     file: Arc<Manifests>,
     index: usize,
 }
 
 impl Named {
+    fn new(r: &Resource, file: &Arc<Manifests>, index: usize) -> Named {
+        Named {
+            annotated_on: match &r.origin {
+                Origin::Annotation { object } => Some(object.clone()),
+                Origin::CustomResource => None,
+            },
+            file: Arc::clone(file),
+            index,
+        }
+    }
+
     fn resource(&self) -> &Resource {
         &self.file.resources[self.index]
+    }
+
+    /// The object the resource came from: the annotated object, or the resource itself.
+    fn owner(&self) -> &ObjectRef {
+        self.annotated_on.as_ref().unwrap_or(&self.resource().id)
     }
 }
 
@@ -102,13 +119,15 @@ pub struct Context {
     /// Every Ambassador resource, by `(kind, namespace, name)`; the last one read wins, as
     /// in the compilation.
     names: HashMap<IdKey, Named>,
+    /// The names of the virtual hosts, one copy each.
+    vhost_names: HashSet<Arc<str>>,
     /// Routes by virtual host and group match (any precedence).
-    by_group: HashMap<(String, GroupMatch), Vec<EntryKey>>,
+    by_group: HashMap<(Arc<str>, GroupMatch), Vec<EntryKey>>,
     /// Literal, case-sensitive prefix routes by virtual host and prefix text.
-    prefixes: BTreeMap<(String, String), Vec<EntryKey>>,
+    prefixes: BTreeMap<(Arc<str>, String), Vec<EntryKey>>,
     /// The precedences of the routes of `prefixes`, counted, by virtual host (its lowest is
     /// what the shadowing lookup needs).
-    precedences: HashMap<String, BTreeMap<i64, usize>>,
+    precedences: HashMap<Arc<str>, BTreeMap<i64, usize>>,
     entries: HashMap<EntryKey, Entry>,
     /// The view's own findings on canary groups, so that one the incoming object does not
     /// change is not reported as its own.
@@ -119,14 +138,6 @@ pub struct Context {
     services_by_name: HashMap<String, Vec<usize>>,
     /// One Service of each namespace that has any.
     namespace_services: Vec<usize>,
-}
-
-/// The owner of a resource: the annotated object, or the resource itself.
-fn owner_of(r: &Resource) -> ObjectRef {
-    match &r.origin {
-        Origin::Annotation { object } => object.clone(),
-        Origin::CustomResource => r.id.clone(),
-    }
 }
 
 fn id_key(o: &ObjectRef) -> IdKey {
@@ -172,14 +183,7 @@ impl Context {
         let mut namespace_services: BTreeMap<&str, usize> = BTreeMap::new();
         for file in session.files() {
             for (index, r) in file.resources.iter().enumerate() {
-                ctx.names.insert(
-                    id_key(&r.id),
-                    Named {
-                        owner: owner_of(r),
-                        file: Arc::clone(file),
-                        index,
-                    },
-                );
+                ctx.names.insert(id_key(&r.id), Named::new(r, file, index));
                 if matches!(
                     r.kind,
                     Kind::Host
@@ -231,14 +235,7 @@ impl Context {
         }
         for file in &change.added {
             for (index, r) in file.resources.iter().enumerate() {
-                self.names.insert(
-                    id_key(&r.id),
-                    Named {
-                        owner: owner_of(r),
-                        file: Arc::clone(file),
-                        index,
-                    },
-                );
+                self.names.insert(id_key(&r.id), Named::new(r, file, index));
             }
         }
         for c in &change.routes {
@@ -254,36 +251,34 @@ impl Context {
         self.group_findings = group_findings(session);
     }
 
+    /// The one copy of a virtual host's name.
+    fn vhost_name(&mut self, vhost: &str) -> Arc<str> {
+        if let Some(v) = self.vhost_names.get(vhost) {
+            return Arc::clone(v);
+        }
+        let v: Arc<str> = Arc::from(vhost);
+        self.vhost_names.insert(Arc::clone(&v));
+        v
+    }
+
     fn insert_route(&mut self, vhost: &str, place: &Arc<Place>, built: &Arc<Built>) {
         let route = &built.route;
-        let owners = route
-            .sources
-            .iter()
-            .filter_map(|s| {
-                self.names
-                    .get(&(
-                        s.kind.to_string(),
-                        s.namespace.to_string(),
-                        s.name.to_string(),
-                    ))
-                    .map(|n| n.owner.clone())
-            })
-            .collect();
-        let key: EntryKey = (vhost.to_string(), route.name.clone());
+        let vhost = self.vhost_name(vhost);
+        let key: EntryKey = (Arc::clone(&vhost), Arc::from(route.name.as_str()));
         self.by_group
-            .entry((vhost.to_string(), group_match(route)))
+            .entry((Arc::clone(&vhost), group_match(route)))
             .or_default()
             .push(key.clone());
         if let PathMatch::Prefix(p) = &route.matcher.path {
             if route.matcher.case_sensitive {
                 *self
                     .precedences
-                    .entry(vhost.to_string())
+                    .entry(Arc::clone(&vhost))
                     .or_default()
                     .entry(route.precedence)
                     .or_default() += 1;
                 self.prefixes
-                    .entry((vhost.to_string(), p.clone()))
+                    .entry((vhost, p.clone()))
                     .or_default()
                     .push(key.clone());
             }
@@ -293,18 +288,18 @@ impl Context {
             Entry {
                 place: Arc::clone(place),
                 built: Arc::clone(built),
-                owners,
             },
         );
     }
 
     fn remove_route(&mut self, vhost: &str, name: &str) {
-        let key: EntryKey = (vhost.to_string(), name.to_string());
+        let vhost = self.vhost_name(vhost);
+        let key: EntryKey = (Arc::clone(&vhost), Arc::from(name));
         let Some(entry) = self.entries.remove(&key) else {
             return;
         };
         let route = entry.route();
-        let group = (vhost.to_string(), group_match(route));
+        let group = (Arc::clone(&vhost), group_match(route));
         if let Some(keys) = self.by_group.get_mut(&group) {
             keys.retain(|k| *k != key);
             if keys.is_empty() {
@@ -313,7 +308,7 @@ impl Context {
         }
         if let PathMatch::Prefix(p) = &route.matcher.path {
             if route.matcher.case_sensitive {
-                if let Some(precs) = self.precedences.get_mut(vhost) {
+                if let Some(precs) = self.precedences.get_mut(&vhost) {
                     if let Some(n) = precs.get_mut(&route.precedence) {
                         *n -= 1;
                         if *n == 0 {
@@ -321,10 +316,10 @@ impl Context {
                         }
                     }
                     if precs.is_empty() {
-                        self.precedences.remove(vhost);
+                        self.precedences.remove(&vhost);
                     }
                 }
-                let at = (vhost.to_string(), p.clone());
+                let at = (vhost, p.clone());
                 if let Some(keys) = self.prefixes.get_mut(&at) {
                     keys.retain(|k| *k != key);
                     if keys.is_empty() {
@@ -350,7 +345,7 @@ impl Context {
     pub fn fingerprint(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (k, n) in &self.names {
-            out.push(format!("name {k:?} {} {:?}", n.owner, n.resource().span));
+            out.push(format!("name {k:?} {} {:?}", n.owner(), n.resource().span));
         }
         for ((v, g), keys) in &self.by_group {
             let mut keys = keys.clone();
@@ -366,12 +361,7 @@ impl Context {
             out.push(format!("precedences {v} {p:?}"));
         }
         for (k, e) in &self.entries {
-            out.push(format!(
-                "entry {k:?} {:?} {:?} {:?}",
-                e.place,
-                e.route(),
-                e.owners
-            ));
+            out.push(format!("entry {k:?} {:?} {:?}", e.place, e.route()));
         }
         for f in &self.group_findings {
             out.push(format!("finding {f:?}"));
@@ -462,7 +452,7 @@ impl Context {
         }
         let mut conflicts = Vec::new();
         for r in read.resources() {
-            if let Some(Named { owner: other, .. }) = self.names.get(&id_key(&r.id)) {
+            if let Some(other) = self.names.get(&id_key(&r.id)).map(Named::owner) {
                 if *other != owner {
                     conflicts.push(
                         Diagnostic::at(
@@ -506,7 +496,10 @@ impl Context {
         let mut joins = Joins::default();
         for vh in &ir.virtual_hosts {
             for route in &vh.routes {
-                let Some(idxs) = self.by_group.get(&(vh.name.clone(), group_match(route))) else {
+                let Some(idxs) = self
+                    .by_group
+                    .get(&(Arc::from(vh.name.as_str()), group_match(route)))
+                else {
                     continue;
                 };
                 let mine = &route.sources[0];
@@ -517,7 +510,7 @@ impl Context {
                         let Some(named) = self.names.get(&key) else {
                             continue;
                         };
-                        if named.owner == *owner || own.iter().any(|r| r.id == theirs) {
+                        if named.owner() == owner || own.iter().any(|r| r.id == theirs) {
                             continue;
                         }
                         joins.members.insert(key);
@@ -571,7 +564,16 @@ impl Context {
         keys.into_iter()
             .flatten()
             .filter_map(move |k| self.entries.get(k))
-            .filter(move |e| !e.owners.iter().any(|o| o == owner))
+            .filter(move |e| !self.owned_by(e, owner))
+    }
+
+    /// Whether one of the resources that form the route came from `owner`.
+    fn owned_by(&self, e: &Entry, owner: &ObjectRef) -> bool {
+        e.route().sources.iter().any(|s| {
+            self.names
+                .get(&id_key(&object_of(s)))
+                .is_some_and(|n| n.owner() == owner)
+        })
     }
 
     /// Shadowing between a route of the object and the view's routes, in either direction.
@@ -586,8 +588,9 @@ impl Context {
         }
         let key = order_key(route);
         // Shadowed by an existing route: a shorter (or equal) prefix that comes first.
+        let vhost: Arc<str> = Arc::from(vhost);
         for (k, _) in q.char_indices().chain(std::iter::once((q.len(), ' '))) {
-            let idxs = self.prefixes.get(&(vhost.to_string(), q[..k].to_string()));
+            let idxs = self.prefixes.get(&(Arc::clone(&vhost), q[..k].to_string()));
             for e in self.foreign(idxs, owner) {
                 if *e.key() > key && covers(e.route(), route) {
                     let theirs = &e.route().sources[0];
@@ -617,13 +620,13 @@ impl Context {
         // a catch-all such as `/` is not compared with every route of its host.
         let only_this_prefix = self
             .precedences
-            .get(vhost)
+            .get(&vhost)
             .and_then(|p| p.keys().next())
             .is_none_or(|&lowest| route.precedence <= lowest);
-        let start = (vhost.to_string(), q.clone());
+        let start = (Arc::clone(&vhost), q.clone());
         let mut reported = 0;
         for ((v, p), idxs) in self.prefixes.range(start..) {
-            if v != vhost || !p.starts_with(q.as_str()) || reported >= MAX_SHADOWED_REPORTS {
+            if *v != vhost || !p.starts_with(q.as_str()) || reported >= MAX_SHADOWED_REPORTS {
                 break;
             }
             if only_this_prefix && p.len() != q.len() {
