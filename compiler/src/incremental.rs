@@ -327,7 +327,7 @@ impl Session {
 
     /// Brings the session to `sources` (file name and text, in the order objects should be
     /// read: a later duplicate replaces an earlier one) and returns what changed.
-    pub fn update<T: AsRef<str>>(&mut self, sources: Vec<(String, T)>) -> Update {
+    pub fn update<N: AsRef<str>, T: AsRef<str>>(&mut self, sources: Vec<(N, T)>) -> Update {
         let mut update = Update::default();
         let t = Instant::now();
         let changes = self.files.update(sources, &self.front);

@@ -295,7 +295,7 @@ impl Pipeline {
 
     /// Compiles `sources` (file name and text, in the order objects should be read: a later
     /// duplicate replaces an earlier one) and publishes the result if Envoy would see a change.
-    pub fn update<T: AsRef<str>>(&mut self, sources: Vec<(String, T)>) -> UpdateReport {
+    pub fn update<N: AsRef<str>, T: AsRef<str>>(&mut self, sources: Vec<(N, T)>) -> UpdateReport {
         self.update_then(sources, |_, _| {})
     }
 
@@ -303,9 +303,9 @@ impl Pipeline {
     /// made), `compiled` with the session and what the update changed in it: how the
     /// admission view follows the same compilation (`CompilerValidator::follow`). Not called
     /// when no text changed.
-    pub fn update_then<T: AsRef<str>>(
+    pub fn update_then<N: AsRef<str>, T: AsRef<str>>(
         &mut self,
-        sources: Vec<(String, T)>,
+        sources: Vec<(N, T)>,
         compiled: impl FnOnce(&Session, &ViewChange),
     ) -> UpdateReport {
         let start = Instant::now();

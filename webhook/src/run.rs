@@ -277,7 +277,7 @@ impl Feed for ViewFeed {
         Ok(snapshot
             .sources()
             .into_iter()
-            .map(|(name, text)| (name, text.to_string()))
+            .map(|(name, text)| (name.to_string(), text.to_string()))
             .collect())
     }
 }

@@ -65,9 +65,9 @@ pub(crate) struct Files {
 
 impl Files {
     /// Brings the files to `inputs` (name and text, in input order).
-    pub fn update<T: AsRef<str>>(
+    pub fn update<N: AsRef<str>, T: AsRef<str>>(
         &mut self,
-        inputs: Vec<(String, T)>,
+        inputs: Vec<(N, T)>,
         opts: &Options,
     ) -> FileChanges {
         let key = (opts.ambassador_id.clone(), opts.default_namespace.clone());
@@ -88,7 +88,7 @@ impl Files {
             && inputs
                 .iter()
                 .zip(&self.order)
-                .all(|((name, _), &slot)| self.chunk(slot).name == *name);
+                .all(|((name, _), &slot)| self.chunk(slot).name == name.as_ref());
         if same_files {
             for (i, (name, text)) in inputs.into_iter().enumerate() {
                 let slot = self.order[i];
@@ -96,7 +96,7 @@ impl Files {
                 if self.sources.get(id).text == text.as_ref() {
                     continue;
                 }
-                self.reread(slot, name, text.as_ref(), opts, &mut changes);
+                self.reread(slot, name.as_ref(), text.as_ref(), opts, &mut changes);
             }
             return changes;
         }
@@ -111,17 +111,17 @@ impl Files {
         }
         let old_order = std::mem::take(&mut self.order);
         for (name, text) in inputs {
-            let kept = by_name.get_mut(&name).and_then(Vec::pop);
+            let kept = by_name.get_mut(name.as_ref()).and_then(Vec::pop);
             let slot = match kept {
                 Some(slot) => {
                     let id = self.chunk(slot).id;
                     if self.sources.get(id).text != text.as_ref() {
-                        self.reread(slot, name, text.as_ref(), opts, &mut changes);
+                        self.reread(slot, name.as_ref(), text.as_ref(), opts, &mut changes);
                     }
                     slot
                 }
                 None => {
-                    let chunk = self.read(name, text.as_ref(), opts);
+                    let chunk = self.read(name.as_ref(), text.as_ref(), opts);
                     let slot = match self.free.pop() {
                         Some(s) => {
                             self.slots[s] = Some(chunk);
@@ -173,7 +173,7 @@ impl Files {
     fn reread(
         &mut self,
         slot: usize,
-        name: String,
+        name: &str,
         text: &str,
         opts: &Options,
         changes: &mut FileChanges,
@@ -189,9 +189,9 @@ impl Files {
     }
 
     /// Adds a text to the sources and reads it.
-    fn read(&mut self, name: String, text: &str, opts: &Options) -> Chunk {
+    fn read(&mut self, name: &str, text: &str, opts: &Options) -> Chunk {
         self.live += text.len();
-        let id = self.sources.add(name.clone(), text.to_owned());
+        let id = self.sources.add(name.to_owned(), text.to_owned());
         let mut manifests = Manifests::default();
         front::read_file(&self.sources, id, opts, &mut manifests);
         // Kept for as long as the file is: no room to grow.
@@ -200,7 +200,7 @@ impl Files {
         manifests.endpoints.shrink_to_fit();
         manifests.diagnostics.shrink_to_fit();
         Chunk {
-            name,
+            name: name.to_owned(),
             id,
             manifests: Arc::new(manifests),
         }

@@ -97,8 +97,8 @@ fn sources_render_objects_as_yaml_after_files() {
         b.set_file("/etc/a.yaml", "kind: Foo\n");
     });
     let sources = view.snapshot().sources();
-    assert_eq!(sources[0].0, "/etc/a.yaml");
-    assert_eq!(sources[1].0, "cluster:n/Service/s");
+    assert_eq!(&*sources[0].0, "/etc/a.yaml");
+    assert_eq!(&*sources[1].0, "cluster:n/Service/s");
     assert!(
         sources[1]
             .1
