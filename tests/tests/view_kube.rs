@@ -203,7 +203,7 @@ async fn findings_go_to_status_and_events_once() {
     let verdicts = compile(&s);
     let mut written = Vec::new();
     for (k, verdict) in &verdicts {
-        let outcome = kube::report_status(&reporter, s.get(k).unwrap(), verdict)
+        let outcome = kube::report_status(&reporter, &s.get(k).unwrap(), verdict)
             .await
             .unwrap();
         match outcome {
@@ -250,7 +250,7 @@ async fn findings_go_to_status_and_events_once() {
     .await;
     for (k, verdict) in compile(&s) {
         let shown = verdict.clone();
-        let outcome = kube::report_status(&reporter, s.get(&k).unwrap(), &verdict)
+        let outcome = kube::report_status(&reporter, &s.get(&k).unwrap(), &verdict)
             .await
             .unwrap();
         assert!(
@@ -276,7 +276,7 @@ async fn findings_go_to_status_and_events_once() {
     assert_eq!(fixed.1, Verdict::Valid);
     // The object as re-applied carries no status, and a valid object without status
     // needs none written; the reporter remembers it wrote an error, so it clears it.
-    let outcome = kube::report_status(&reporter, s.get(&fixed.0).unwrap(), &fixed.1)
+    let outcome = kube::report_status(&reporter, &s.get(&fixed.0).unwrap(), &fixed.1)
         .await
         .unwrap();
     assert_eq!(outcome, Reported::Status);
@@ -388,7 +388,7 @@ async fn tls_secrets_reach_the_pipeline() {
     let b64 = |s: &str| ambassador_compiler::base64::encode(s.as_bytes());
     assert_eq!(
         s.get(&Key::new("", "Secret", "a", "shop-cert")),
-        Some(&json!({
+        Some(json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "shop-cert", "namespace": "a"},
             "type": "kubernetes.io/tls",

@@ -225,10 +225,14 @@ async fn gained(leadership: &mut Option<Leadership>) {
 /// Writes each verdict back, while this replica may write.
 async fn report_all(reporter: &Reporter, snapshot: &view::Snapshot, verdicts: &[(Key, Verdict)]) {
     for (key, verdict) in verdicts {
+        // Most verdicts are the ones already written: skip them before reading the object.
+        if reporter.wrote(key, verdict) {
+            continue;
+        }
         let Some(object) = snapshot.get(key) else {
             continue;
         };
-        match report_status(reporter, object, verdict).await {
+        match report_status(reporter, &object, verdict).await {
             Ok(_) => {}
             Err(ReportError::NotLeader) => {
                 tracing::debug!("not the leader: another replica writes status and Events");

@@ -470,9 +470,9 @@ pub fn verdicts(snapshot: &Snapshot, findings: &[Finding]) -> Vec<(Key, Verdict)
         }
     }
     snapshot
-        .objects()
-        .filter(|(key, _)| !key.is_secret())
-        .map(|(key, _)| {
+        .keys()
+        .filter(|key| !key.is_secret())
+        .map(|key| {
             let verdict = match first.get(key.source_name().as_str()) {
                 Some(f) => Verdict::Invalid(format!(
                     "{} {} ({}:{})",
@@ -582,6 +582,12 @@ impl Reporter {
             map.clear();
         }
         Some(f(map))
+    }
+
+    /// Whether this replica already wrote `verdict` for `key` in the current term (what
+    /// [`report_status`] would skip, known without reading the object).
+    pub fn wrote(&self, key: &Key, verdict: &Verdict) -> bool {
+        self.last(key).as_ref() == Some(verdict)
     }
 
     fn last(&self, key: &Key) -> Option<Verdict> {
