@@ -83,6 +83,28 @@ pub fn emit(ir: &Ir) -> Resources {
     }
 }
 
+/// [`emit`] without the typed messages: every resource is encoded as it is built and only
+/// its packed form is kept, and route configurations are assembled from their routes'
+/// encodings without building a RouteConfiguration ([`parts`]). The same names, versions and
+/// bytes as [`emit`], in a fraction of its memory, for callers that only write the resources
+/// out (`kubectl ambassador preview`).
+pub fn emit_packed(ir: &Ir) -> PackedResources {
+    let pack = |messages: Vec<_>| PackedCollection::new(messages.iter().map(parts::Packed::of));
+    PackedResources {
+        listeners: pack(listener::listeners(ir)),
+        routes: PackedCollection::new(parts::route_configurations(ir)),
+        clusters: PackedCollection::new(
+            ir.clusters
+                .values()
+                .map(|c| parts::Packed::of(&cluster::cluster(c))),
+        ),
+        endpoints: PackedCollection::new(
+            cluster::initial_endpoints(ir).iter().map(parts::Packed::of),
+        ),
+        secrets: PackedCollection::default(),
+    }
+}
+
 /// The secrets the configuration names, for SDS, from the Secrets read: certificates of the
 /// listeners' TLS chains and clusters' client certificates (`namespace/name`), and CAs that
 /// client or upstream certificates must chain to (`ca:namespace/name`). Names no Secret
@@ -305,14 +327,94 @@ impl<T: XdsResource> Collection<T> {
     }
 
     fn compute_version(&self) -> String {
-        let mut h = Fnv1a::new();
-        for r in &self.resources {
-            h.write(r.name.as_bytes());
-            h.write(&[0]);
-            h.write(r.version.as_bytes());
-            h.write(&[0]);
+        set_version(self.resources.iter().map(|r| (&r.name, &r.version)))
+    }
+}
+
+/// The state-of-the-world version of a type: a hash of the names and versions of its
+/// resources, in name order.
+fn set_version<'a>(resources: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    let mut h = Fnv1a::new();
+    for (name, version) in resources {
+        h.write(name.as_bytes());
+        h.write(&[0]);
+        h.write(version.as_bytes());
+        h.write(&[0]);
+    }
+    h.hex()
+}
+
+/// The resources of one compilation packed, per type, without their typed messages
+/// ([`emit_packed`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedResources {
+    pub listeners: PackedCollection,
+    pub routes: PackedCollection,
+    pub clusters: PackedCollection,
+    pub endpoints: PackedCollection,
+    /// Certificates for SDS.
+    pub secrets: PackedCollection,
+}
+
+impl PackedResources {
+    /// The resources of one type, as [`Resources::packed`] gives them.
+    pub fn packed(&self, t: TypeFilter) -> PackedSet<'_> {
+        let c = match t {
+            TypeFilter::Listener => &self.listeners,
+            TypeFilter::Route => &self.routes,
+            TypeFilter::Cluster => &self.clusters,
+            TypeFilter::Endpoint => &self.endpoints,
+            TypeFilter::Secret => &self.secrets,
+        };
+        PackedSet {
+            type_url: t.type_url(),
+            version: &c.version,
+            resources: c
+                .resources
+                .iter()
+                .map(|r| (r.name.as_str(), r.version.as_str(), &r.any))
+                .collect(),
         }
-        h.hex()
+    }
+
+    /// As [`Resources::set_endpoints`].
+    pub fn set_endpoints(&mut self, assignment: &ClusterLoadAssignment) {
+        let packed = parts::Packed::of(assignment);
+        let all = &mut self.endpoints.resources;
+        match all.binary_search_by(|r| r.name.cmp(&packed.name)) {
+            Ok(i) => all[i] = packed,
+            Err(i) => all.insert(i, packed),
+        }
+        self.endpoints.version = set_version(all.iter().map(|r| (&r.name, &r.version)));
+    }
+}
+
+/// The packed resources of one type, as [`Collection`] holds them: sorted by name, names
+/// unique (the first kept), with the version of the whole set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedCollection {
+    pub version: String,
+    pub resources: Vec<parts::Packed>,
+}
+
+impl Default for PackedCollection {
+    fn default() -> Self {
+        PackedCollection::new(std::iter::empty())
+    }
+}
+
+impl PackedCollection {
+    /// As [`Collection::new`].
+    pub fn new(packed: impl IntoIterator<Item = parts::Packed>) -> PackedCollection {
+        let packed = packed.into_iter();
+        let mut seen = std::collections::HashSet::with_capacity(packed.size_hint().0);
+        let mut resources: Vec<parts::Packed> =
+            packed.filter(|p| seen.insert(p.name.clone())).collect();
+        resources.sort_by(|a, b| a.name.cmp(&b.name));
+        PackedCollection {
+            version: set_version(resources.iter().map(|r| (&r.name, &r.version))),
+            resources,
+        }
     }
 }
 

@@ -144,12 +144,39 @@ pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
         c.ir.clusters.values(),
         &c.manifests.secrets,
     ));
-    let wanted: Vec<String> = res.eds_services().into_iter().map(str::to_string).collect();
+    eds_endpoints(c, |name, addrs| {
+        res.set_endpoints(envoy::endpoints(name, addrs))
+    });
+    res
+}
+
+/// [`envoy_resources`] packed, without the typed messages ([`envoy::emit_packed`]): the
+/// same names, versions and bytes.
+pub fn envoy_resources_packed(c: &Compilation) -> envoy::PackedResources {
+    let mut res = envoy::emit_packed(&c.ir);
+    let secrets = envoy::secrets(
+        &c.ir.listeners,
+        c.ir.clusters.values(),
+        &c.manifests.secrets,
+    );
+    res.secrets = envoy::PackedCollection::new(secrets.iter().map(envoy::parts::Packed::of));
+    eds_endpoints(c, |name, addrs| {
+        res.set_endpoints(&envoy::endpoints(name, addrs))
+    });
+    res
+}
+
+/// Calls `f` with every EDS service the clusters ask for, in name order, and its addresses
+/// from the manifests' Endpoints and EndpointSlices.
+fn eds_endpoints(c: &Compilation, mut f: impl FnMut(&str, &[(String, u16)])) {
+    let wanted: std::collections::BTreeSet<String> =
+        c.ir.clusters
+            .values()
+            .filter_map(envoy::eds_service_of)
+            .collect();
     for name in wanted {
         if let Some((ns, svc, port)) = envoy::parse_eds_service_name(&name) {
-            let addrs = endpoints_of(&c.manifests, ns, svc, port);
-            res.set_endpoints(envoy::endpoints(&name, &addrs));
+            f(&name, &endpoints_of(&c.manifests, ns, svc, port));
         }
     }
-    res
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ambassador_compiler::{compile_one, envoy, envoy_resources};
+use ambassador_compiler::{compile_one, envoy, envoy_resources, envoy_resources_packed};
 use serde_json::{json, Value};
 
 fn render(name: &str, text: &str) -> Value {
@@ -27,10 +27,9 @@ fn render(name: &str, text: &str) -> Value {
     })
 }
 
-#[test]
-fn golden_outputs() {
+/// Every golden input: its path, its name in findings and its text.
+fn inputs() -> Vec<(std::path::PathBuf, String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/golden");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut inputs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -39,10 +38,21 @@ fn golden_outputs() {
         .collect();
     inputs.sort();
     assert!(inputs.len() >= 9, "golden inputs are missing");
+    inputs
+        .into_iter()
+        .map(|input| {
+            let name = format!("golden/{}", input.file_name().unwrap().to_string_lossy());
+            let text = std::fs::read_to_string(&input).unwrap();
+            (input, name, text)
+        })
+        .collect()
+}
+
+#[test]
+fn golden_outputs() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
-    for input in inputs {
-        let name = format!("golden/{}", input.file_name().unwrap().to_string_lossy());
-        let text = std::fs::read_to_string(&input).unwrap();
+    for (input, name, text) in inputs() {
         let got = serde_json::to_string_pretty(&render(&name, &text)).unwrap() + "\n";
         let expected_path = input.with_extension("json");
         if update {
@@ -66,4 +76,31 @@ fn golden_outputs() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `preview -o json` packs the resources without their typed messages and writes the dump
+/// as it renders it: the same resources, byte for byte, and the same text as the dump
+/// built as a value, for every golden input and every type filter.
+#[test]
+fn the_packed_resources_and_the_written_dump_are_the_golden_ones() {
+    use ambassador_compiler::envoy::TypeFilter;
+    for (_, name, text) in inputs() {
+        let c = compile_one(&name, &text);
+        let typed = envoy_resources(&c);
+        let packed = envoy_resources_packed(&c);
+        for t in TypeFilter::ALL {
+            let want = typed.packed(t.type_url()).unwrap();
+            assert_eq!(packed.packed(t), want, "{name}: {t} resources differ");
+        }
+        for filter in std::iter::once(None).chain(TypeFilter::ALL.map(Some)) {
+            let want =
+                serde_json::to_string_pretty(&envoy::to_config_dump_json(&typed, filter)).unwrap();
+            let mut got = Vec::new();
+            envoy::json::write_config_dump_json(&packed, filter, &mut got).unwrap();
+            assert!(
+                got == want.as_bytes(),
+                "{name}, {filter:?}: the written dump differs from the value's"
+            );
+        }
+    }
 }

@@ -89,8 +89,13 @@ fn load(args: &SourceArgs) -> Result<Loaded, String> {
 
 /// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
 fn emit(text: &str) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    emit_with(|out| out.write_all(text.as_bytes()));
+}
+
+/// Writes to stdout through a buffer with `write`; errors as [`emit`].
+fn emit_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if let Err(e) = write(&mut out).and_then(|_| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -217,14 +222,26 @@ fn preview(args: cli::PreviewArgs) -> u8 {
         cli::ResourceType::Endpoint => TypeFilter::Endpoint,
         cli::ResourceType::Secret => TypeFilter::Secret,
     });
-    let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
-    let dump = ambassador_compiler::envoy::to_config_dump_json(&resources, filter);
     match args.output {
-        cli::DataFormat::Json => emit(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&dump).unwrap_or_default()
-        )),
-        cli::DataFormat::Yaml => emit(&ambassador_yaml_out::to_string(&dump)),
+        // Packed only, and written as it is rendered: the dump of 20,000 Mappings is some
+        // 30 MB of text, and their typed Envoy messages several times that.
+        cli::DataFormat::Json => {
+            let resources = ambassador_compiler::envoy_resources_packed(&loaded.compilation);
+            drop(loaded.compilation);
+            emit_with(|out| {
+                ambassador_compiler::envoy::json::write_config_dump_json(
+                    &resources, filter, &mut *out,
+                )
+                .map_err(std::io::Error::from)?;
+                out.write_all(b"\n")
+            })
+        }
+        cli::DataFormat::Yaml => {
+            let resources = ambassador_compiler::envoy_resources(&loaded.compilation);
+            emit(&ambassador_yaml_out::to_string(
+                &ambassador_compiler::envoy::to_config_dump_json(&resources, filter),
+            ))
+        }
     }
     if loaded.read_errors.is_empty() {
         0

@@ -18,7 +18,12 @@
 //! - A field the table does not know is printed as `"[N]": "unknown field"` (and an unknown
 //!   `Any` type as `"[unknown type]"`) rather than dropped; the tests render every feature
 //!   and fail on such markers, so the table cannot fall behind the emitter unnoticed.
+//! - Rendering is a [`Serialize`] implementation over the encoded bytes, not a tree: written
+//!   with [`write_config_dump_json`], a resource goes to the writer field by field, and a
+//!   route configuration of 200,000 routes never exists as JSON values in memory.
+//!   [`to_config_dump_json`] and [`any_to_json`] collect the same rendering into a `Value`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster;
@@ -30,145 +35,224 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters;
 use envoy_types::pb::envoy::r#type::v3::fractional_percent;
 use envoy_types::pb::google::protobuf::Any;
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
-use super::{Collection, Resources, TypeFilter, XdsResource};
+use super::{PackedResources, PackedSet, Resources, TypeFilter};
 
 /// The resources as Envoy's `/config_dump?include_eds` would print them once it has accepted
 /// them: `{"configs": [...]}` with one `*ConfigDump` per type (clusters, endpoints, listeners,
 /// routes), each resource with its `version_info`. `filter` keeps one type only.
 pub fn to_config_dump_json(res: &Resources, filter: Option<TypeFilter>) -> Value {
-    let wanted = |t: TypeFilter| filter.is_none_or(|f| f == t);
-    let mut configs = Vec::new();
-    if wanted(TypeFilter::Cluster) {
-        configs.push(object([
-            (
-                "@type",
-                json!("type.googleapis.com/envoy.admin.v3.ClustersConfigDump"),
-            ),
-            ("version_info", json!(res.clusters.version)),
-            (
-                "dynamic_active_clusters",
-                entries(&res.clusters, |r| object([("cluster", r)])),
-            ),
-        ]));
-    }
-    if wanted(TypeFilter::Endpoint) {
-        configs.push(object([
-            (
-                "@type",
-                json!("type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"),
-            ),
-            (
-                "dynamic_endpoint_configs",
-                entries(&res.endpoints, |r| object([("endpoint_config", r)])),
-            ),
-        ]));
-    }
-    if wanted(TypeFilter::Listener) {
-        let listeners = res
-            .listeners
-            .resources
-            .iter()
-            .map(|r| {
-                object([
-                    ("name", json!(r.name)),
-                    (
-                        "active_state",
-                        object([
-                            ("version_info", json!(r.version)),
-                            ("listener", any_to_json(&r.packed)),
-                        ]),
-                    ),
-                ])
-            })
-            .collect();
-        configs.push(object([
-            (
-                "@type",
-                json!("type.googleapis.com/envoy.admin.v3.ListenersConfigDump"),
-            ),
-            ("version_info", json!(res.listeners.version)),
-            ("dynamic_listeners", Value::Array(listeners)),
-        ]));
-    }
-    if wanted(TypeFilter::Route) {
-        configs.push(object([
-            (
-                "@type",
-                json!("type.googleapis.com/envoy.admin.v3.RoutesConfigDump"),
-            ),
-            (
-                "dynamic_route_configs",
-                entries(&res.routes, |r| object([("route_config", r)])),
-            ),
-        ]));
-    }
-    if wanted(TypeFilter::Secret) && (filter.is_some() || !res.secrets.resources.is_empty()) {
-        // As Envoy's admin prints them: private keys redacted.
-        let secrets = res
-            .secrets
-            .resources
-            .iter()
-            .map(|r| {
-                let mut secret = any_to_json(&r.packed);
-                if let Some(key) = secret.pointer_mut("/tls_certificate/private_key") {
-                    *key = json!({"inline_bytes": crate::base64::encode(b"[redacted]")});
-                }
-                object([
-                    ("name", json!(r.name)),
-                    ("version_info", json!(r.version)),
-                    ("secret", secret),
-                ])
-            })
-            .collect();
-        configs.push(object([
-            (
-                "@type",
-                json!("type.googleapis.com/envoy.admin.v3.SecretsConfigDump"),
-            ),
-            ("dynamic_active_secrets", Value::Array(secrets)),
-        ]));
-    }
-    object([("configs", Value::Array(configs))])
+    let sets = |t: TypeFilter| {
+        res.packed(t.type_url())
+            .expect("every type of a filter is one the back end produces")
+    };
+    to_value(&ConfigDump {
+        sets: &sets,
+        filter,
+    })
 }
 
-/// One `{version_info, <kind>: resource}` entry per resource.
-fn entries<T: XdsResource>(c: &Collection<T>, wrap: impl Fn(Value) -> Value) -> Value {
-    Value::Array(
-        c.resources
-            .iter()
-            .map(|r| {
-                let mut entry = wrap(any_to_json(&r.packed));
-                if let Value::Object(m) = &mut entry {
-                    m.insert("version_info".to_owned(), json!(r.version));
-                }
-                sorted(entry)
-            })
-            .collect(),
+/// [`to_config_dump_json`] of the same resources, packed ([`super::emit_packed`]), written
+/// to `out` as `serde_json::to_writer_pretty` writes that value, byte for byte, without
+/// building it.
+pub fn write_config_dump_json(
+    res: &PackedResources,
+    filter: Option<TypeFilter>,
+    out: impl std::io::Write,
+) -> serde_json::Result<()> {
+    let sets = |t: TypeFilter| res.packed(t);
+    serde_json::to_writer_pretty(
+        out,
+        &ConfigDump {
+            sets: &sets,
+            filter,
+        },
     )
 }
 
 /// One packed resource (or any packed message this back end emits) as proto3 JSON, with its
 /// `@type`.
 pub fn any_to_json(any: &Any) -> Value {
-    render_any(&any.type_url, &any.value)
+    to_value(&Encoded::any(any))
 }
 
-/// An object with its keys in sorted order.
-fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    let sorted: BTreeMap<String, Value> =
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    Value::Object(sorted.into_iter().collect())
+fn to_value(v: &impl Serialize) -> Value {
+    // Infallible here: every key is a string and no value is a float that JSON lacks
+    // (`double` renders a non-finite value as `null`).
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-fn sorted(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let sorted: BTreeMap<String, Value> = m.into_iter().collect();
-            Value::Object(sorted.into_iter().collect())
+/// The dump; every object's keys are written in sorted order, so the output is the same
+/// whether or not serde_json's `preserve_order` feature is on somewhere in the build.
+struct ConfigDump<'a> {
+    /// The resources of a type.
+    sets: &'a dyn Fn(TypeFilter) -> PackedSet<'a>,
+    filter: Option<TypeFilter>,
+}
+
+impl Serialize for ConfigDump<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("configs", &Configs(self))?;
+        m.end()
+    }
+}
+
+struct Configs<'a, 'b>(&'b ConfigDump<'a>);
+
+impl Serialize for Configs<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ConfigDump { sets, filter } = *self.0;
+        let wanted = |t: TypeFilter| filter.is_none_or(|f| f == t);
+        let mut seq = s.serialize_seq(None)?;
+        if wanted(TypeFilter::Cluster) {
+            let set = sets(TypeFilter::Cluster);
+            seq.serialize_element(&Dump {
+                type_url: "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+                version: Some(set.version),
+                key: "dynamic_active_clusters",
+                items: Entries(&set, "cluster"),
+            })?;
         }
-        other => other,
+        if wanted(TypeFilter::Endpoint) {
+            seq.serialize_element(&Dump {
+                type_url: "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+                version: None,
+                key: "dynamic_endpoint_configs",
+                items: Entries(&sets(TypeFilter::Endpoint), "endpoint_config"),
+            })?;
+        }
+        if wanted(TypeFilter::Listener) {
+            let set = sets(TypeFilter::Listener);
+            seq.serialize_element(&Dump {
+                type_url: "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+                version: Some(set.version),
+                key: "dynamic_listeners",
+                items: Listeners(&set),
+            })?;
+        }
+        if wanted(TypeFilter::Route) {
+            seq.serialize_element(&Dump {
+                type_url: "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+                version: None,
+                key: "dynamic_route_configs",
+                items: Entries(&sets(TypeFilter::Route), "route_config"),
+            })?;
+        }
+        let secrets = sets(TypeFilter::Secret);
+        if wanted(TypeFilter::Secret) && (filter.is_some() || !secrets.resources.is_empty()) {
+            seq.serialize_element(&Dump {
+                type_url: "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
+                version: None,
+                key: "dynamic_active_secrets",
+                items: Secrets(&secrets),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One `*ConfigDump`: `@type`, its list, and the version of the whole type when it has one.
+struct Dump<'a, I> {
+    type_url: &'static str,
+    version: Option<&'a str>,
+    key: &'static str,
+    items: I,
+}
+
+impl<I: Serialize> Serialize for Dump<'_, I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2 + usize::from(self.version.is_some())))?;
+        m.serialize_entry("@type", self.type_url)?;
+        // Every key in this file starts with a lowercase letter, after `@`.
+        m.serialize_entry(self.key, &self.items)?;
+        if let Some(v) = self.version {
+            m.serialize_entry("version_info", v)?;
+        }
+        m.end()
+    }
+}
+
+/// One `{<kind>: resource, version_info}` entry per resource.
+struct Entries<'a>(&'a PackedSet<'a>, &'static str);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Entries(set, kind) = *self;
+        s.collect_seq(set.resources.iter().map(|&(_, version, packed)| {
+            Sorted([
+                (kind, Entry::Msg(Encoded::any(packed))),
+                ("version_info", Entry::Str(version)),
+            ])
+        }))
+    }
+}
+
+struct Listeners<'a>(&'a PackedSet<'a>);
+
+impl Serialize for Listeners<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.resources.iter().map(|&(name, version, packed)| {
+            Sorted([
+                (
+                    "active_state",
+                    Entry::Pair(Box::new(Sorted([
+                        ("listener", Entry::Msg(Encoded::any(packed))),
+                        ("version_info", Entry::Str(version)),
+                    ]))),
+                ),
+                ("name", Entry::Str(name)),
+            ])
+        }))
+    }
+}
+
+struct Secrets<'a>(&'a PackedSet<'a>);
+
+impl Serialize for Secrets<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.resources.iter().map(|&(name, version, packed)| {
+            // As Envoy's admin prints them: private keys redacted. Secrets are few and
+            // small, so this one is built as a value to edit.
+            let mut secret = any_to_json(packed);
+            if let Some(key) = secret.pointer_mut("/tls_certificate/private_key") {
+                *key = json!({"inline_bytes": crate::base64::encode(b"[redacted]")});
+            }
+            Sorted([
+                ("name", Entry::Str(name)),
+                ("secret", Entry::Value(secret)),
+                ("version_info", Entry::Str(version)),
+            ])
+        }))
+    }
+}
+
+/// An object of fixed keys, given in sorted order.
+struct Sorted<'a, const N: usize>([(&'a str, Entry<'a>); N]);
+
+enum Entry<'a> {
+    Str(&'a str),
+    Msg(Encoded<'a>),
+    Value(Value),
+    Pair(Box<Sorted<'a, 2>>),
+}
+
+impl<const N: usize> Serialize for Sorted<'_, N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        debug_assert!(self.0.is_sorted_by_key(|(k, _)| *k));
+        let mut m = s.serialize_map(Some(N))?;
+        for (k, v) in &self.0 {
+            match v {
+                Entry::Str(v) => m.serialize_entry(k, v)?,
+                Entry::Msg(v) => m.serialize_entry(k, v)?,
+                Entry::Value(v) => m.serialize_entry(k, v)?,
+                Entry::Pair(v) => m.serialize_entry(k, v)?,
+            }
+        }
+        m.end()
     }
 }
 
@@ -257,103 +341,198 @@ const UNKNOWN_FIELD: &str = "unknown field";
 const UNKNOWN_TYPE: &str = "[unknown type]";
 const INVALID: &str = "[invalid encoding]";
 
-fn render_any(type_url: &str, value: &[u8]) -> Value {
-    let name = type_url.rsplit('/').next().unwrap_or(type_url);
-    let mut m = match render_message(name, value) {
-        Value::Object(m) => m,
-        // A well-known type with a scalar JSON form goes under `value`, as proto3 JSON says.
-        other => Map::from_iter([("value".to_owned(), other)]),
-    };
-    m.insert("@type".to_owned(), json!(type_url));
-    sorted(Value::Object(m))
+/// An encoded message to render: its full proto name, its bytes, and the type URL it was
+/// packed with in an `Any` (rendered as `@type` among its fields).
+struct Encoded<'a> {
+    name: Cow<'a, str>,
+    bytes: &'a [u8],
+    type_url: Option<Cow<'a, str>>,
 }
 
-fn render_message(name: &str, bytes: &[u8]) -> Value {
-    let Some(wire) = read_fields(bytes) else {
-        return marker(INVALID, name);
-    };
-    match name {
-        "google.protobuf.Duration" => return duration(&wire),
-        "google.protobuf.BoolValue" => return wrapped(&wire, |v| json!(v != 0)),
-        "google.protobuf.UInt32Value" => return wrapped(&wire, |v| json!(v as u32)),
-        "google.protobuf.Any" => {
-            let url = wire.iter().find_map(|(n, w)| match (n, w) {
-                (1, Wire::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-                _ => None,
-            });
-            let value = wire.iter().find_map(|(n, w)| match (n, w) {
-                (2, Wire::Bytes(b)) => Some(*b),
-                _ => None,
-            });
-            return render_any(&url.unwrap_or_default(), value.unwrap_or_default());
-        }
-        _ => {}
+impl<'a> Encoded<'a> {
+    fn any(any: &'a Any) -> Encoded<'a> {
+        Encoded::packed(Cow::Borrowed(&any.type_url), &any.value)
     }
-    let Some(table) = fields(name) else {
-        return marker(UNKNOWN_TYPE, name);
-    };
-    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+
+    fn packed(type_url: Cow<'a, str>, bytes: &'a [u8]) -> Encoded<'a> {
+        let name = match &type_url {
+            Cow::Borrowed(u) => Cow::Borrowed(u.rsplit('/').next().unwrap_or(u)),
+            Cow::Owned(u) => Cow::Owned(u.rsplit('/').next().unwrap_or(u).to_owned()),
+        };
+        Encoded {
+            name,
+            bytes,
+            type_url: Some(type_url),
+        }
+    }
+}
+
+/// What a message renders as.
+enum Body<'a> {
+    /// A well-known type with a scalar JSON form, or a marker object.
+    Value(Value),
+    /// The fields, by name (sorted).
+    Fields(BTreeMap<Cow<'static, str>, Node<'a>>),
+}
+
+/// One field's rendering, still to be written.
+enum Node<'a> {
+    Leaf(Value),
+    Str(Cow<'a, str>),
+    Msg(Encoded<'a>),
+    List(Vec<Node<'a>>),
+    Map(BTreeMap<String, Node<'a>>),
+}
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let name: &str = &self.name;
+        let body = match read_fields(self.bytes) {
+            None => Body::Value(marker(INVALID, name)),
+            Some(wire) => match name {
+                "google.protobuf.Duration" => Body::Value(duration(&wire)),
+                "google.protobuf.BoolValue" => Body::Value(wrapped(&wire, |v| json!(v != 0))),
+                "google.protobuf.UInt32Value" => Body::Value(wrapped(&wire, |v| json!(v as u32))),
+                "google.protobuf.Any" => {
+                    let url = wire.iter().find_map(|(n, w)| match (n, w) {
+                        (1, Wire::Bytes(b)) => Some(String::from_utf8_lossy(b)),
+                        _ => None,
+                    });
+                    let value = wire.iter().find_map(|(n, w)| match (n, w) {
+                        (2, Wire::Bytes(b)) => Some(*b),
+                        _ => None,
+                    });
+                    return Encoded::packed(url.unwrap_or_default(), value.unwrap_or_default())
+                        .serialize(s);
+                }
+                _ => match fields(name) {
+                    None => Body::Value(marker(UNKNOWN_TYPE, name)),
+                    Some(table) => Body::Fields(collect_fields(table, wire)),
+                },
+            },
+        };
+        let Some(type_url) = &self.type_url else {
+            return match body {
+                Body::Value(v) => v.serialize(s),
+                Body::Fields(f) => s.collect_map(f),
+            };
+        };
+        // `@type` sorts before every other key: they are snake_case names, `[N]` for an
+        // unknown field, the marker keys and `value`.
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("@type", type_url)?;
+        match body {
+            Body::Value(Value::Object(o)) => {
+                for (k, v) in &o {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            // A well-known type with a scalar JSON form goes under `value`, as proto3 JSON
+            // says.
+            Body::Value(v) => m.serialize_entry("value", &v)?,
+            Body::Fields(f) => {
+                for (k, v) in &f {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Node<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Leaf(v) => v.serialize(s),
+            Node::Str(v) => s.serialize_str(v),
+            Node::Msg(m) => m.serialize(s),
+            Node::List(items) => s.collect_seq(items),
+            Node::Map(entries) => s.collect_map(entries),
+        }
+    }
+}
+
+/// A message's fields by name, in the order the renderer writes them (a later occurrence of
+/// a singular field or map key wins, as when decoding).
+fn collect_fields<'a>(
+    table: &'static [Field],
+    wire: Vec<(u32, Wire<'a>)>,
+) -> BTreeMap<Cow<'static, str>, Node<'a>> {
+    let mut out: BTreeMap<Cow<'static, str>, Node<'a>> = BTreeMap::new();
     for (number, w) in wire {
         let Some(f) = table.iter().find(|f| f.number == number) else {
-            out.insert(format!("[{number}]"), json!(UNKNOWN_FIELD));
+            out.insert(
+                Cow::Owned(format!("[{number}]")),
+                Node::Leaf(json!(UNKNOWN_FIELD)),
+            );
             continue;
         };
         match f.card {
             Card::One => {
-                out.insert(f.name.to_owned(), value(&f.kind, &w));
+                out.insert(Cow::Borrowed(f.name), node(&f.kind, w));
             }
             Card::Many => {
                 let slot = out
-                    .entry(f.name.to_owned())
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let Value::Array(items) = slot {
+                    .entry(Cow::Borrowed(f.name))
+                    .or_insert_with(|| Node::List(Vec::new()));
+                if let Node::List(items) = slot {
                     match (&f.kind, &w) {
                         // Packed repeated scalars: one length-delimited run of varints.
                         (Kind::U32 | Kind::Bool | Kind::Enum(_), Wire::Bytes(b)) => {
                             let mut r = Reader { buf: b };
                             while let Some(v) = r.varint() {
-                                items.push(value(&f.kind, &Wire::Varint(v)));
+                                items.push(node(&f.kind, Wire::Varint(v)));
                             }
                         }
-                        _ => items.push(value(&f.kind, &w)),
+                        _ => items.push(node(&f.kind, w)),
                     }
                 }
             }
             Card::Map => {
                 let slot = out
-                    .entry(f.name.to_owned())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let (Value::Object(entries), Wire::Bytes(b)) = (slot, &w) {
+                    .entry(Cow::Borrowed(f.name))
+                    .or_insert_with(|| Node::Map(BTreeMap::new()));
+                if let (Node::Map(entries), Wire::Bytes(b)) = (slot, &w) {
                     let (k, v) = map_entry(&f.kind, b);
                     entries.insert(k, v);
                 }
             }
         }
     }
-    // Map entries were inserted in wire order: sort them too.
-    Value::Object(out.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+    out
 }
 
 fn marker(key: &str, name: &str) -> Value {
-    Value::Object(Map::from_iter([(key.to_owned(), json!(name))]))
+    json!({ key: name })
 }
 
-fn map_entry(kind: &Kind, bytes: &[u8]) -> (String, Value) {
+fn map_entry<'a>(kind: &Kind, bytes: &'a [u8]) -> (String, Node<'a>) {
     let mut key = String::new();
-    let mut val = Value::Null;
+    let mut val = Node::Leaf(Value::Null);
     for (n, w) in read_fields(bytes).unwrap_or_default() {
         match (n, &w) {
             (1, Wire::Bytes(b)) => key = String::from_utf8_lossy(b).into_owned(),
-            (2, _) => val = value(kind, &w),
+            (2, _) => val = node(kind, w),
             _ => {}
         }
     }
     (key, val)
 }
 
-fn value(kind: &Kind, w: &Wire<'_>) -> Value {
+fn node<'a>(kind: &Kind, w: Wire<'a>) -> Node<'a> {
     match (kind, w) {
-        (Kind::Str, Wire::Bytes(b)) => json!(String::from_utf8_lossy(b)),
+        (Kind::Str, Wire::Bytes(b)) => Node::Str(String::from_utf8_lossy(b)),
+        (Kind::Msg(name), Wire::Bytes(b)) => Node::Msg(Encoded {
+            name: Cow::Borrowed(name),
+            bytes: b,
+            type_url: None,
+        }),
+        (kind, w) => Node::Leaf(leaf(kind, &w)),
+    }
+}
+
+fn leaf(kind: &Kind, w: &Wire<'_>) -> Value {
+    match (kind, w) {
         (Kind::Bytes, Wire::Bytes(b)) => json!(crate::base64::encode(b)),
         (Kind::Bool, Wire::Varint(v)) => json!(*v != 0),
         (Kind::U32, Wire::Varint(v)) => json!(*v as u32),
@@ -362,7 +541,6 @@ fn value(kind: &Kind, w: &Wire<'_>) -> Value {
             Some(n) => json!(n),
             None => json!(*v as i32),
         },
-        (Kind::Msg(name), Wire::Bytes(b)) => render_message(name, b),
         _ => json!(INVALID),
     }
 }

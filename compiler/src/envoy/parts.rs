@@ -36,17 +36,22 @@ impl Packed {
     /// Encodes `message`; the version is FNV-1a of the bytes, as [`super::emit`] gives.
     pub fn of<T: XdsResource>(message: &T) -> Packed {
         let value = message.encode_deterministic();
-        let mut h = Fnv1a::new();
-        h.write(&value);
         Packed {
             name: message.resource_name().to_owned(),
-            version: h.hex(),
+            version: version_of(&value),
             any: Any {
                 type_url: T::type_url(),
                 value,
             },
         }
     }
+}
+
+/// The version [`super::emit`] gives a resource: FNV-1a 64 of its encoding, in hex.
+fn version_of(encoding: &[u8]) -> String {
+    let mut h = Fnv1a::new();
+    h.write(encoding);
+    h.hex()
 }
 
 /// One IR route encoded as the elements (key, length, body) of a virtual host's `routes` it
@@ -60,18 +65,23 @@ pub struct EncodedRoute {
 /// Encodes a route once for listeners of one kind (`variants`), to be placed in any number
 /// of their virtual hosts.
 pub fn encode_route(r: &Route, variants: Variants) -> EncodedRoute {
-    // Each Envoy route of the IR route as an element of the virtual host's `routes`.
     let mut bytes = Vec::new();
-    for route in super::route::route_variants(r, variants) {
-        let mut one = Vec::new();
-        super::route::encode_route(&route, &mut one);
-        encode_key(3, WireType::LengthDelimited, &mut bytes);
-        encode_varint(one.len() as u64, &mut bytes);
-        bytes.extend_from_slice(&one);
-    }
+    append_route(r, variants, &mut bytes, &mut Vec::new());
     let mut h = Fnv1a::new();
     h.write(&bytes);
     EncodedRoute { bytes, hash: h.0 }
+}
+
+/// Appends each Envoy route of the IR route to `out` as an element of the virtual host's
+/// `routes`; `scratch` is a buffer to reuse.
+fn append_route(r: &Route, variants: Variants, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    for route in super::route::route_variants(r, variants) {
+        scratch.clear();
+        super::route::encode_route(&route, scratch);
+        encode_key(3, WireType::LengthDelimited, out);
+        encode_varint(scratch.len() as u64, out);
+        out.extend_from_slice(scratch);
+    }
 }
 
 /// A virtual host's encoding around its routes.
@@ -188,6 +198,39 @@ where
             value,
         },
     }
+}
+
+/// Every route configuration of `ir` packed as [`super::emit`] packs it (the same bytes and
+/// version), in output order, without building a RouteConfiguration: each virtual host's
+/// routes are encoded into one buffer, then assembled around its shell. The memory is the
+/// encoding twice, not a proto tree of every route.
+pub(crate) fn route_configurations(ir: &Ir) -> Vec<Packed> {
+    let module_cors = ir.settings.cors.as_ref();
+    let mut scratch = Vec::new();
+    let mut out = Vec::new();
+    for (name, security, vhosts) in super::route::chains(ir) {
+        let parts: Vec<(VirtualHostShell, EncodedRoute)> = vhosts
+            .into_iter()
+            .map(|vh| {
+                let variants = Variants::of(vh, security, ir);
+                let mut bytes = Vec::new();
+                for r in &vh.routes {
+                    append_route(r, variants, &mut bytes, &mut scratch);
+                }
+                // The hash of the parts is not the version here: see below.
+                let routes = EncodedRoute { bytes, hash: 0 };
+                (VirtualHostShell::new(vh, module_cors), routes)
+            })
+            .collect();
+        let vhosts = parts
+            .iter()
+            .map(|(shell, routes)| (shell, std::iter::once(routes), routes.element_len()));
+        let mut packed = route_configuration(name, vhosts);
+        // `emit` versions a resource by its bytes; the incremental session by its parts.
+        packed.version = version_of(&packed.any.value);
+        out.push(packed);
+    }
+    out
 }
 
 /// The Envoy cluster of an IR cluster, packed.

@@ -29,36 +29,45 @@ use crate::ir::{
 /// One RouteConfiguration per filter chain of each listener: the chain's virtual hosts, each
 /// route in the variants the listener's security model asks for.
 pub(crate) fn route_configurations(ir: &Ir) -> Vec<RouteConfiguration> {
+    chains(ir)
+        .into_iter()
+        .map(|(name, security, vhosts)| RouteConfiguration {
+            name: name.to_owned(),
+            virtual_hosts: vhosts
+                .into_iter()
+                .map(|vh| virtual_host(vh, security, ir))
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The route configurations of `ir` in output order, one per filter chain of each listener:
+/// its name, the listener's security model and the chain's virtual hosts.
+pub(crate) fn chains(ir: &Ir) -> Vec<(&str, SecurityModel, Vec<&VirtualHost>)> {
     let by_name: HashMap<&str, &VirtualHost> = ir
         .virtual_hosts
         .iter()
         .map(|v| (v.name.as_str(), v))
         .collect();
-    let mut out = Vec::new();
-    for l in &ir.listeners {
-        for c in &l.chains {
-            out.push(RouteConfiguration {
-                name: c.route_config.clone(),
-                virtual_hosts: c
+    ir.listeners
+        .iter()
+        .flat_map(|l| {
+            l.chains.iter().map(|c| {
+                let vhosts = c
                     .virtual_hosts
                     .iter()
-                    .filter_map(|n| by_name.get(n.as_str()))
-                    .map(|vh| virtual_host(vh, l.security, ir))
-                    .collect(),
-                ..Default::default()
-            });
-        }
-    }
-    out
+                    .filter_map(|n| by_name.get(n.as_str()).copied())
+                    .collect();
+                (c.route_config.as_str(), l.security, vhosts)
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn virtual_host(vh: &VirtualHost, security: SecurityModel, ir: &Ir) -> EnvoyVirtualHost {
     let mut out = virtual_host_with(vh, ir.settings.cors.as_ref());
-    let variants = Variants {
-        security,
-        insecure: vh.insecure,
-        auth: ir.auth.is_some(),
-    };
+    let variants = Variants::of(vh, security, ir);
     out.routes = vh
         .routes
         .iter()
@@ -89,6 +98,17 @@ pub struct Variants {
     /// The connection managers run external authorization (an AuthService exists): routes
     /// carry its per-route settings, and redirects switch it off so they answer first.
     pub auth: bool,
+}
+
+impl Variants {
+    /// The variants of `vh`'s routes on a listener with the `security` model.
+    pub(crate) fn of(vh: &VirtualHost, security: SecurityModel, ir: &Ir) -> Variants {
+        Variants {
+            security,
+            insecure: vh.insecure,
+            auth: ir.auth.is_some(),
+        }
+    }
 }
 
 /// Emissary's route variants (`V3RouteVariants`): a secure one that routes (under XFP it
