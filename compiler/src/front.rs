@@ -181,8 +181,30 @@ pub enum Origin {
     CustomResource,
 }
 
-/// An object's labels.
-pub type Labels = std::sync::Arc<BTreeMap<String, String>>;
+/// An object's labels, sorted by key, shared by the documents of one annotation. A list
+/// rather than a map: objects have a few labels, and a map's node holds eleven (at 20,000
+/// Services that was 10 MB).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(std::sync::Arc<[(String, String)]>);
+
+impl Labels {
+    pub fn new(map: BTreeMap<String, String>) -> Labels {
+        Labels(map.into_iter().collect())
+    }
+
+    /// The value of a label.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// The labels as a map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
 
 /// An Ambassador object as the user wrote it, with positions.
 #[derive(Clone, Debug)]

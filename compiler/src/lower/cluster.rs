@@ -268,12 +268,14 @@ pub(super) fn used_clusters(runs: &mut [Vec<Lowered>], used: &[bool]) -> BTreeMa
             }
         }
     }
-    // Groups are in name order, without duplicates: the map is built in one pass.
-    taken
-        .into_iter()
-        .flatten()
-        .map(|c| (c.name.clone(), c))
-        .collect()
+    // Groups are in name order, without duplicates. Inserted one by one: collecting into a
+    // map first gathers every entry in a vector to sort it, a third copy of the clusters
+    // beside `taken` and the map (7 MB at 20,000 clusters, at the compiler's peak).
+    let mut clusters = BTreeMap::new();
+    for c in taken.into_iter().flatten() {
+        clusters.insert(c.name.clone(), c);
+    }
+    clusters
 }
 
 /// TLS origination with a TLSContext (for Mappings, AuthServices and the gRPC services): its

@@ -180,7 +180,7 @@ pub(crate) fn build_group<'m, 'a>(
         if std::ptr::eq(*m, first) {
             return true;
         }
-        let bad = m.core.iter().find(|(k, v)| first.core.get(*k) != Some(*v)).map(|(k, _)| *k);
+        let bad = m.core.iter().find(|(k, v)| first.core.get(k) != Some(v)).map(|(k, _)| k);
         let bad = bad.or_else(|| (m.redirect.is_some() != first.redirect.is_some()).then_some("host_redirect"));
         if let Some(k) = bad {
             let code = if k == "bypass_auth" {

@@ -210,7 +210,7 @@ pub(super) fn hosts<'a>(
             glob,
             selector,
             namespace: r.id.namespace.clone(),
-            labels: (*r.labels).clone(),
+            labels: r.labels.to_map(),
             tls,
             tls_context,
             bound: false,
