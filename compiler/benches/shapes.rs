@@ -20,7 +20,32 @@ pub const SHAPES: &[(&str, &str)] = &[
     ("regex", "regex prefixes (1 in 10 a literal prefix)"),
     ("canary", "canary groups of 10 on one prefix each"),
     ("wildcard", "every Mapping on hostname \"*\", 10 Hosts"),
+    ("tls", "one Host with TLS (its own Secret) per 10 Mappings"),
 ];
+
+/// A throwaway certificate for `*.example.com` (EC P-256, valid until 2036) and its key,
+/// made for this benchmark only, so that every Host of the `tls` shape serves TLS without a
+/// finding.
+const CERT: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBnjCCAUWgAwIBAgIUIZqulQFpzlTZ/AXBpOkNyNqxaCYwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNKi5leGFtcGxlLmNvbTAeFw0yNjEyMDIyMzEwNDFaFw0zNjEx
+MjkyMzEwNDFaMBgxFjAUBgNVBAMMDSouZXhhbXBsZS5jb20wWTATBgcqhkjOPQIB
+BggqhkjOPQMBBwNCAATlwue97hdJtWXZKRU5Pwf6kJelcc5VTg2ZnaxPCXNHg6NK
+kJGLJ0x59YvkNkYNGeYQQPVLq5/AzjtyKIjjqjD0o20wazAdBgNVHQ4EFgQUuIRu
+VZL3MhTjpYn4u3aWMNiuWA8wHwYDVR0jBBgwFoAUuIRuVZL3MhTjpYn4u3aWMNiu
+WA8wDwYDVR0TAQH/BAUwAwEB/zAYBgNVHREEETAPgg0qLmV4YW1wbGUuY29tMAoG
+CCqGSM49BAMCA0cAMEQCIDlXs1Niu0mqf2MPTRkHIbHQ82n37tJK/Gzr8sYEDjj8
+AiBkHm8TO11PhmMDIxGL2ayMMC7NXUZIqQYU6PNRTantIQ==
+-----END CERTIFICATE-----
+";
+const KEY: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDj7sQak4Qun8MEK/
+/raiUMeHwSU2oBgW6zsz13lMPByhRANCAATlwue97hdJtWXZKRU5Pwf6kJelcc5V
+Tg2ZnaxPCXNHg6NKkJGLJ0x59YvkNkYNGeYQQPVLq5/AzjtyKIjjqjD0
+-----END PRIVATE KEY-----
+";
 
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE",
@@ -35,7 +60,12 @@ pub fn known(shape: &str) -> bool {
 pub fn manifests(shape: &str, mappings: usize) -> String {
     assert!(known(shape), "unknown shape `{shape}`");
     let mut out = String::with_capacity(mappings * 560 + 4096);
-    let hosts = if shape == "wildcard" { 10 } else { 1 };
+    let tls = shape == "tls";
+    let hosts = match shape {
+        "wildcard" => 10,
+        "tls" => mappings.div_ceil(10),
+        _ => 1,
+    };
     for h in 0..hosts {
         let _ = write!(
             out,
@@ -46,17 +76,40 @@ pub fn manifests(shape: &str, mappings: usize) -> String {
              \x20 name: host-{h}\n\
              \x20 namespace: ambassador\n\
              spec:\n\
-             \x20 hostname: app{h}.example.com\n\
-             \x20 requestPolicy:\n\
-             \x20   insecure:\n\
-             \x20     action: Route\n"
+             \x20 hostname: app{h}.example.com\n"
         );
+        if tls {
+            // A TLS Host redirects cleartext requests to https (Ambassador's default).
+            let _ = write!(
+                out,
+                "\x20 tlsSecret:\n\
+                 \x20   name: cert-{h}\n\
+                 ---\n\
+                 apiVersion: v1\n\
+                 kind: Secret\n\
+                 metadata:\n\
+                 \x20 name: cert-{h}\n\
+                 \x20 namespace: ambassador\n\
+                 type: kubernetes.io/tls\n\
+                 stringData:\n\
+                 \x20 tls.crt: |\n{}\
+                 \x20 tls.key: |\n{}",
+                indent(CERT),
+                indent(KEY)
+            );
+        } else {
+            out.push_str(
+                "\x20 requestPolicy:\n\
+                 \x20   insecure:\n\
+                 \x20     action: Route\n",
+            );
+        }
     }
     let mut extra = String::new();
     for i in 0..mappings {
         let ns = format!("team-{}", i % 37);
         let name = format!("svc-{i}");
-        let mut hostname = "app0.example.com";
+        let mut hostname = "app0.example.com".to_string();
         extra.clear();
         let prefix = match shape {
             "prefixes" => format!("/api/{name}/"),
@@ -91,7 +144,11 @@ pub fn manifests(shape: &str, mappings: usize) -> String {
                 format!("/api/group-{}/", i / 10)
             }
             "wildcard" => {
-                hostname = "\"*\"";
+                hostname = "\"*\"".to_string();
+                format!("/api/{name}/")
+            }
+            "tls" => {
+                hostname = format!("app{}.example.com", i / 10);
                 format!("/api/{name}/")
             }
             _ => unreachable!(),
@@ -127,4 +184,9 @@ pub fn manifests(shape: &str, mappings: usize) -> String {
         );
     }
     out
+}
+
+/// A block scalar's lines, indented under a key of a top-level mapping.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
 }

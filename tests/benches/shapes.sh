@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-20000}
 ROUNDS=${2:-3}
-SHAPES=${3:-prefixes,headers,query,methods,regex,canary,wildcard}
+SHAPES=${3:-prefixes,headers,query,methods,regex,canary,wildcard,tls}
 
 # BIN=path measures another build of the plugin (e.g. an earlier commit's) on the same inputs.
 if [ -z "${BIN:-}" ]; then
