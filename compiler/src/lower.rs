@@ -29,7 +29,7 @@ use crate::source::Span;
 use mapping::{Mapping, Reader};
 
 // The pass's parts, under the paths the rest of the crate (and the plugin) use.
-use cluster::{cluster_of, used_clusters};
+use cluster::{cluster_of, used_clusters, Sends};
 use context::check_references;
 pub(crate) use context::Context;
 use group::build_routes;
@@ -178,6 +178,16 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     }
     drop(vhost_members);
     drop(mappings);
+    let mut runs: Vec<Vec<Sends>> = runs
+        .into_iter()
+        .map(|run| {
+            // Into a new vector, so that the Mappings' is freed (collecting in place would
+            // keep it).
+            let mut sends = Vec::with_capacity(run.len());
+            sends.extend(run.into_iter().map(Sends::from));
+            sends
+        })
+        .collect();
     let mut clusters = used_clusters(&mut runs, &used_by_routes);
     for (name, c) in &ctx.held_clusters {
         clusters.entry(name.clone()).or_insert_with(|| c.clone());

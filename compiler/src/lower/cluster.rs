@@ -219,9 +219,27 @@ pub(super) fn cluster_of(
     cluster
 }
 
+/// What gathering the clusters reads of a lowered Mapping: the rest of it (some 900 bytes
+/// and its texts) is dropped before the clusters are gathered, the compiler's peak.
+pub(super) struct Sends<'a> {
+    pub cluster: Box<Cluster>,
+    pub r: &'a Resource,
+    pub index: usize,
+}
+
+impl<'a> From<Lowered<'a>> for Sends<'a> {
+    fn from(l: Lowered<'a>) -> Sends<'a> {
+        Sends {
+            cluster: l.cluster,
+            r: l.mp.r,
+            index: l.index,
+        }
+    }
+}
+
 /// The clusters routes send to. Mappings that name the same cluster are its sources, in
 /// the order of the input; the first of them gives the cluster.
-pub(super) fn used_clusters(runs: &mut [Vec<Lowered>], used: &[bool]) -> BTreeMap<String, Cluster> {
+pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<String, Cluster> {
     // Mappings are visited in their order in memory, and only names are sorted: at 50,000
     // Mappings, sorting or hashing through the Mappings themselves is mostly cache misses.
     let mut names: Vec<(&str, usize)> = runs
@@ -255,7 +273,7 @@ pub(super) fn used_clusters(runs: &mut [Vec<Lowered>], used: &[bool]) -> BTreeMa
         if g == usize::MAX {
             continue;
         }
-        let src = source_ref(l.mp.r);
+        let src = source_ref(l.r);
         match &mut taken[g] {
             Some(c) => c.sources.push(src),
             None => {
