@@ -14,9 +14,28 @@ pub(crate) fn sort_routes(routes: &mut Vec<Route>) {
         a.0.cmp(&b.0)
             .then_with(|| routes[a.1].name.cmp(&routes[b.1].name))
     });
-    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
-    let mut slots: Vec<Option<Route>> = std::mem::take(routes).into_iter().map(Some).collect();
-    routes.extend(order.into_iter().filter_map(|i| slots[i].take()));
+    let mut order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    permute(routes, &mut order);
+}
+
+/// Puts `items[order[k]]` at `k` for every `k`, in place (a second vector of routes would
+/// be one more copy of a virtual host's routes at the compiler's peak). `order` must be a
+/// permutation; it is used up.
+pub(super) fn permute<T>(items: &mut [T], order: &mut [usize]) {
+    const DONE: usize = usize::MAX;
+    for start in 0..order.len() {
+        // Each cycle of the permutation: every position takes the item of the next one.
+        let mut at = start;
+        while order[at] != DONE {
+            let from = order[at];
+            order[at] = DONE;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 /// The key routes are sorted by, descending.

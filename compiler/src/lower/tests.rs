@@ -430,3 +430,26 @@ fn tracing_services_follow_emissary() {
     assert_eq!(codes(&c), ["AMB563", "AMB563"]);
     assert!(c.ir.tracing.is_none());
 }
+
+/// Route order is applied in place: every permutation of up to six routes puts the route
+/// `order[k]` at `k`.
+#[test]
+fn routes_are_permuted_in_place_as_ordered() {
+    for n in 0..=6usize {
+        // Every sequence of n digits below n, keeping the permutations.
+        for code in 0..n.pow(n as u32) {
+            let order: Vec<usize> = (0..n).map(|k| code / n.pow(k as u32) % n).collect();
+            let mut seen = vec![false; n];
+            if !order
+                .iter()
+                .all(|&i| !std::mem::replace(&mut seen[i], true))
+            {
+                continue;
+            }
+            let mut items: Vec<usize> = (100..100 + n).collect();
+            super::order::permute(&mut items, &mut order.clone());
+            let want: Vec<usize> = order.iter().map(|&i| 100 + i).collect();
+            assert_eq!(items, want, "order {order:?}");
+        }
+    }
+}
