@@ -5,7 +5,9 @@
 //! memory is measured in a fresh child process per size (this binary, re-run with
 //! `--child N`), from the kernel's high-water mark `VmHWM`: after generating the input the
 //! child resets the mark (`/proc/self/clear_refs`), so the figure is the resident set while
-//! compiling, input text included, without the generator's garbage.
+//! compiling, input text included, without the generator's garbage. The child reads the
+//! mark after the compile alone (`compile`), after packing the resources as `preview -o
+//! json` does and dropping them (`packed`), and after emitting the typed resources (`peak`).
 //!
 //! Arguments: sizes to run (default `1000 5000 50000`), `--runs K` to override the number
 //! of runs, `--quick` for a short smoke run (`cargo bench` passes `--bench`, ignored),
@@ -123,7 +125,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:>7} {:>8} {:>9} {:>7} | {:^26} {:>7} | {:^26} | {:>10} {:>10}",
+        "{:>7} {:>8} {:>9} {:>7} | {:^26} {:>7} | {:^26} | {:>10} {:>10} | {:>8} {:>8}",
         "svcs",
         "mappings",
         "routes",
@@ -132,7 +134,9 @@ fn main() {
         "cpu ms",
         "emit ms med (min-max)",
         "peak MiB",
-        "over input"
+        "over input",
+        "compile",
+        "packed"
     );
     for n in sizes {
         let runs = runs_override.unwrap_or(match (quick, n) {
@@ -195,7 +199,7 @@ fn run_shapes(selected: &[String], sizes: &[usize], runs_override: Option<usize>
         "shapes (one Mapping per annotated Service); times are medians, µs/M is microseconds per Mapping"
     );
     println!(
-        "{:<9} {:>7} {:>8} {:>7} | {:>24} {:>7} | {:>9} {:>9} | {:>9} | {:>8}",
+        "{:<9} {:>7} {:>8} {:>7} | {:>24} {:>7} | {:>9} {:>9} | {:>9} | {:>26}",
         "shape",
         "maps",
         "routes",
@@ -205,7 +209,7 @@ fn run_shapes(selected: &[String], sizes: &[usize], runs_override: Option<usize>
         "check ms",
         "emit ms",
         "emit µs/M",
-        "peak MiB"
+        "peak MiB compile/packed/emit"
     );
     let mut ratios = Vec::new();
     for shape in selected {
@@ -286,9 +290,9 @@ fn bench_shape(shape: &str, n: usize, runs: usize) -> f64 {
     };
     let compile_us = med(&mut compile_t.clone()) * 1e6 / n as f64;
     let emit_s = med(&mut emit_t);
-    let peak = peak_of(&["--child-shape", shape, &n.to_string()]).0;
+    let [peak, _, compiled, packed] = peak_of(&["--child-shape", shape, &n.to_string()]);
     println!(
-        "{:<9} {:>7} {:>8} {:>7.1} | {:>24} {:>7.2} | {:>9.1} {:>9.1} | {:>9.2} | {:>8}",
+        "{:<9} {:>7} {:>8} {:>7.1} | {:>24} {:>7.2} | {:>9.1} {:>9.1} | {:>9.2} | {:>8} {:>8} {:>8}",
         shape,
         n,
         routes,
@@ -298,6 +302,8 @@ fn bench_shape(shape: &str, n: usize, runs: usize) -> f64 {
         med(&mut check_t) * 1e3,
         emit_s * 1e3,
         emit_s * 1e6 / n as f64,
+        compiled,
+        packed,
         peak
     );
     compile_us
@@ -307,17 +313,7 @@ fn bench_shape(shape: &str, n: usize, runs: usize) -> f64 {
 fn child_shape(shape: &str, n: usize) {
     let mut sources = Sources::new();
     sources.add("shape.yaml", shapes::manifests(shape, n));
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let base = vm_kib("VmRSS").unwrap_or(0);
-    let c = ambassador_compiler::compile(&sources, &Options::default(), &LowerOptions::default());
-    let r = ambassador_compiler::envoy::emit(&c.ir);
-    std::hint::black_box((&c, &r));
-    let peak = vm_kib("VmHWM").unwrap_or(0);
-    println!(
-        "{:.1} {:.1}",
-        peak as f64 / 1024.0,
-        peak.saturating_sub(base) as f64 / 1024.0
-    );
+    print_peaks(&sources);
 }
 
 fn runs_of(args: &[String]) -> Option<usize> {
@@ -408,9 +404,9 @@ fn bench_size(n: usize, runs: usize) {
         drop(std::hint::black_box(r));
     }
     drop(c);
-    let (peak, over) = peak_in_child(n);
+    let [peak, over, compiled, packed] = peak_in_child(n);
     println!(
-        "{:>7} {:>8} {:>9} {:>7.1} | {:>26} {:>7.1} | {:>26} | {:>10} {:>10}",
+        "{:>7} {:>8} {:>9} {:>7.1} | {:>26} {:>7.1} | {:>26} | {:>10} {:>10} | {:>8} {:>8}",
         n,
         counts.mappings,
         routes,
@@ -419,7 +415,9 @@ fn bench_size(n: usize, runs: usize) {
         cpu,
         summary(&mut emit_t),
         peak,
-        over
+        over,
+        compiled,
+        packed
     );
 }
 
@@ -434,20 +432,20 @@ fn summary(t: &mut [Duration]) -> String {
     )
 }
 
-/// Runs `--child n` and returns its peak resident set and the part above the input, in MiB.
-fn peak_in_child(n: usize) -> (String, String) {
+/// Runs `--child n` and returns the figures of [`print_peaks`].
+fn peak_in_child(n: usize) -> [String; 4] {
     peak_of(&["--child", &n.to_string()])
 }
 
-/// Runs this binary with `args` (a child mode) and reads the two figures it prints.
-fn peak_of(args: &[&str]) -> (String, String) {
+/// Runs this binary with `args` (a child mode) and reads the four figures it prints.
+fn peak_of(args: &[&str]) -> [String; 4] {
     let exe = std::env::current_exe().expect("current exe");
     let out = Command::new(exe).args(args).output().expect("run child");
     let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace();
-    match (it.next(), it.next()) {
-        (Some(a), Some(b)) if out.status.success() => (a.to_string(), b.to_string()),
-        _ => ("?".into(), "?".into()),
+    let figures: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    match <[String; 4]>::try_from(figures) {
+        Ok(f) if out.status.success() => f,
+        _ => std::array::from_fn(|_| "?".into()),
     }
 }
 
@@ -456,18 +454,34 @@ fn child(n: usize) {
     let (text, _) = gen::manifests(n);
     let mut sources = Sources::new();
     sources.add("services.yaml", text);
+    print_peaks(&sources);
+}
+
+/// Compiles `sources`, packs the resources ([`ambassador_compiler::envoy::emit_packed`], as
+/// `preview -o json` does) and drops them, then emits the typed resources; prints the peak
+/// resident MiB at the end, the same above the baseline, and the peaks after the compile
+/// alone and after the packed emit (the high-water mark only grows).
+fn print_peaks(sources: &Sources) {
     // Resetting the high-water mark needs Linux 4.0; without it the figure includes the
     // generator's peak, which only overstates.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base = vm_kib("VmRSS").unwrap_or(0);
-    let c = ambassador_compiler::compile(&sources, &Options::default(), &LowerOptions::default());
+    let c = ambassador_compiler::compile(sources, &Options::default(), &LowerOptions::default());
+    let compiled = vm_kib("VmHWM").unwrap_or(0);
+    drop(std::hint::black_box(
+        ambassador_compiler::envoy::emit_packed(&c.ir),
+    ));
+    let packed = vm_kib("VmHWM").unwrap_or(0);
     let r = ambassador_compiler::envoy::emit(&c.ir);
     std::hint::black_box((&c, &r));
     let peak = vm_kib("VmHWM").unwrap_or(0);
+    let mib = |k: u64| k as f64 / 1024.0;
     println!(
-        "{:.1} {:.1}",
-        peak as f64 / 1024.0,
-        peak.saturating_sub(base) as f64 / 1024.0
+        "{:.1} {:.1} {:.1} {:.1}",
+        mib(peak),
+        mib(peak.saturating_sub(base)),
+        mib(compiled),
+        mib(packed)
     );
 }
 
