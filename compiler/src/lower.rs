@@ -37,7 +37,7 @@ pub(crate) use group::{
     build_group, canary_precedence, match_of, sort_members, GroupKey, MatchKey,
 };
 pub use hosts::globs_intersect;
-use hosts::VHost;
+use hosts::{VHost, VHosts};
 pub(crate) use order::sort_routes;
 pub use order::{order_key, OrderKey};
 
@@ -251,7 +251,7 @@ pub(crate) fn read_mapping<'r>(
 }
 
 /// The virtual hosts a Mapping joins, by index; a Mapping that joins none is reported.
-pub(crate) fn attach(mp: &Mapping, vhosts: &[VHost], cx: &mut Cx) -> Vec<usize> {
+pub(crate) fn attach(mp: &Mapping, vhosts: &VHosts, cx: &mut Cx) -> Vec<usize> {
     let Some(hostname) = &mp.hostname else {
         cx.diags.push(
             Diagnostic::at(
@@ -267,7 +267,8 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &[VHost], cx: &mut Cx) -> Vec<usize> 
         return Vec::new();
     };
     let mut joined = Vec::new();
-    for (v, vh) in vhosts.iter().enumerate() {
+    for v in vhosts.candidates(hostname) {
+        let vh = &vhosts[v];
         if globs_intersect(hostname, &vh.glob)
             && vh
                 .selector

@@ -12,7 +12,7 @@ use crate::ir::{
     VirtualHost,
 };
 
-use super::hosts::{hosts, VHost};
+use super::hosts::{hosts, VHost, VHosts};
 use super::listeners::listeners;
 use super::mapping::{self, Mapping, Reader};
 use super::tcp::tcp;
@@ -29,7 +29,7 @@ pub(crate) struct Context {
     /// By name; cloned out of the input, there are few.
     pub tls_contexts: HashMap<String, Resource>,
     /// At least one: the catch-all when no Host is given. Routes empty.
-    pub vhosts: Vec<VHost>,
+    pub vhosts: VHosts,
     pub listeners: Vec<Listener>,
     pub tcp_listeners: Vec<TcpListener>,
     /// Clusters the context holds whatever the Mappings: the TCPMappings' and the
@@ -228,7 +228,7 @@ impl Context {
             default_resolver,
             resolvers,
             tls_contexts,
-            vhosts,
+            vhosts: VHosts::new(vhosts),
             listeners,
             tcp_listeners,
             held_clusters,
