@@ -4,7 +4,7 @@ use crate::ir::{Route, ValueMatch};
 
 /// Sorts a virtual host's routes into Envoy's evaluation order: [`order_key`] descending,
 /// and routes whose keys tie by name, so the order never depends on the input's.
-pub(crate) fn sort_routes(routes: &mut Vec<Route>) {
+pub(crate) fn sort_routes(routes: &mut [Route]) {
     let mut keyed: Vec<_> = routes
         .iter()
         .enumerate()
