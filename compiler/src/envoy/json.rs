@@ -64,13 +64,12 @@ pub fn write_config_dump_json(
     out: impl std::io::Write,
 ) -> serde_json::Result<()> {
     let sets = |t: TypeFilter| res.packed(t);
-    serde_json::to_writer_pretty(
-        out,
-        &ConfigDump {
-            sets: &sets,
-            filter,
-        },
-    )
+    let mut ser = serde_json::Serializer::with_formatter(out, Pretty::default());
+    ConfigDump {
+        sets: &sets,
+        filter,
+    }
+    .serialize(&mut ser)
 }
 
 /// One packed resource (or any packed message this back end emits) as proto3 JSON, with its
@@ -83,6 +82,115 @@ fn to_value(v: &impl Serialize) -> Value {
     // Infallible here: every key is a string and no value is a float that JSON lacks
     // (`double` renders a non-finite value as `null`).
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// serde_json's `PrettyFormatter` (two spaces), writing each line break and its indentation
+/// in one piece: the pretty printer writes the indentation one level at a time, a dozen
+/// writes of two bytes at the start of every line of a route.
+#[derive(Default)]
+pub(super) struct Pretty {
+    indent: usize,
+    has_value: bool,
+}
+
+impl Pretty {
+    fn line<W: ?Sized + std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        const SPACES: &[u8] = b"\n                                                                ";
+        let mut spaces = 2 * self.indent;
+        let first = spaces.min(SPACES.len() - 1);
+        out.write_all(&SPACES[..1 + first])?;
+        spaces -= first;
+        while spaces > 0 {
+            let more = spaces.min(SPACES.len() - 1);
+            out.write_all(&SPACES[1..1 + more])?;
+            spaces -= more;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        bracket: &[u8],
+    ) -> std::io::Result<()> {
+        self.indent += 1;
+        self.has_value = false;
+        out.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        bracket: &[u8],
+    ) -> std::io::Result<()> {
+        self.indent -= 1;
+        if self.has_value {
+            self.line(out)?;
+        }
+        out.write_all(bracket)
+    }
+
+    fn item<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            out.write_all(b",")?;
+        }
+        self.line(out)
+    }
+}
+
+impl serde_json::ser::Formatter for Pretty {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.open(out, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.close(out, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(out, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.open(out, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.close(out, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.item(out, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+    ) -> std::io::Result<()> {
+        out.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 /// The dump; every object's keys are written in sorted order, so the output is the same

@@ -1798,3 +1798,20 @@ fn duplicate_names_keep_the_first() {
     };
     assert_eq!(rds.route_config_name, "first");
 }
+
+/// The dump's pretty printer writes what serde_json's does, nesting deeper than its run of
+/// spaces included.
+#[test]
+fn the_dump_printer_is_serde_json_pretty() {
+    let mut deep = json!({"a": [1, {"b": []}, {}], "c": "d"});
+    for i in 0..40 {
+        deep = json!({ format!("k{i}"): [deep.clone(), i, {"e": null}], "z": {} });
+    }
+    let mut got = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut got, super::json::Pretty::default());
+    serde::Serialize::serialize(&deep, &mut ser).unwrap();
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        serde_json::to_string_pretty(&deep).unwrap()
+    );
+}
