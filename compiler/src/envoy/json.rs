@@ -480,7 +480,7 @@ enum Body<'a> {
     /// A well-known type with a scalar JSON form, or a marker object.
     Value(Value),
     /// The fields, by name (sorted).
-    Fields(BTreeMap<Cow<'static, str>, Node<'a>>),
+    Fields(Fields<'a>),
 }
 
 /// One field's rendering, still to be written.
@@ -522,7 +522,7 @@ impl Serialize for Encoded<'_> {
         let Some(type_url) = &self.type_url else {
             return match body {
                 Body::Value(v) => v.serialize(s),
-                Body::Fields(f) => s.collect_map(f),
+                Body::Fields(f) => s.collect_map(f.iter().map(|(k, v)| (k, v))),
             };
         };
         // `@type` sorts before every other key: they are snake_case names, `[N]` for an
@@ -560,30 +560,40 @@ impl Serialize for Node<'_> {
     }
 }
 
-/// A message's fields by name, in the order the renderer writes them (a later occurrence of
-/// a singular field or map key wins, as when decoding).
-fn collect_fields<'a>(
-    table: &'static [Field],
-    wire: Vec<(u32, Wire<'a>)>,
-) -> BTreeMap<Cow<'static, str>, Node<'a>> {
-    let mut out: BTreeMap<Cow<'static, str>, Node<'a>> = BTreeMap::new();
+/// A message's fields by name, sorted by name as the renderer writes them (a later
+/// occurrence of a singular field or map key wins, as when decoding). A list, not a map:
+/// a message has a few fields, and a map's node would be allocated for every message.
+fn collect_fields<'a>(table: &'static [Field], wire: Vec<(u32, Wire<'a>)>) -> Fields<'a> {
+    let mut out: Fields<'a> = Vec::new();
+    // The entry named `name`, made with `new` if there is none.
+    fn slot<'a, 'o>(
+        out: &'o mut Fields<'a>,
+        name: Cow<'static, str>,
+        new: impl FnOnce() -> Node<'a>,
+    ) -> &'o mut Node<'a> {
+        let i = match out.iter().position(|(k, _)| *k == name) {
+            Some(i) => i,
+            None => {
+                out.push((name, new()));
+                out.len() - 1
+            }
+        };
+        &mut out[i].1
+    }
     for (number, w) in wire {
         let Some(f) = table.iter().find(|f| f.number == number) else {
-            out.insert(
-                Cow::Owned(format!("[{number}]")),
-                Node::Leaf(json!(UNKNOWN_FIELD)),
-            );
+            let name = Cow::Owned(format!("[{number}]"));
+            *slot(&mut out, name, || Node::Leaf(Value::Null)) = Node::Leaf(json!(UNKNOWN_FIELD));
             continue;
         };
+        let name = Cow::Borrowed(f.name);
         match f.card {
             Card::One => {
-                out.insert(Cow::Borrowed(f.name), node(&f.kind, w));
+                let value = node(&f.kind, w);
+                *slot(&mut out, name, || Node::Leaf(Value::Null)) = value;
             }
             Card::Many => {
-                let slot = out
-                    .entry(Cow::Borrowed(f.name))
-                    .or_insert_with(|| Node::List(Vec::new()));
-                if let Node::List(items) = slot {
+                if let Node::List(items) = slot(&mut out, name, || Node::List(Vec::new())) {
                     match (&f.kind, &w) {
                         // Packed repeated scalars: one length-delimited run of varints.
                         (Kind::U32 | Kind::Bool | Kind::Enum(_), Wire::Bytes(b)) => {
@@ -597,18 +607,20 @@ fn collect_fields<'a>(
                 }
             }
             Card::Map => {
-                let slot = out
-                    .entry(Cow::Borrowed(f.name))
-                    .or_insert_with(|| Node::Map(BTreeMap::new()));
-                if let (Node::Map(entries), Wire::Bytes(b)) = (slot, &w) {
+                let entries = slot(&mut out, name, || Node::Map(BTreeMap::new()));
+                if let (Node::Map(entries), Wire::Bytes(b)) = (entries, &w) {
                     let (k, v) = map_entry(&f.kind, b);
                     entries.insert(k, v);
                 }
             }
         }
     }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// A message's fields: names unique, sorted.
+type Fields<'a> = Vec<(Cow<'static, str>, Node<'a>)>;
 
 fn marker(key: &str, name: &str) -> Value {
     json!({ key: name })
