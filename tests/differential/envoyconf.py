@@ -2,14 +2,16 @@
 
 Both sides are kept as emitted (routes, normalize_path, rewrites, redirects, runtime fractions),
 with only these changes:
-  * only the HTTP listener for port 8080 is kept (its TLS filter chains included), and the TCP
-    listeners of TCPMappings; each is bound to a loopback port of this configuration;
+  * only the listener for port 8080 is kept (its TLS filter chains included), and those on the
+    ports given (`tcp_ports`: TCPMapping ports and the other Listeners' ports); each is bound to
+    a loopback port of this configuration;
   * our certificates come over SDS: they are inlined from the Secrets dump (Emissary's are
     PEM files its compiler wrote, kept as they are);
   * every cluster is renamed `<prefix><name>` (many configurations share one Envoy) and its
     endpoints are replaced by one loopback echo backend, 127.0.0.1:<echo port>, chosen by the
-    cluster's original host:port, so the backend that answers names the upstream service;
-    upstream TLS (transport_socket) is dropped since the echo backends speak cleartext;
+    cluster's original host:port (with " +tls" when it originates TLS), so the backend that
+    answers names the upstream service; upstream TLS (transport_socket) is dropped since the
+    echo backends speak cleartext;
   * our listeners take their route configuration from RDS: it is inlined into the connection
     manager (`route_config`);
   * filters named without a typed_config (Emissary's Envoy still looks extensions up by name,
@@ -120,6 +122,10 @@ def prepare(listeners, clusters, route_configs, prefix, listen_port, echo_port_o
         c = copy.deepcopy(c)
         targets = cluster_targets(c, eds)
         identity = canon_service(*targets[0]) if targets else "unknown:" + c["name"]
+        if c.get("transport_socket") or c.get("transport_socket_matches"):
+            # upstream TLS is dropped below (the echo backends speak cleartext), but whether a
+            # side originates it shows as another backend
+            identity += " +tls"
         new = prefix + c["name"]
         rename[c["name"]] = new
         ident[new] = identity

@@ -231,10 +231,17 @@ def host_objs(cfg):
     for h in cfg["hosts"]:
         spec = {"hostname": h["hostname"],
                 "requestPolicy": {"insecure": {"action": h.get("action", "Route")}}}
-        if h.get("tls"):
+        if h.get("tls") and not h.get("no_secret"):
             spec["tlsSecret"] = {"name": h["tls"]}
+        if h.get("tlsContext"):
+            spec["tlsContext"] = {"name": h["tlsContext"]}
+        if h.get("tls_inline"):
+            spec["tls"] = h["tls_inline"]
+        meta = {"name": h["name"], "namespace": h.get("namespace", NAMESPACE)}
+        if h.get("labels"):
+            meta["labels"] = h["labels"]
         out.append({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
-                    "metadata": {"name": h["name"], "namespace": NAMESPACE}, "spec": spec})
+                    "metadata": meta, "spec": spec})
     return out
 
 
@@ -244,14 +251,23 @@ def tls_objs(cfg):
     its own listener and reports the Listener as not applied)."""
     import base64
     docs = []
-    for secret in sorted({h["tls"] for h in cfg["hosts"] if h.get("tls")}):
+    wanted = {(h.get("namespace", NAMESPACE), h["tls"]) for h in cfg["hosts"] if h.get("tls")}
+    # the CA of client certificates and the SNI TCPMappings' certificate (listeners_tls part)
+    for c in cfg.get("tlscontexts", []):
+        for k in ("secret", "ca_secret"):
+            if c["spec"].get(k):
+                wanted.add((c["namespace"], c["spec"][k]))
+    for h in cfg["hosts"]:
+        if (h.get("tls_inline") or {}).get("ca_secret"):
+            wanted.add((h.get("namespace", NAMESPACE), h["tls_inline"]["ca_secret"]))
+    for ns, secret in sorted(wanted):
         crt, key = CERTS[secret]
         docs.append({"apiVersion": "v1", "kind": "Secret",
-                     "metadata": {"name": secret, "namespace": NAMESPACE},
+                     "metadata": {"name": secret, "namespace": ns},
                      "type": "kubernetes.io/tls",
                      "data": {"tls.crt": base64.b64encode(crt.encode()).decode(),
                               "tls.key": base64.b64encode(key.encode()).decode()}})
-    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])}):
+    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])} & set(TCP_PORTS)):
         docs.append({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
                      "metadata": {"name": "listener-tcp-%d" % port, "namespace": NAMESPACE},
                      "spec": {"port": port, "protocol": "TCP", "securityModel": "XFP",
@@ -295,13 +311,14 @@ def to_v3alpha1(m):
 
 
 def render_emissary(cfg):
-    docs = LISTENERS + tls_objs(cfg) + host_objs(cfg) + [to_v3alpha1(m) for m in cfg["mappings"]] \
-        + tcp_objs(cfg)
+    docs = LISTENERS + tls_objs(cfg) + listener_objs(cfg) + tlscontext_objs(cfg) + host_objs(cfg) \
+        + [to_v3alpha1(m) for m in cfg["mappings"]] + tcp_objs(cfg)
     return "".join("---\n" + to_yaml(d) for d in docs)
 
 
 def render_ours(cfg):
-    docs = list(LISTENERS) + tls_objs(cfg) + host_objs(cfg) + tcp_objs(cfg)
+    docs = list(LISTENERS) + tls_objs(cfg) + listener_objs(cfg) + tlscontext_objs(cfg) + host_objs(cfg) \
+        + tcp_objs(cfg)
     for m in cfg["mappings"]:
         if m["form"] in ("v3", "v2"):
             ver = "v3alpha1" if m["form"] == "v3" else "v2"
@@ -595,8 +612,243 @@ def tls_requests(cfg, base, trng, count):
                     "x-forwarded-proto": "http"})))
             if len(out) >= count:
                 break
-    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])}):
+    for port in sorted({t["spec"]["port"] for t in cfg.get("tcpmappings", [])} & set(TCP_PORTS)):
         for i in range(2):
             out.append({"tcp": port, "data": "hello-%d-%d" % (port, i), "method": "TCP",
                         "path": "", "host": "", "headers": {}})
+    return out
+
+
+# ---------------------------------------------------------------- Listeners, TLSContexts, SNI TCPMappings (issue 14 item 3)
+#
+# From generators of their own once more (`lrng`), after the TLS Hosts and TCPMappings (so
+# everything drawn before stays the same; `--no-listeners-tls` leaves this part out):
+#   * more HTTP Listeners (ports 8081, 8082, 8444) with `protocol` or `protocolStack`, every
+#     `securityModel`, `hostBinding` by namespace (ALL / SELF, the Listener in `default` or
+#     `other`) and by `selector.matchLabels` on the Hosts' labels, `l7Depth`;
+#   * labels on the Hosts, and sometimes one more Host in namespace `other`;
+#   * TLS settings for the TLS Hosts through a TLSContext (`tlsContext: {name}`, or the
+#     implicit `<host>-context`, with `hosts` that do or do not name the Host, with or without
+#     its own `secret`) or inline `tls`: `min_tls_version` / `max_tls_version`,
+#     `alpn_protocols`, `cipher_suites`, `ca_secret` with `cert_required`;
+#   * TCPMappings with `host` on port 9002 (TLS terminated with the TLSContext whose `hosts`
+#     name it, or a Host's, or none), with or without `tls` (origination through a TLSContext).
+
+NS_OTHER = "other"
+EXTRA_HTTP_PORTS = [8081, 8082, 8444]
+SNI_TCP_PORT = 9002
+# every port a configuration may listen on besides 8080, mapped to loopback ports by run.py
+OTHER_PORTS = [8443] + EXTRA_HTTP_PORTS + TCP_PORTS + [SNI_TCP_PORT]
+CA_SECRET = "ca-client"     # the CA that signed the client certificate "client"
+TCP_SNI_SECRET = "tls-tcp"  # the certificate of the SNI TCPMappings' own TLSContexts
+TCP_SNI_HOSTS = ["tcp.example.com", "db.example.com"]
+CIPHERS = ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"]
+LABELS = [{"tier": "a"}, {"tier": "b"}, {"tier": "a", "zone": "z1"}]
+
+
+def _tls_settings(lrng):
+    s = {}
+    if lrng.random() < 0.4:
+        s["min_tls_version"] = lrng.choice(["v1.2", "v1.3"])
+    if lrng.random() < 0.3:
+        s["max_tls_version"] = lrng.choice(["v1.2", "v1.3"])
+    if lrng.random() < 0.3:
+        s["alpn_protocols"] = lrng.choice(["h2", "http/1.1", "h2,http/1.1", "h2, http/1.1"])
+    if lrng.random() < 0.25:
+        s["cipher_suites"] = lrng.sample(CIPHERS, lrng.choice([1, 2]))
+    if lrng.random() < 0.35:
+        s["ca_secret"] = CA_SECRET
+        r = lrng.random()
+        if r < 0.6:
+            s["cert_required"] = True
+        elif r < 0.8:
+            s["cert_required"] = False
+    return s
+
+
+def add_listeners_tls(cfg, lrng):
+    """Listeners, Host labels and namespaces, TLSContexts and SNI TCPMappings (in place)."""
+    if lrng.random() < 0.35:
+        # one more Host, in namespace `other` (its Secret there too)
+        h = {"name": "host-o", "hostname": lrng.choice(["c.example.net", "*.example.net"]),
+             "namespace": NS_OTHER}
+        if lrng.random() < 0.6:
+            h["tls"] = "tls-net"
+            h["action"] = lrng.choice(["Route", "Redirect", "Reject"])
+        else:
+            h["action"] = lrng.choice(["Route", "Route", "Redirect"])
+        cfg["hosts"].append(h)
+    for h in cfg["hosts"]:
+        if lrng.random() < 0.6:
+            h["labels"] = dict(lrng.choice(LABELS))
+    cfg["listeners"] = []
+    for port in lrng.sample(EXTRA_HTTP_PORTS, lrng.choice([0, 1, 1, 2, 3])):
+        spec = {"port": port}
+        tls = port == 8444 or lrng.random() < 0.3
+        if lrng.random() < 0.7:
+            spec["protocol"] = "HTTPS" if tls else "HTTP"
+        else:
+            spec["protocolStack"] = ["TLS", "HTTP", "TCP"] if tls else ["HTTP", "TCP"]
+        spec["securityModel"] = lrng.choice(["XFP", "SECURE", "INSECURE"])
+        r = lrng.random()
+        binding = {}
+        if r < 0.35:
+            binding["namespace"] = {"from": lrng.choice(["ALL", "all"])}
+        elif r < 0.6:
+            binding["namespace"] = {"from": "SELF"}
+        elif r < 0.85:
+            binding["namespace"] = {"from": "ALL"}
+            binding["selector"] = {"matchLabels": dict(lrng.choice(LABELS[:2]))}
+        else:
+            binding["selector"] = {"matchLabels": dict(lrng.choice(LABELS[:2]))}
+        spec["hostBinding"] = binding
+        if lrng.random() < 0.3:
+            spec["l7Depth"] = lrng.choice([1, 2])
+        ns = NS_OTHER if lrng.random() < 0.3 else NAMESPACE
+        cfg["listeners"].append({"name": "listener-%d" % port, "namespace": ns, "spec": spec})
+    # TLS settings of the TLS Hosts
+    cfg["tlscontexts"] = []
+    for h in cfg["hosts"]:
+        if not h.get("tls") or lrng.random() < 0.35:
+            continue
+        settings = _tls_settings(lrng)
+        ns = h.get("namespace", NAMESPACE)
+        r = lrng.random()
+        if r < 0.45:
+            ctx = {"name": "ctx-" + h["name"], "namespace": ns, "spec": dict(settings)}
+            x = lrng.random()
+            ctx["spec"]["hosts"] = [h["hostname"]] if x < 0.6 else ([h["name"]] if x < 0.75 else ["elsewhere.example"])
+            if lrng.random() < 0.7:
+                ctx["spec"]["secret"] = h["tls"]
+            cfg["tlscontexts"].append(ctx)
+            h["tlsContext"] = ctx["name"]
+            if lrng.random() < 0.08:
+                # the quirk: a Host with a tlsContext but no tlsSecret terminates no TLS
+                h["no_secret"] = True
+                ctx["spec"]["secret"] = h["tls"]
+        elif r < 0.75:
+            h["tls_inline"] = settings
+        else:
+            ctx = {"name": h["name"] + "-context", "namespace": ns, "spec": dict(settings)}
+            ctx["spec"]["hosts"] = [h["hostname"]]
+            ctx["spec"]["secret"] = h["tls"]
+            cfg["tlscontexts"].append(ctx)
+    # TCPMappings with `host` (SNI) on port 9002
+    if lrng.random() < 0.35:
+        tls_hosts = [h["hostname"] for h in cfg["hosts"] if h.get("tls") and "*" not in h["hostname"]]
+        names = lrng.sample(TCP_SNI_HOSTS, lrng.choice([1, 2]))
+        if tls_hosts and lrng.random() < 0.3:
+            names.append(lrng.choice(tls_hosts))  # a TLS Host's name: its context terminates
+        for name in names:
+            svc = lrng.choice(TCP_SERVICES)
+            spec = {"port": SNI_TCP_PORT, "host": name, "service": svc}
+            if lrng.random() < 0.25:
+                spec["tls"] = lrng.choice(["origin-ctx", "origin-ctx", "no-such-ctx"])
+            cfg["tcpmappings"].append({"name": "t%d" % len(cfg["tcpmappings"]), "spec": spec})
+            if name in TCP_SNI_HOSTS and lrng.random() < 0.8:
+                ctx = {"name": "tcpctx-" + name.split(".")[0], "namespace": NAMESPACE,
+                       "spec": {"hosts": [name], "secret": TCP_SNI_SECRET}}
+                if lrng.random() < 0.3:
+                    ctx["spec"].update(_tls_settings(lrng))
+                cfg["tlscontexts"].append(ctx)
+        if any("tls" in t["spec"] for t in cfg["tcpmappings"]):
+            # an origination context (Emissary refuses one without any certificate)
+            cfg["tlscontexts"].append({"name": "origin-ctx", "namespace": NAMESPACE,
+                                       "spec": {"secret": TCP_SNI_SECRET, "sni": "upstream.example"}})
+        if lrng.random() < 0.6:
+            cfg["listeners"].append({"name": "listener-sni-%d" % SNI_TCP_PORT, "namespace": NAMESPACE,
+                                     "spec": {"port": SNI_TCP_PORT, "protocol": "TLS",
+                                              "securityModel": "SECURE",
+                                              "hostBinding": {"namespace": {"from": "ALL"}}}})
+    return cfg
+
+
+def listener_objs(cfg):
+    return [{"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+             "metadata": {"name": l["name"], "namespace": l["namespace"]}, "spec": l["spec"]}
+            for l in cfg.get("listeners", [])]
+
+
+def tlscontext_objs(cfg):
+    return [{"apiVersion": "getambassador.io/v3alpha1", "kind": "TLSContext",
+             "metadata": {"name": c["name"], "namespace": c["namespace"]}, "spec": c["spec"]}
+            for c in cfg.get("tlscontexts", [])]
+
+
+def _client_variant(lrng, ctx_settings):
+    """TLS client options: version, a client certificate, ALPN offer, cipher."""
+    o = {}
+    r = lrng.random()
+    if r < 0.25:
+        o["tlsver"] = "1.2"
+    elif r < 0.45:
+        o["tlsver"] = "1.3"
+    if ctx_settings.get("ca_secret") or lrng.random() < 0.15:
+        o["ccert"] = lrng.choice(["client", "client", "stranger", None])
+        if o["ccert"] is None:
+            del o["ccert"]
+    if lrng.random() < 0.3:
+        o["alpn"] = lrng.choice([["h2", "http/1.1"], ["http/1.1"], ["h2"]])
+    if lrng.random() < 0.2:
+        o["tlsver"] = "1.2"
+        o["cipher"] = lrng.choice(CIPHERS)
+    return o
+
+
+def _settings_of(cfg, h):
+    if h.get("tls_inline"):
+        return h["tls_inline"]
+    for c in cfg.get("tlscontexts", []):
+        if c["name"] in (h.get("tlsContext"), h["name"] + "-context"):
+            return c["spec"]
+    return {}
+
+
+def listener_tls_requests(cfg, base, lrng, count):
+    """Requests for this part, at most `count` (plus the SNI TCP connections): routing requests
+    again to the other Listeners' ports (cleartext, with `x-forwarded-proto`, over TLS with the
+    SNI of the Host header); over TLS to 8080 with TLS versions, client certificates (signed by
+    the `ca_secret` CA, or by a stranger, or none), ALPN offers and ciphers; TLS connections to
+    port 9002 with each TCPMapping's SNI, another or none."""
+    out = []
+    plain = [r for r in base if "tcp" not in r and not r.get("tls")]
+    lrng.shuffle(plain)
+    ports = [l["spec"]["port"] for l in cfg.get("listeners", []) if l["spec"]["port"] != SNI_TCP_PORT]
+    tls_hosts = [h for h in cfg["hosts"] if h.get("tls")]
+    for r in plain:
+        if len(out) >= count:
+            break
+        host = r["host"].lower().split(":")[0]
+        x = lrng.random()
+        if ports and x < 0.55:
+            port = lrng.choice(ports + [8443])
+            y = lrng.random()
+            if y < 0.35:
+                out.append(dict(r, port=port))
+            elif y < 0.6:
+                out.append(dict(r, port=port, headers=dict(r["headers"], **{
+                    "x-forwarded-proto": lrng.choice(["https", "http"])})))
+            else:
+                req = dict(r, port=port, tls=True, sni=host if lrng.random() < 0.85 else None)
+                if lrng.random() < 0.3:
+                    req["headers"] = dict(r["headers"], **{"x-forwarded-proto": "http"})
+                out.append(req)
+        elif tls_hosts:
+            covering = [h for h in tls_hosts if _covers(h["hostname"], r["host"])]
+            h = covering[0] if covering else lrng.choice(tls_hosts)
+            sni = host if covering else (h["hostname"].replace("*", "w"))
+            req = dict(r, tls=True, sni=sni, **_client_variant(lrng, _settings_of(cfg, h)))
+            if lrng.random() < 0.2:
+                req["port"] = lrng.choice(ports + [8443])
+            out.append(req)
+    sni_tcp = [t for t in cfg.get("tcpmappings", []) if t["spec"]["port"] == SNI_TCP_PORT]
+    if sni_tcp:
+        snis = sorted({t["spec"]["host"] for t in sni_tcp}) + [lrng.choice(["other.example.com", None])]
+        for i, sni in enumerate(snis):
+            req = {"tcp": SNI_TCP_PORT, "tls": True, "sni": sni, "data": "hello-sni-%d" % i,
+                   "method": "TCP", "path": "", "host": "", "headers": {}}
+            if lrng.random() < 0.3:
+                req.update(_client_variant(lrng, {}))
+                req.pop("alpn", None)
+            out.append(req)
     return out

@@ -32,7 +32,8 @@ sys.path.insert(0, HERE)
 import envoyconf  # noqa: E402
 import gen  # noqa: E402
 
-FIELDS = ("status", "backend", "path", "host", "location", "reqhdrs", "resphdrs", "shadow", "cert")
+FIELDS = ("status", "backend", "path", "host", "location", "reqhdrs", "resphdrs", "shadow", "cert",
+          "tlsinfo")
 
 # request headers the backend receives that are compared (reqhdrs): every header except these,
 # which differ per request (ids) or are the harness's own controls
@@ -172,6 +173,49 @@ def make_certs(work):
         gen.CERTS[secret] = (crt_pem, key_pem)
         der = ssl.PEM_cert_to_DER_cert(crt_pem)
         gen.CERT_OF_DER[hashlib.sha256(der).hexdigest()] = secret
+    make_more_certs(d)
+
+
+def _openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=120)
+
+
+def make_more_certs(d):
+    """The certificates of the Listener/TLSContext part: `tls-net` (Hosts in namespace `other`),
+    `tls-tcp` (the SNI TCPMappings' TLSContexts), the CA `ca-client` (a `ca_secret`), a client
+    certificate `client` it signed, and a self-signed `stranger` client certificate."""
+    def path(n, ext):
+        return os.path.join(d, n + "." + ext)
+    for name, cn, san in (("tls-net", "c.example.net", "DNS:c.example.net,DNS:*.example.net"),
+                          ("tls-tcp", "tcp.example.com", "DNS:tcp.example.com,DNS:db.example.com"),
+                          ("stranger", "stranger", "DNS:stranger")):
+        if not os.path.exists(path(name, "crt")):
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path(name, "key"),
+                     "-out", path(name, "crt"), "-days", "30", "-subj", "/CN=" + cn, "-addext",
+                     "subjectAltName=" + san)
+    if not os.path.exists(path("client", "crt")):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca-client", "key"),
+                 "-out", path("ca-client", "crt"), "-days", "30", "-subj", "/CN=diff-client-ca",
+                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", path("client", "key"),
+                 "-out", path("client", "csr"), "-subj", "/CN=diff-client")
+        ext = path("client", "ext")
+        with open(ext, "w") as f:
+            f.write("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+        _openssl("x509", "-req", "-in", path("client", "csr"), "-CA", path("ca-client", "crt"),
+                 "-CAkey", path("ca-client", "key"), "-CAcreateserial", "-out", path("client", "crt"),
+                 "-days", "30", "-extfile", ext)
+    for name in ("tls-net", "tls-tcp", "ca-client"):
+        with open(path(name, "crt")) as f:
+            crt_pem = f.read()
+        with open(path(name, "key")) as f:
+            gen.CERTS[name] = (crt_pem, f.read())
+        gen.CERT_OF_DER[hashlib.sha256(ssl.PEM_cert_to_DER_cert(crt_pem)).hexdigest()] = name
+    for name in ("client", "stranger"):
+        CLIENT_CERTS[name] = (path(name, "crt"), path(name, "key"))
+
+
+CLIENT_CERTS = {}  # name -> (certificate file, key file) of the client certificates
 
 
 # ---------------------------------------------------------------- compiling
@@ -479,42 +523,85 @@ def envoy_validate(boot, work, name):
 _send_ids = iter(range(1, 1 << 62))
 
 
-TLS_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-TLS_CONTEXT.check_hostname = False
-TLS_CONTEXT.verify_mode = ssl.CERT_NONE
+TLS_CONTEXTS = {}
+TLS_OPTIONS = ("tlsver", "ccert", "alpn", "cipher")
+
+
+def tls_context(req):
+    """A client context for the TLS options of a request: `tlsver` ("1.2" or "1.3": that
+    version only), `ccert` (a client certificate of CLIENT_CERTS), `alpn` (the protocols
+    offered), `cipher` (the only TLS 1.2 cipher offered).  No verification of the server."""
+    key = json.dumps([req.get(k) for k in TLS_OPTIONS])
+    ctx = TLS_CONTEXTS.get(key)
+    if ctx is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}.get(req.get("tlsver"))
+        if v:
+            ctx.minimum_version = ctx.maximum_version = v
+        if req.get("ccert"):
+            ctx.load_cert_chain(*CLIENT_CERTS[req["ccert"]])
+        if req.get("alpn"):
+            ctx.set_alpn_protocols(req["alpn"])
+        if req.get("cipher"):
+            ctx.set_ciphers(req["cipher"])
+        TLS_CONTEXTS[key] = ctx
+    return ctx
+
+
+def tls_info(sock):
+    """(certificate served, "version cipher alpn") of a TLS socket."""
+    der = sock.getpeercert(binary_form=True)
+    cert = gen.CERT_OF_DER.get(hashlib.sha256(der or b"").hexdigest(), "unknown certificate")
+    c = sock.cipher()
+    return cert, "%s %s alpn=%s" % (sock.version(), c[0] if c else None, sock.selected_alpn_protocol())
 
 
 class TLSConnection(http.client.HTTPConnection):
-    """HTTPS to a loopback port with the SNI given (None: no SNI); `cert` names the certificate
-    the server presented (gen.CERT_OF_DER)."""
+    """HTTPS to a loopback port with the SNI given (None: no SNI) and the client options of
+    `req` (tls_context); `cert` names the certificate the server presented (gen.CERT_OF_DER),
+    `info` the version, cipher and ALPN protocol."""
 
-    def __init__(self, port, sni):
+    def __init__(self, port, sni, req):
         super().__init__("127.0.0.1", port, timeout=10)
         self.sni = sni
+        self.req = req
         self.cert = None
+        self.info = None
 
     def connect(self):
         super().connect()
-        self.sock = TLS_CONTEXT.wrap_socket(self.sock, server_hostname=self.sni)
-        der = self.sock.getpeercert(binary_form=True)
-        self.cert = gen.CERT_OF_DER.get(hashlib.sha256(der or b"").hexdigest(), "unknown certificate")
+        self.sock = tls_context(self.req).wrap_socket(self.sock, server_hostname=self.sni)
+        self.cert, self.info = tls_info(self.sock)
 
 
 class Client:
-    def __init__(self, port, tcp_ports=None):
+    def __init__(self, port, other_ports=None):
+        """port: the loopback port of the configuration's listener on 8080; other_ports: the
+        loopback ports of its listeners on gen.OTHER_PORTS (TCPMapping ports included)."""
         self.port = port
-        self.tcp_ports = tcp_ports or {}
+        self.tcp_ports = other_ports or {}
         self.conns = {}
 
     def send_tcp(self, req):
-        """A TCP connection to the loopback port of the TCPMapping port req["tcp"]: one line
-        sent, the echo's answer read."""
+        """A TCP connection to the loopback port of the TCPMapping port req["tcp"] (over TLS
+        when req["tls"], with its SNI and client options): one line sent, the echo's answer
+        read."""
         rid = "%d-%d" % (self.port, next(_send_ids))
         port = self.tcp_ports.get(req["tcp"])
         if port is None:
-            return "no listener", None, [], b"", rid, None
+            return "no listener", None, [], b"", rid, None, None
+        cert = info = None
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sk:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                sk = raw
+                if req.get("tls"):
+                    try:
+                        sk = tls_context(req).wrap_socket(raw, server_hostname=req.get("sni"))
+                    except ssl.SSLError as e:
+                        return "tls: " + (e.reason or "handshake failed"), None, [], b"", rid, None, None
+                    cert, info = tls_info(sk)
                 sk.sendall(req["data"].encode() + b"\n")
                 buf = b""
                 for _ in range(1000):
@@ -522,25 +609,42 @@ class Client:
                     if not chunk:
                         break
                     buf += chunk
-            return ("answered" if buf else "closed"), None, [], buf, rid, None
+            return ("answered" if buf else "closed"), None, [], buf, rid, cert, info
+        except ssl.SSLError as e:
+            return "tls: " + (e.reason or "error"), None, [], b"", rid, cert, info
         except OSError as e:
-            return "refused" if isinstance(e, ConnectionRefusedError) else "error", None, [], b"", rid, None
+            return ("refused" if isinstance(e, ConnectionRefusedError) else "error"), None, [], b"", rid, cert, info
 
     def send(self, req, tries=3):
-        """(status, location, response headers, body, x-diff-id of the send, certificate)."""
+        """(status, location, response headers, body, x-diff-id of the send, certificate,
+        TLS version/cipher/ALPN)."""
         if "tcp" in req:
             return self.send_tcp(req)
-        key = (req.get("tls", False), req.get("sni"))
+        lport = req.get("port", 8080)
+        port = self.port if lport == 8080 else self.tcp_ports.get(lport)
+        if port is None:
+            return "no listener", None, [], b"", None, None, None
+        key = (lport, req.get("tls", False), req.get("sni")) + tuple(
+            json.dumps(req.get(k)) for k in TLS_OPTIONS)
         for attempt in range(tries):
             rid = "%d-%d" % (self.port, next(_send_ids))
             c = self.conns.get(key)
             try:
                 if c is None:
                     if req.get("tls"):
-                        c = TLSConnection(self.port, req.get("sni"))
+                        c = TLSConnection(port, req.get("sni"), req)
                     else:
-                        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                     self.conns[key] = c
+                    if req.get("tls"):
+                        c.connect()
+                        if c.sock.selected_alpn_protocol() == "h2":
+                            # HTTP/2 negotiated: this client speaks HTTP/1.1 only, so the
+                            # handshake is the answer
+                            info = (c.cert, c.info)
+                            c.close()
+                            self.conns.pop(key, None)
+                            return "alpn h2", None, [], b"", rid, info[0], info[1]
                 c.putrequest(req["method"], req["path"], skip_host=True, skip_accept_encoding=True)
                 c.putheader("Host", req["host"])
                 for k, v in req.get("headers", {}).items():
@@ -553,29 +657,31 @@ class Client:
                 body = r.read()
                 hdrs = r.getheaders()
                 cert = getattr(c, "cert", None)
+                info = getattr(c, "info", None)
                 if r.getheader("connection", "").lower() == "close":
                     c.close()
                     self.conns.pop(key, None)
-                return r.status, r.getheader("location"), hdrs, body, rid, cert
+                return r.status, r.getheader("location"), hdrs, body, rid, cert, info
             except ssl.SSLError as e:
-                # a refused handshake (no filter chain for this SNI, or no certificate): not
+                # a refused handshake (no filter chain for this SNI, or no certificate; a
+                # missing client certificate shows after the handshake in TLS 1.3): not
                 # retried, it is the answer
                 c.close()
                 self.conns.pop(key, None)
-                return "tls: " + (e.reason or "handshake failed"), None, [], b"", rid, None
+                return "tls: " + (e.reason or "handshake failed"), None, [], b"", rid, None, None
             except (OSError, http.client.HTTPException):
                 if c:
                     c.close()
                 self.conns.pop(key, None)
                 if attempt == tries - 1:
-                    return None, None, [], b"", rid, None
+                    return None, None, [], b"", rid, None, None
                 time.sleep(0.05)
 
 
 def outcome(resp, echo, shadows=False):
-    status, location, hdrs, body, rid, cert = resp
+    status, location, hdrs, body, rid, cert, info = resp
     o = {"status": status, "backend": None, "path": None, "host": None, "location": location,
-         "reqhdrs": None, "resphdrs": None, "shadow": None, "cert": cert}
+         "reqhdrs": None, "resphdrs": None, "shadow": None, "cert": cert, "tlsinfo": info}
     if body.startswith(b"{"):
         try:
             d = json.loads(body)
@@ -598,7 +704,7 @@ def outcome(resp, echo, shadows=False):
         # Envoy mirrors only requests that a route sends to a cluster: wait only after an
         # answer from a backend or an upstream timeout
         wait = SHADOW_WAIT if o["backend"] or status == 504 else 0
-        o["shadow"] = json.dumps(echo.shadows_of(rid, wait))
+        o["shadow"] = json.dumps(echo.shadows_of(rid, wait) if rid else ())
     return o
 
 
@@ -716,9 +822,12 @@ class Harness:
                 if "error" in s:
                     res[key]["load"][side] = "compile: " + s["error"][-1500:]
                     continue
-                # TCPMapping ports 9000, 9001 -> PORT_BASE+3000+2i+j (Emissary), +3500+2i+j (ours)
+                # the other ports (gen.OTHER_PORTS: 8443, 8081, 8082, 8444, TCPMapping ports
+                # 9000-9002) -> PORT_BASE+3000+8i+j (Emissary), +3500+8i+j (ours); with
+                # --no-listeners-tls the TCPMapping ports 9000, 9001 only, as before
                 tbase = self.args.port_base + (3000 if side == "emissary" else 3500)
-                tcp = {p: tbase + 2 * i + j for j, p in enumerate(gen.TCP_PORTS)}
+                others = gen.TCP_PORTS if self.args.no_listeners_tls else gen.OTHER_PORTS
+                tcp = {p: tbase + 8 * i + j for j, p in enumerate(others)}
                 ls, cs, _ = envoyconf.prepare(s["listeners"], s["clusters"], s.get("routes", {}),
                                               "%s%d_" % (side[0], i), base + i, self.echo.port,
                                               s.get("eds"), self.hcm_patch if side == "ours" else None,
@@ -801,7 +910,15 @@ def req_features(req):
     if "%" in p.replace("%2e", "").replace("%2E", ""):
         f.append("percent-escape")
     if "tcp" in req:
-        return ["tcp"]
+        return ["tcp"] + (["tls", "sni" if req.get("sni") else "no-sni"] if req.get("tls") else []) \
+            + ["%s=%s" % (k, req[k]) for k in ("tlsver", "ccert", "cipher") if req.get(k)]
+    if req.get("port", 8080) != 8080:
+        f.append("port-%d" % req["port"])
+    for k in ("tlsver", "ccert", "cipher"):
+        if req.get(k):
+            f.append("%s=%s" % (k, req[k]))
+    if req.get("alpn"):
+        f.append("alpn=" + ",".join(req["alpn"]))
     if req.get("tls"):
         f.append("tls")
         sni = req.get("sni")
@@ -858,12 +975,31 @@ def simplifications(cfg, req):
             ops.append(("route", h["name"]))
     for t in cfg.get("tcpmappings", []):
         ops.append(("tcpmapping", t["name"]))
+        if "tls" in t["spec"]:
+            ops.append(("tcpfield", t["name"], "tls"))
+    for l in cfg.get("listeners", []):
+        ops.append(("listener", l["name"]))
+        for k in ("l7Depth",):
+            if k in l["spec"]:
+                ops.append(("lfield", l["name"], k))
+    for c in cfg.get("tlscontexts", []):
+        for k in c["spec"]:
+            if k not in ("secret", "hosts"):
+                ops.append(("ctxfield", c["name"], k))
+    for h in cfg["hosts"]:
+        if h.get("labels"):
+            ops.append(("hfield", h["name"], "labels"))
+        for k in (h.get("tls_inline") or {}):
+            ops.append(("inlinefield", h["name"], k))
     for m in cfg["mappings"]:
         for k in m["spec"]:
             if k not in ("prefix", "service", "path_redirect", "prefix_redirect", "redirect_response_code"):
                 ops.append(("field", m["name"], k))
         if m["form"] in ("ann2", "ann3"):
             ops.append(("crd", m["name"]))
+    for k in TLS_OPTIONS:
+        if req.get(k):
+            ops.append(("reqopt", k))
     if "tcp" in req:
         return ops
     for k in req.get("headers", {}):
@@ -933,6 +1069,30 @@ def apply_ops(cfg, req, ops):
                     hh.pop("tls" if op[0] == "notls" else "action", None)
         elif op[0] == "tcpmapping":
             cfg["tcpmappings"] = [t for t in cfg.get("tcpmappings", []) if t["name"] != op[1]]
+        elif op[0] == "tcpfield":
+            for t in cfg.get("tcpmappings", []):
+                if t["name"] == op[1]:
+                    t["spec"].pop(op[2], None)
+        elif op[0] == "listener":
+            cfg["listeners"] = [l for l in cfg.get("listeners", []) if l["name"] != op[1]]
+        elif op[0] == "lfield":
+            for l in cfg.get("listeners", []):
+                if l["name"] == op[1]:
+                    l["spec"].pop(op[2], None)
+        elif op[0] == "ctxfield":
+            for c in cfg.get("tlscontexts", []):
+                if c["name"] == op[1]:
+                    c["spec"].pop(op[2], None)
+        elif op[0] == "hfield":
+            for hh in cfg["hosts"]:
+                if hh["name"] == op[1]:
+                    hh.pop(op[2], None)
+        elif op[0] == "inlinefield":
+            for hh in cfg["hosts"]:
+                if hh["name"] == op[1]:
+                    hh["tls_inline"].pop(op[2], None)
+        elif op[0] == "reqopt":
+            req.pop(op[1], None)
         elif op[0] == "header":
             req["headers"].pop(op[1], None)
         elif op[0] == "query":
@@ -1097,10 +1257,19 @@ def main():
     ap.add_argument("--tls-requests", type=int, default=12,
                     help="requests per configuration over TLS or with x-forwarded-proto (plus two "
                          "per TCPMapping port)")
+    ap.add_argument("--no-listeners-tls", action="store_true",
+                    help="no Listeners beyond 8080/8443, no TLSContexts or TLS settings, no Host "
+                         "labels or Hosts in other namespaces, no SNI TCPMappings (the TLS/TCP "
+                         "run as before they were added)")
+    ap.add_argument("--listener-requests", type=int, default=16,
+                    help="requests per configuration to the other Listeners and with TLS client "
+                         "options (plus the SNI TCP connections)")
     ap.add_argument("--extra-requests", type=int, default=10,
                     help="requests per configuration for the extras (CORS, timeouts, retries, headers)")
     ap.add_argument("--only", type=int, help="run only configuration N (for a re-check)")
     args = ap.parse_args()
+    if args.no_extras or args.no_tls_tcp:
+        args.no_listeners_tls = True
     t0 = time.time()
     os.makedirs(args.work, exist_ok=True)
     em = setup_emissary(os.path.abspath(args.emissary), args.work, args.python)
@@ -1127,6 +1296,12 @@ def main():
                 gen.add_tls_tcp(cfg, random.Random("%d/%d/tls" % (args.seed, i)))
                 requests[i] += gen.tls_requests(cfg, requests[i], random.Random(
                     "%d/%d/tls-requests" % (args.seed, i)), args.tls_requests)
+                if not args.no_listeners_tls:
+                    # Listeners, TLSContexts, SNI TCPMappings: generators of their own again
+                    gen.add_listeners_tls(cfg, random.Random("%d/%d/listeners" % (args.seed, i)))
+                    requests[i] += gen.listener_tls_requests(
+                        cfg, requests[i], random.Random("%d/%d/listener-requests" % (args.seed, i)),
+                        args.listener_requests)
     if args.only is not None:
         configs = [configs[args.only]]
 
