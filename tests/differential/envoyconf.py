@@ -94,8 +94,9 @@ def _rename_clusters_in_routes(rc, rename):
 
 def _inline_sds(o, secrets):
     """Our listeners take certificates over SDS: each `tls_certificate_sds_secret_configs` is
-    replaced with the certificate of that name from the Secrets dump (a static bootstrap has no
-    SDS server)."""
+    replaced with the certificate of that name from the Secrets dump, and a
+    `validation_context_sds_secret_config` (a client certificates' CA) with the validation
+    context of that name (a static bootstrap has no SDS server)."""
     if isinstance(o, dict):
         ctc = o.get("common_tls_context")
         if isinstance(ctc, dict) and "tls_certificate_sds_secret_configs" in ctc:
@@ -103,6 +104,12 @@ def _inline_sds(o, secrets):
             ctc["tls_certificates"] = [secrets[r["name"]]["tls_certificate"] for r in refs
                                        if r.get("name") in secrets
                                        and "tls_certificate" in secrets[r["name"]]]
+        if isinstance(ctc, dict) and "validation_context_sds_secret_config" in ctc:
+            # the CA of client certificates (`ca_secret`), over SDS as well
+            ref = ctc.pop("validation_context_sds_secret_config")
+            vc = secrets.get(ref.get("name"), {}).get("validation_context")
+            if vc is not None:
+                ctc["validation_context"] = vc
         for v in o.values():
             _inline_sds(v, secrets)
     elif isinstance(o, list):

@@ -574,6 +574,14 @@ class TLSConnection(http.client.HTTPConnection):
         super().connect()
         self.sock = tls_context(self.req).wrap_socket(self.sock, server_hostname=self.sni)
         self.cert, self.info = tls_info(self.sock)
+        self.fresh = True  # no answer on this connection yet
+
+
+# A TLS connection refused after its handshake: in TLS 1.3 the server checks the client
+# certificate after the client has finished the handshake, and whether the client then reads
+# the alert (CERTIFICATE_REQUIRED, UNKNOWN_CA), an EOF or a reset depends on timing, so these
+# are one answer
+AFTER_HANDSHAKE = "tls: refused after the handshake"
 
 
 class Client:
@@ -611,8 +619,14 @@ class Client:
                     buf += chunk
             return ("answered" if buf else "closed"), None, [], buf, rid, cert, info
         except ssl.SSLError as e:
+            if cert is not None:
+                # after the handshake (TLS 1.3 checks the client certificate then): which
+                # alert the client reads, if any, depends on timing
+                return AFTER_HANDSHAKE, None, [], b"", rid, None, None
             return "tls: " + (e.reason or "error"), None, [], b"", rid, cert, info
         except OSError as e:
+            if cert is not None:
+                return AFTER_HANDSHAKE, None, [], b"", rid, None, None
             return ("refused" if isinstance(e, ConnectionRefusedError) else "error"), None, [], b"", rid, cert, info
 
     def send(self, req, tries=3):
@@ -655,6 +669,7 @@ class Client:
                 c.endheaders()
                 r = c.getresponse()
                 body = r.read()
+                c.fresh = False
                 hdrs = r.getheaders()
                 cert = getattr(c, "cert", None)
                 info = getattr(c, "info", None)
@@ -663,16 +678,19 @@ class Client:
                     self.conns.pop(key, None)
                 return r.status, r.getheader("location"), hdrs, body, rid, cert, info
             except ssl.SSLError as e:
-                # a refused handshake (no filter chain for this SNI, or no certificate; a
-                # missing client certificate shows after the handshake in TLS 1.3): not
+                # a refused handshake (no filter chain for this SNI, or no certificate): not
                 # retried, it is the answer
                 c.close()
                 self.conns.pop(key, None)
+                if getattr(c, "fresh", False) and c.cert is not None:
+                    return AFTER_HANDSHAKE, None, [], b"", rid, None, None
                 return "tls: " + (e.reason or "handshake failed"), None, [], b"", rid, None, None
             except (OSError, http.client.HTTPException):
                 if c:
                     c.close()
                 self.conns.pop(key, None)
+                if c is not None and getattr(c, "fresh", False) and getattr(c, "cert", None) is not None:
+                    return AFTER_HANDSHAKE, None, [], b"", rid, None, None
                 if attempt == tries - 1:
                     return None, None, [], b"", rid, None, None
                 time.sleep(0.05)
