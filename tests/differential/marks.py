@@ -6,7 +6,9 @@
 For every configuration with at least one differing request, the marks of the classes written
 in docs/parity.md (from Emissary's own errors and from the shape of the canary groups), and the
 number of configurations and differing requests per combination of marks; and the
-configurations one side could not load (T1: ours, two TCPMappings on one port).  A
+configurations one side could not load (T1: ours, two TCPMappings on one port).  Two classes
+are marked per request: T2 (a TLS connection to an SNI TCPMapping, port 9002) and A1 (only the
+negotiated ALPN differs, and a TLS setting writes `alpn_protocols` with a blank after a comma).  A
 configuration with no mark ("NONE") is a difference outside the written list.
 """
 
@@ -38,6 +40,20 @@ def marks(cfg, res):
     return f
 
 
+def request_marks(cfg, r):
+    """Marks of one differing request, for the classes that a request shows by itself."""
+    req = r["req"]
+    f = set()
+    if req.get("tcp") == 9002:
+        f.add("T2")  # a TCPMapping with `host`: Emissary terminates TLS, ours passes it through
+    if set(r["diff"]) == {"tlsinfo"} and req.get("alpn"):
+        ctxs = [c["spec"] for c in cfg.get("tlscontexts", [])] + \
+            [h["tls_inline"] for h in cfg["hosts"] if h.get("tls_inline")]
+        if any(", " in (c.get("alpn_protocols") or "") for c in ctxs):
+            f.add("A1")  # alpn_protocols "h2, http/1.1": Emissary keeps the blank
+    return f
+
+
 def main(paths):
     for path in paths:
         with open(path) as fh:
@@ -48,10 +64,15 @@ def main(paths):
             diffs = [r for r in v["results"] if r["diff"]]
             if not diffs:
                 continue
-            key = "+".join(sorted(marks(cfgs[int(k)], v))) or "NONE"
+            # a request that shows a class of its own carries that mark only; the others
+            # carry the configuration's marks
+            f = set()
+            for r in diffs:
+                f |= request_marks(cfgs[int(k)], r) or marks(cfgs[int(k)], v) or {"NONE"}
+            key = "+".join(sorted(f))
             ncfg[key] += 1
             nreq[key] += len(diffs)
-            if key == "NONE":
+            if "NONE" in f:
                 none.append(int(k))
         # configurations one side could not load: T1 when ours has two TCPMappings on a port
         # (Envoy refuses filter chains with the same match), else NONE

@@ -313,8 +313,7 @@ pub(super) fn context_tls(ctx: &Resource, sni: Option<String>) -> UpstreamTls {
         context: Some(ctx.id.name.to_string()),
         client_secret: s("secret").map(with_ns),
         ca_secret: s("ca_secret").map(with_ns),
-        alpn_protocols: s("alpn_protocols")
-            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-            .unwrap_or_default(),
+        // One entry, as Emissary writes it (see `hosts::check_alpn`).
+        alpn_protocols: s("alpn_protocols").into_iter().collect(),
     }
 }

@@ -120,6 +120,12 @@ impl Context {
         let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
         contexts.sort_by(|a, b| a.id.cmp(&b.id));
         for ctx in contexts {
+            super::hosts::check_alpn(
+                ctx,
+                ctx.field("alpn_protocols"),
+                "alpn_protocols",
+                &mut diags,
+            );
             let used = vhosts
                 .iter()
                 .any(|v| v.tls_context.as_deref() == Some(ctx.id.name.as_str()));

@@ -95,6 +95,7 @@ pub(super) fn hosts<'a>(
                         }
                     }
                 } else if let Some(t) = r.field("tls") {
+                    check_alpn(r, t.get("alpn_protocols"), "tls.alpn_protocols", diags);
                     tls = Some(server_tls(
                         |k| t.get(k),
                         &r.id.namespace,
@@ -521,9 +522,9 @@ fn server_tls<'n>(
         ecdh_curves: str_list(field("ecdh_curves")),
         min_tls_version: s("min_tls_version"),
         max_tls_version: s("max_tls_version"),
-        alpn_protocols: s("alpn_protocols")
-            .map(|a| a.split(',').map(|p| p.trim().to_string()).collect())
-            .unwrap_or_default(),
+        // Emissary writes the string as one entry, not split (`V3TLSContext`); Envoy joins
+        // the entries with commas and splits at commas only, so a blank stays in the name.
+        alpn_protocols: s("alpn_protocols").into_iter().collect(),
     }
 }
 
@@ -582,6 +583,40 @@ impl std::ops::Deref for VHosts {
 /// glob by equality.
 fn is_exact(glob: &str) -> bool {
     !glob.starts_with('*') && !glob.ends_with('*')
+}
+
+/// AMB424: an `alpn_protocols` string with blanks around a comma. Emissary hands the string
+/// to Envoy whole, and Envoy splits it at commas only, so `"h2, http/1.1"` offers `h2` and
+/// ` http/1.1` (with the blank), a protocol no client asks for. `owner` is the TLSContext or
+/// Host that holds `node`, `path` the field's path in it.
+pub(super) fn check_alpn(
+    owner: &Resource,
+    node: Option<&Node>,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some((value, span)) = node.and_then(|n| Some((n.as_str()?, n.span))) else {
+        return;
+    };
+    let blank: Vec<&str> = value
+        .split(',')
+        .filter(|p| p.trim() != *p && !p.trim().is_empty())
+        .collect();
+    if blank.is_empty() {
+        return;
+    }
+    diags.push(
+        Diagnostic::at(
+            Code::AlpnBlank,
+            span,
+            format!(
+                "`alpn_protocols: {value:?}` has blanks around a comma: Envoy splits the list at commas only and offers {}, blanks included, which no client asks for",
+                blank.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with_object(&owner.id)
+        .with_field(owner.path(path)),
+    );
 }
 
 /// Whether two DNS globs (exact, `*.suffix`, `prefix*`, `*`) can match a common name.
