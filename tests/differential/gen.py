@@ -631,8 +631,10 @@ def tls_requests(cfg, base, trng, count):
 #     implicit `<host>-context`, with `hosts` that do or do not name the Host, with or without
 #     its own `secret`) or inline `tls`: `min_tls_version` / `max_tls_version`,
 #     `alpn_protocols`, `cipher_suites`, `ca_secret` with `cert_required`;
+#   * `tls` (origination through a TLSContext, or an undefined one) on some TCPMappings of
+#     ports 9000/9001;
 #   * TCPMappings with `host` on port 9002 (TLS terminated with the TLSContext whose `hosts`
-#     name it, or a Host's, or none), with or without `tls` (origination through a TLSContext).
+#     name it, or a Host's, or none), with or without `tls`.
 
 NS_OTHER = "other"
 EXTRA_HTTP_PORTS = [8081, 8082, 8444]
@@ -733,6 +735,10 @@ def add_listeners_tls(cfg, lrng):
             ctx["spec"]["hosts"] = [h["hostname"]]
             ctx["spec"]["secret"] = h["tls"]
             cfg["tlscontexts"].append(ctx)
+    # origination on some TCPMappings of ports 9000/9001 (a TLSContext, or an undefined one)
+    for t in cfg["tcpmappings"]:
+        if lrng.random() < 0.2:
+            t["spec"]["tls"] = lrng.choice(["origin-ctx", "origin-ctx", "no-such-ctx"])
     # TCPMappings with `host` (SNI) on port 9002
     if lrng.random() < 0.35:
         tls_hosts = [h["hostname"] for h in cfg["hosts"] if h.get("tls") and "*" not in h["hostname"]]
@@ -751,15 +757,15 @@ def add_listeners_tls(cfg, lrng):
                 if lrng.random() < 0.3:
                     ctx["spec"].update(_tls_settings(lrng))
                 cfg["tlscontexts"].append(ctx)
-        if any("tls" in t["spec"] for t in cfg["tcpmappings"]):
-            # an origination context (Emissary refuses one without any certificate)
-            cfg["tlscontexts"].append({"name": "origin-ctx", "namespace": NAMESPACE,
-                                       "spec": {"secret": TCP_SNI_SECRET, "sni": "upstream.example"}})
         if lrng.random() < 0.6:
             cfg["listeners"].append({"name": "listener-sni-%d" % SNI_TCP_PORT, "namespace": NAMESPACE,
                                      "spec": {"port": SNI_TCP_PORT, "protocol": "TLS",
                                               "securityModel": "SECURE",
                                               "hostBinding": {"namespace": {"from": "ALL"}}}})
+    if any(t["spec"].get("tls") == "origin-ctx" for t in cfg["tcpmappings"]):
+        # an origination context (Emissary refuses one without any certificate)
+        cfg["tlscontexts"].append({"name": "origin-ctx", "namespace": NAMESPACE,
+                                   "spec": {"secret": TCP_SNI_SECRET, "sni": "upstream.example"}})
     return cfg
 
 

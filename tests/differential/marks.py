@@ -7,7 +7,8 @@ For every configuration with at least one differing request, the marks of the cl
 in docs/parity.md (from Emissary's own errors and from the shape of the canary groups), and the
 number of configurations and differing requests per combination of marks; and the
 configurations one side could not load (T1: ours, two TCPMappings on one port).  Two classes
-are marked per request: T2 (a TLS connection to an SNI TCPMapping, port 9002) and A1 (only the
+are marked per request: T2 (a TLS connection to an SNI TCPMapping, port 9002), F1 (a TCP
+connection to a port where a TCPMapping names an undefined TLSContext in `tls`) and A1 (only the
 negotiated ALPN differs, and a TLS setting writes `alpn_protocols` with a blank after a comma).  A
 configuration with no mark ("NONE") is a difference outside the written list.
 """
@@ -46,6 +47,10 @@ def request_marks(cfg, r):
     f = set()
     if req.get("tcp") == 9002:
         f.add("T2")  # a TCPMapping with `host`: Emissary terminates TLS, ours passes it through
+    if req.get("tcp") in (9000, 9001) and any(
+            t["spec"].get("tls") == "no-such-ctx" and t["spec"]["port"] == req["tcp"]
+            for t in cfg.get("tcpmappings", [])):
+        f.add("F1")  # TCPMapping `tls` naming no TLSContext: Emissary keeps it, ours leaves it out
     if set(r["diff"]) == {"tlsinfo"} and req.get("alpn"):
         ctxs = [c["spec"] for c in cfg.get("tlscontexts", [])] + \
             [h["tls_inline"] for h in cfg["hosts"] if h.get("tls_inline")]
