@@ -155,8 +155,8 @@ fn read_one<'r>(
         }
         Some(n) => match reader.str("auth_service").map(service::parse) {
             Some(Ok(u)) => {
-                let port = u.port_or_default();
-                Some((u.dns_name(&r.id.namespace), port, u.https))
+                // The port is settled below, once it is known whether TLS is originated.
+                Some((u.dns_name(&r.id.namespace), u.port, u.https))
             }
             Some(Err(message)) => {
                 reader.push(
@@ -401,7 +401,15 @@ fn read_one<'r>(
     };
 
     let cluster = read_cluster_settings(reader, &mut ok);
-    let service = service?;
+    // Without a port, 443 when the cluster originates TLS (`tls: true`, a TLSContext or
+    // `https://`), else 80, as Emissary's `IRCluster` decides.
+    let service = service.map(|(host, port, https)| {
+        (
+            host,
+            port.unwrap_or(if tls.is_some() { 443 } else { 80 }),
+            https,
+        )
+    })?;
     ok.then_some(One {
         r,
         service,

@@ -131,7 +131,6 @@ pub(super) fn cluster_of(
 ) -> Cluster {
     let ns = &m.r.id.namespace;
     let host = m.service.dns_name(ns);
-    let port = m.service.port_or_default();
     let resolver = m
         .cluster
         .resolver
@@ -142,22 +141,6 @@ pub(super) fn cluster_of(
         .and_then(|r| resolvers.get(r))
         .copied()
         .unwrap_or(Kind::KubernetesServiceResolver);
-    let discovery = if m.service.is_ip() {
-        Discovery::Static
-    } else if resolver_kind == Kind::KubernetesEndpointResolver {
-        let (svc, svc_ns) = host
-            .split_once('.')
-            .map_or((host.as_str(), ns.as_str()), |(a, b)| {
-                (a, b.split('.').next().unwrap_or(b))
-            });
-        Discovery::Eds {
-            service: svc.to_string(),
-            namespace: svc_ns.to_string(),
-            port,
-        }
-    } else {
-        Discovery::Dns
-    };
     let tls = if let Some(ctx) = m
         .cluster
         .tls_context
@@ -175,6 +158,25 @@ pub(super) fn cluster_of(
         })
     } else {
         None
+    };
+    // Without a port, 443 when the cluster originates TLS (a TLSContext, `tls: true` or
+    // `https://`), else 80, as Emissary's `IRCluster` decides.
+    let port = m.service.port_for(tls.is_some());
+    let discovery = if m.service.is_ip() {
+        Discovery::Static
+    } else if resolver_kind == Kind::KubernetesEndpointResolver {
+        let (svc, svc_ns) = host
+            .split_once('.')
+            .map_or((host.as_str(), ns.as_str()), |(a, b)| {
+                (a, b.split('.').next().unwrap_or(b))
+            });
+        Discovery::Eds {
+            service: svc.to_string(),
+            namespace: svc_ns.to_string(),
+            port,
+        }
+    } else {
+        Discovery::Dns
     };
     let mut cluster = Cluster {
         name: String::new(),

@@ -66,7 +66,6 @@ pub(super) fn service_cluster(
 ) -> Cluster {
     let r = reader.r;
     let host = upstream.dns_name(&r.id.namespace);
-    let port = upstream.port_or_default();
     let sni = (!upstream.is_ip()).then(|| host.clone());
     let plain = |sni: Option<String>| UpstreamTls {
         sni,
@@ -100,6 +99,8 @@ pub(super) fn service_cluster(
         },
         None => upstream.https.then(|| plain(sni)),
     };
+    // Without a port, 443 when the cluster originates TLS (`service::Upstream::port_for`).
+    let port = upstream.port_for(tls.is_some());
     let settings = super::mapping::read_cluster_settings(reader, ok);
     let mut cluster = Cluster {
         name: String::new(),

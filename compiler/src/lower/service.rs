@@ -13,7 +13,15 @@ pub struct Upstream {
 impl Upstream {
     /// The port to connect to: as written, else 443 with `https://`, else 80.
     pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(if self.https { 443 } else { 80 })
+        self.port_for(self.https)
+    }
+
+    /// The port to connect to when the cluster does (`tls`) or does not originate TLS: as
+    /// written, else 443 with TLS, else 80. Emissary's `IRCluster` decides by TLS, not by the
+    /// scheme ("If the port is unset, fix it up. port = 443 if originate_tls else 80"), so a
+    /// `tls` TLSContext on a service without a port connects to 443, `http://` included.
+    pub fn port_for(&self, tls: bool) -> u16 {
+        self.port.unwrap_or(if tls { 443 } else { 80 })
     }
 
     pub fn is_ip(&self) -> bool {
@@ -143,6 +151,16 @@ mod tests {
         assert_eq!(u.port_or_default(), 443);
         assert_eq!(parse("[::1]:9000").unwrap().host, "::1");
         assert!(!parse("svc:8443").unwrap().https);
+    }
+
+    /// Emissary's `IRCluster`: an unset port is 443 when the cluster originates TLS, by
+    /// `https://` or by a TLSContext alone, and a written port stays.
+    #[test]
+    fn default_port_follows_tls() {
+        assert_eq!(parse("svc").unwrap().port_for(true), 443);
+        assert_eq!(parse("http://svc").unwrap().port_for(true), 443);
+        assert_eq!(parse("svc").unwrap().port_for(false), 80);
+        assert_eq!(parse("svc:8080").unwrap().port_for(true), 8080);
     }
 
     #[test]

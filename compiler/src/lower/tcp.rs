@@ -72,14 +72,13 @@ pub(super) fn tcp<'a>(
             },
             None => None,
         };
+        // Without a port, 443 when the TCPMapping originates TLS, as Emissary's `IRCluster`
+        // decides (`service::Upstream::port_for`).
+        let upstream_port = upstream.port_for(tls.is_some());
         let cluster = Cluster {
-            name: format!(
-                "cluster_tcp_{}_{}",
-                sanitize(&host),
-                upstream.port_or_default()
-            ),
+            name: format!("cluster_tcp_{}_{upstream_port}", sanitize(&host)),
             host: host.clone(),
-            port: upstream.port_or_default(),
+            port: upstream_port,
             more_endpoints: Vec::new(),
             discovery: if upstream.is_ip() {
                 Discovery::Static
