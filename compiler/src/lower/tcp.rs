@@ -11,7 +11,7 @@ use crate::ir::{
 };
 
 use super::cluster::sanitize;
-use super::mapping::Reader;
+use super::mapping::{canonical, Reader};
 use super::{service, source_ref, Cx};
 
 pub(super) fn tcp<'a>(
@@ -75,8 +75,16 @@ pub(super) fn tcp<'a>(
         // Without a port, 443 when the TCPMapping originates TLS, as Emissary's `IRCluster`
         // decides (`service::Upstream::port_for`).
         let upstream_port = upstream.port_for(tls.is_some());
+        // A cluster that originates TLS is another cluster than the plain one to the same
+        // upstream, as Emissary names it (`_otls`, then the TLSContext's name): two
+        // TCPMappings to one service, one with `tls`, must not share a cluster.
+        let otls = match &tls {
+            None => String::new(),
+            Some(None) => "_otls".to_string(),
+            Some(Some(ctx)) => format!("_otls_{}", sanitize(ctx)),
+        };
         let cluster = Cluster {
-            name: format!("cluster_tcp_{}_{upstream_port}", sanitize(&host)),
+            name: format!("cluster_tcp_{}_{upstream_port}{otls}", sanitize(&host)),
             host: host.clone(),
             port: upstream_port,
             more_endpoints: Vec::new(),
@@ -101,7 +109,6 @@ pub(super) fn tcp<'a>(
             sources: vec![source_ref(r)],
         };
         let name = cluster.name.clone();
-        clusters.entry(name.clone()).or_insert(cluster);
         let weight = reader.node("weight").map(|n| (n.as_int(), n.span));
         groups
             .entry((port, reader.str("host").map(str::to_string)))
@@ -109,6 +116,11 @@ pub(super) fn tcp<'a>(
             .push(Member {
                 r,
                 cluster: name,
+                new_cluster: cluster,
+                core: TCP_CORE_KEYS
+                    .iter()
+                    .filter_map(|&k| Some((k, canonical(r.field(k)?))))
+                    .collect(),
                 weight: weight
                     .and_then(|(w, _)| w)
                     .map(|w| w.clamp(0, i64::from(u32::MAX)) as u32),
@@ -126,6 +138,41 @@ pub(super) fn tcp<'a>(
                 m.r.id.clone(),
             )
         });
+        // Core keys must agree with the first member: Emissary refuses a newcomer that sets
+        // one the group does not have, or has with another value ("cannot accept new
+        // mapping … with mismatched tls: ctx != -unset-"), and the group goes on without it.
+        let first_core = members[0].core.clone();
+        let first_name = members[0].r.id.name.clone();
+        let first_span = members[0].r.span;
+        members.retain(|m| {
+            let Some((k, _)) = m
+                .core
+                .iter()
+                .find(|(k, v)| first_core.get(*k) != Some(*v))
+            else {
+                return true;
+            };
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::CanaryMismatch,
+                    m.r.key_span(k),
+                    format!(
+                        "`{k}` of TCPMapping `{}` differs from `{first_name}` on the same port and host, so it cannot join its group and gets no connections (as in Emissary)",
+                        m.r.id.name
+                    ),
+                )
+                .with_object(&m.r.id)
+                .with_field(m.r.path(k))
+                .with_related(first_span, "the group's first member"),
+            );
+            false
+        });
+        for m in &members {
+            clusters
+                .entry(m.cluster.clone())
+                .and_modify(|c| c.sources.extend(m.new_cluster.sources.iter().cloned()))
+                .or_insert_with(|| m.new_cluster.clone());
+        }
         let weights = cumulative_weights(&members, cx);
         let first = &members[0];
         by_port.entry(port).or_default().push(TcpRoute {
@@ -159,10 +206,27 @@ pub(super) fn tcp<'a>(
         .collect()
 }
 
+/// The keys of a TCPMapping that every member of its group must share (Emissary's
+/// `IRTCPMappingGroup.CoreMappingKeys`, less `port` and `host`, which make the group).
+const TCP_CORE_KEYS: [&str; 8] = [
+    "address",
+    "circuit_breakers",
+    "enable_ipv4",
+    "enable_ipv6",
+    "group_id",
+    "idle_timeout_ms",
+    "labels",
+    "tls",
+];
+
 /// One TCPMapping of a group.
 struct Member<'a> {
     r: &'a Resource,
     cluster: String,
+    /// Its cluster, added to the configuration once the TCPMapping is in its group.
+    new_cluster: Cluster,
+    /// Its core keys as canonical text.
+    core: BTreeMap<&'static str, String>,
     weight: Option<u32>,
     weight_span: Option<crate::source::Span>,
     idle_timeout_ms: Option<u64>,
