@@ -8,8 +8,12 @@ in docs/parity.md (from Emissary's own errors and from the shape of the canary g
 number of configurations and differing requests per combination of marks; and the
 configurations one side could not load (T1: ours, two TCPMappings on one port).  Two classes
 are marked per request: T2 (a TLS connection to an SNI TCPMapping, port 9002), F1 (a TCP
-connection to a port where a TCPMapping names an undefined TLSContext in `tls`) and A1 (only the
-negotiated ALPN differs, and a TLS setting writes `alpn_protocols` with a blank after a comma).  A
+connection to a port where a TCPMapping names an undefined TLSContext in `tls`), T3/T4/P1 (TCP
+origination: members of a port that disagree on `tls`, one service with and without `tls`, a
+service without a port with `tls`), A1 (only the negotiated ALPN differs, and a TLS setting
+writes `alpn_protocols` with a blank after a comma), and the harness artefacts S (a slow
+request's few samples of a canary split) and W (a shadow copy that missed the wait once or
+twice).  A
 configuration with no mark ("NONE") is a difference outside the written list.
 """
 
@@ -51,6 +55,23 @@ def request_marks(cfg, r):
             t["spec"].get("tls") == "no-such-ctx" and t["spec"]["port"] == req["tcp"]
             for t in cfg.get("tcpmappings", [])):
         f.add("F1")  # TCPMapping `tls` naming no TLSContext: Emissary keeps it, ours leaves it out
+    tcp_same_port = [t["spec"] for t in cfg.get("tcpmappings", []) if t["spec"]["port"] == req.get("tcp")]
+    if req.get("tcp") in (9000, 9001) and len({t.get("tls") for t in tcp_same_port}) > 1:
+        f.add("T3")  # members of one port that disagree on `tls`: Emissary refuses the newcomer
+    if req.get("tcp") in (9000, 9001):
+        svc_tls = collections.defaultdict(set)
+        for t in cfg.get("tcpmappings", []):
+            svc_tls[t["spec"]["service"]].add(t["spec"].get("tls"))
+        if any({None, "origin-ctx"} <= svc_tls[t["service"]] for t in tcp_same_port):
+            f.add("T4")  # one service with and without `tls`: ours shared one cluster
+        if "T3" not in f and any(t.get("tls") == "origin-ctx" and ":" not in t["service"]
+                                 for t in tcp_same_port):
+            f.add("P1")  # a service without a port and `tls`: Emissary connects to 443, ours 80
+    if "x-sleep-ms" in req.get("headers", {}) and r.get("split"):
+        f.add("S")  # a slow request sampled 4 (+24) times per side: shares cannot be told apart
+    if set(r["diff"]) == {"shadow"} and any(
+            o["shadow"] == "[]" and o["n"] <= 2 for side in ("emissary", "ours") for o in r[side]):
+        f.add("W")  # one or two sends whose shadow copy did not arrive within the wait
     if set(r["diff"]) == {"tlsinfo"} and req.get("alpn"):
         ctxs = [c["spec"] for c in cfg.get("tlscontexts", [])] + \
             [h["tls_inline"] for h in cfg["hosts"] if h.get("tls_inline")]

@@ -44,7 +44,7 @@ RESP_HDR_SKIP = {"date", "content-length", "x-envoy-upstream-service-time", "con
                  "content-type", "location", "server"}
 # headers every echo answer carries, so that remove_response_headers has something to remove
 ECHO_RESP_HEADERS = [("x-backend-a", "1"), ("x-backend-b", "2"), ("cache-control", "no-store")]
-SHADOW_WAIT = 0.006  # seconds to wait for a shadow copy to reach its backend (after an answer from one)
+SHADOW_WAIT = 0.02  # seconds to wait for a shadow copy to reach its backend (after an answer from one)
 
 
 def log(*a):
@@ -763,12 +763,14 @@ def compare(ce_client, co_client, req, echo, split, samples, shadows=False):
     """Compare one request on both sides.  Returns (diff fields, emissary counts, our counts)."""
     n = samples if split else 1
     more = 120
-    if "x-sleep-ms" in req.get("headers", {}):
+    slow = "x-sleep-ms" in req.get("headers", {})
+    if slow:
         # a slow answer: fewer samples (a timeout does not depend on the member)
         n, more = min(n, 4), 24
     ce = sample(ce_client, req, echo, n, shadows)
     co = sample(co_client, req, echo, n, shadows)
-    if split and ((set(ce) != set(co) and set(ce) & set(co)) or freq_differs(ce, co)):
+    # disjoint sets after 4 samples of a slow request are no evidence yet: look harder
+    if split and ((set(ce) != set(co) and (set(ce) & set(co) or slow)) or freq_differs(ce, co)):
         # look harder before calling it a difference: a 10 % share can hide in 16 samples
         # (disjoint sets after 16 samples each are a difference already)
         ce += sample(ce_client, req, echo, more, shadows)
