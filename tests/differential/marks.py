@@ -56,7 +56,7 @@ def request_marks(cfg, r):
             for t in cfg.get("tcpmappings", [])):
         f.add("F1")  # TCPMapping `tls` naming no TLSContext: Emissary keeps it, ours leaves it out
     tcp_same_port = [t["spec"] for t in cfg.get("tcpmappings", []) if t["spec"]["port"] == req.get("tcp")]
-    if req.get("tcp") in (9000, 9001) and len({t.get("tls") for t in tcp_same_port}) > 1:
+    if req.get("tcp") in (9000, 9001) and {None, "origin-ctx"} <= {t.get("tls") for t in tcp_same_port}:
         f.add("T3")  # members of one port that disagree on `tls`: Emissary refuses the newcomer
     if req.get("tcp") in (9000, 9001):
         svc_tls = collections.defaultdict(set)
