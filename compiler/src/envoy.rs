@@ -106,11 +106,12 @@ pub fn emit_packed(ir: &Ir) -> PackedResources {
 }
 
 /// The secrets the configuration names, for SDS, from the Secrets read: certificates of the
-/// listeners' TLS chains and clusters' client certificates (`namespace/name`), and CAs that
-/// client or upstream certificates must chain to (`ca:namespace/name`). Names no Secret
-/// holds are left out (lowering reported them).
+/// listeners' TLS chains (HTTP and TCP) and clusters' client certificates (`namespace/name`),
+/// and CAs that client or upstream certificates must chain to (`ca:namespace/name`). Names no
+/// Secret holds are left out (lowering reported them).
 pub fn secrets<'a>(
     listeners: &[crate::ir::Listener],
+    tcp_listeners: &[crate::ir::TcpListener],
     clusters: impl Iterator<Item = &'a crate::ir::Cluster>,
     available: impl IntoIterator<Item = &'a crate::front::SecretInfo>,
 ) -> Vec<Secret> {
@@ -118,7 +119,13 @@ pub fn secrets<'a>(
     let downstream = listeners
         .iter()
         .flat_map(|l| &l.chains)
-        .filter_map(|c| c.tls.as_ref());
+        .filter_map(|c| c.tls.as_ref())
+        .chain(
+            tcp_listeners
+                .iter()
+                .flat_map(|t| &t.routes)
+                .filter_map(|r| r.tls.as_ref()),
+        );
     let upstream = clusters.filter_map(|c| c.tls.as_ref());
     let mut certs: BTreeSet<&str> = BTreeSet::new();
     let mut cas: BTreeSet<&str> = BTreeSet::new();

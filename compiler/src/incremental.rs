@@ -1111,6 +1111,7 @@ fn emit(
         // changes with a full pass, an upstream certificate with the clusters.
         let secrets = envoy::secrets(
             &state.skeleton.listeners,
+            &state.skeleton.tcp_listeners,
             state.clusters.values().map(|s| &s.cluster),
             files
                 .in_order()

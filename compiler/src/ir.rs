@@ -717,6 +717,11 @@ pub struct TcpListener {
 pub struct TcpRoute {
     /// SNI to match, if the TCPMapping sets `host`.
     pub sni: Option<String>,
+    /// The TLS terminated for that SNI (a TCPMapping with `host` always has it: one without
+    /// is left out, as in Emissary). The upstream receives the decrypted bytes.
+    pub tls: Option<ServerTls>,
+    /// The TLSContext that gives `tls`, if one does (a Host's, or one listing the `host`).
+    pub tls_context: Option<String>,
     pub clusters: Vec<WeightedCluster>,
     pub idle_timeout_ms: Option<u64>,
     pub source: SourceRef,

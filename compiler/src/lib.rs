@@ -141,6 +141,7 @@ pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
     let mut res = envoy::emit(&c.ir);
     res.secrets = envoy::Collection::new(envoy::secrets(
         &c.ir.listeners,
+        &c.ir.tcp_listeners,
         c.ir.clusters.values(),
         &c.manifests.secrets,
     ));
@@ -156,6 +157,7 @@ pub fn envoy_resources_packed(c: &Compilation) -> envoy::PackedResources {
     let mut res = envoy::emit_packed(&c.ir);
     let secrets = envoy::secrets(
         &c.ir.listeners,
+        &c.ir.tcp_listeners,
         c.ir.clusters.values(),
         &c.manifests.secrets,
     );

@@ -627,12 +627,16 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         routes: vec![
             TcpRoute {
                 sni: Some("db.example".into()),
+                tls: Some(server_tls(&["db.example"], "default/db-cert")),
+                tls_context: None,
                 clusters: vec![backend("db", 80), backend("db-replica", 20)],
                 idle_timeout_ms: Some(3_600_000),
                 source: sref("db"),
             },
             TcpRoute {
                 sni: None,
+                tls: None,
+                tls_context: None,
                 clusters: vec![backend("db", 100), backend("db-replica", 0)],
                 idle_timeout_ms: None,
                 source: sref("db"),
@@ -644,6 +648,8 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         port: 6379,
         routes: vec![TcpRoute {
             sni: None,
+            tls: None,
+            tls_context: None,
             clusters: vec![backend("redis", 100)],
             idle_timeout_ms: None,
             source: sref("redis"),

@@ -504,3 +504,70 @@ async fn client_certificates_and_upstream_tls() {
     assert_eq!(body, "sni=backend.example.com client_certs=1");
     backend_task.abort();
 }
+
+/// A TCPMapping with `host` terminates TLS for that SNI with the certificate of the
+/// TLSContext that lists it, as Emissary does, and the backend gets the decrypted bytes (a
+/// passthrough would hand it the ClientHello); another SNI on the port, with nothing to
+/// terminate it with, is left out (AMB313) and refused.
+#[tokio::test]
+async fn tcpmappings_with_host_terminate_tls() {
+    let echo = ambassador_e2e::backend::TcpEcho::start().await.unwrap();
+    let queue = cert("queue.example.com");
+    let port = ambassador_e2e::free_port();
+    let tcp = |name: &str, host: &str| {
+        format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  port: {port}\n  host: {host}\n  service: \"{}\"\n",
+            echo.addr()
+        )
+    };
+    let config = vec![(
+        "tcp.yaml".to_string(),
+        [
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata: {name: queue, namespace: default}\nspec:\n  hosts: [queue.example.com]\n  secret: queue-cert\n".to_string(),
+            secret("queue-cert", &queue),
+            tcp("queue", "queue.example.com"),
+            tcp("lost", "lost.example.com"),
+        ]
+        .concat(),
+    )];
+    let (_stack, report) = Stack::start_with(options(), config, ApiType::Grpc)
+        .await
+        .unwrap();
+    let errors: Vec<&str> = report.errors().map(|f| f.code).collect();
+    assert_eq!(errors, ["AMB313"], "{:#?}", report.findings);
+
+    let trust = connector(&[&queue]);
+    // The listener may still be warming for its certificate: retried, bounded.
+    let echoed = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let mut s = tls(port, "queue.example.com", &trust).await.ok()?;
+            s.write_all(b"cleartext to the backend").await.ok()?;
+            let mut buf = [0u8; 24];
+            tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            Some((presented(&s), buf.to_vec()))
+        },
+    )
+    .await;
+    let ((leaf, bytes), _) = echoed.expect("no echo through the TLS TCPMapping");
+    assert_eq!(leaf, leaf_der(&queue), "the TLSContext's certificate");
+    assert_eq!(bytes, b"cleartext to the backend");
+
+    // No chain takes the other SNI: the connection is refused.
+    let lost = cert("lost.example.com");
+    let refused = match tls(port, "lost.example.com", &connector(&[&lost])).await {
+        Err(_) => true,
+        Ok(mut s) => {
+            let mut buf = [0u8; 1];
+            !matches!(
+                tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await,
+                Ok(Ok(1))
+            )
+        }
+    };
+    assert!(refused, "a TCPMapping left out still took connections");
+}

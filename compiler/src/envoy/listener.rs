@@ -307,7 +307,7 @@ fn tcp_listener(t: &TcpListener, address: &str) -> Option<Listener> {
     if chains.is_empty() {
         return None;
     }
-    // SNI routing of TLS passthrough needs the TLS inspector.
+    // Choosing a chain by SNI needs the TLS inspector.
     let listener_filters = if t.routes.iter().any(|r| r.sni.is_some()) {
         vec![tls_inspector()]
     } else {
@@ -345,12 +345,26 @@ fn tcp_chain(t: &TcpListener, r: &TcpRoute) -> Option<FilterChain> {
         idle_timeout: r.idle_timeout_ms.map(millis),
         ..Default::default()
     };
+    // A TCPMapping with `host` terminates TLS for its SNI, as Emissary's TCP chains do: the
+    // upstream gets the decrypted bytes.
+    let (filter_chain_match, transport_socket) = match &r.tls {
+        Some(t) => (
+            Some(FilterChainMatch {
+                server_names: r.sni.iter().cloned().collect(),
+                transport_protocol: "tls".to_owned(),
+                ..Default::default()
+            }),
+            Some(tls_transport_socket(any(downstream_tls(t)))),
+        ),
+        None => (server_names_match(r.sni.as_slice()), None),
+    };
     Some(FilterChain {
-        filter_chain_match: server_names_match(r.sni.as_slice()),
+        filter_chain_match,
         filters: vec![Filter {
             name: TCP_PROXY_FILTER.to_owned(),
             config_type: Some(filter::ConfigType::TypedConfig(any(proxy))),
         }],
+        transport_socket,
         ..Default::default()
     })
 }

@@ -996,12 +996,16 @@ fn tcp_listeners() {
         routes: vec![
             TcpRoute {
                 sni: Some("db.example".into()),
+                tls: Some(tls(&["db.example"], "default/db-cert")),
+                tls_context: None,
                 clusters: vec![backend("db", 80), backend("db2", 20)],
                 idle_timeout_ms: Some(60_000),
                 source: sref("db"),
             },
             TcpRoute {
                 sni: None,
+                tls: None,
+                tls_context: None,
                 clusters: vec![backend("db", 100), backend("db2", 0)],
                 idle_timeout_ms: None,
                 source: sref("db"),
@@ -1029,14 +1033,27 @@ fn tcp_listeners() {
             other => panic!("{other:?}"),
         }
     };
+    // The SNI chain terminates TLS with the route's certificate, for TLS connections only.
+    let sni = l.filter_chains[0].filter_chain_match.as_ref().unwrap();
+    assert_eq!(sni.server_names, ["db.example"]);
+    assert_eq!(sni.transport_protocol, "tls");
+    let socket = l.filter_chains[0].transport_socket.as_ref().unwrap();
+    let ctx: DownstreamTlsContext = match &socket.config_type {
+        Some(
+            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                any,
+            ),
+        ) => unpack(any),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
-        l.filter_chains[0]
-            .filter_chain_match
-            .as_ref()
+        ctx.common_tls_context
             .unwrap()
-            .server_names,
-        ["db.example"]
+            .tls_certificate_sds_secret_configs[0]
+            .name,
+        "default/db-cert"
     );
+    assert!(l.filter_chains[1].transport_socket.is_none());
     let p = proxy(0);
     assert_eq!(p.idle_timeout, secs(60, 0));
     match p.cluster_specifier {
@@ -1067,6 +1084,8 @@ fn tcp_listeners_listen_where_the_http_listeners_do() {
             port: 5432,
             routes: vec![TcpRoute {
                 sni: None,
+                tls: None,
+                tls_context: None,
                 clusters: vec![backend("db", 100)],
                 idle_timeout_ms: None,
                 source: sref("db"),
@@ -1422,6 +1441,8 @@ fn kitchen_sink() -> Ir {
         port: 9000,
         routes: vec![TcpRoute {
             sni: None,
+            tls: None,
+            tls_context: None,
             clusters: vec![backend("a", 50), backend("b", 50)],
             idle_timeout_ms: Some(1),
             source: sref("t"),
@@ -1755,6 +1776,7 @@ fn secrets_are_served_redacted() {
     let mut res = emit(&i);
     res.secrets = super::Collection::new(super::secrets(
         &i.listeners,
+        &i.tcp_listeners,
         i.clusters.values(),
         &available,
     ));

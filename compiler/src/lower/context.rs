@@ -15,7 +15,7 @@ use crate::ir::{
 use super::hosts::{hosts, VHost, VHosts};
 use super::listeners::listeners;
 use super::mapping::{self, Mapping, Reader};
-use super::tcp::tcp;
+use super::tcp::{tcp, TlsSources};
 use super::{Cx, LowerOptions};
 
 /// Everything lowering reads besides the Mappings, and what it makes of it: Modules,
@@ -115,35 +115,6 @@ impl Context {
             opts.now,
             &mut diags,
         );
-        // A TLSContext with `hosts` terminated TLS by itself before Emissary 2.0; now only a
-        // Host that uses it does.
-        let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
-        contexts.sort_by(|a, b| a.id.cmp(&b.id));
-        for ctx in contexts {
-            super::hosts::check_alpn(
-                ctx,
-                ctx.field("alpn_protocols"),
-                "alpn_protocols",
-                &mut diags,
-            );
-            let used = vhosts
-                .iter()
-                .any(|v| v.tls_context.as_deref() == Some(ctx.id.name.as_str()));
-            if !used && !Reader::new(ctx).str_list("hosts").is_empty() {
-                diags.push(
-                    Diagnostic::at(
-                        Code::UnsupportedField,
-                        ctx.key_span("hosts"),
-                        format!(
-                            "TLSContext `{}` terminates TLS for its `hosts` only through a Host that uses it (Emissary 2.0 and later); no Host does",
-                            ctx.id.name
-                        ),
-                    )
-                    .with_object(&ctx.id)
-                    .with_field(ctx.path("hosts")),
-                );
-            }
-        }
         if vhosts.is_empty() {
             vhosts.push(VHost {
                 vh: VirtualHost {
@@ -188,9 +159,46 @@ impl Context {
             by_kind(Kind::TcpMapping),
             &mut held_clusters,
             &mut cx,
-            &tls_contexts,
+            &TlsSources {
+                vhosts: &vhosts,
+                tls_contexts: &tls_contexts,
+                secrets: &secrets,
+                known: opts.secrets_known,
+            },
         );
         let mut diags = cx.diags;
+        // A TLSContext with `hosts` terminated TLS by itself before Emissary 2.0; now only a
+        // Host that uses it, or a TCPMapping whose `host` it lists, makes it terminate TLS.
+        let mut contexts: Vec<&Resource> = tls_contexts.values().collect();
+        contexts.sort_by(|a, b| a.id.cmp(&b.id));
+        for ctx in contexts {
+            super::hosts::check_alpn(
+                ctx,
+                ctx.field("alpn_protocols"),
+                "alpn_protocols",
+                &mut diags,
+            );
+            let name = Some(ctx.id.name.as_str());
+            let used = vhosts.iter().any(|v| v.tls_context.as_deref() == name)
+                || tcp_listeners
+                    .iter()
+                    .flat_map(|t| &t.routes)
+                    .any(|r| r.tls_context.as_deref() == name);
+            if !used && !Reader::new(ctx).str_list("hosts").is_empty() {
+                diags.push(
+                    Diagnostic::at(
+                        Code::UnsupportedField,
+                        ctx.key_span("hosts"),
+                        format!(
+                            "TLSContext `{}` terminates TLS for its `hosts` only through a Host that uses it (Emissary 2.0 and later), or for a TCPMapping whose `host` it lists; none does",
+                            ctx.id.name
+                        ),
+                    )
+                    .with_object(&ctx.id)
+                    .with_field(ctx.path("hosts")),
+                );
+            }
+        }
         let auth = super::auth::auth(by_kind(Kind::AuthService), &tls_contexts, &mut diags).map(
             |(auth, cluster)| {
                 if let Some(c) = cluster {

@@ -5,21 +5,33 @@ use std::collections::BTreeMap;
 use foldhash::HashMap;
 
 use crate::diag::{Code, Diagnostic};
-use crate::front::Resource;
+use crate::front::yaml::Node;
+use crate::front::{Resource, SecretInfo};
 use crate::ir::{
-    Cluster, Discovery, LbPolicy, TcpListener, TcpRoute, UpstreamTls, WeightedCluster,
+    Cluster, Discovery, LbPolicy, ServerTls, TcpListener, TcpRoute, UpstreamTls, WeightedCluster,
 };
 
 use super::cluster::sanitize;
+use super::hosts::{globs_intersect, server_tls_from_context, VHost};
 use super::mapping::{canonical, Reader};
 use super::{service, source_ref, Cx};
+
+/// What a TCPMapping with `host` may terminate TLS with: the Hosts, the TLSContexts, and the
+/// Secrets read (`namespace/name`; `known` when every Secret of the configuration is there).
+pub(super) struct TlsSources<'a> {
+    pub vhosts: &'a [VHost],
+    pub tls_contexts: &'a HashMap<String, Resource>,
+    pub secrets: &'a HashMap<String, &'a SecretInfo>,
+    pub known: bool,
+}
 
 pub(super) fn tcp<'a>(
     tcp_mappings: impl Iterator<Item = &'a Resource>,
     clusters: &mut BTreeMap<String, Cluster>,
     cx: &mut Cx,
-    tls_contexts: &HashMap<String, Resource>,
+    sources: &TlsSources,
 ) -> Vec<TcpListener> {
+    let tls_contexts = sources.tls_contexts;
     // Emissary's groups: one per port and `host` (SNI); each group is one filter chain
     // whose members share the connections.
     let mut groups: BTreeMap<(u16, Option<String>), Vec<Member>> = BTreeMap::new();
@@ -131,6 +143,31 @@ pub(super) fn tcp<'a>(
     }
     let mut by_port: BTreeMap<u16, Vec<TcpRoute>> = BTreeMap::new();
     for ((port, sni), mut members) in groups {
+        // A group with `host` terminates TLS for that SNI; with nothing to terminate it
+        // with, Emissary leaves the group out ("No matching TLSContext found, disabling!").
+        let (tls, tls_context) = match &sni {
+            None => (None, None),
+            Some(host) => match sni_tls(host, sources) {
+                Ok((tls, context)) => (Some(tls), context),
+                Err(why) => {
+                    for m in &members {
+                        cx.diags.push(
+                            Diagnostic::at(
+                                Code::TcpSniWithoutTls,
+                                m.r.key_span("host"),
+                                format!(
+                                    "TCPMapping `{}` has `host: {host}` but no TLS to terminate it with ({why}), so it is left out: Emissary terminates TLS for a TCPMapping's `host` and disables one it cannot",
+                                    m.r.id.name
+                                ),
+                            )
+                            .with_object(&m.r.id)
+                            .with_field(m.r.path("host")),
+                        );
+                    }
+                    continue;
+                }
+            },
+        };
         // Emissary adds members to a group in resource-key order, `name.namespace`.
         members.sort_by_cached_key(|m| {
             (
@@ -177,6 +214,8 @@ pub(super) fn tcp<'a>(
         let first = &members[0];
         by_port.entry(port).or_default().push(TcpRoute {
             sni,
+            tls,
+            tls_context,
             clusters: members
                 .iter()
                 .zip(&weights)
@@ -204,6 +243,57 @@ pub(super) fn tcp<'a>(
             }
         })
         .collect()
+}
+
+/// The TLS a TCPMapping group with `host` terminates, chosen as Emissary chooses it
+/// (`tlscontext_for_tcpmapping`): the first Host with TLS, by hostname, whose hostname glob
+/// matches `host` (a TLS Host `*` matches every one), else the first TLSContext, by name,
+/// whose `hosts` holds `host` exactly. The certificate is served for `host` alone. Also
+/// the TLSContext used, if any; or why there is none.
+fn sni_tls(host: &str, sources: &TlsSources) -> Result<(ServerTls, Option<String>), String> {
+    let mut hosts: Vec<&VHost> = sources.vhosts.iter().filter(|v| v.tls.is_some()).collect();
+    hosts.sort_by(|a, b| a.glob.cmp(&b.glob));
+    if let Some(v) = hosts.iter().find(|v| globs_intersect(&v.glob, host)) {
+        let tls = v.tls.as_ref().expect("filtered on TLS");
+        return Ok((
+            ServerTls {
+                server_names: vec![host.to_string()],
+                ..tls.clone()
+            },
+            v.tls_context.clone(),
+        ));
+    }
+    let mut contexts: Vec<&Resource> = sources.tls_contexts.values().collect();
+    contexts.sort_by(|a, b| a.id.cmp(&b.id));
+    let Some(ctx) = contexts
+        .into_iter()
+        .find(|c| Reader::new(c).str_list("hosts").iter().any(|h| h == host))
+    else {
+        return Err(format!(
+            "no Host with TLS matches `{host}` and no TLSContext lists it in `hosts`"
+        ));
+    };
+    let Some(secret) = ctx.field("secret").and_then(Node::as_str) else {
+        return Err(format!(
+            "TLSContext `{}` lists it but has no `secret`",
+            ctx.id.name
+        ));
+    };
+    let secret = if secret.contains('/') {
+        secret.to_string()
+    } else {
+        format!("{}/{secret}", ctx.id.namespace)
+    };
+    if sources.known && !sources.secrets.contains_key(&secret) {
+        return Err(format!(
+            "the Secret `{secret}` of TLSContext `{}` does not exist",
+            ctx.id.name
+        ));
+    }
+    Ok((
+        server_tls_from_context(ctx, vec![host.to_string()], &secret),
+        Some(ctx.id.name.clone()),
+    ))
 }
 
 /// The keys of a TCPMapping that every member of its group must share (Emissary's
