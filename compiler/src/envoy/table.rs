@@ -38,11 +38,17 @@ pub fn table_for(ir: &crate::ir::Ir) -> Table {
             .entry(rc.name.clone())
             .or_insert_with(|| route_config(&rc));
     }
+    // In the order and with the names the listeners are sent in (a `Collection`: by name,
+    // the first of two with one name kept), as `table` reads them.
+    let mut seen = std::collections::HashSet::new();
+    let mut listeners: Vec<Listener> = super::listener::listeners(ir)
+        .iter()
+        .filter(|l| seen.insert(l.name.clone()))
+        .map(listener)
+        .collect();
+    listeners.sort_by(|a, b| a.name.cmp(&b.name));
     Table {
-        listeners: super::listener::listeners(ir)
-            .iter()
-            .map(listener)
-            .collect(),
+        listeners,
         route_configs,
     }
 }

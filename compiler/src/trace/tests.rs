@@ -347,3 +347,20 @@ fn the_table_for_the_ir_is_the_table_of_the_emitted_resources() {
     }
     assert!(n >= 13, "golden inputs are missing");
 }
+
+/// A Listener whose name sorts after the TCP listeners' (`ambassador-tcp-*`): the table is
+/// in the order the listeners are sent in, whatever order lowering made them in.
+#[test]
+fn the_table_lists_listeners_as_they_are_sent() {
+    let c = compile_one(
+        "g.yaml",
+        "apiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {name: zz-edge, namespace: default}\nspec: {port: 8080, protocol: HTTP, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {name: db, namespace: default}\nspec: {port: 9000, service: db:5432}\n",
+    );
+    let packed = crate::envoy::table::table(&envoy_resources(&c));
+    let direct = crate::envoy::table::table_for(&c.ir);
+    let names = |t: &crate::trace::Table| -> Vec<String> {
+        t.listeners.iter().map(|l| l.name.clone()).collect()
+    };
+    assert_eq!(names(&direct), ["ambassador-tcp-9000", "zz-edge"]);
+    assert_eq!(names(&packed), names(&direct));
+}
