@@ -1,24 +1,33 @@
 //! Checks that need the whole route table: routes that can never match because an earlier route always wins.
 //!
-//! Envoy takes the first route that matches, so a route is dead when an earlier route in
-//! the same virtual host matches every request it matches. Literal prefixes are indexed
-//! by their text, so the check costs the length of each path, not the number of routes;
-//! regex routes are tested with probe paths, within a bounded budget.
+//! The check reads the routes Envoy is sent, decoded into the plain table the tracer walks
+//! ([`crate::matcher`], through [`crate::envoy::table::routes_of`]): each IR route in every
+//! variant a listener serves it in (the https redirect and the `x-forwarded-proto`
+//! condition of an XFP listener, one route per canary member with its own case and share).
+//! An IR route is reported when every Envoy route made of it is dead: an earlier route of
+//! the same virtual host matches every request it matches. Literal prefixes are indexed by
+//! their text, so the check costs the length of each path, not the number of routes; regex
+//! routes are tested with probe paths, within a bounded budget.
 
 use std::borrow::Cow;
 
 use foldhash::{HashMap, HashMapExt};
 
 use crate::diag::{Code, Diagnostic};
-use crate::ir::{HeaderMatch, Ir, PathMatch, QueryMatch, Route, ValueMatch};
+use crate::envoy::table::{routes_of, variants_of};
+use crate::envoy::Variants;
+use crate::ir::{InsecureAction, Ir, Route, SecurityModel};
 use crate::lower::object_of;
+use crate::matcher::{self, PathCond, ValueTest};
 use crate::re2::Regex;
 
-/// At most this many (regex route, literal route) pairs are probed per virtual host.
+/// At most this many (regex route, literal route) pairs are probed per virtual host and
+/// variant.
 const REGEX_PAIR_BUDGET: usize = 1_000_000;
 
-/// Runs the whole-configuration checks on the IR.
+/// Runs the whole-configuration checks on what `ir` is emitted as.
 pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
+    let variants = variants_of(ir);
     // Virtual hosts are independent: large configurations check them on all cores, and the
     // findings come back in virtual-host order.
     let routes: usize = ir.virtual_hosts.iter().map(|v| v.routes.len()).sum();
@@ -30,8 +39,11 @@ pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
     let found = crate::par::runs(&ir.virtual_hosts, run, |vhs| {
         let mut out = Vec::new();
         for vh in vhs {
+            let Some(v) = variants.get(vh.name.as_str()) else {
+                continue;
+            };
             let routes: Vec<&Route> = vh.routes.iter().collect();
-            shadowing(&routes, &mut out);
+            shadowing(&routes, v, &mut out);
         }
         out
     });
@@ -40,12 +52,123 @@ pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Routes of one virtual host, in order, that an earlier route always wins over.
-pub(crate) fn shadowing(routes: &[&Route], diags: &mut Vec<Diagnostic>) {
-    shadowing_within(routes, diags, REGEX_PAIR_BUDGET);
+/// Routes of one virtual host, in order, that an earlier route always wins over, on a
+/// listener with any of `variants`.
+pub(crate) fn shadowing(routes: &[&Route], variants: &[Variants], diags: &mut Vec<Diagnostic>) {
+    shadowing_within(routes, variants, diags, REGEX_PAIR_BUDGET);
 }
 
-/// [`shadowing`] with the number of (regex route, literal route) pairs it may probe.
+/// An Envoy route, decoded, and the index of the IR route it was made of.
+struct Emitted {
+    route: matcher::Route,
+    from: usize,
+}
+
+/// [`shadowing`] with the number of (regex route, literal route) pairs it may probe per
+/// variant.
+fn shadowing_within(
+    routes: &[&Route],
+    variants: &[Variants],
+    diags: &mut Vec<Diagnostic>,
+    budget: usize,
+) {
+    let mut found: Vec<Option<(usize, Code, SecurityModel)>> = vec![None; routes.len()];
+    for &v in variants {
+        let emitted: Vec<Emitted> = routes
+            .iter()
+            .enumerate()
+            .flat_map(|(from, r)| {
+                routes_of(r, v)
+                    .into_iter()
+                    .map(move |route| Emitted { route, from })
+            })
+            .collect();
+        for (k, f) in dead(&emitted, routes.len(), budget).into_iter().enumerate() {
+            if found[k].is_none() {
+                found[k] = f.map(|(w, code)| (w, code, v.security));
+            }
+        }
+    }
+    for (k, f) in found.into_iter().enumerate() {
+        let Some((w, code, security)) = f else {
+            continue;
+        };
+        let (route, earlier) = (routes[k], routes[w]);
+        let src = &route.sources[0];
+        let by = &earlier.sources[0];
+        let what = match code {
+            Code::ShadowedByRegex => format!("regex `{}`", earlier.matcher.path.text()),
+            _ => format!("`{}`", earlier.matcher.path.text()),
+        };
+        // The condition the winner seems to have is not in what Envoy is sent.
+        let why = if security == SecurityModel::Xfp
+            && earlier
+                .matcher
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))
+        {
+            " (on a listener with `securityModel: XFP` a Mapping's own `x-forwarded-proto` condition is dropped, as Emissary drops it)"
+        } else {
+            ""
+        };
+        diags.push(
+            Diagnostic::at(
+                code,
+                src.span,
+                format!(
+                    "route `{}` of {} `{}` never matches: {what} of {} `{}` comes first and matches everything it does{why}",
+                    route.matcher.path.text(),
+                    src.kind,
+                    src.name,
+                    by.kind,
+                    by.name
+                ),
+            )
+            .with_object(&object_of(src))
+            .with_related(by.span, "the route that wins"),
+        );
+    }
+}
+
+/// For each of the `n` IR routes, the IR route that wins over every Envoy route made of it
+/// (the one covering its first), and how; `None` when one of them can match.
+fn dead(emitted: &[Emitted], n: usize, budget: usize) -> Vec<Option<(usize, Code)>> {
+    let covers = earliest_covers(emitted, budget);
+    let mut out: Vec<Option<Option<(usize, Code)>>> = vec![None; n];
+    for (e, cover) in emitted.iter().zip(covers) {
+        let winner = cover
+            .map(|(i, code)| (emitted[i].from, code))
+            .filter(|(w, _)| *w != e.from);
+        out[e.from] = match out[e.from] {
+            // The first of its routes: its winner, if any.
+            None => Some(winner),
+            Some(Some(first)) if winner.is_some() => Some(Some(first)),
+            Some(_) => Some(None),
+        };
+    }
+    out.into_iter().map(Option::flatten).collect()
+}
+
+/// Whether Envoy can ever take `r` for every request its conditions match: a route with a
+/// share of the requests (a canary member) takes only some of them, and a condition this
+/// table does not model never matches.
+fn takes_all(r: &matcher::Route) -> bool {
+    r.fraction_ppm.is_none_or(|f| f >= 1_000_000) && !never_matches(r)
+}
+
+fn never_matches(r: &matcher::Route) -> bool {
+    matches!(r.path, PathCond::Unsupported(_))
+        || r.headers
+            .iter()
+            .any(|h| matches!(h.test, ValueTest::Unsupported { .. }))
+        || r.query
+            .iter()
+            .any(|q| matches!(q.test, ValueTest::Unsupported { .. }))
+}
+
+/// For every Envoy route, the earliest route before it that matches every request it
+/// matches, and whether that one is a regex (within the regex budget).
 ///
 /// Every earlier literal route is filed under its path (a bucket: the case-sensitive prefix
 /// text, the lowercased text of a case-insensitive one, or an exact path), then under one
@@ -54,84 +177,68 @@ pub(crate) fn shadowing(routes: &[&Route], diags: &mut Vec<Diagnostic>) {
 /// is every earlier route that can cover it, and usually little else. The findings are
 /// those of comparing every pair: the earliest route that covers, and the same regex
 /// budget spent in the same order (only pairs that cannot cover are skipped unprobed).
-fn shadowing_within(routes: &[&Route], diags: &mut Vec<Diagnostic>, mut budget: usize) {
+fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize, Code)>> {
     let mut sensitive: HashMap<&str, u32> = HashMap::new();
     let mut insensitive: HashMap<String, u32> = HashMap::new();
     let mut exact: HashMap<(&str, bool), u32> = HashMap::new();
     let mut filed = Conditions::default();
     let mut regexes = Regexes::default();
+    let mut out = Vec::with_capacity(emitted.len());
 
-    for (j, route) in routes.iter().enumerate() {
-        let m = &route.matcher;
-        let shadow = match &m.path {
-            PathMatch::Prefix(q) | PathMatch::Exact(q) => {
-                let is_exact = matches!(m.path, PathMatch::Exact(_));
+    for (j, e) in emitted.iter().enumerate() {
+        let route = &e.route;
+        let shadow = match &route.path {
+            PathCond::Prefix(q) | PathCond::Exact(q) if !never_matches(route) => {
+                let is_exact = matches!(route.path, PathCond::Exact(_));
                 let mut found = None;
                 if is_exact {
-                    if let Some(&b) = exact.get(&(q.as_str(), m.case_sensitive)) {
-                        found = filed.earliest_cover(b, routes, route, usize::MAX);
+                    if let Some(&b) = exact.get(&(q.as_str(), route.case_sensitive)) {
+                        found = filed.earliest_cover(b, emitted, route, usize::MAX);
                     }
                 }
                 if found.is_none() {
                     found = literal_cover(
                         q,
-                        m.case_sensitive,
+                        route.case_sensitive,
                         &sensitive,
                         &insensitive,
                         &filed,
-                        routes,
+                        emitted,
                         route,
                     );
                 }
                 match found {
                     Some(i) => Some((i, Code::ShadowedRoute)),
                     None => regexes
-                        .earliest_cover(q, is_exact, routes, route, &mut budget)
+                        .earliest_cover(q, is_exact, emitted, route, &mut budget)
                         .map(|i| (i, Code::ShadowedByRegex)),
                 }
             }
-            PathMatch::Regex(_) => None,
+            _ => None,
         };
-        if let Some((i, code)) = shadow {
-            let earlier = &routes[i];
-            let src = &route.sources[0];
-            let by = &earlier.sources[0];
-            let what = match code {
-                Code::ShadowedByRegex => format!("regex `{}`", earlier.matcher.path.text()),
-                _ => format!("`{}`", earlier.matcher.path.text()),
-            };
-            diags.push(
-                Diagnostic::at(
-                    code,
-                    src.span,
-                    format!(
-                        "route `{}` of {} `{}` never matches: {what} of {} `{}` comes first and matches everything it does",
-                        m.path.text(),
-                        src.kind,
-                        src.name,
-                        by.kind,
-                        by.name
-                    ),
-                )
-                .with_object(&object_of(src))
-                .with_related(by.span, "the route that wins"),
-            );
+        out.push(shadow);
+        if !takes_all(route) {
+            continue;
         }
         // Index this route for the routes after it.
         let next = filed.buckets.len() as u32;
-        let bucket = match &m.path {
-            PathMatch::Prefix(p) if m.case_sensitive => {
+        let bucket = match &route.path {
+            PathCond::Prefix(p) if route.case_sensitive => {
                 *sensitive.entry(p.as_str()).or_insert(next)
             }
-            PathMatch::Prefix(p) => *insensitive.entry(p.to_lowercase()).or_insert(next),
-            PathMatch::Exact(p) => *exact.entry((p.as_str(), m.case_sensitive)).or_insert(next),
-            PathMatch::Regex(r) => {
-                regexes.push(j, r);
+            PathCond::Prefix(p) => *insensitive.entry(p.to_lowercase()).or_insert(next),
+            PathCond::Exact(p) => *exact
+                .entry((p.as_str(), route.case_sensitive))
+                .or_insert(next),
+            PathCond::Regex(r) => {
+                regexes.push(j, &r.text);
                 continue;
             }
+            PathCond::Unsupported(_) => continue,
         };
         filed.file(bucket, j, route);
     }
+    out
 }
 
 /// The earliest literal prefix route that covers `route`, whose path text is `q`.
@@ -141,13 +248,13 @@ fn literal_cover(
     sensitive: &HashMap<&str, u32>,
     insensitive: &HashMap<String, u32>,
     filed: &Conditions,
-    routes: &[&Route],
-    route: &Route,
+    emitted: &[Emitted],
+    route: &matcher::Route,
 ) -> Option<usize> {
     let mut best: Option<usize> = None;
     let mut consider = |bucket: Option<&u32>| {
         if let Some(&b) = bucket {
-            if let Some(i) = filed.earliest_cover(b, routes, route, best.unwrap_or(usize::MAX)) {
+            if let Some(i) = filed.earliest_cover(b, emitted, route, best.unwrap_or(usize::MAX)) {
                 best = Some(i);
             }
         }
@@ -173,13 +280,14 @@ fn literal_cover(
 /// conditions.
 ///
 /// A route `a` covers `b` only if each condition of `a` is implied by a condition of `b`
-/// with the same name ([`covers_headers`]). So `a` is filed under one of its conditions
+/// with the same name ([`covers_conditions`]). So `a` is filed under one of its conditions
 /// (the one whose list is shortest when it is filed), in a form that `b` finds by looking
-/// up its own conditions: an exact, regex or exact-host value under the value itself
-/// (only the same value implies it); a host glob `*.x` under its suffix and `x.*` under its
-/// prefix (`b` looks up every suffix and prefix of its host); anything else (`present`, odd
-/// globs) under the name alone. A route without conditions is in its bucket's `open` list,
-/// which every lookup reads. Lists hold route indices in ascending order.
+/// up its own conditions: an exact or regex value under the value itself (only the same
+/// value implies it); a suffix under the suffix and a prefix under the prefix (`b` looks up
+/// every suffix and prefix of its exact value, suffix or prefix); anything else (`present`,
+/// `contains`, ignoring case) under the name alone. A route without conditions is in its
+/// bucket's `open` list, which every lookup reads. Lists hold route indices in ascending
+/// order.
 #[derive(Default)]
 struct Conditions<'a> {
     buckets: Vec<Bucket>,
@@ -191,27 +299,29 @@ struct Bucket {
     /// The routes without any condition.
     open: Vec<usize>,
     /// The kinds of keys filed in this bucket (bits of [`Filed::bit`]), so that a lookup
-    /// skips the kinds it cannot find (a host has many suffixes and prefixes).
+    /// skips the kinds it cannot find (a value has many suffixes and prefixes).
     kinds: u8,
 }
 
 /// A condition of an earlier route as it is filed: its bucket, whether it is a query
-/// parameter (else a header), its name (lowercased for a header) and what `b` must have.
+/// parameter (else a header), its name (lowercase for a header) and what `b` must have.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key<'a> {
     bucket: u32,
     query: bool,
-    name: Cow<'a, str>,
+    name: &'a str,
     value: Filed<'a>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Filed<'a> {
-    /// Implied by this value only.
-    Value(&'a ValueMatch),
-    /// A host glob `*<suffix>` (the suffix non-empty, without `*`).
+    /// A case-sensitive exact value: implied by this value only.
+    Exact(&'a str),
+    /// A regex: implied by the same regex only.
+    Regex(&'a str),
+    /// A case-sensitive suffix (non-empty).
     Suffix(&'a str),
-    /// A host glob `<prefix>*` (the prefix non-empty, without `*`).
+    /// A case-sensitive prefix (non-empty).
     Prefix(&'a str),
     /// Any value of the name may imply it.
     Name,
@@ -220,7 +330,7 @@ enum Filed<'a> {
 impl Filed<'_> {
     fn bit(&self) -> u8 {
         match self {
-            Filed::Value(_) => 1,
+            Filed::Exact(_) | Filed::Regex(_) => 1,
             Filed::Suffix(_) => 2,
             Filed::Prefix(_) => 4,
             Filed::Name => 8,
@@ -228,57 +338,55 @@ impl Filed<'_> {
     }
 }
 
-/// A header name as Envoy compares it (without case), borrowed when already lowercase.
-fn header_name(name: &str) -> Cow<'_, str> {
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
+/// How the condition `need` of an earlier route is filed.
+fn filed_as(need: &ValueTest, invert: bool) -> Filed<'_> {
+    if invert {
+        return Filed::Name;
+    }
+    match need {
+        ValueTest::Exact {
+            value,
+            ignore_case: false,
+        } => Filed::Exact(value),
+        ValueTest::Regex { pattern } => Filed::Regex(&pattern.text),
+        ValueTest::Suffix {
+            value,
+            ignore_case: false,
+        } if !value.is_empty() => Filed::Suffix(value),
+        ValueTest::Prefix {
+            value,
+            ignore_case: false,
+        } if !value.is_empty() => Filed::Prefix(value),
+        _ => Filed::Name,
     }
 }
 
-/// How the condition `need` of an earlier route is filed; `None` when it is no condition.
-fn filed_as(query: bool, need: &ValueMatch) -> Option<Filed<'_>> {
-    Some(match need {
-        // The host glob `*` is no header condition at all ([`implied_header`]).
-        ValueMatch::Host(g) if g == "*" && !query => return None,
-        ValueMatch::Exact(_) | ValueMatch::Regex(_) => Filed::Value(need),
-        ValueMatch::Host(g) if !g.contains('*') => Filed::Value(need),
-        ValueMatch::Host(g) => match (g.strip_prefix('*'), g.strip_suffix('*')) {
-            (Some(s), None) if !s.is_empty() && !s.contains('*') => Filed::Suffix(s),
-            (None, Some(p)) if !p.is_empty() && !p.contains('*') => Filed::Prefix(p),
-            _ => Filed::Name,
-        },
-        ValueMatch::Present => Filed::Name,
-    })
+/// The conditions of a route: whether each is on a query parameter, its name, its test and
+/// whether it is inverted.
+fn conditions(r: &matcher::Route) -> impl Iterator<Item = (bool, &str, &ValueTest, bool)> {
+    r.headers
+        .iter()
+        .map(|h| (false, h.name.as_str(), &h.test, h.invert))
+        .chain(
+            r.query
+                .iter()
+                .map(|q| (true, q.name.as_str(), &q.test, false)),
+        )
 }
 
 impl<'a> Conditions<'a> {
     /// Files route `j` under `bucket` (a new bucket when it is the next index).
-    fn file(&mut self, bucket: u32, j: usize, route: &'a Route) {
+    fn file(&mut self, bucket: u32, j: usize, route: &'a matcher::Route) {
         if bucket as usize == self.buckets.len() {
             self.buckets.push(Bucket::default());
         }
-        let m = &route.matcher;
-        let conds = m
-            .headers
-            .iter()
-            .map(|h| (false, header_name(&h.name), &h.value))
-            .chain(
-                m.query_parameters
-                    .iter()
-                    .map(|q| (true, Cow::Borrowed(q.name.as_str()), &q.value)),
-            );
         let mut best: Option<(usize, Key<'a>)> = None;
-        for (query, name, value) in conds {
-            let Some(value) = filed_as(query, value) else {
-                continue;
-            };
+        for (query, name, test, invert) in conditions(route) {
             let key = Key {
                 bucket,
                 query,
                 name,
-                value,
+                value: filed_as(test, invert),
             };
             let len = self.keyed.get(&key).map_or(0, Vec::len);
             if best.as_ref().is_none_or(|(l, _)| len < *l) {
@@ -299,8 +407,8 @@ impl<'a> Conditions<'a> {
     fn earliest_cover(
         &self,
         bucket: u32,
-        routes: &[&Route],
-        route: &'a Route,
+        emitted: &[Emitted],
+        route: &matcher::Route,
         limit: usize,
     ) -> Option<usize> {
         let mut best = limit;
@@ -309,7 +417,7 @@ impl<'a> Conditions<'a> {
                 if i >= best {
                     break;
                 }
-                if covers(routes[i], route) {
+                if covers_conditions(&emitted[i].route, route) {
                     best = i;
                     break;
                 }
@@ -319,47 +427,56 @@ impl<'a> Conditions<'a> {
         scan(&b.open);
         let kinds = b.kinds;
         if kinds != 0 {
-            let m = &route.matcher;
-            let conds = m
-                .headers
-                .iter()
-                .map(|h| (false, header_name(&h.name), &h.value))
-                .chain(
-                    m.query_parameters
-                        .iter()
-                        .map(|q| (true, Cow::Borrowed(q.name.as_str()), &q.value)),
-                );
-            for (query, name, have) in conds {
-                let mut look = |value: Filed<'a>| {
+            for (query, name, have, invert) in conditions(route) {
+                let mut look = |value: Filed<'_>| {
                     if kinds & value.bit() == 0 {
                         return;
                     }
                     let key = Key {
                         bucket,
                         query,
-                        name: name.clone(),
+                        name,
                         value,
                     };
                     if let Some(list) = self.keyed.get(&key) {
                         scan(list);
                     }
                 };
-                look(Filed::Value(have));
                 look(Filed::Name);
-                if let ValueMatch::Host(h) = have {
-                    // Globs `*<suffix>` that `h` falls under ([`host_implied`]).
-                    if kinds & 2 != 0 && !h.ends_with('*') {
-                        let t = h.trim_start_matches('*');
-                        for (k, _) in t.char_indices() {
-                            look(Filed::Suffix(&t[k..]));
-                        }
+                if invert {
+                    continue;
+                }
+                // What an earlier condition must be for `have` to imply it.
+                let (text, suffixes, prefixes) = match have {
+                    ValueTest::Exact {
+                        value,
+                        ignore_case: false,
+                    } => {
+                        look(Filed::Exact(value));
+                        (value.as_str(), true, true)
                     }
-                    // Globs `<prefix>*`.
-                    if kinds & 4 != 0 && !h.starts_with('*') {
-                        let t = h.trim_end_matches('*');
-                        for (k, c) in t.char_indices() {
-                            look(Filed::Prefix(&t[..k + c.len_utf8()]));
-                        }
+                    ValueTest::Regex { pattern } => {
+                        look(Filed::Regex(&pattern.text));
+                        continue;
+                    }
+                    ValueTest::Suffix {
+                        value,
+                        ignore_case: false,
+                    } => (value.as_str(), true, false),
+                    ValueTest::Prefix {
+                        value,
+                        ignore_case: false,
+                    } => (value.as_str(), false, true),
+                    _ => continue,
+                };
+                if suffixes && kinds & 2 != 0 {
+                    for (k, _) in text.char_indices() {
+                        look(Filed::Suffix(&text[k..]));
+                    }
+                }
+                if prefixes && kinds & 4 != 0 {
+                    for (k, c) in text.char_indices() {
+                        look(Filed::Prefix(&text[..k + c.len_utf8()]));
                     }
                 }
             }
@@ -411,8 +528,8 @@ impl Regexes {
         &self,
         q: &str,
         exact: bool,
-        routes: &[&Route],
-        route: &Route,
+        emitted: &[Emitted],
+        route: &matcher::Route,
         budget: &mut usize,
     ) -> Option<usize> {
         let reach = (*budget).min(self.list.len());
@@ -423,7 +540,7 @@ impl Regexes {
                     break;
                 }
                 let (i, re) = &self.list[p];
-                if covers_headers(routes[*i], route) && regex_covers(re, q, exact) {
+                if covers_conditions(&emitted[*i].route, route) && regex_covers(re, q, exact) {
                     best = p;
                     break;
                 }
@@ -466,60 +583,100 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
-/// Whether the earlier route `a` matches every request `b` matches, as far as headers and
-/// query parameters go (paths are checked by the caller).
-fn covers(a: &Route, b: &Route) -> bool {
-    covers_headers(a, b)
+/// The Envoy routes of `r` on a listener that routes every request as it is (no redirect
+/// or `x-forwarded-proto` variant), decoded: what admission compares a new route with.
+pub(crate) fn emitted(r: &Route) -> Vec<matcher::Route> {
+    routes_of(
+        r,
+        Variants {
+            security: SecurityModel::Secure,
+            insecure: InsecureAction::Route,
+            auth: false,
+        },
+    )
+}
+
+/// Whether one of the Envoy routes `a` (that takes every request it matches) matches every
+/// request each of the routes `b` matches, as far as headers and query parameters go.
+pub(crate) fn covers_emitted(a: &[matcher::Route], b: &[matcher::Route]) -> bool {
+    a.iter()
+        .filter(|x| takes_all(x))
+        .any(|x| b.iter().all(|y| covers_conditions(x, y)))
 }
 
 /// Whether the route `a` matches every request `b` matches, as far as headers and query
-/// parameters go (paths are compared by the caller).
-pub(crate) fn covers_headers(a: &Route, b: &Route) -> bool {
-    a.matcher
-        .headers
-        .iter()
-        .all(|h| implied_header(h, &b.matcher.headers))
-        && a.matcher
-            .query_parameters
+/// parameters go (paths are compared by the caller): each condition of `a` is implied by a
+/// condition of `b` on the same header (names without case) or query parameter.
+pub(crate) fn covers_conditions(a: &matcher::Route, b: &matcher::Route) -> bool {
+    a.headers.iter().all(|h| {
+        b.headers
             .iter()
-            .all(|q| implied_query(q, &b.matcher.query_parameters))
-}
-
-fn implied_header(h: &HeaderMatch, conds: &[HeaderMatch]) -> bool {
-    // The host glob `*` is no condition at all. Envoy compares header names without case.
-    matches!(&h.value, ValueMatch::Host(g) if g == "*")
-        || conds
+            .any(|c| c.name == h.name && implied(&h.test, h.invert, &c.test, c.invert))
+    }) && a.query.iter().all(|q| {
+        b.query
             .iter()
-            .any(|c| c.name.eq_ignore_ascii_case(&h.name) && implied(&h.value, &c.value))
+            .any(|c| c.name == q.name && implied(&q.test, false, &c.test, false))
+    })
 }
 
-fn implied_query(q: &QueryMatch, conds: &[QueryMatch]) -> bool {
-    conds
-        .iter()
-        .any(|c| c.name == q.name && implied(&q.value, &c.value))
+/// Whether every value satisfying `have` satisfies `need`, as Envoy tests values. An
+/// inverted condition, or one this table does not model, implies and is implied by nothing
+/// (the check then says nothing rather than something wrong).
+fn implied(need: &ValueTest, need_invert: bool, have: &ValueTest, have_invert: bool) -> bool {
+    use ValueTest as T;
+    if need_invert || have_invert {
+        return false;
+    }
+    match (need, have) {
+        (T::Unsupported { .. }, _) | (_, T::Unsupported { .. }) => false,
+        (T::Present { present: true }, T::Present { present: false }) => false,
+        (T::Present { present: true }, _) => true,
+        (T::Present { present: false }, T::Present { present: false }) => true,
+        (T::Present { .. }, _) | (_, T::Present { .. }) => false,
+        (T::Regex { pattern: n }, T::Regex { pattern: h }) => n.text == h.text,
+        (T::Regex { .. }, _) | (_, T::Regex { .. }) => false,
+        _ => string_implied(need, have),
+    }
 }
 
-/// Whether every value satisfying `have` satisfies `need`.
-fn implied(need: &ValueMatch, have: &ValueMatch) -> bool {
-    need == have
-        || matches!(need, ValueMatch::Present)
-        || matches!((need, have), (ValueMatch::Host(n), ValueMatch::Host(h)) if host_implied(n, h))
+/// A string test as its kind (exact, prefix, suffix, contains), value and case.
+fn string_parts(t: &ValueTest) -> Option<(u8, &str, bool)> {
+    use ValueTest as T;
+    Some(match t {
+        T::Exact { value, ignore_case } => (0, value.as_str(), *ignore_case),
+        T::Prefix { value, ignore_case } => (1, value.as_str(), *ignore_case),
+        T::Suffix { value, ignore_case } => (2, value.as_str(), *ignore_case),
+        T::Contains { value, ignore_case } => (3, value.as_str(), *ignore_case),
+        _ => return None,
+    })
 }
 
-/// Whether every `Host` header the glob `have` accepts is accepted by the glob `need`
-/// (`*.x` a suffix, `x.*` a prefix, else exact, as the back end emits them).
-fn host_implied(need: &str, have: &str) -> bool {
-    if need == "*" {
-        return true;
+/// [`implied`] between two string tests (exact, prefix, suffix, contains).
+fn string_implied(need: &ValueTest, have: &ValueTest) -> bool {
+    let (Some((nk, nv, nic)), Some((hk, hv, hic))) = (string_parts(need), string_parts(have))
+    else {
+        return false;
+    };
+    // A value matched without case may be written in any case; a need with case is not
+    // implied by it.
+    if hic && !nic {
+        return false;
     }
-    if let Some(suffix) = need.strip_prefix('*') {
-        // `have` is exact or a narrower suffix; a prefix glob can end with anything.
-        return !have.ends_with('*') && have.trim_start_matches('*').ends_with(suffix);
+    let (nv, hv): (Cow<'_, str>, Cow<'_, str>) = if nic {
+        (
+            Cow::Owned(nv.to_ascii_lowercase()),
+            Cow::Owned(hv.to_ascii_lowercase()),
+        )
+    } else {
+        (Cow::Borrowed(nv), Cow::Borrowed(hv))
+    };
+    match (nk, hk) {
+        (0, 0) => nv == hv,
+        (1, 0 | 1) => hv.starts_with(&*nv),
+        (2, 0 | 2) => hv.ends_with(&*nv),
+        (3, _) => hv.contains(&*nv),
+        _ => false,
     }
-    if let Some(prefix) = need.strip_suffix('*') {
-        return !have.starts_with('*') && have.trim_end_matches('*').starts_with(prefix);
-    }
-    need == have
 }
 
 /// Whether the regex matches every path the literal route matches, judged on probes (with
@@ -544,7 +701,7 @@ fn regex_covers(re: &Regex, q: &str, exact: bool) -> bool {
 mod tests {
     use super::*;
     use crate::compile_one;
-    use crate::ir::RouteMatch;
+    use crate::ir::{HeaderMatch, PathMatch, QueryMatch, RouteAction, RouteMatch, ValueMatch};
 
     fn codes(text: &str) -> Vec<&'static str> {
         compile_one("t.yaml", text)
@@ -615,35 +772,37 @@ mod tests {
 
     /// The check as it was before the index: every earlier route compared with every later
     /// one. The indexed check must give exactly its findings.
-    fn shadowing_pairwise(routes: &[&Route], diags: &mut Vec<Diagnostic>, mut budget: usize) {
+    fn covers_pairwise(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize, Code)>> {
         let mut regexes: Vec<(usize, Regex)> = Vec::new();
-        for (j, route) in routes.iter().enumerate() {
-            let m = &route.matcher;
+        let mut out = Vec::new();
+        for (j, e) in emitted.iter().enumerate() {
+            let m = &e.route;
             let shadow = match &m.path {
-                PathMatch::Prefix(q) | PathMatch::Exact(q) => {
-                    let is_exact = matches!(m.path, PathMatch::Exact(_));
+                PathCond::Prefix(q) | PathCond::Exact(q) if !never_matches(m) => {
+                    let is_exact = matches!(m.path, PathCond::Exact(_));
                     let earlier = |i: usize| -> bool {
-                        let e = &routes[i].matcher;
-                        let (p, exact_path) = match &e.path {
-                            PathMatch::Prefix(p) => (p, false),
-                            PathMatch::Exact(p) => (p, true),
-                            PathMatch::Regex(_) => return false,
+                        let x = &emitted[i].route;
+                        let (p, exact_path) = match &x.path {
+                            PathCond::Prefix(p) => (p, false),
+                            PathCond::Exact(p) => (p, true),
+                            _ => return false,
                         };
                         let path_covers = if exact_path {
                             false
-                        } else if e.case_sensitive {
+                        } else if x.case_sensitive {
                             m.case_sensitive && q.starts_with(p.as_str())
                         } else {
                             q.to_lowercase().starts_with(&p.to_lowercase())
                         };
-                        path_covers && covers(routes[i], route)
+                        takes_all(x) && path_covers && covers_conditions(x, m)
                     };
                     let same_exact = |i: usize| -> bool {
-                        let e = &routes[i].matcher;
+                        let x = &emitted[i].route;
                         is_exact
-                            && matches!(&e.path, PathMatch::Exact(p) if p == q)
-                            && e.case_sensitive == m.case_sensitive
-                            && covers(routes[i], route)
+                            && takes_all(x)
+                            && matches!(&x.path, PathCond::Exact(p) if p == q)
+                            && x.case_sensitive == m.case_sensitive
+                            && covers_conditions(x, m)
                     };
                     let found = (0..j)
                         .find(|&i| same_exact(i))
@@ -657,7 +816,7 @@ mod tests {
                                     break;
                                 }
                                 budget -= 1;
-                                if covers_headers(routes[*i], route)
+                                if covers_conditions(&emitted[*i].route, m)
                                     && regex_covers(re, q, is_exact)
                                 {
                                     hit = Some((*i, Code::ShadowedByRegex));
@@ -668,39 +827,18 @@ mod tests {
                         }
                     }
                 }
-                PathMatch::Regex(_) => None,
+                _ => None,
             };
-            if let Some((i, code)) = shadow {
-                let earlier = &routes[i];
-                let src = &route.sources[0];
-                let by = &earlier.sources[0];
-                let what = match code {
-                    Code::ShadowedByRegex => format!("regex `{}`", earlier.matcher.path.text()),
-                    _ => format!("`{}`", earlier.matcher.path.text()),
-                };
-                diags.push(
-                    Diagnostic::at(
-                        code,
-                        src.span,
-                        format!(
-                            "route `{}` of {} `{}` never matches: {what} of {} `{}` comes first and matches everything it does",
-                            m.path.text(),
-                            src.kind,
-                            src.name,
-                            by.kind,
-                            by.name
-                        ),
-                    )
-                    .with_object(&object_of(src))
-                    .with_related(by.span, "the route that wins"),
-                );
-            }
-            if let PathMatch::Regex(r) = &m.path {
-                if let Ok(re) = Regex::without_size_limit(r) {
-                    regexes.push((j, re));
+            out.push(shadow);
+            if let PathCond::Regex(r) = &m.path {
+                if takes_all(m) {
+                    if let Ok(re) = Regex::without_size_limit(&r.text) {
+                        regexes.push((j, re));
+                    }
                 }
             }
         }
+        out
     }
 
     /// A seeded generator (SplitMix64), so a failure can be replayed.
@@ -802,13 +940,26 @@ mod tests {
                     })
                     .collect();
                 let mut r = template.clone();
+                let case_sensitive = rng.below(4) != 0;
                 r.matcher = RouteMatch {
                     path,
-                    case_sensitive: rng.below(4) != 0,
+                    case_sensitive,
                     headers,
                     query_parameters,
                 };
                 r.sources[0].name = format!("r{j}").into();
+                if let RouteAction::Forward(f) = &mut r.action {
+                    f.clusters[0].case_sensitive = case_sensitive;
+                    // Sometimes a canary group: one Envoy route per member, each with its
+                    // share and its own path case.
+                    if rng.below(5) == 0 {
+                        let mut other = f.clusters[0].clone();
+                        other.case_sensitive = rng.below(2) == 0;
+                        f.clusters[0].weight = 50;
+                        other.weight = 50;
+                        f.clusters.push(other);
+                    }
+                }
                 r
             })
             .collect()
@@ -824,9 +975,29 @@ mod tests {
             .clone()
     }
 
-    /// The indexed check gives exactly the findings of comparing every pair, on random
-    /// tables (`CHECK_TABLES` tables, 1,000 by default; `CHECK_SEED` to change the seed),
-    /// with the regex budget unbounded and nearly spent.
+    /// The variants a listener may serve a virtual host in.
+    fn variants(rng: &mut Rng) -> Variants {
+        let security = [
+            SecurityModel::Secure,
+            SecurityModel::Xfp,
+            SecurityModel::Insecure,
+        ][rng.below(3)];
+        let insecure = [
+            InsecureAction::Route,
+            InsecureAction::Redirect,
+            InsecureAction::Reject,
+        ][rng.below(3)];
+        Variants {
+            security,
+            insecure,
+            auth: false,
+        }
+    }
+
+    /// The indexed check gives exactly the findings of comparing every pair, on the Envoy
+    /// routes of random tables (`CHECK_TABLES` tables, 1,000 by default; `CHECK_SEED` to
+    /// change the seed) in random listener variants, with the regex budget unbounded and
+    /// nearly spent.
     #[test]
     fn the_index_finds_what_comparing_every_pair_finds() {
         let tables: usize = std::env::var("CHECK_TABLES")
@@ -843,25 +1014,33 @@ mod tests {
         for t in 0..tables {
             let n = 1 + rng.below(if t % 50 == 0 { 200 } else { 30 });
             let routes = table(&mut rng, &template, n);
-            let refs: Vec<&Route> = routes.iter().collect();
+            let v = variants(&mut rng);
+            let emitted: Vec<Emitted> = routes
+                .iter()
+                .enumerate()
+                .flat_map(|(from, r)| {
+                    routes_of(r, v)
+                        .into_iter()
+                        .map(move |route| Emitted { route, from })
+                })
+                .collect();
             for budget in [REGEX_PAIR_BUDGET, t % 13] {
-                let (mut want, mut got) = (Vec::new(), Vec::new());
-                shadowing_pairwise(&refs, &mut want, budget);
-                shadowing_within(&refs, &mut got, budget);
+                let want = covers_pairwise(&emitted, budget);
+                let got = earliest_covers(&emitted, budget);
                 assert_eq!(
                     got,
                     want,
                     "table {t} (seed {seed}), budget {budget}: {:#?}",
-                    refs.iter().map(|r| &r.matcher).collect::<Vec<_>>()
+                    emitted.iter().map(|e| &e.route).collect::<Vec<_>>()
                 );
                 if budget == REGEX_PAIR_BUDGET {
                     shadowed += want
                         .iter()
-                        .filter(|d| d.code == Code::ShadowedRoute)
+                        .filter(|d| matches!(d, Some((_, Code::ShadowedRoute))))
                         .count();
                     by_regex += want
                         .iter()
-                        .filter(|d| d.code == Code::ShadowedByRegex)
+                        .filter(|d| matches!(d, Some((_, Code::ShadowedByRegex))))
                         .count();
                 }
             }
@@ -902,7 +1081,12 @@ mod tests {
         let refs: Vec<&Route> = routes.iter().collect();
         let mut diags = Vec::new();
         let t = std::time::Instant::now();
-        shadowing(&refs, &mut diags);
+        let v = Variants {
+            security: SecurityModel::Secure,
+            insecure: InsecureAction::Route,
+            auth: false,
+        };
+        shadowing(&refs, &[v], &mut diags);
         assert!(diags.is_empty());
         // Pairwise, this was 200 million header comparisons.
         assert!(

@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::admission::{
     self, admission_severity, awaits_others, is_group_finding, ObjectCheck, Reach,
 };
-use crate::check::covers_headers as covers;
+use crate::check::{covers_emitted, emitted};
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::Node;
 use crate::front::{Kind, Manifests, Options, Origin, Resource, ServiceInfo};
@@ -587,12 +587,13 @@ impl Context {
             return;
         }
         let key = order_key(route);
+        let mine = emitted(route);
         // Shadowed by an existing route: a shorter (or equal) prefix that comes first.
         let vhost: Arc<str> = Arc::from(vhost);
         for (k, _) in q.char_indices().chain(std::iter::once((q.len(), ' '))) {
             let idxs = self.prefixes.get(&(Arc::clone(&vhost), q[..k].to_string()));
             for e in self.foreign(idxs, owner) {
-                if *e.key() > key && covers(e.route(), route) {
+                if *e.key() > key && covers_emitted(&emitted(e.route()), &mine) {
                     let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(
@@ -633,7 +634,7 @@ impl Context {
                 break;
             }
             for e in self.foreign(Some(idxs), owner) {
-                if key > *e.key() && covers(route, e.route()) {
+                if key > *e.key() && covers_emitted(&mine, &emitted(e.route())) {
                     let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(

@@ -1054,11 +1054,22 @@ fn release_cluster(state: &mut State, name: &str, dirty: &mut Dirty) {
 
 /// Runs the route-table checks of the virtual hosts whose routes changed.
 fn check_routes(state: &mut State) {
+    let auth = state.ctx.auth.is_some();
     for v in std::mem::take(&mut state.unchecked) {
         let vh = &mut state.vhosts[v];
         let routes: Vec<&Route> = vh.order.values().map(|b| &b.route).collect();
+        let insecure = vh.insecure.unwrap_or(InsecureAction::Route);
+        let variants: Vec<Variants> = vh
+            .models
+            .iter()
+            .map(|&security| Variants {
+                security,
+                insecure,
+                auth,
+            })
+            .collect();
         let mut diags = Vec::new();
-        crate::check::shadowing(&routes, &mut diags);
+        crate::check::shadowing(&routes, &variants, &mut diags);
         vh.check_diags = diags;
     }
 }

@@ -53,6 +53,35 @@ pub fn table_for(ir: &crate::ir::Ir) -> Table {
     }
 }
 
+/// The Envoy routes `r` is emitted as on a listener with `v`, decoded: what the shadowing
+/// check reads ([`crate::check`]), so that it judges the routes Envoy is sent.
+pub(crate) fn routes_of(r: &crate::ir::Route, v: super::Variants) -> Vec<Route> {
+    super::route::route_variants(r, v)
+        .iter()
+        .map(route)
+        .collect()
+}
+
+/// The variants each virtual host of `ir` is emitted in (one per security model of the
+/// listeners whose chains serve it), by virtual host name. A virtual host no chain serves is
+/// not emitted and has none.
+pub(crate) fn variants_of(
+    ir: &crate::ir::Ir,
+) -> std::collections::HashMap<&str, Vec<super::Variants>> {
+    let mut out: std::collections::HashMap<&str, Vec<super::Variants>> =
+        std::collections::HashMap::new();
+    for (_, security, vhosts) in super::route::chains(ir) {
+        for vh in vhosts {
+            let v = super::Variants::of(vh, security, ir);
+            let list = out.entry(vh.name.as_str()).or_default();
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
+    }
+    out
+}
+
 /// The routing table of `res`.
 pub fn table(res: &Resources) -> Table {
     Table {
