@@ -171,16 +171,18 @@ fn never_matches(r: &matcher::Route) -> bool {
 /// matches, and whether that one is a regex (within the regex budget).
 ///
 /// Every earlier literal route is filed under its path (a bucket: the case-sensitive prefix
-/// text, the lowercased text of a case-insensitive one, or an exact path), then under one
-/// of its header or query conditions (see [`Conditions`]). A later route looks up the
-/// buckets its path falls in, and in each only the conditions it has itself: what it finds
-/// is every earlier route that can cover it, and usually little else. The findings are
-/// those of comparing every pair: the earliest route that covers, and the same regex
-/// budget spent in the same order (only pairs that cannot cover are skipped unprobed).
+/// or exact text, or the ASCII-lowercased text of a case-insensitive one, as Envoy
+/// compares), then under one of its header or query conditions (see [`Conditions`]). A
+/// later route looks up the buckets its path falls in, and in each only the conditions it
+/// has itself: what it finds is every earlier route that can cover it, and usually little
+/// else. The findings are those of comparing every pair: the earliest route that covers,
+/// and the same regex budget spent in the same order (only pairs that cannot cover are
+/// skipped unprobed).
 fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize, Code)>> {
     let mut sensitive: HashMap<&str, u32> = HashMap::new();
     let mut insensitive: HashMap<String, u32> = HashMap::new();
-    let mut exact: HashMap<(&str, bool), u32> = HashMap::new();
+    let mut exact: HashMap<&str, u32> = HashMap::new();
+    let mut exact_insensitive: HashMap<String, u32> = HashMap::new();
     let mut filed = Conditions::default();
     let mut regexes = Regexes::default();
     let mut out = Vec::with_capacity(emitted.len());
@@ -192,8 +194,18 @@ fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize,
                 let is_exact = matches!(route.path, PathCond::Exact(_));
                 let mut found = None;
                 if is_exact {
-                    if let Some(&b) = exact.get(&(q.as_str(), route.case_sensitive)) {
-                        found = filed.earliest_cover(b, emitted, route, usize::MAX);
+                    // An earlier exact path: the same text, or the same letters in any case
+                    // when the earlier one ignores case (ASCII only, as Envoy compares).
+                    let with_case = route
+                        .case_sensitive
+                        .then(|| exact.get(q.as_str()))
+                        .flatten();
+                    let without = exact_insensitive.get(&q.to_ascii_lowercase());
+                    for &b in with_case.into_iter().chain(without) {
+                        let limit = found.unwrap_or(usize::MAX);
+                        if let Some(i) = filed.earliest_cover(b, emitted, route, limit) {
+                            found = Some(i);
+                        }
                     }
                 }
                 if found.is_none() {
@@ -226,9 +238,10 @@ fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize,
             PathCond::Prefix(p) if route.case_sensitive => {
                 *sensitive.entry(p.as_str()).or_insert(next)
             }
-            PathCond::Prefix(p) => *insensitive.entry(p.to_lowercase()).or_insert(next),
-            PathCond::Exact(p) => *exact
-                .entry((p.as_str(), route.case_sensitive))
+            PathCond::Prefix(p) => *insensitive.entry(p.to_ascii_lowercase()).or_insert(next),
+            PathCond::Exact(p) if route.case_sensitive => *exact.entry(p.as_str()).or_insert(next),
+            PathCond::Exact(p) => *exact_insensitive
+                .entry(p.to_ascii_lowercase())
                 .or_insert(next),
             PathCond::Regex(r) => {
                 regexes.push(j, &r.text);
@@ -265,7 +278,7 @@ fn literal_cover(
         }
     }
     if !insensitive.is_empty() {
-        let lower = q.to_lowercase();
+        let lower = q.to_ascii_lowercase();
         for (k, _) in lower
             .char_indices()
             .chain(std::iter::once((lower.len(), ' ')))
@@ -792,7 +805,7 @@ mod tests {
                         } else if x.case_sensitive {
                             m.case_sensitive && q.starts_with(p.as_str())
                         } else {
-                            q.to_lowercase().starts_with(&p.to_lowercase())
+                            q.to_ascii_lowercase().starts_with(&p.to_ascii_lowercase())
                         };
                         takes_all(x) && path_covers && covers_conditions(x, m)
                     };
@@ -800,8 +813,13 @@ mod tests {
                         let x = &emitted[i].route;
                         is_exact
                             && takes_all(x)
-                            && matches!(&x.path, PathCond::Exact(p) if p == q)
-                            && x.case_sensitive == m.case_sensitive
+                            && match &x.path {
+                                PathCond::Exact(p) if x.case_sensitive => {
+                                    m.case_sensitive && p == q
+                                }
+                                PathCond::Exact(p) => p.eq_ignore_ascii_case(q),
+                                _ => false,
+                            }
                             && covers_conditions(x, m)
                     };
                     let found = (0..j)
@@ -1050,6 +1068,98 @@ mod tests {
             shadowed > tables && by_regex > tables / 4,
             "{shadowed} shadowed, {by_regex} by a regex"
         );
+    }
+
+    /// A request that satisfies every condition of `r` as the tracer reads them, when one
+    /// is easy to write (no regex or inverted condition).
+    fn request_for(r: &matcher::Route) -> Option<matcher::Routed<'static>> {
+        let path = match &r.path {
+            PathCond::Prefix(q) => format!("{q}zz"),
+            PathCond::Exact(q) => q.clone(),
+            _ => return None,
+        };
+        let value = |t: &ValueTest| -> Option<Option<String>> {
+            Some(match t {
+                ValueTest::Exact { value, .. } => Some(value.clone()),
+                ValueTest::Prefix { value, .. } => Some(format!("{value}z")),
+                ValueTest::Suffix { value, .. } => Some(format!("z{value}")),
+                ValueTest::Contains { value, .. } => Some(format!("z{value}z")),
+                ValueTest::Present { present } => present.then(|| "1".to_owned()),
+                _ => return None,
+            })
+        };
+        let (mut authority, mut method) = ("x.example", "GET");
+        let mut headers = Vec::new();
+        for h in &r.headers {
+            if h.invert {
+                return None;
+            }
+            let Some(v) = value(&h.test)? else {
+                continue;
+            };
+            match h.name.as_str() {
+                ":authority" => authority = Box::leak(v.into_boxed_str()),
+                ":method" => method = Box::leak(v.into_boxed_str()),
+                _ => headers.push((h.name.clone(), v)),
+            }
+        }
+        let mut query = Vec::new();
+        for q in &r.query {
+            if let Some(v) = value(&q.test)? {
+                query.push((q.name.clone(), v));
+            }
+        }
+        Some(matcher::Routed {
+            path,
+            authority,
+            method,
+            headers,
+            query,
+        })
+    }
+
+    /// What the check calls covered, the tracer agrees with: for every finding on random
+    /// tables, a request that the shadowed route matches is matched by the route that wins
+    /// (the check and the tracer read the same decoded routes with the same rules).
+    #[test]
+    fn the_tracer_agrees_that_the_winner_takes_the_shadowed_routes_requests() {
+        let template = template();
+        let mut rng = Rng(29);
+        let mut confirmed = 0;
+        for t in 0..400 {
+            let n = 1 + rng.below(30);
+            let routes = table(&mut rng, &template, n);
+            let v = variants(&mut rng);
+            let emitted: Vec<Emitted> = routes
+                .iter()
+                .enumerate()
+                .flat_map(|(from, r)| {
+                    routes_of(r, v)
+                        .into_iter()
+                        .map(move |route| Emitted { route, from })
+                })
+                .collect();
+            for (j, cover) in earliest_covers(&emitted, REGEX_PAIR_BUDGET)
+                .into_iter()
+                .enumerate()
+            {
+                let Some((i, _)) = cover else { continue };
+                let (winner, shadowed) = (&emitted[i].route, &emitted[j].route);
+                let Some(req) = request_for(shadowed) else {
+                    continue;
+                };
+                if shadowed.first_miss(&req, 0).is_some() {
+                    continue; // conditions that contradict each other
+                }
+                assert_eq!(
+                    winner.first_miss(&req, 0),
+                    None,
+                    "table {t}: route {i} {winner:#?} was said to cover route {j} {shadowed:#?}, which takes {req:#?}"
+                );
+                confirmed += 1;
+            }
+        }
+        assert!(confirmed > 500, "only {confirmed} findings confirmed");
     }
 
     /// One prefix told apart by a header value (tenant routing) costs lookups, not pairs:
