@@ -500,10 +500,12 @@ impl<'a> Conditions<'a> {
 
 /// Earlier regex routes, in order, filed by the literal texts their matches start with.
 #[derive(Default)]
-struct Regexes {
-    /// The route index and the compiled regex, in route order (a regex's position here is
-    /// what the budget counts).
-    list: Vec<(usize, Regex)>,
+struct Regexes<'a> {
+    /// The route index and the regex, compiled the first time a path is probed with it, in
+    /// route order (a regex's position here is what the budget counts). Most regexes are
+    /// never probed (no literal route falls under their literals), and building a matcher
+    /// is most of what a regex costs.
+    list: Vec<(usize, Lazy<'a>)>,
     /// Positions in `list` by a literal every path the regex matches starts with (a regex
     /// has one or more).
     by_literal: HashMap<Vec<u8>, Vec<usize>>,
@@ -511,16 +513,36 @@ struct Regexes {
     open: Vec<usize>,
 }
 
-impl Regexes {
+/// A regex that parses, and its matcher once built (`None` if it cannot be built).
+struct Lazy<'a> {
+    pattern: &'a str,
+    compiled: std::cell::OnceCell<Option<Regex>>,
+}
+
+impl Lazy<'_> {
+    fn regex(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| Regex::without_size_limit(self.pattern).ok())
+            .as_ref()
+    }
+}
+
+impl<'a> Regexes<'a> {
     /// Files the regex route `j`. Envoy ignores `case_sensitive` on a regex route, so the
     /// regex is read as written.
-    fn push(&mut self, j: usize, r: &str) {
-        let Ok(re) = Regex::without_size_limit(r) else {
+    fn push(&mut self, j: usize, r: &'a str) {
+        let Ok(syntax) = Regex::full_match_syntax_of(r) else {
             return;
         };
-        let lits = literal_prefixes(re.full_match_syntax());
+        let lits = literal_prefixes(&syntax);
         let at = self.list.len();
-        self.list.push((j, re));
+        self.list.push((
+            j,
+            Lazy {
+                pattern: r,
+                compiled: std::cell::OnceCell::new(),
+            },
+        ));
         match lits {
             Some(lits) => {
                 for lit in lits {
@@ -553,7 +575,9 @@ impl Regexes {
                     break;
                 }
                 let (i, re) = &self.list[p];
-                if covers_conditions(&emitted[*i].route, route) && regex_covers(re, q, exact) {
+                if covers_conditions(&emitted[*i].route, route)
+                    && re.regex().is_some_and(|re| regex_covers(re, q, exact))
+                {
                     best = p;
                     break;
                 }
@@ -578,7 +602,7 @@ impl Regexes {
 }
 
 /// Literals that every match of `pattern` (anchored at the start, written for bytes with
-/// Unicode off as [`Regex::full_match_syntax`] gives it) begins with, or `None` when there
+/// Unicode off as [`Regex::full_match_syntax_of`] gives it) begins with, or `None` when there
 /// is no such finite set.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
@@ -849,7 +873,7 @@ mod tests {
             };
             out.push(shadow);
             if let PathCond::Regex(r) = &m.path {
-                if takes_all(m) {
+                if takes_all(m) && Regex::full_match_syntax_of(&r.text).is_ok() {
                     if let Ok(re) = Regex::without_size_limit(&r.text) {
                         regexes.push((j, re));
                     }

@@ -62,11 +62,16 @@ impl Regex {
         Self::parsed(pattern, u32::MAX)
     }
 
+    /// What [`Regex::full_match_syntax`] gives for `pattern`, without building the
+    /// matcher (the costly part): for checks that read the syntax of many regexes and
+    /// match with few of them.
+    pub fn full_match_syntax_of(pattern: &str) -> Result<String, Re2Error> {
+        let (rendered, _) = rendered(pattern)?;
+        Ok(format!(r"\A(?:{rendered})\z"))
+    }
+
     fn parsed(pattern: &str, limit: u32) -> Result<Regex, Re2Error> {
-        let (re, _) = parse::parse(pattern.as_bytes())?;
-        let mut rendered = String::with_capacity(pattern.len() * 4 + 8);
-        let mut groups = 0;
-        render(&re, &mut rendered, &mut groups);
+        let (rendered, groups) = rendered(pattern)?;
         let full = engine(&format!(r"\A(?:{rendered})\z"), limit)?;
         Ok(Regex {
             pattern: pattern.to_owned(),
@@ -163,6 +168,15 @@ impl Regex {
 
 /// Compiles a rendered pattern. The `regex` crate's own limits are set far above anything
 /// RE2's program size allows, so a failure is a program RE2 would also refuse.
+/// `pattern` in the `regex` crate's syntax, and its number of groups.
+fn rendered(pattern: &str) -> Result<(String, u32), Re2Error> {
+    let (re, _) = parse::parse(pattern.as_bytes())?;
+    let mut rendered = String::with_capacity(pattern.len() * 4 + 8);
+    let mut groups = 0;
+    render(&re, &mut rendered, &mut groups);
+    Ok((rendered, groups))
+}
+
 fn engine(rendered: &str, limit: u32) -> Result<regex::bytes::Regex, Re2Error> {
     regex::bytes::RegexBuilder::new(rendered)
         .unicode(false)
