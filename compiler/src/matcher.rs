@@ -246,8 +246,10 @@ pub enum RedirectPath {
 #[serde(into = "String")]
 pub struct Pattern {
     pub text: String,
+    /// Boxed: a compiled regex is large, and most patterns of a table are never compiled
+    /// (a table's every route and condition carries the pattern's size).
     #[serde(skip)]
-    compiled: OnceLock<Option<crate::re2::Regex>>,
+    compiled: OnceLock<Option<Box<crate::re2::Regex>>>,
 }
 
 impl From<Pattern> for String {
@@ -266,8 +268,8 @@ impl Pattern {
 
     fn compiled(&self) -> Option<&crate::re2::Regex> {
         self.compiled
-            .get_or_init(|| crate::re2::Regex::new(&self.text).ok())
-            .as_ref()
+            .get_or_init(|| crate::re2::Regex::new(&self.text).ok().map(Box::new))
+            .as_deref()
     }
 
     /// Whether the whole of `subject` matches (RE2's `FullMatch`). A pattern RE2 refuses
