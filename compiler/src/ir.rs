@@ -708,7 +708,7 @@ pub struct CircuitBreaker {
 pub struct TcpListener {
     pub name: String,
     pub port: u16,
-    /// Filter chains: by SNI when `host` is set (TLS passthrough), otherwise a catch-all.
+    /// Filter chains: by SNI when `host` is set (TLS terminated there), otherwise a catch-all.
     pub routes: Vec<TcpRoute>,
 }
 

@@ -194,9 +194,11 @@ fn routes(args: cli::RoutesArgs) -> u8 {
     };
     let rows =
         ambassador_compiler::trace::rows::rows(&loaded.compilation.ir, &loaded.input.sources);
-    let data = || serde_json::to_value(&rows).unwrap_or(serde_json::Value::Null);
+    let tcp =
+        ambassador_compiler::trace::rows::tcp_rows(&loaded.compilation.ir, &loaded.input.sources);
+    let data = || serde_json::json!({"http": rows, "tcp": tcp});
     match args.output {
-        RoutesFormat::Table => emit(&routes::table(&rows)),
+        RoutesFormat::Table => emit(&routes::table(&rows, &tcp)),
         RoutesFormat::Json => emit(&format!(
             "{}\n",
             serde_json::to_string_pretty(&data()).unwrap_or_default()

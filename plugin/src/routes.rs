@@ -1,26 +1,18 @@
 //! `kubectl ambassador routes`: the route table in the order Envoy evaluates it.
 //!
 //! The rows are the compiler's typed [`RouteRow`]s (`ambassador_compiler::trace::rows`), the
-//! same `test` uses to list the routes no test reached; this module only lays them out.
+//! same `test` uses to list the routes no test reached, and [`TcpRow`]s for the TCPMappings'
+//! chains; this module only lays them out.
 
-use ambassador_compiler::trace::rows::RouteRow;
+use ambassador_compiler::trace::rows::{RouteRow, TcpRow};
 
-/// The table for people: aligned columns, one line per route.
-pub fn table(rows: &[RouteRow]) -> String {
-    let header = [
-        "VIRTUAL HOST",
-        "#",
-        "MATCH",
-        "BACKENDS",
-        "REWRITE",
-        "PREC",
-        "SCHEMES",
-        "SOURCE",
-    ];
-    let cells: Vec<[String; 8]> = rows
+/// The tables for people: aligned columns, one line per HTTP route; then, when there are
+/// TCPMappings, one line per TCP chain.
+pub fn table(rows: &[RouteRow], tcp: &[TcpRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.virtual_host.clone(),
                 r.order.to_string(),
                 r.match_text(),
@@ -32,8 +24,45 @@ pub fn table(rows: &[RouteRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    let mut out = aligned(
+        &[
+            "VIRTUAL HOST",
+            "#",
+            "MATCH",
+            "BACKENDS",
+            "REWRITE",
+            "PREC",
+            "SCHEMES",
+            "SOURCE",
+        ],
+        &cells,
+    );
+    if !tcp.is_empty() {
+        let cells: Vec<Vec<String>> = tcp
+            .iter()
+            .map(|r| {
+                vec![
+                    r.port.to_string(),
+                    r.sni.clone().unwrap_or_else(|| "*".into()),
+                    r.tls_text(),
+                    r.backends_text(),
+                    r.sources_text(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&aligned(
+            &["TCP PORT", "SNI", "TLS", "BACKENDS", "SOURCE"],
+            &cells,
+        ));
+    }
+    out
+}
+
+/// A header and rows in columns two spaces apart, trailing blanks trimmed.
+fn aligned(header: &[&str], cells: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in cells {
         for (i, c) in row.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
@@ -50,8 +79,9 @@ pub fn table(rows: &[RouteRow]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header.map(str::to_string), &mut out);
-    for row in &cells {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    line(&header, &mut out);
+    for row in cells {
         line(row, &mut out);
     }
     out

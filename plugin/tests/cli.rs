@@ -324,9 +324,10 @@ fn sarif_is_2_1_0_with_rules_and_locations() {
 fn routes_lists_a_canary_with_effective_weights() {
     let o = run(&["routes", "-f", "examples/good/canary.yaml", "-o", "json"]);
     assert_eq!(o.status.code(), Some(0));
-    let rows = json(&o);
-    let rows = rows.as_array().unwrap();
+    let out = json(&o);
+    let rows = out["http"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
+    assert_eq!(out["tcp"], serde_json::json!([]));
     let weights: Vec<(String, u64)> = rows[0]["backends"]
         .as_array()
         .unwrap()

@@ -75,6 +75,10 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
+// The allocator `ambassador-webhook serve` uses, so the figures are the server's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let sizes = env_list("VUBENCH_SIZES", "1000,10000");
     let changes = env_list("VUBENCH_CHANGES", "30")

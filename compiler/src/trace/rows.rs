@@ -138,6 +138,84 @@ impl RowSource {
     }
 }
 
+/// One TCPMapping's chain on a TCP listener, as `routes` lists it after the HTTP routes.
+#[derive(Clone, Debug, Serialize)]
+pub struct TcpRow {
+    pub listener: String,
+    pub port: u16,
+    /// The SNI the chain takes (the TCPMapping's `host`); none takes every connection.
+    pub sni: Option<String>,
+    /// The certificate TLS is terminated with for that SNI.
+    pub tls: Option<RowTcpTls>,
+    pub backends: Vec<RowBackend>,
+    pub sources: Vec<RowSource>,
+}
+
+/// TLS terminated on a TCP chain: the Secret and the TLSContext that named it, if one did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RowTcpTls {
+    pub secret: String,
+    pub context: Option<String>,
+}
+
+/// Every TCP chain, listener by listener (by port), chains in the order Envoy has them.
+pub fn tcp_rows(ir: &Ir, sources: &Sources) -> Vec<TcpRow> {
+    let mut rows = Vec::new();
+    for l in &ir.tcp_listeners {
+        for r in &l.routes {
+            rows.push(TcpRow {
+                listener: l.name.clone(),
+                port: l.port,
+                sni: r.sni.clone(),
+                tls: r.tls.as_ref().map(|t| RowTcpTls {
+                    secret: t.secret.clone(),
+                    context: r.tls_context.clone(),
+                }),
+                backends: r
+                    .clusters
+                    .iter()
+                    .map(|c| RowBackend {
+                        cluster: c.cluster.clone(),
+                        service: service_of(ir, &c.cluster),
+                        weight: Some(c.weight),
+                        rewrite: None,
+                        shadow_percent: None,
+                    })
+                    .collect(),
+                sources: vec![RowSource::of(&r.source, sources)],
+            });
+        }
+    }
+    rows
+}
+
+impl TcpRow {
+    /// The TLS column: `terminate <secret>` (with the TLSContext), or `-`.
+    pub fn tls_text(&self) -> String {
+        match &self.tls {
+            Some(t) => match &t.context {
+                Some(c) => format!("terminate {} (TLSContext {c})", t.secret),
+                None => format!("terminate {}", t.secret),
+            },
+            None => "-".to_owned(),
+        }
+    }
+
+    /// The BACKENDS column: `service weight%`, comma-separated.
+    pub fn backends_text(&self) -> String {
+        self.backends
+            .iter()
+            .map(|b| format!("{} {}%", b.service, b.weight.unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The SOURCE column, as for HTTP routes.
+    pub fn sources_text(&self) -> String {
+        sources_text(&self.sources)
+    }
+}
+
 /// Every row, virtual host by virtual host, routes in evaluation order.
 pub fn rows(ir: &Ir, sources: &Sources) -> Vec<RouteRow> {
     let mut rows = Vec::new();
@@ -327,17 +405,21 @@ impl RouteRow {
 
     /// The SOURCE column: `Kind/namespace/name file:line`, comma-separated.
     pub fn sources_text(&self) -> String {
-        self.sources
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}/{}/{} {}:{}",
-                    s.kind, s.namespace, s.name, s.file, s.line
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        sources_text(&self.sources)
     }
+}
+
+fn sources_text(sources: &[RowSource]) -> String {
+    sources
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}/{} {}:{}",
+                s.kind, s.namespace, s.name, s.file, s.line
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn value_text(v: &ValueMatch) -> String {
