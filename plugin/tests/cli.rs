@@ -354,6 +354,47 @@ fn routes_lists_a_canary_with_effective_weights() {
     );
 }
 
+/// TCPMappings are listed after the HTTP routes, with each backend's share of the
+/// connections as Envoy splits them (Emissary's running-total weights read as relative ones).
+#[test]
+fn routes_lists_tcpmappings_with_their_share_of_connections() {
+    let file = "compiler/test_data/golden/17-tcpmapping-groups.yaml";
+    let out = json(&run(&["routes", "-f", file, "-o", "json"]));
+    let tcp = out["tcp"].as_array().unwrap();
+    let shares: Vec<(u64, String, u64)> = tcp
+        .iter()
+        .flat_map(|r| {
+            r["backends"].as_array().unwrap().iter().map(|b| {
+                (
+                    r["port"].as_u64().unwrap(),
+                    b["service"].as_str().unwrap().to_string(),
+                    b["weight"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            (9000, "db-v2.default:5432".to_string(), 33),
+            (9000, "db.default:5432".to_string(), 67),
+            (9001, "cache-a.default:6379".to_string(), 33),
+            (9001, "cache-b.default:6379".to_string(), 67),
+        ]
+    );
+    let sni = json(&run(&[
+        "routes",
+        "-f",
+        "compiler/test_data/golden/21-tcpmapping-sni-tls.yaml",
+        "-o",
+        "json",
+    ]));
+    let row = &sni["tcp"][0];
+    assert_eq!(row["sni"], "queue.example.com");
+    assert_eq!(row["tls"]["secret"], "default/queue-cert");
+    assert_eq!(row["tls"]["context"], "tcpctx");
+}
+
 #[test]
 fn routes_are_in_evaluation_order() {
     let rows = json(&run(&[
@@ -363,7 +404,7 @@ fn routes_are_in_evaluation_order() {
         "-o",
         "json",
     ]));
-    let star: Vec<(String, i64)> = rows
+    let star: Vec<(String, i64)> = rows["http"]
         .as_array()
         .unwrap()
         .iter()

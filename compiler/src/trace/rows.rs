@@ -171,18 +171,40 @@ pub fn tcp_rows(ir: &Ir, sources: &Sources) -> Vec<TcpRow> {
                     secret: t.secret.clone(),
                     context: r.tls_context.clone(),
                 }),
-                backends: r
-                    .clusters
-                    .iter()
-                    .map(|c| RowBackend {
-                        cluster: c.cluster.clone(),
-                        service: service_of(ir, &c.cluster),
-                        weight: Some(c.weight),
-                        rewrite: None,
-                        shadow_percent: None,
-                    })
-                    .collect(),
-                sources: vec![RowSource::of(&r.source, sources)],
+                backends: {
+                    // Envoy's `tcp_proxy` shares connections by relative weight, and the
+                    // weights are Emissary's running totals: the share is each one's part
+                    // of their sum.
+                    let total: u64 = r.clusters.iter().map(|c| u64::from(c.weight)).sum();
+                    r.clusters
+                        .iter()
+                        .map(|c| RowBackend {
+                            cluster: c.cluster.clone(),
+                            service: service_of(ir, &c.cluster),
+                            weight: Some(if total == 0 {
+                                0
+                            } else {
+                                ((u64::from(c.weight) * 100 + total / 2) / total) as u32
+                            }),
+                            rewrite: None,
+                            shadow_percent: None,
+                        })
+                        .collect()
+                },
+                // Every member of the group, in the order of its backends.
+                sources: {
+                    let mut out: Vec<RowSource> = Vec::new();
+                    for src in r.clusters.iter().map(|c| &c.source).chain([&r.source]) {
+                        let row = RowSource::of(src, sources);
+                        if !out.iter().any(|o| {
+                            (&o.kind, &o.namespace, &o.name)
+                                == (&row.kind, &row.namespace, &row.name)
+                        }) {
+                            out.push(row);
+                        }
+                    }
+                    out
+                },
             });
         }
     }
@@ -201,7 +223,7 @@ impl TcpRow {
         }
     }
 
-    /// The BACKENDS column: `service weight%`, comma-separated.
+    /// The BACKENDS column: `service share%` (of the connections), comma-separated.
     pub fn backends_text(&self) -> String {
         self.backends
             .iter()
