@@ -181,11 +181,11 @@ pub fn tcp_rows(ir: &Ir, sources: &Sources) -> Vec<TcpRow> {
                         .map(|c| RowBackend {
                             cluster: c.cluster.clone(),
                             service: service_of(ir, &c.cluster),
-                            weight: Some(if total == 0 {
-                                0
-                            } else {
-                                ((u64::from(c.weight) * 100 + total / 2) / total) as u32
-                            }),
+                            weight: Some(
+                                (u64::from(c.weight) * 100 + total / 2)
+                                    .checked_div(total)
+                                    .unwrap_or(0) as u32,
+                            ),
                             rewrite: None,
                             shadow_percent: None,
                         })
