@@ -64,6 +64,19 @@ struct Emitted {
     from: usize,
 }
 
+/// The Envoy routes of `routes` on a listener with `v`, in order, decoded.
+fn emitted_in<'a>(routes: impl IntoIterator<Item = &'a Route>, v: Variants) -> Vec<Emitted> {
+    routes
+        .into_iter()
+        .enumerate()
+        .flat_map(|(from, r)| {
+            routes_of(r, v)
+                .into_iter()
+                .map(move |route| Emitted { route, from })
+        })
+        .collect()
+}
+
 /// [`shadowing`] with the number of (regex route, literal route) pairs it may probe per
 /// variant.
 fn shadowing_within(
@@ -74,15 +87,7 @@ fn shadowing_within(
 ) {
     let mut found: Vec<Option<(usize, Code, SecurityModel)>> = vec![None; routes.len()];
     for &v in variants {
-        let emitted: Vec<Emitted> = routes
-            .iter()
-            .enumerate()
-            .flat_map(|(from, r)| {
-                routes_of(r, v)
-                    .into_iter()
-                    .map(move |route| Emitted { route, from })
-            })
-            .collect();
+        let emitted = emitted_in(routes.iter().copied(), v);
         for (k, f) in dead(&emitted, routes.len(), budget).into_iter().enumerate() {
             if found[k].is_none() {
                 found[k] = f.map(|(w, code)| (w, code, v.security));
@@ -1057,15 +1062,7 @@ mod tests {
             let n = 1 + rng.below(if t % 50 == 0 { 200 } else { 30 });
             let routes = table(&mut rng, &template, n);
             let v = variants(&mut rng);
-            let emitted: Vec<Emitted> = routes
-                .iter()
-                .enumerate()
-                .flat_map(|(from, r)| {
-                    routes_of(r, v)
-                        .into_iter()
-                        .map(move |route| Emitted { route, from })
-                })
-                .collect();
+            let emitted = emitted_in(&routes, v);
             for budget in [REGEX_PAIR_BUDGET, t % 13] {
                 let want = covers_pairwise(&emitted, budget);
                 let got = earliest_covers(&emitted, budget);
@@ -1154,15 +1151,7 @@ mod tests {
             let n = 1 + rng.below(30);
             let routes = table(&mut rng, &template, n);
             let v = variants(&mut rng);
-            let emitted: Vec<Emitted> = routes
-                .iter()
-                .enumerate()
-                .flat_map(|(from, r)| {
-                    routes_of(r, v)
-                        .into_iter()
-                        .map(move |route| Emitted { route, from })
-                })
-                .collect();
+            let emitted = emitted_in(&routes, v);
             for (j, cover) in earliest_covers(&emitted, REGEX_PAIR_BUDGET)
                 .into_iter()
                 .enumerate()
