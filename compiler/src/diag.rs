@@ -125,6 +125,7 @@ codes! {
     HostsNotServed = "AMB421", "hosts-not-served", Warning, "the Mapping attaches only to Hosts no Listener serves, so no request reaches it", "bind its Hosts to a Listener (`hostBinding`), or attach the Mapping to a served Host";
     CertificateExpired = "AMB422", "certificate-expired", Warning, "the certificate a Host serves has expired", "renew the certificate in the Secret";
     CertificateNameMismatch = "AMB423", "certificate-name-mismatch", Warning, "the certificate a Host serves does not name the Host's hostname", "issue the certificate for the Host's hostname (a subject alternative name), or fix the hostname";
+    DuplicateListenerName = "AMB425", "duplicate-listener-name", Error, "two Listeners in different namespaces have the same name, which names the Envoy listener: Envoy refuses two listeners of one name (Emissary sends both, and Envoy rejects every listener)", "give each Listener a name of its own";
     AlpnBlank = "AMB424", "alpn-blank", Warning, "`alpn_protocols` has blanks around a comma: Envoy splits the list at commas only, so the protocol is offered with its blank and no client asks for it", "write the list without blanks, e.g. `alpn_protocols: h2,http/1.1`";
     UnknownModule = "AMB410", "unknown-module", Warning, "a Module whose name is neither `ambassador` nor `tls` has no effect", "name the Module `ambassador`";
     // External authorization (AuthService); AMB52x is kept for rate limiting.

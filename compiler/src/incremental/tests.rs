@@ -751,3 +751,41 @@ fn routes_with_two_filter_settings_encode_the_same_every_time() {
         assert_eq!(first, again);
     }
 }
+
+/// Found by the `session` fuzz target: two Listeners of one name in two namespaces were two
+/// Envoy listeners of one name; compiling from scratch kept the first (as a `Collection`
+/// does) and the session's deltas the last, and nothing said so. The later one is now left
+/// out with AMB425, and both ways give the same listener.
+#[test]
+fn listeners_of_one_name_give_one_listener_and_an_error_both_ways() {
+    let listener = |ns: &str, port: u16| {
+        format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {{name: edge, namespace: {ns}}}\nspec: {{port: {port}, protocol: HTTP, securityModel: XFP, hostBinding: {{namespace: {{from: ALL}}}}}}\n")
+    };
+    let files = vec![
+        ("a.yaml".to_string(), listener("default", 8443)),
+        ("b.yaml".to_string(), listener("shop", 8080)),
+        (
+            "c.yaml".to_string(),
+            File::Crd(Mapping::random(&mut Rng(3), "m".into())).text(),
+        ),
+    ];
+    let mut session = Session::new(Options::default(), LowerOptions::default());
+    let update = session.update(files.clone());
+    let mut held: BTreeMap<(usize, String), Vec<u8>> = BTreeMap::new();
+    for d in update.deltas {
+        let t = TYPES
+            .iter()
+            .position(|t| *t == d.type_url)
+            .expect("a known type");
+        if let Some(p) = d.resource {
+            held.insert((t, d.name), p.any.value);
+        }
+    }
+    let (want, want_findings) = from_scratch(&files);
+    assert_eq!(held, want);
+    assert_eq!(session_findings(&mut session), want_findings);
+    assert!(
+        want_findings.iter().any(|f| f.3 == "AMB425"),
+        "{want_findings:?}"
+    );
+}

@@ -59,6 +59,23 @@ pub(super) fn listeners<'a>(
             );
             continue;
         }
+        // The Envoy listener takes the Listener's name; two of one name (in two namespaces)
+        // would be two Envoy listeners of one name, of which Envoy keeps neither update.
+        if let Some(first) = read.iter().find(|o| o.r.id.name == r.id.name) {
+            diags.push(
+                Diagnostic::at(
+                    Code::DuplicateListenerName,
+                    r.span,
+                    format!(
+                        "Listener `{}/{}` has the name of Listener `{}/{}`, and the name is the Envoy listener's: this one (port {}) is left out",
+                        r.id.namespace, r.id.name, first.r.id.namespace, first.r.id.name, l.port
+                    ),
+                )
+                .with_object(&r.id)
+                .with_related(first.r.span, "the Listener that keeps the name"),
+            );
+            continue;
+        }
         read.push(l);
     }
 
