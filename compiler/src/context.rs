@@ -593,7 +593,7 @@ impl Context {
         for (k, _) in q.char_indices().chain(std::iter::once((q.len(), ' '))) {
             let idxs = self.prefixes.get(&(Arc::clone(&vhost), q[..k].to_string()));
             for e in self.foreign(idxs, owner) {
-                if *e.key() > key && covers_emitted(&emitted(e.route()), &mine) {
+                if *e.key() > key && covers_emitted(e.built.emitted(), &mine) {
                     let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(
@@ -634,7 +634,7 @@ impl Context {
                 break;
             }
             for e in self.foreign(Some(idxs), owner) {
-                if key > *e.key() && covers_emitted(&mine, &emitted(e.route())) {
+                if key > *e.key() && covers_emitted(&mine, e.built.emitted()) {
                     let theirs = &e.route().sources[0];
                     out.push(
                         Diagnostic::at(

@@ -155,6 +155,19 @@ pub(crate) struct Built {
     /// One encoding per security model of the listeners serving the virtual host
     /// (`VhState::models`).
     encoded: Vec<EncodedRoute>,
+    /// Its Envoy routes on a listener that routes everything, decoded when admission first
+    /// compares a route with it ([`Built::emitted`]), then kept: admission compares a new
+    /// route with many existing ones of its prefix, and decoding each every time was most
+    /// of that.
+    emitted: std::sync::OnceLock<Vec<crate::matcher::Route>>,
+}
+
+impl Built {
+    /// [`crate::check::emitted`] of the route, decoded once.
+    pub(crate) fn emitted(&self) -> &[crate::matcher::Route] {
+        self.emitted
+            .get_or_init(|| crate::check::emitted(&self.route))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -897,7 +910,14 @@ fn rebuild_groups<'f>(
                         )
                     })
                     .collect();
-                (place, Arc::new(Built { route, encoded }))
+                (
+                    place,
+                    Arc::new(Built {
+                        route,
+                        encoded,
+                        emitted: std::sync::OnceLock::new(),
+                    }),
+                )
             });
             if old_name.is_some() || built.is_some() {
                 dirty.routes.push(RouteChange {
