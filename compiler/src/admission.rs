@@ -278,12 +278,13 @@ pub const AWAITS_NOTE: &str = "may be waiting for another object";
 pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
     let meta = &obj["metadata"];
     let object = ObjectRef {
-        kind: obj["kind"].as_str().unwrap_or_default().to_string(),
+        kind: obj["kind"].as_str().unwrap_or_default().into(),
         namespace: meta["namespace"]
             .as_str()
             .unwrap_or(&opts.default_namespace)
-            .to_string(),
-        name: meta["name"].as_str().unwrap_or_default().to_string(),
+            .to_string()
+            .into(),
+        name: meta["name"].as_str().unwrap_or_default().into(),
     };
     let mut sources = Sources::new();
     let mut manifests = Manifests::default();
@@ -295,7 +296,7 @@ pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
         .next()
         .unwrap_or_default();
     let opts = Options {
-        default_namespace: object.namespace.clone(),
+        default_namespace: object.namespace.to_string(),
         ..opts.clone()
     };
     if group != "getambassador.io" {
@@ -336,8 +337,8 @@ pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
                             })
                             .collect();
                         manifests.services.push(front::ServiceInfo {
-                            namespace: object.namespace.clone(),
-                            name: object.name.clone(),
+                            namespace: object.namespace.to_string(),
+                            name: object.name.to_string(),
                             ports,
                             span: crate::source::Span::default(),
                         });

@@ -141,7 +141,11 @@ pub struct Context {
 }
 
 fn id_key(o: &ObjectRef) -> IdKey {
-    (o.kind.clone(), o.namespace.clone(), o.name.clone())
+    (
+        o.kind.to_string(),
+        o.namespace.to_string(),
+        o.name.to_string(),
+    )
 }
 
 /// The canary groups of the view that the incoming object's Mappings join.

@@ -175,9 +175,10 @@ impl std::fmt::Display for Code {
 /// The Kubernetes-style identity of the object a diagnostic is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Default)]
 pub struct ObjectRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+    // Inline up to 24 bytes: every resource has one, and Kubernetes names are mostly short.
+    pub kind: crate::ir::Name,
+    pub namespace: crate::ir::Name,
+    pub name: crate::ir::Name,
 }
 
 impl std::fmt::Display for ObjectRef {

@@ -223,6 +223,8 @@ pub struct Resource {
     pub spec: Node,
     /// `""` for annotations, `spec.` for custom resources: how field paths are written.
     pub field_prefix: &'static str,
+    /// The IR's reference to this object, made when first asked for (`lower::source_ref`).
+    pub(crate) source_ref: std::sync::OnceLock<crate::ir::SourceRef>,
 }
 
 impl Resource {
@@ -409,9 +411,9 @@ fn read_object(sources: &Sources, root: &Node, opts: &Options, out: &mut Manifes
             .unwrap_or_default(),
     );
     let object = ObjectRef {
-        kind: kind.to_string(),
-        namespace: namespace.clone(),
-        name: name.to_string(),
+        kind: kind.into(),
+        namespace: namespace.clone().into(),
+        name: name.into(),
     };
 
     if api_version.split('/').next() == Some("getambassador.io") {
@@ -484,8 +486,8 @@ fn read_secret(root: &Node, object: &ObjectRef, out: &mut Manifests) {
     let private_key = value("tls.key");
     let ca = value("ca.crt");
     out.secrets.push(SecretInfo {
-        namespace: object.namespace.clone(),
-        name: object.name.clone(),
+        namespace: object.namespace.to_string(),
+        name: object.name.to_string(),
         kind: root
             .get("type")
             .and_then(Node::as_str)
@@ -523,8 +525,8 @@ fn read_service(root: &Node, object: &ObjectRef, out: &mut Manifests) {
         })
         .unwrap_or_default();
     out.services.push(ServiceInfo {
-        namespace: object.namespace.clone(),
-        name: object.name.clone(),
+        namespace: object.namespace.to_string(),
+        name: object.name.to_string(),
         ports,
         span: root.span,
     });
@@ -544,8 +546,8 @@ fn read_endpoints(root: &Node, object: &ObjectRef, out: &mut Manifests) {
             .filter_map(|a| a.get("ip").and_then(Node::as_str).map(str::to_string))
             .collect();
         out.endpoints.push(EndpointsInfo {
-            namespace: object.namespace.clone(),
-            service: object.name.clone(),
+            namespace: object.namespace.to_string(),
+            service: object.name.to_string(),
             addresses,
             ports: ports_of(subset.get("ports")),
         });
@@ -592,7 +594,7 @@ fn read_endpoint_slice(root: &Node, object: &ObjectRef, out: &mut Manifests) {
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect();
     out.endpoints.push(EndpointsInfo {
-        namespace: object.namespace.clone(),
+        namespace: object.namespace.to_string(),
         service,
         addresses,
         ports: ports_of(root.get("ports")),
@@ -717,9 +719,9 @@ fn read_annotation_doc(
         .unwrap_or_default()
         .to_string();
     let id = ObjectRef {
-        kind: kind.as_str().to_string(),
-        namespace,
-        name,
+        kind: kind.as_str().into(),
+        namespace: namespace.into(),
+        name: name.into(),
     };
     let span = name_node.map_or_else(
         || root.get_entry("kind").map_or(at, |(k, _)| k.span),
@@ -753,6 +755,7 @@ fn read_annotation_doc(
         ambassador_ids: Vec::new(),
         spec: root, // moved, not cloned: the document is the spec
         field_prefix: "",
+        source_ref: Default::default(),
     };
     admit(resource, schema::ANNOTATION_META, opts, out);
 }
@@ -924,7 +927,7 @@ fn read_custom_resource(
         kind,
         version,
         id: ObjectRef {
-            kind: kind.as_str().to_string(),
+            kind: kind.as_str().into(),
             ..object.clone()
         },
         span: name_span,
@@ -933,6 +936,7 @@ fn read_custom_resource(
         ambassador_ids: Vec::new(),
         spec,
         field_prefix: "spec.",
+        source_ref: Default::default(),
     };
     admit(resource, &[], opts, out);
 }

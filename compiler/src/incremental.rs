@@ -560,8 +560,8 @@ impl Session {
         }
         let mut ids: HashMap<(Kind, String, String), usize> = HashMap::new();
         for r in &all {
-            *namespaces.entry(r.id.namespace.clone()).or_default() += 1;
-            *ids.entry((r.kind, r.id.namespace.clone(), r.id.name.clone()))
+            *namespaces.entry(r.id.namespace.to_string()).or_default() += 1;
+            *ids.entry((r.kind, r.id.namespace.to_string(), r.id.name.to_string()))
                 .or_default() += 1;
         }
         let mut clusters = HashMap::new();
@@ -697,10 +697,13 @@ fn same_services(a: &[ServiceInfo], b: &[ServiceInfo]) -> bool {
 
 /// Counts an object in (or out of) the namespaces and names.
 fn count(state: &mut State, r: &Resource, add: bool) {
-    let ns = state.namespaces.entry(r.id.namespace.clone()).or_default();
+    let ns = state
+        .namespaces
+        .entry(r.id.namespace.to_string())
+        .or_default();
     let id = state
         .ids
-        .entry((r.kind, r.id.namespace.clone(), r.id.name.clone()))
+        .entry((r.kind, r.id.namespace.to_string(), r.id.name.to_string()))
         .or_default();
     if add {
         *ns += 1;
@@ -712,7 +715,7 @@ fn count(state: &mut State, r: &Resource, add: bool) {
 }
 
 fn key_of(r: &Resource) -> MKey {
-    (r.id.namespace.clone(), r.id.name.clone())
+    (r.id.namespace.to_string(), r.id.name.to_string())
 }
 
 /// Reads a Mapping in the context of `state`, and the virtual hosts it joins; with the

@@ -15,13 +15,47 @@ use crate::source::Span;
 pub type Name = compact_str::CompactString;
 
 /// Where a piece of the IR came from: the object (kind, namespace, name) and its position.
+///
+/// Shared: a Mapping is named by its route, its backend and its cluster, and every copy is
+/// the same object, so the copies are one allocation (made once per resource, see
+/// `lower::source_ref`). Reads go through [`Deref`](std::ops::Deref) to [`SourceObject`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRef(std::sync::Arc<SourceObject>);
+
+/// What a [`SourceRef`] points at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct SourceRef {
+pub struct SourceObject {
     pub kind: Name,
     pub namespace: Name,
     pub name: Name,
     /// The position of the object's `name` (or of the annotation document) in the file.
     pub span: Span,
+}
+
+impl SourceRef {
+    pub fn new(o: SourceObject) -> SourceRef {
+        SourceRef(std::sync::Arc::new(o))
+    }
+}
+
+impl std::ops::Deref for SourceRef {
+    type Target = SourceObject;
+    fn deref(&self) -> &SourceObject {
+        &self.0
+    }
+}
+
+impl Serialize for SourceRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Changing one copy leaves the others as they were (tests rename sources).
+impl std::ops::DerefMut for SourceRef {
+    fn deref_mut(&mut self) -> &mut SourceObject {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
 }
 
 /// The whole compiled configuration.
@@ -637,8 +671,9 @@ pub struct Cluster {
     pub more_endpoints: Vec<(String, u16)>,
     /// How endpoints are found.
     pub discovery: Discovery,
-    /// Originate TLS to the upstream (`https://` or a TLSContext).
-    pub tls: Option<UpstreamTls>,
+    /// Originate TLS to the upstream (`https://` or a TLSContext). Boxed: most clusters
+    /// have none, and a cluster map holds one entry per upstream.
+    pub tls: Option<Box<UpstreamTls>>,
     /// HTTP/2 to the upstream (`grpc: true`).
     pub http2: bool,
     pub connect_timeout_ms: u64,

@@ -24,7 +24,9 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::{Kind, Manifests, Resource};
-use crate::ir::{Cluster, Ir, PathMatch, RedirectPath, Route, RouteAction, SourceRef};
+use crate::ir::{
+    Cluster, Ir, PathMatch, RedirectPath, Route, RouteAction, SourceObject, SourceRef,
+};
 use crate::source::Span;
 use mapping::{Mapping, Reader};
 
@@ -448,21 +450,26 @@ pub(crate) fn dedupe<'a>(
         .collect()
 }
 
+/// The reference to `r` that the IR keeps: made once per resource, shared by every copy.
 pub(crate) fn source_ref(r: &Resource) -> SourceRef {
-    SourceRef {
-        kind: r.kind.as_str().into(),
-        namespace: r.id.namespace.as_str().into(),
-        name: r.id.name.as_str().into(),
-        span: r.span,
-    }
+    r.source_ref
+        .get_or_init(|| {
+            SourceRef::new(SourceObject {
+                kind: r.kind.as_str().into(),
+                namespace: r.id.namespace.clone(),
+                name: r.id.name.clone(),
+                span: r.span,
+            })
+        })
+        .clone()
 }
 
 /// The object a source reference names.
 pub fn object_of(s: &SourceRef) -> ObjectRef {
     ObjectRef {
-        kind: s.kind.to_string(),
-        namespace: s.namespace.to_string(),
-        name: s.name.to_string(),
+        kind: s.kind.clone(),
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
     }
 }
 

@@ -189,8 +189,10 @@ pub enum ValueTest {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    Forward(Forward),
-    Redirect(Redirect),
+    // Boxed: a table holds a decoded route per Envoy route, and most of one was room for
+    // the larger of these.
+    Forward(Box<Forward>),
+    Redirect(Box<Redirect>),
     Direct { status: u32 },
     Unsupported { what: String },
 }

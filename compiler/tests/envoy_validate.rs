@@ -151,12 +151,12 @@ fn bootstrap(res: &Resources) -> Value {
 // IR builders.
 
 fn sref(name: &str) -> SourceRef {
-    SourceRef {
+    SourceRef::new(SourceObject {
         kind: "Mapping".into(),
         namespace: "default".into(),
         name: name.into(),
         span: Span::default(),
-    }
+    })
 }
 
 fn backend(cluster: &str, weight: u32) -> WeightedCluster {
@@ -681,26 +681,26 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     i.clusters.insert("eds".into(), eds.clone());
     let mut eds_tls = eds;
     eds_tls.name = "eds-tls".into();
-    eds_tls.tls = Some(UpstreamTls {
+    eds_tls.tls = Some(Box::new(UpstreamTls {
         sni: Some("quote.prod".into()),
         context: Some("upstream".into()),
         client_secret: Some("prod/client-cert".into()),
         ca_secret: Some("prod/ca".into()),
         alpn_protocols: vec!["h2".into()],
-    });
+    }));
     eds_tls.http2 = true;
     i.clusters.insert("eds-tls".into(), eds_tls);
     let mut grpc = cluster("grpc");
     grpc.http2 = true;
     grpc.idle_timeout_ms = Some(60_000);
     grpc.lb_policy = LbPolicy::LeastRequest;
-    grpc.tls = Some(UpstreamTls {
+    grpc.tls = Some(Box::new(UpstreamTls {
         sni: None,
         context: None,
         client_secret: None,
         ca_secret: None,
         alpn_protocols: Vec::new(),
-    });
+    }));
     grpc.circuit_breakers = vec![
         CircuitBreaker {
             priority: "default".into(),

@@ -5,7 +5,9 @@
 //! threshold, 1 when something does, 2 for a usage error or input that could not be read.
 
 // mimalloc: the compiler allocates many small nodes, and mimalloc's per-thread free lists
-// make that much cheaper than glibc's malloc (docs/PERFORMANCE.md).
+// make that much cheaper than glibc's malloc (docs/PERFORMANCE.md). The feature
+// `system-alloc` builds with the system allocator instead, for heap profilers (heaptrack).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -55,10 +55,14 @@ pub fn table_for(ir: &crate::ir::Ir) -> Table {
 
 /// The Envoy routes `r` is emitted as on a listener with `v`, decoded: what the shadowing
 /// check reads ([`crate::check`]), so that it judges the routes Envoy is sent.
+///
+/// Only the conditions are decoded: the name is empty and the action a placeholder
+/// (`Unsupported` with no text), since the check and admission read nothing else, and a
+/// virtual host's routes are all decoded at once.
 pub(crate) fn routes_of(r: &crate::ir::Route, v: super::Variants) -> Vec<Route> {
     super::route::route_variants(r, v)
         .iter()
-        .map(route)
+        .map(conditions)
         .collect()
 }
 
@@ -216,7 +220,17 @@ fn route_config(rc: &RouteConfiguration) -> RouteConfig {
 }
 
 fn route(r: &EnvoyRoute) -> Route {
-    let m = r.r#match.clone().unwrap_or_default();
+    Route {
+        name: r.name.clone(),
+        action: action(r),
+        ..conditions(r)
+    }
+}
+
+/// `r`'s conditions, with no name and a placeholder action (see [`routes_of`]).
+fn conditions(r: &EnvoyRoute) -> Route {
+    let none = Default::default();
+    let m = r.r#match.as_ref().unwrap_or(&none);
     let path = match &m.path_specifier {
         Some(route_match::PathSpecifier::Prefix(p)) => PathCond::Prefix(p.clone()),
         Some(route_match::PathSpecifier::Path(p)) => PathCond::Exact(p.clone()),
@@ -236,7 +250,7 @@ fn route(r: &EnvoyRoute) -> Route {
         d.numerator.saturating_mul(per).min(1_000_000)
     });
     Route {
-        name: r.name.clone(),
+        name: String::new(),
         path,
         case_sensitive: m.case_sensitive.is_none_or(|b| b.value),
         headers: m.headers.iter().map(header).collect(),
@@ -257,7 +271,9 @@ fn route(r: &EnvoyRoute) -> Route {
             })
             .collect(),
         fraction_ppm,
-        action: action(r),
+        action: Action::Unsupported {
+            what: String::new(),
+        },
     }
 }
 
@@ -332,7 +348,7 @@ fn action(r: &EnvoyRoute) -> Action {
                 }
                 _ => HostRewrite::Keep,
             };
-            Action::Forward(Forward {
+            Action::Forward(Box::new(Forward {
                 clusters,
                 prefix_rewrite: (!a.prefix_rewrite.is_empty()).then(|| a.prefix_rewrite.clone()),
                 regex_rewrite: a.regex_rewrite.as_ref().map(|rr| {
@@ -354,7 +370,7 @@ fn action(r: &EnvoyRoute) -> Action {
                         (m.cluster.clone(), pct)
                     })
                     .collect(),
-            })
+            }))
         }
         Some(route::Action::Redirect(rd)) => {
             use redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
@@ -370,7 +386,7 @@ fn action(r: &EnvoyRoute) -> Action {
                 Ok(redirect_action::RedirectResponseCode::PermanentRedirect) => 308,
                 _ => 301,
             };
-            Action::Redirect(Redirect {
+            Action::Redirect(Box::new(Redirect {
                 https,
                 scheme,
                 host: (!rd.host_redirect.is_empty()).then(|| rd.host_redirect.clone()),
@@ -386,7 +402,7 @@ fn action(r: &EnvoyRoute) -> Action {
                 }),
                 status,
                 strip_query: rd.strip_query,
-            })
+            }))
         }
         Some(route::Action::DirectResponse(d)) => Action::Direct { status: d.status },
         other => Action::Unsupported {

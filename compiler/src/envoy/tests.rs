@@ -38,12 +38,12 @@ use crate::source::Span;
 // Builders.
 
 fn sref(name: &str) -> SourceRef {
-    SourceRef {
+    SourceRef::new(SourceObject {
         kind: "Mapping".into(),
         namespace: "default".into(),
         name: name.into(),
         span: Span::default(),
-    }
+    })
 }
 
 fn backend(cluster: &str, weight: u32) -> WeightedCluster {
@@ -1133,13 +1133,13 @@ fn dns_static_and_eds_clusters() {
     };
     i.clusters.insert("eds".into(), eds.clone());
     eds.name = "eds-tls".into();
-    eds.tls = Some(UpstreamTls {
+    eds.tls = Some(Box::new(UpstreamTls {
         sni: None,
         context: None,
         client_secret: None,
         ca_secret: None,
         alpn_protocols: Vec::new(),
-    });
+    }));
     i.clusters.insert("eds-tls".into(), eds);
     let res = emit(&i);
 
@@ -1217,13 +1217,13 @@ fn cluster_settings() {
             max_retries: Some(1),
         },
     ];
-    c.tls = Some(UpstreamTls {
+    c.tls = Some(Box::new(UpstreamTls {
         sni: Some("grpc.example".into()),
         context: Some("upstream".into()),
         client_secret: Some("default/client".into()),
         ca_secret: Some("default/ca".into()),
         alpn_protocols: vec!["h2".into()],
-    });
+    }));
     let mut h1 = cluster("h1");
     h1.idle_timeout_ms = Some(30_000);
     h1.max_connection_lifetime_ms = Some(600_000);
@@ -1421,13 +1421,13 @@ fn kitchen_sink() -> Ir {
     };
     eds.http2 = true;
     eds.lb_policy = LbPolicy::Maglev;
-    eds.tls = Some(UpstreamTls {
+    eds.tls = Some(Box::new(UpstreamTls {
         sni: Some("svc".into()),
         context: None,
         client_secret: None,
         ca_secret: None,
         alpn_protocols: Vec::new(),
-    });
+    }));
     eds.circuit_breakers = vec![CircuitBreaker {
         priority: "high".into(),
         max_connections: Some(1),

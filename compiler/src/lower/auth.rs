@@ -587,7 +587,7 @@ fn merge(all: &[One], diags: &mut Vec<Diagnostic>) -> Option<(AuthCheck, Cluster
         port,
         more_endpoints: more,
         discovery,
-        tls: first.tls.clone(),
+        tls: first.tls.clone().map(Box::new),
         http2: first.grpc,
         connect_timeout_ms: 3000,
         idle_timeout_ms: None,

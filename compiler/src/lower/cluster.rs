@@ -184,7 +184,7 @@ pub(super) fn cluster_of(
         port,
         more_endpoints: Vec::new(),
         discovery,
-        tls,
+        tls: tls.map(Box::new),
         http2: m.cluster.grpc,
         connect_timeout_ms: m.cluster.connect_timeout_ms.unwrap_or(3000),
         idle_timeout_ms: m.cluster.idle_timeout_ms,
@@ -224,7 +224,8 @@ pub(super) fn cluster_of(
 /// What gathering the clusters reads of a lowered Mapping: the rest of it (some 900 bytes
 /// and its texts) is dropped before the clusters are gathered, the compiler's peak.
 pub(super) struct Sends<'a> {
-    pub cluster: Box<Cluster>,
+    /// Taken by [`used_clusters`].
+    pub cluster: Option<Box<Cluster>>,
     pub r: &'a Resource,
     pub index: usize,
 }
@@ -232,7 +233,7 @@ pub(super) struct Sends<'a> {
 impl<'a> From<Lowered<'a>> for Sends<'a> {
     fn from(l: Lowered<'a>) -> Sends<'a> {
         Sends {
-            cluster: l.cluster,
+            cluster: Some(l.cluster),
             r: l.mp.r,
             index: l.index,
         }
@@ -248,7 +249,7 @@ pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<
         .iter()
         .flatten()
         .filter(|l| used[l.index])
-        .map(|l| (l.cluster.name.as_str(), l.index))
+        .filter_map(|l| Some((l.cluster.as_ref()?.name.as_str(), l.index)))
         .collect();
     // Stable: within a name, Mappings stay in input order.
     names.sort_by(|a, b| a.0.cmp(b.0));
@@ -269,7 +270,7 @@ pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<
     drop(names);
     // In the order of the Mappings (of memory): the first of a group gives the cluster,
     // each adds itself to the sources.
-    let mut taken: Vec<Option<Cluster>> = (0..sizes.len()).map(|_| None).collect();
+    let mut taken: Vec<Option<Box<Cluster>>> = (0..sizes.len()).map(|_| None).collect();
     for l in runs.iter_mut().flatten() {
         let g = slot[l.index];
         if g == usize::MAX {
@@ -279,21 +280,28 @@ pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<
         match &mut taken[g] {
             Some(c) => c.sources.push(src),
             None => {
-                // Moved out (the Mapping is not read again); a default, which allocates
-                // nothing, stays in its place.
-                let mut cluster = std::mem::take(&mut *l.cluster);
+                // The box moves (the Mapping is not read again): no copy of the cluster.
+                let Some(mut cluster) = l.cluster.take() else {
+                    continue;
+                };
                 cluster.sources.reserve_exact(sizes[g]);
                 cluster.sources.push(src);
                 taken[g] = Some(cluster);
             }
         }
     }
-    // Groups are in name order, without duplicates. Inserted one by one: collecting into a
-    // map first gathers every entry in a vector to sort it, a third copy of the clusters
-    // beside `taken` and the map (7 MB at 20,000 clusters, at the compiler's peak).
+    // The clusters nothing sends to, before the map is built beside the others.
+    for l in runs.iter_mut().flatten() {
+        l.cluster = None;
+    }
+    // Groups are in name order, without duplicates. Inserted one by one, each box freed as
+    // its cluster moves into the map: collecting into a map first gathers every entry in a
+    // vector to sort it, one more copy of the clusters at the compiler's peak.
     let mut clusters = BTreeMap::new();
-    for c in taken.into_iter().flatten() {
-        clusters.insert(c.name.clone(), c);
+    for c in taken.iter_mut() {
+        if let Some(c) = c.take() {
+            clusters.insert(c.name.clone(), *c);
+        }
     }
     clusters
 }

@@ -96,10 +96,10 @@ impl Context {
                     | Kind::ConsulResolver
             )
         }) {
-            resolvers.insert(r.id.name.clone(), r.kind);
+            resolvers.insert(r.id.name.to_string(), r.kind);
         }
         let tls_contexts: HashMap<String, Resource> = by_kind(Kind::TlsContext)
-            .map(|r| (r.id.name.clone(), r.clone()))
+            .map(|r| (r.id.name.to_string(), r.clone()))
             .collect();
 
         // Virtual hosts from Hosts, or one catch-all when there is none.

@@ -376,7 +376,7 @@ fn group_settings(primaries: &[&Lowered], settings: &Settings, cx: &mut Cx) -> R
     };
     if primaries.len() > 1 {
         for m in primaries {
-            if m.route != rs {
+            if *m.route != rs {
                 let what = differing_setting(&m.route, &rs);
                 cx.diags.push(
                     Diagnostic::at(

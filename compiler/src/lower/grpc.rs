@@ -112,7 +112,7 @@ pub(super) fn service_cluster(
         } else {
             Discovery::Dns
         },
-        tls,
+        tls: tls.map(Box::new),
         http2,
         connect_timeout_ms: 3000,
         idle_timeout_ms: None,

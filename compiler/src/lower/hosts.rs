@@ -210,7 +210,7 @@ pub(super) fn hosts<'a>(
             },
             glob,
             selector,
-            namespace: r.id.namespace.clone(),
+            namespace: r.id.namespace.to_string(),
             labels: r.labels.to_map(),
             tls,
             tls_context,

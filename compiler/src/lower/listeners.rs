@@ -111,7 +111,7 @@ pub(super) fn listeners<'a>(
 
     for l in read {
         let mut listener = Listener {
-            name: l.r.id.name.clone(),
+            name: l.r.id.name.to_string(),
             address: opts.listen_address.clone(),
             port: l.port,
             stats_prefix: l.stats_prefix.clone(),
@@ -445,7 +445,7 @@ fn read_listener<'a>(r: &'a Resource, diags: &mut Vec<Diagnostic>) -> Option<Rea
         .and_then(|n| n.get("from"))
         .and_then(|f| Some((f.as_str()?.to_ascii_uppercase(), f.span)));
     let selector = match_labels(binding.get("selector"));
-    let own = Some(r.id.namespace.clone());
+    let own = Some(r.id.namespace.to_string());
     let namespace = match from {
         Some((f, _)) if f == "ALL" => None,
         Some((f, _)) if f == "SELF" => own,

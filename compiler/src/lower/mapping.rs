@@ -41,17 +41,70 @@ pub struct Mapping<'a> {
     pub shadow: bool,
     pub service: Upstream,
     pub service_span: Span,
-    /// Settings of the route (shared by a canary group in one Envoy route).
-    /// Settings of the group's route.
-    pub route: RouteSettings,
+    /// Settings of the group's route (shared by a canary group in one Envoy route).
+    pub route: Sparse<RouteSettings>,
     /// Settings the member keeps on its own Envoy route.
     pub member: MemberSettings,
-    pub cluster: ClusterSettings,
-    pub redirect: Option<RedirectSettings>,
+    pub cluster: Sparse<ClusterSettings>,
+    pub redirect: Option<Box<RedirectSettings>>,
     /// The keys whose values must agree across a canary group, as canonical text.
     pub core: CoreKeys,
     /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
     pub labels: Option<Box<super::ratelimit::Labels>>,
+}
+
+/// Settings most Mappings leave at their defaults: nothing is allocated for the defaults,
+/// and reads of them see [`Empty::EMPTY`]. Every Mapping is held while routes are built,
+/// and the settings were half of one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sparse<T: 'static>(Option<Box<T>>);
+
+/// A type's default as a constant, for [`Sparse`] to lend.
+pub trait Empty: Default + PartialEq + 'static {
+    const EMPTY: &'static Self;
+}
+
+impl<T: Empty> Sparse<T> {
+    pub fn new(value: T) -> Sparse<T> {
+        Sparse((value != T::default()).then(|| Box::new(value)))
+    }
+}
+
+impl<T: Empty> std::ops::Deref for Sparse<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::EMPTY)
+    }
+}
+
+impl Empty for RouteSettings {
+    const EMPTY: &'static RouteSettings = &RouteSettings {
+        regex_rewrite: None,
+        retry: None,
+        cors: None,
+        upgrades: Vec::new(),
+        request_headers_to_add: Vec::new(),
+        request_headers_to_remove: Vec::new(),
+        response_headers_to_add: Vec::new(),
+        response_headers_to_remove: Vec::new(),
+        hash_policy: None,
+        rate_limits: Vec::new(),
+    };
+}
+
+impl Empty for ClusterSettings {
+    const EMPTY: &'static ClusterSettings = &ClusterSettings {
+        tls_context: None,
+        tls_context_span: None,
+        grpc: false,
+        connect_timeout_ms: None,
+        idle_timeout_ms: None,
+        max_connection_lifetime_ms: None,
+        lb_policy: None,
+        lb_span: None,
+        circuit_breakers: Vec::new(),
+        resolver: None,
+    };
 }
 
 /// The core keys a Mapping sets (every Mapping has `bypass_auth`), in key order. A sorted
@@ -499,10 +552,10 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         shadow,
         service,
         service_span,
-        route,
+        route: Sparse::new(route),
         member,
-        cluster,
-        redirect,
+        cluster: Sparse::new(cluster),
+        redirect: redirect.map(Box::new),
         core,
     })
 }

@@ -105,12 +105,14 @@ pub(super) fn tcp<'a>(
             } else {
                 Discovery::Dns
             },
-            tls: tls.map(|ctx| UpstreamTls {
-                sni: Some(host.clone()),
-                context: ctx,
-                client_secret: None,
-                ca_secret: None,
-                alpn_protocols: Vec::new(),
+            tls: tls.map(|ctx| {
+                Box::new(UpstreamTls {
+                    sni: Some(host.clone()),
+                    context: ctx,
+                    client_secret: None,
+                    ca_secret: None,
+                    alpn_protocols: Vec::new(),
+                })
             }),
             http2: false,
             connect_timeout_ms: 3000,
@@ -292,7 +294,7 @@ fn sni_tls(host: &str, sources: &TlsSources) -> Result<(ServerTls, Option<String
     }
     Ok((
         server_tls_from_context(ctx, vec![host.to_string()], &secret),
-        Some(ctx.id.name.clone()),
+        Some(ctx.id.name.to_string()),
     ))
 }
 

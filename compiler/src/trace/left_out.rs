@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::diag::{Code, Severity};
 use crate::front::Kind;
-use crate::ir::SourceRef;
+use crate::ir::{SourceObject, SourceRef};
 use crate::matcher::{path_only, Pattern, Request};
 use crate::source::Span;
 use crate::Compilation;
@@ -83,12 +83,12 @@ pub fn left_out(c: &Compilation, req: &Request, path: &str) -> Vec<LeftOut> {
         if !path_ok || !glob_matches(host, &req.authority) {
             continue;
         }
-        let mapping = SourceRef {
+        let mapping = SourceRef::new(SourceObject {
             kind: "Mapping".into(),
             namespace: r.id.namespace.as_str().into(),
             name: r.id.name.as_str().into(),
             span: r.span,
-        };
+        });
         // The most severe finding about the object says why it is missing.
         let finding = c
             .diagnostics
