@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic};
 use crate::envoy::table::{routes_of, variants_of};
@@ -28,21 +28,26 @@ const REGEX_PAIR_BUDGET: usize = 1_000_000;
 /// Runs the whole-configuration checks on what `ir` is emitted as.
 pub fn check(ir: &Ir, diags: &mut Vec<Diagnostic>) {
     let variants = variants_of(ir);
-    // Virtual hosts are independent: large configurations check them on all cores, and the
+    // A table shared by several virtual hosts (see `VirtualHost::routes`) is checked once
+    // per set of variants: the findings would be the same.
+    let mut jobs: Vec<(&[Route], &[Variants])> = Vec::new();
+    let mut seen: HashSet<(*const Vec<Route>, &[Variants])> = HashSet::new();
+    for vh in &ir.virtual_hosts {
+        let Some(v) = variants.get(vh.name.as_str()) else {
+            continue;
+        };
+        if seen.insert((std::sync::Arc::as_ptr(&vh.routes), v.as_slice())) {
+            jobs.push((vh.routes.as_slice(), v.as_slice()));
+        }
+    }
+    // Tables are independent: large configurations check them on all cores, and the
     // findings come back in virtual-host order.
-    let routes: usize = ir.virtual_hosts.iter().map(|v| v.routes.len()).sum();
-    let run = if routes < 4096 {
-        ir.virtual_hosts.len()
-    } else {
-        1
-    };
-    let found = crate::par::runs(&ir.virtual_hosts, run, |vhs| {
+    let routes: usize = jobs.iter().map(|(r, _)| r.len()).sum();
+    let run = if routes < 4096 { jobs.len() } else { 1 };
+    let found = crate::par::runs(&jobs, run, |jobs| {
         let mut out = Vec::new();
-        for vh in vhs {
-            let Some(v) = variants.get(vh.name.as_str()) else {
-                continue;
-            };
-            let routes: Vec<&Route> = vh.routes.iter().collect();
+        for (routes, v) in jobs {
+            let routes: Vec<&Route> = routes.iter().collect();
             shadowing(&routes, v, &mut out);
         }
         out

@@ -242,12 +242,12 @@ impl Context {
                 self.names.insert(id_key(&r.id), Named::new(r, file, index));
             }
         }
-        for c in &change.routes {
+        for c in change.routes.iter() {
             if let Some(name) = &c.old {
                 self.remove_route(&c.vhost, name);
             }
         }
-        for c in &change.routes {
+        for c in change.routes.iter() {
             if let Some((place, built)) = &c.new {
                 self.insert_route(&c.vhost, place, built);
             }
@@ -475,7 +475,7 @@ impl Context {
             }
         }
         for vh in &ir.virtual_hosts {
-            for route in &vh.routes {
+            for route in vh.routes.iter() {
                 self.shadowing(&vh.name, route, &owner, &mut conflicts);
             }
         }
@@ -499,7 +499,7 @@ impl Context {
     fn groups_joined(&self, ir: &Ir, owner: &ObjectRef, own: &[Resource]) -> Joins {
         let mut joins = Joins::default();
         for vh in &ir.virtual_hosts {
-            for route in &vh.routes {
+            for route in vh.routes.iter() {
                 let Some(idxs) = self
                     .by_group
                     .get(&(Arc::from(vh.name.as_str()), group_match(route)))

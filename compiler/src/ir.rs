@@ -415,8 +415,10 @@ pub struct VirtualHost {
     /// The Host object, or `None` for the synthesised catch-all host.
     pub source: Option<SourceRef>,
     pub insecure: InsecureAction,
-    /// Routes in evaluation order: Envoy takes the first that matches.
-    pub routes: Vec<Route>,
+    /// Routes in evaluation order: Envoy takes the first that matches. Shared by the
+    /// virtual hosts the same Mappings attach to (every Mapping on `hostname: "*"` makes one
+    /// table for all of them); changed through `Arc::make_mut`.
+    pub routes: std::sync::Arc<Vec<Route>>,
     /// Virtual-host level CORS, if any.
     pub cors: Option<Cors>,
 }

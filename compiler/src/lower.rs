@@ -39,7 +39,7 @@ pub(crate) use group::{
     build_group, canary_precedence, match_of, sort_members, GroupKey, MatchKey,
 };
 pub use hosts::globs_intersect;
-use hosts::{VHost, VHosts};
+use hosts::VHosts;
 pub(crate) use order::sort_routes;
 pub use order::{order_key, OrderKey};
 
@@ -138,14 +138,23 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     }
     let mappings: Vec<&Lowered> = runs.iter().flatten().collect();
 
-    // Routes per virtual host, the virtual hosts on all cores. Clusters are collected
-    // afterwards in virtual-host order, so their sources are listed as one thread would.
-    let attached_total: usize = attached.iter().map(Vec::len).sum();
-    let vhost_members: Vec<(&VHost, Vec<&Lowered>)> = vhosts
+    // Routes per virtual host, the virtual hosts on all cores. Virtual hosts the same
+    // Mappings attach to have the same routes: those are built once and shared (every
+    // Mapping on `hostname: "*"` with ten Hosts is one table, not ten copies of it).
+    let mut first_with: HashMap<&[usize], usize> = HashMap::new();
+    let built_as: Vec<usize> = attached
         .iter()
-        .zip(&attached)
-        .map(|(vh, idx)| (vh, idx.iter().map(|&i| mappings[i]).collect()))
+        .enumerate()
+        .map(|(v, idx)| *first_with.entry(idx.as_slice()).or_insert(v))
         .collect();
+    drop(first_with);
+    let vhost_members: Vec<Vec<&Lowered>> = attached
+        .iter()
+        .enumerate()
+        .filter(|&(v, _)| built_as[v] == v)
+        .map(|(_, idx)| idx.iter().map(|&i| mappings[i]).collect())
+        .collect();
+    let attached_total: usize = vhost_members.iter().map(Vec::len).sum();
     let run = if attached_total < PARALLEL_MIN_MAPPINGS {
         vhost_members.len()
     } else {
@@ -154,26 +163,35 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let settings = &ctx.settings;
     let built = crate::par::runs(&vhost_members, run, |run| {
         run.iter()
-            .map(|(_, members)| {
+            .map(|members| {
                 let mut cx = Cx {
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
                 let (mut routes, used) = build_routes(members, settings, &mut cx);
                 sort_routes(&mut routes);
-                (routes, used, cx.diags)
+                (std::sync::Arc::new(routes), used, cx.diags)
             })
             .collect::<Vec<_>>()
     });
-    let mut out_vhosts = Vec::new();
+    let mut out_vhosts: Vec<crate::ir::VirtualHost> = Vec::with_capacity(vhosts.len());
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
     // The Mappings some route sends to: their clusters make the configuration's.
     let mut used_by_routes = vec![false; mappings.len()];
-    for (vh, (routes, used, mut diags)) in vhosts.iter().zip(built.into_iter().flatten()) {
-        cx.diags.append(&mut diags);
-        for i in used {
-            used_by_routes[i] = true;
-        }
+    let mut built = built.into_iter().flatten();
+    for (v, vh) in vhosts.iter().enumerate() {
+        let routes = if built_as[v] == v {
+            let Some((routes, used, mut diags)) = built.next() else {
+                break;
+            };
+            cx.diags.append(&mut diags);
+            for i in used {
+                used_by_routes[i] = true;
+            }
+            routes
+        } else {
+            out_vhosts[built_as[v]].routes.clone()
+        };
         let mut vh = vh.vh.clone();
         vh.routes = routes;
         out_vhosts.push(vh);

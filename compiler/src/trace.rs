@@ -315,7 +315,7 @@ impl<'a> Origins<'a> {
     fn new(ir: &'a Ir) -> Origins<'a> {
         let mut routes = HashMap::new();
         for vh in &ir.virtual_hosts {
-            for r in &vh.routes {
+            for r in vh.routes.iter() {
                 routes.insert((vh.name.as_str(), r.name.as_str()), r);
             }
         }

@@ -319,7 +319,7 @@ fn vhost(
         domains: domains.iter().map(|d| d.to_string()).collect(),
         source: None,
         insecure,
-        routes,
+        routes: routes.into(),
         cors: None,
     }
 }
@@ -546,9 +546,11 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     for (name, policy, lb) in policies {
         let mut f = to(name);
         f.settings.hash_policy = Some(Box::new(policy));
-        i.virtual_hosts[0]
-            .routes
-            .push(forward(name, prefix(&format!("/{name}/")), f));
+        std::sync::Arc::make_mut(&mut i.virtual_hosts[0].routes).push(forward(
+            name,
+            prefix(&format!("/{name}/")),
+            f,
+        ));
         let mut c = cluster(name);
         c.lb_policy = lb;
         i.clusters.insert(name.into(), c);
@@ -822,9 +824,11 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         },
     ];
     let mut i = with_auth(None);
-    i.virtual_hosts[0]
-        .routes
-        .push(forward("limited", prefix("/limited/"), limited));
+    std::sync::Arc::make_mut(&mut i.virtual_hosts[0].routes).push(forward(
+        "limited",
+        prefix("/limited/"),
+        limited,
+    ));
     i.clusters.insert("api".into(), cluster("api"));
     let mut rls = cluster("ratelimit");
     rls.http2 = true;

@@ -60,7 +60,7 @@ pub(crate) fn listeners_with(ir: &Ir, upgrades: &BTreeSet<String>) -> Vec<Listen
 fn upgrade_types(ir: &Ir) -> BTreeSet<String> {
     let mut types = BTreeSet::from(["websocket".to_owned()]);
     for vh in &ir.virtual_hosts {
-        for r in &vh.routes {
+        for r in vh.routes.iter() {
             if let RouteAction::Forward(f) = &r.action {
                 types.extend(f.settings.upgrades.iter().cloned());
             }

@@ -214,7 +214,7 @@ pub(crate) fn route_configurations(ir: &Ir) -> Vec<Packed> {
             .map(|vh| {
                 let variants = Variants::of(vh, security, ir);
                 let mut bytes = Vec::new();
-                for r in &vh.routes {
+                for r in vh.routes.iter() {
                     append_route(r, variants, &mut bytes, &mut scratch);
                 }
                 // The hash of the parts is not the version here: see below.

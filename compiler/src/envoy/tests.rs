@@ -169,7 +169,7 @@ fn vhost(name: &str, domains: &[&str], routes: Vec<Route>) -> VirtualHost {
         domains: domains.iter().map(|d| d.to_string()).collect(),
         source: None,
         insecure: InsecureAction::Route,
-        routes,
+        routes: routes.into(),
         cors: None,
     }
 }
@@ -1504,7 +1504,9 @@ fn resources_are_sorted_by_name_and_packed_as_their_type() {
 fn one_route_change_changes_only_its_route_configuration() {
     let before = emit(&kitchen_sink());
     let mut changed = kitchen_sink();
-    let RouteAction::Forward(f) = &mut changed.virtual_hosts[0].routes[2].action else {
+    let RouteAction::Forward(f) =
+        &mut std::sync::Arc::make_mut(&mut changed.virtual_hosts[0].routes)[2].action
+    else {
         unreachable!()
     };
     f.clusters[0].settings.timeout_ms = Some(9000);

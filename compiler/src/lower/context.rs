@@ -122,7 +122,7 @@ impl Context {
                     domains: vec!["*".into()],
                     source: None,
                     insecure: InsecureAction::Route,
-                    routes: Vec::new(),
+                    routes: Vec::new().into(),
                     cors: None,
                 },
                 glob: "*".into(),

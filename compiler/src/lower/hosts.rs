@@ -205,7 +205,7 @@ pub(super) fn hosts<'a>(
                 domains: vec![glob.clone()],
                 source: Some(source_ref(r)),
                 insecure,
-                routes: Vec::new(),
+                routes: Vec::new().into(),
                 cors: None,
             },
             glob,

@@ -45,7 +45,7 @@ pub fn left_out(c: &Compilation, req: &Request, path: &str) -> Vec<LeftOut> {
         } else {
             &mut unserved
         };
-        for r in &vh.routes {
+        for r in vh.routes.iter() {
             for s in &r.sources {
                 set.insert((s.namespace.as_str(), s.name.as_str()));
             }
