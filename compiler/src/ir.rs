@@ -503,7 +503,57 @@ pub enum ValueMatch {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RouteAction {
     Forward(Box<Forward>),
-    Redirect(Redirect),
+    Redirect(Box<Redirect>),
+}
+
+/// Settings most routes and Mappings leave at their defaults: nothing is allocated for the
+/// defaults, and reads of them see [`Empty::EMPTY`]. A writable borrow allocates the
+/// defaults first. Compares and serializes as the settings it stands for.
+#[derive(Clone, Debug, Default)]
+pub struct Sparse<T: 'static>(Option<Box<T>>);
+
+/// A type's default as a constant, for [`Sparse`] to lend.
+pub trait Empty: Default + PartialEq + 'static {
+    const EMPTY: &'static Self;
+}
+
+impl<T: Empty> Sparse<T> {
+    pub fn new(value: T) -> Sparse<T> {
+        Sparse((value != T::default()).then(|| Box::new(value)))
+    }
+}
+
+impl<T: Empty> std::ops::Deref for Sparse<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::EMPTY)
+    }
+}
+
+impl<T: Empty> std::ops::DerefMut for Sparse<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<T: Empty> PartialEq for Sparse<T> {
+    fn eq(&self, other: &Sparse<T>) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Empty + Eq> Eq for Sparse<T> {}
+
+impl<T: Empty> From<T> for Sparse<T> {
+    fn from(value: T) -> Sparse<T> {
+        Sparse::new(value)
+    }
+}
+
+impl<T: Empty + Serialize> Serialize for Sparse<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// Proxy the request to one or more clusters.
@@ -518,9 +568,9 @@ pub struct Forward {
     /// Mirror a fraction of the traffic to another cluster (`shadow: true`).
     pub shadow: Option<Box<Shadow>>,
     /// The group's settings, with the Module's defaults applied. Flattened, so the
-    /// serialized route keeps one level.
+    /// serialized route keeps one level; sparse, since most routes have none.
     #[serde(flatten)]
-    pub settings: RouteSettings,
+    pub settings: Sparse<RouteSettings>,
 }
 
 /// The settings each member of a canary group keeps on its own Envoy route (Emissary reads
@@ -563,6 +613,21 @@ pub struct RouteSettings {
     /// Rate limits (`labels` of the RateLimitService's domain, with the Module's
     /// `default_labels`); empty without a RateLimitService.
     pub rate_limits: Vec<RateLimitGroup>,
+}
+
+impl Empty for RouteSettings {
+    const EMPTY: &'static RouteSettings = &RouteSettings {
+        regex_rewrite: None,
+        retry: None,
+        cors: None,
+        upgrades: Vec::new(),
+        request_headers_to_add: Vec::new(),
+        request_headers_to_remove: Vec::new(),
+        response_headers_to_add: Vec::new(),
+        response_headers_to_remove: Vec::new(),
+        hash_policy: None,
+        rate_limits: Vec::new(),
+    };
 }
 
 /// One backend of a route and its share of traffic.

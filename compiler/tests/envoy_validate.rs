@@ -176,7 +176,7 @@ fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
         shadow: None,
-        settings: RouteSettings::default(),
+        settings: Default::default(),
     }
 }
 
@@ -216,7 +216,7 @@ fn redirect(name: &str, r: Redirect) -> Route {
     Route {
         name: name.into(),
         matcher: prefix(&format!("/{name}/")),
-        action: RouteAction::Redirect(r),
+        action: RouteAction::Redirect(Box::new(r)),
         precedence: 0,
         sources: vec![sref(name)],
         unmatched_query: Vec::new(),

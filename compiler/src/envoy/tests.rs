@@ -63,7 +63,7 @@ fn fwd(clusters: Vec<WeightedCluster>) -> Forward {
     Forward {
         clusters,
         shadow: None,
-        settings: RouteSettings::default(),
+        settings: Default::default(),
     }
 }
 
@@ -761,13 +761,13 @@ fn redirects() {
         let r = Route {
             name: "r".into(),
             matcher: prefix("/old/"),
-            action: RouteAction::Redirect(Redirect {
+            action: RouteAction::Redirect(Box::new(Redirect {
                 host: "new.example".into(),
                 port: Some(8443),
                 https: true,
                 path: path.clone(),
                 response_code: code,
-            }),
+            })),
             precedence: 0,
             unmatched_query: Vec::new(),
             sources: vec![sref("r")],
@@ -1395,13 +1395,13 @@ fn kitchen_sink() -> Ir {
     let redirect = Route {
         name: "redir".into(),
         matcher: prefix("/old/"),
-        action: RouteAction::Redirect(Redirect {
+        action: RouteAction::Redirect(Box::new(Redirect {
             host: "x.example".into(),
             port: None,
             https: true,
             path: Some(RedirectPath::Prefix("/new/".into())),
             response_code: 308,
-        }),
+        })),
         precedence: 0,
         unmatched_query: Vec::new(),
         sources: vec![sref("redir")],

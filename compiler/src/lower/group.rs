@@ -271,13 +271,13 @@ pub(crate) fn build_group<'m, 'a>(
         // Emissary's group takes its query conditions from its proxying members only, so a
         // redirect's are left out of the match (they still rank it).
         unmatched_query = std::mem::take(&mut matcher.query_parameters);
-        RouteAction::Redirect(Redirect {
+        RouteAction::Redirect(Box::new(Redirect {
             host: first.service.host.clone(),
             port: first.service.port,
             https: first.service.https,
             path: redirect.path.clone(),
             response_code: redirect.response_code,
-        })
+        }))
     } else {
         let rs = group_settings(&primaries, settings, cx);
         rewrites_differ(&primaries, cx);
@@ -310,7 +310,7 @@ pub(crate) fn build_group<'m, 'a>(
         RouteAction::Forward(Box::new(Forward {
             clusters: wc,
             shadow: shadow.map(Box::new),
-            settings: rs,
+            settings: rs.into(),
         }))
     };
     if let RouteAction::Redirect(_) = &action {

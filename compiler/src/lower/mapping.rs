@@ -7,9 +7,9 @@ use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
 use crate::front::{ApiVersion, Resource};
 use crate::ir::{
-    CircuitBreaker, Cors, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, MemberSettings,
+    CircuitBreaker, Cors, Empty, HashPolicy, HeaderMatch, HeaderValue, LbPolicy, MemberSettings,
     PathMatch, QueryMatch, RedirectPath, RegexRewrite, RetryPolicy, RouteAuth, RouteSettings,
-    ValueMatch,
+    Sparse, ValueMatch,
 };
 use crate::lower::service::{self, Upstream};
 use crate::re2;
@@ -51,45 +51,6 @@ pub struct Mapping<'a> {
     pub core: CoreKeys,
     /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
     pub labels: Option<Box<super::ratelimit::Labels>>,
-}
-
-/// Settings most Mappings leave at their defaults: nothing is allocated for the defaults,
-/// and reads of them see [`Empty::EMPTY`]. Every Mapping is held while routes are built,
-/// and the settings were half of one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sparse<T: 'static>(Option<Box<T>>);
-
-/// A type's default as a constant, for [`Sparse`] to lend.
-pub trait Empty: Default + PartialEq + 'static {
-    const EMPTY: &'static Self;
-}
-
-impl<T: Empty> Sparse<T> {
-    pub fn new(value: T) -> Sparse<T> {
-        Sparse((value != T::default()).then(|| Box::new(value)))
-    }
-}
-
-impl<T: Empty> std::ops::Deref for Sparse<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        self.0.as_deref().unwrap_or(T::EMPTY)
-    }
-}
-
-impl Empty for RouteSettings {
-    const EMPTY: &'static RouteSettings = &RouteSettings {
-        regex_rewrite: None,
-        retry: None,
-        cors: None,
-        upgrades: Vec::new(),
-        request_headers_to_add: Vec::new(),
-        request_headers_to_remove: Vec::new(),
-        response_headers_to_add: Vec::new(),
-        response_headers_to_remove: Vec::new(),
-        hash_policy: None,
-        rate_limits: Vec::new(),
-    };
 }
 
 impl Empty for ClusterSettings {
