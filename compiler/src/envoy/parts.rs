@@ -9,7 +9,9 @@
 //! configuration's is its name, then each virtual host's. The bytes are the same as
 //! encoding the whole message at once (`tests.rs` in `incremental` compares them).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, VirtualHost as EnvoyVirtualHost,
@@ -208,23 +210,31 @@ pub(crate) fn route_configurations(ir: &Ir) -> Vec<Packed> {
     let module_cors = ir.settings.cors.as_ref();
     let mut scratch = Vec::new();
     let mut out = Vec::new();
+    // A route table shared by virtual hosts (see `VirtualHost::routes`) is encoded once per
+    // kind of listener and placed in each.
+    let mut encoded: HashMap<(*const Vec<Route>, Variants), Rc<EncodedRoute>> = HashMap::new();
     for (name, security, vhosts) in super::route::chains(ir) {
-        let parts: Vec<(VirtualHostShell, EncodedRoute)> = vhosts
+        let parts: Vec<(VirtualHostShell, Rc<EncodedRoute>)> = vhosts
             .into_iter()
             .map(|vh| {
                 let variants = Variants::of(vh, security, ir);
-                let mut bytes = Vec::new();
-                for r in vh.routes.iter() {
-                    append_route(r, variants, &mut bytes, &mut scratch);
-                }
-                // The hash of the parts is not the version here: see below.
-                let routes = EncodedRoute { bytes, hash: 0 };
+                let routes = encoded
+                    .entry((Arc::as_ptr(&vh.routes), variants))
+                    .or_insert_with(|| {
+                        let mut bytes = Vec::new();
+                        for r in vh.routes.iter() {
+                            append_route(r, variants, &mut bytes, &mut scratch);
+                        }
+                        // The hash of the parts is not the version here: see below.
+                        Rc::new(EncodedRoute { bytes, hash: 0 })
+                    })
+                    .clone();
                 (VirtualHostShell::new(vh, module_cors), routes)
             })
             .collect();
         let vhosts = parts
             .iter()
-            .map(|(shell, routes)| (shell, std::iter::once(routes), routes.element_len()));
+            .map(|(shell, routes)| (shell, std::iter::once(&**routes), routes.element_len()));
         let mut packed = route_configuration(name, vhosts);
         // `emit` versions a resource by its bytes; the incremental session by its parts.
         packed.version = version_of(&packed.any.value);
