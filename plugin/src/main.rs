@@ -226,12 +226,23 @@ fn preview(args: cli::PreviewArgs) -> u8 {
         cli::ResourceType::Endpoint => TypeFilter::Endpoint,
         cli::ResourceType::Secret => TypeFilter::Secret,
     });
+    let status = if loaded.read_errors.is_empty() { 0 } else { 2 };
     match args.output {
         // Packed only, and written as it is rendered: the dump of 20,000 Mappings is some
         // 30 MB of text, and their typed Envoy messages several times that.
         cli::DataFormat::Json => {
-            let resources = ambassador_compiler::envoy_resources_packed(&loaded.compilation);
-            drop(loaded.compilation);
+            // The resources are made of the IR, the Secrets and the endpoints: the input text
+            // and the objects as read (their YAML trees) go first.
+            let Loaded {
+                input,
+                mut compilation,
+                ..
+            } = loaded;
+            drop(input);
+            compilation.manifests.resources = Vec::new();
+            compilation.manifests.excluded = Vec::new();
+            let resources = ambassador_compiler::envoy_resources_packed(&compilation);
+            drop(compilation);
             emit_with(|out| {
                 ambassador_compiler::envoy::json::write_config_dump_json(
                     &resources, filter, &mut *out,
@@ -247,11 +258,7 @@ fn preview(args: cli::PreviewArgs) -> u8 {
             ))
         }
     }
-    if loaded.read_errors.is_empty() {
-        0
-    } else {
-        2
-    }
+    status
 }
 
 /// Exit 0 when the request is routed (to a backend or a redirect), 1 when it is not, 2
