@@ -734,7 +734,7 @@ fn read_one<'f>(
         diags: Vec::new(),
         known_namespaces: &state.ctx.known_namespaces,
     };
-    let read = read_mapping(r, &state.ctx, &has_service, &mut cx);
+    let read = read_mapping(r, &r.spec, &state.ctx, &has_service, &mut cx);
     let joined = match &read {
         Some(l) => attach(l, &state.ctx.vhosts, &mut cx),
         None => Vec::new(),

@@ -58,7 +58,11 @@ pub fn compile_files(
             front::read_file(sources, id, opts, &mut manifests);
         }
     }
-    let (ir, mut diags) = lower::lower(&manifests, lower_opts);
+    let (ir, mut diags) = if lower_opts.release_mapping_fields {
+        lower::lower_releasing(&mut manifests, lower_opts)
+    } else {
+        lower::lower(&manifests, lower_opts)
+    };
     check::check(&ir, &mut diags);
     let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
     diagnostics.append(&mut diags);

@@ -20,9 +20,12 @@ pub mod service;
 mod tcp;
 mod tracing;
 
+use std::sync::{Mutex, PoisonError};
+
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic, ObjectRef};
+use crate::front::yaml::{Node, NodeKind};
 use crate::front::{Kind, Manifests, Resource};
 use crate::ir::{
     Cluster, Ir, PathMatch, RedirectPath, Route, RouteAction, SourceObject, SourceRef,
@@ -60,6 +63,9 @@ pub struct LowerOptions {
     /// The time certificates are checked against, in seconds since the epoch; `None` skips
     /// the expiry check. The compiler reads no clock: callers pass the time.
     pub now: Option<i64>,
+    /// Free each Mapping's YAML tree once it is read ([`lower_releasing`]): for callers
+    /// that read nothing of the Mapping resources after compiling (`lint`, `preview`).
+    pub release_mapping_fields: bool,
 }
 
 impl Default for LowerOptions {
@@ -70,12 +76,49 @@ impl Default for LowerOptions {
             https_port: 8443,
             secrets_known: false,
             now: None,
+            release_mapping_fields: false,
         }
     }
 }
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
+    lower_with(m, None, opts)
+}
+
+/// [`lower`], freeing each Mapping's YAML tree once the Mapping is read (most of what the
+/// objects as read hold at lowering's peak): the Mapping resources of `m` are left with an
+/// empty `spec`. For callers that read nothing of them afterwards (`lint`, `preview`); the
+/// IR and the diagnostics are those of [`lower`].
+pub fn lower_releasing(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
+    // Keyed by the resource's address, which stays put: `m` is not changed until lowering
+    // ends. Each tree is taken by the thread that reads its Mapping, and freed there.
+    let specs: HashMap<usize, Mutex<Option<Node>>> = m
+        .resources
+        .iter_mut()
+        .filter(|r| r.kind == Kind::Mapping)
+        .map(|r| {
+            let empty = Node {
+                kind: NodeKind::Map(Vec::new()),
+                span: r.spec.span,
+            };
+            let spec = std::mem::replace(&mut r.spec, empty);
+            (
+                std::ptr::from_ref::<Resource>(r) as usize,
+                Mutex::new(Some(spec)),
+            )
+        })
+        .collect();
+    lower_with(m, Some(specs), opts)
+}
+
+/// [`lower`], reading the Mappings' fields from `specs` (by resource address) where given,
+/// each taken out as it is read.
+fn lower_with(
+    m: &Manifests,
+    specs: Option<HashMap<usize, Mutex<Option<Node>>>>,
+    opts: &LowerOptions,
+) -> (Ir, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let active = dedupe(m.resources.iter().collect(), &mut diags);
     let ctx = Context::build(&active, &m.resources, &m.services, &m.secrets, opts);
@@ -112,7 +155,12 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
             let mut joined = Vec::with_capacity(run.len());
             let mut out: Vec<Lowered> = Vec::with_capacity(run.len());
             for r in run {
-                if let Some(l) = read_mapping(r, &ctx, &has_service, &mut cx) {
+                let held = specs
+                    .as_ref()
+                    .and_then(|s| s.get(&(std::ptr::from_ref::<Resource>(r) as usize)))
+                    .and_then(|h| h.lock().unwrap_or_else(PoisonError::into_inner).take());
+                let spec = held.as_ref().unwrap_or(&r.spec);
+                if let Some(l) = read_mapping(r, spec, &ctx, &has_service, &mut cx) {
                     joined.push(attach(&l, vhosts, &mut cx));
                     out.push(l);
                 }
@@ -120,6 +168,8 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
             (out, joined, cx.diags)
         },
     );
+    // What is left of the trees held apart (duplicates that were not read) goes too.
+    drop(specs);
     // Each run's Mappings stay where the run put them: at 50,000 Mappings one list would be
     // a copy of some 60 MB into fresh memory.
     let mut runs: Vec<Vec<Lowered>> = Vec::with_capacity(read_runs.len());
@@ -244,12 +294,13 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
 /// and its cluster. `None` when an error leaves it out (reported in `cx`).
 pub(crate) fn read_mapping<'r>(
     r: &'r Resource,
+    spec: &Node,
     ctx: &Context,
     has_service: &dyn Fn(&str, &str) -> bool,
     cx: &mut Cx,
 ) -> Option<Lowered<'r>> {
-    let mut reader = Reader::new(r);
-    let read = mapping::read(&mut reader);
+    let mut reader = Reader::with_spec(r, spec);
+    let read = mapping::read(&mut reader, r);
     cx.diags.append(&mut reader.diags);
     let mut mp = read?;
     if !check_references(&mut mp, &ctx.tls_contexts, &ctx.resolvers, cx) {
@@ -299,11 +350,7 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &VHosts, cx: &mut Cx) -> Vec<usize> {
         }
     }
     if !joined.is_empty() && joined.iter().all(|&v| !vhosts[v].bound) {
-        let span = if mp.r.field("hostname").is_some() {
-            mp.r.key_span("hostname")
-        } else {
-            mp.r.span
-        };
+        let span = mp.set_key_span("hostname").unwrap_or(mp.r.span);
         cx.diags.push(
             Diagnostic::at(
                 Code::HostsNotServed,
@@ -322,11 +369,9 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &VHosts, cx: &mut Cx) -> Vec<usize> {
         );
     }
     if joined.is_empty() {
-        let span = if mp.r.field("hostname").is_some() {
-            mp.r.key_span("hostname")
-        } else {
-            mp.r.key_span("host")
-        };
+        let span = mp
+            .set_key_span("hostname")
+            .unwrap_or_else(|| mp.key_span("host"));
         cx.diags.push(
             Diagnostic::at(
                 Code::HostnameMatchesNoHost,

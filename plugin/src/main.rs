@@ -62,7 +62,10 @@ struct Loaded {
     read_errors: Vec<String>,
 }
 
-fn load(args: &SourceArgs) -> Result<Loaded, String> {
+/// Reads and compiles. `lean`: the caller reads nothing of the Mapping resources afterwards
+/// (only diagnostics, the IR, Secrets and endpoints), so their trees are freed as soon as
+/// they are read.
+fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
     let mut input = if args.filename.is_empty() {
         cluster::read(args).map_err(|e| format!("reading the cluster: {e}"))?
     } else {
@@ -77,6 +80,7 @@ fn load(args: &SourceArgs) -> Result<Loaded, String> {
     // Certificates are checked against the time of the run.
     let lower = LowerOptions {
         now: unix_now(),
+        release_mapping_fields: lean,
         ..LowerOptions::default()
     };
     let mut compilation = ambassador_compiler::compile_files(&input.sources, &skip, &opts, &lower);
@@ -108,7 +112,7 @@ fn emit_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
 
 fn lint(args: cli::LintArgs) -> u8 {
     set_color(args.source.color);
-    let loaded = match load(&args.source) {
+    let loaded = match load(&args.source, true) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -164,9 +168,9 @@ fn lint(args: cli::LintArgs) -> u8 {
 
 /// Loads for `routes` and `preview`: read errors and the count of errors in the
 /// configuration go to stderr, since objects with errors are left out of what is printed.
-fn load_for_output(args: &SourceArgs) -> Option<Loaded> {
+fn load_for_output(args: &SourceArgs, lean: bool) -> Option<Loaded> {
     set_color(args.color);
-    let loaded = match load(args) {
+    let loaded = match load(args, lean) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -191,7 +195,7 @@ fn load_for_output(args: &SourceArgs) -> Option<Loaded> {
 }
 
 fn routes(args: cli::RoutesArgs) -> u8 {
-    let Some(loaded) = load_for_output(&args.source) else {
+    let Some(loaded) = load_for_output(&args.source, false) else {
         return 2;
     };
     let rows =
@@ -216,7 +220,7 @@ fn routes(args: cli::RoutesArgs) -> u8 {
 
 fn preview(args: cli::PreviewArgs) -> u8 {
     use ambassador_compiler::envoy::TypeFilter;
-    let Some(loaded) = load_for_output(&args.source) else {
+    let Some(loaded) = load_for_output(&args.source, true) else {
         return 2;
     };
     let filter = args.kind.map(|k| match k {
@@ -277,7 +281,7 @@ fn trace(args: cli::TraceArgs) -> u8 {
             }
         }
     }
-    let Some(loaded) = load_for_output(&args.source) else {
+    let Some(loaded) = load_for_output(&args.source, false) else {
         return 2;
     };
     let table = ambassador_compiler::envoy::table::table_for(&loaded.compilation.ir);
@@ -361,7 +365,7 @@ fn route_test(args: cli::TestArgs) -> u8 {
     if bad > 0 {
         return 2;
     }
-    let Some(loaded) = load_for_output(&args.source) else {
+    let Some(loaded) = load_for_output(&args.source, false) else {
         return 2;
     };
     let table = ambassador_compiler::envoy::table::table_for(&loaded.compilation.ir);

@@ -148,7 +148,7 @@ pub(super) fn cluster_of(
         .and_then(|n| tls_contexts.get(n))
     {
         Some(context_tls(ctx, (!m.service.is_ip()).then(|| host.clone())))
-    } else if m.service.https || m.r.field("tls").and_then(Node::as_bool) == Some(true) {
+    } else if m.service.https || m.cluster.tls_true {
         Some(UpstreamTls {
             sni: (!m.service.is_ip()).then(|| host.clone()),
             context: None,

@@ -191,7 +191,7 @@ pub(crate) fn build_group<'m, 'a>(
             cx.diags.push(
                 Diagnostic::at(
                     code,
-                    m.r.key_span(k),
+                    m.key_span(k),
                     format!("`{k}` of `{}` differs from `{}` in the same canary group, so it cannot join the group", m.r.id.name, first.r.id.name),
                 )
                 .with_object(&m.r.id)
@@ -626,7 +626,7 @@ pub(crate) fn canary_precedence(groups: &[(GroupKey, Vec<&Lowered>)], cx: &mut C
                 cx.diags.push(
                     Diagnostic::at(
                         Code::CanaryPrecedence,
-                        m.r.key_span("precedence"),
+                        m.key_span("precedence"),
                         format!(
                             "`{}` (precedence {}) has the same match as `{}` (precedence {}), so it never receives traffic",
                             m.r.id.name, m.precedence, w.r.id.name, w.precedence

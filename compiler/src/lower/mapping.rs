@@ -49,6 +49,9 @@ pub struct Mapping<'a> {
     pub redirect: Option<Box<RedirectSettings>>,
     /// The keys whose values must agree across a canary group, as canonical text.
     pub core: CoreKeys,
+    /// Where the keys that findings after reading point at are ([`LATER_KEYS`]): the
+    /// Mapping's fields may be gone by then (see [`super::lower_releasing`]).
+    pub key_spans: Vec<(&'static str, Span)>,
     /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
     pub labels: Option<Box<super::ratelimit::Labels>>,
 }
@@ -65,7 +68,44 @@ impl Empty for ClusterSettings {
         lb_span: None,
         circuit_breakers: Vec::new(),
         resolver: None,
+        tls_true: false,
     };
+}
+
+/// The keys whose positions findings report after a Mapping is read: the canary group's
+/// core keys and `host_redirect` (a member that differs), `precedence`, `host`; `hostname`
+/// is kept only when it is set and not null.
+const LATER_KEYS: [&str; 13] = [
+    "bypass_auth",
+    "circuit_breakers",
+    "cluster_idle_timeout_ms",
+    "cluster_max_connection_lifetime_ms",
+    "labels",
+    "load_balancer",
+    "connect_timeout_ms",
+    "prefix_regex",
+    "prefix_exact",
+    "host_redirect",
+    "precedence",
+    "host",
+    "hostname",
+];
+
+impl Mapping<'_> {
+    /// The position of a key of the Mapping (one of [`LATER_KEYS`]), or of the Mapping when
+    /// it does not have it.
+    pub fn key_span(&self, key: &str) -> Span {
+        self.set_key_span(key).unwrap_or(self.r.span)
+    }
+
+    /// The position of a key of [`LATER_KEYS`] the Mapping has.
+    pub fn set_key_span(&self, key: &str) -> Option<Span> {
+        debug_assert!(LATER_KEYS.contains(&key), "`{key}` is not recorded");
+        self.key_spans
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| *s)
+    }
 }
 
 /// The core keys a Mapping sets (every Mapping has `bypass_auth`), in key order. A sorted
@@ -101,6 +141,8 @@ pub struct ClusterSettings {
     pub lb_span: Option<Span>,
     pub circuit_breakers: Vec<CircuitBreaker>,
     pub resolver: Option<(String, Span)>,
+    /// `tls: true`: originate TLS without a TLSContext.
+    pub tls_true: bool,
 }
 
 /// `host_redirect: true` and its companions.
@@ -113,6 +155,8 @@ pub struct RedirectSettings {
 /// Reads fields of one resource, collecting diagnostics.
 pub struct Reader<'a> {
     pub r: &'a Resource,
+    /// The fields: `r`'s own, or its tree held apart (see [`super::lower_releasing`]).
+    spec: &'a Node,
     pub diags: Vec<Diagnostic>,
     /// One bit per key present (see [`key_bit`]): most of the fields a Mapping may have are
     /// absent, and a clear bit says so without comparing the name with every key.
@@ -134,8 +178,12 @@ fn key_bit(name: &str) -> u64 {
 
 impl<'a> Reader<'a> {
     pub fn new(r: &'a Resource) -> Reader<'a> {
-        let keys = r
-            .spec
+        Reader::with_spec(r, &r.spec)
+    }
+
+    /// Reads the fields of `spec` as those of `r`.
+    pub fn with_spec(r: &'a Resource, spec: &'a Node) -> Reader<'a> {
+        let keys = spec
             .as_map()
             .unwrap_or_default()
             .iter()
@@ -143,6 +191,7 @@ impl<'a> Reader<'a> {
             .fold(0, |acc, k| acc | key_bit(k));
         Reader {
             r,
+            spec,
             diags: Vec::new(),
             keys,
         }
@@ -152,7 +201,19 @@ impl<'a> Reader<'a> {
         if self.keys & key_bit(name) == 0 {
             return None;
         }
-        self.r.field(name)
+        self.spec.get(name).filter(|n| !n.is_null())
+    }
+
+    /// Whether the key is there (with any value, null included).
+    pub fn has_key(&self, name: &str) -> bool {
+        self.keys & key_bit(name) != 0 && self.spec.get_entry(name).is_some()
+    }
+
+    /// The position of a field's key, or of the object.
+    pub fn key_span(&self, name: &str) -> Span {
+        self.spec
+            .get_entry(name)
+            .map_or(self.r.span, |(k, _)| k.span)
     }
 
     pub fn str(&self, name: &str) -> Option<&'a str> {
@@ -264,8 +325,10 @@ fn list_of(n: Option<&Node>) -> Vec<String> {
 
 /// Reads a Mapping. Returns `None` when a required part is missing or unusable; the
 /// reasons are in `reader.diags`.
-pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
-    let r = reader.r;
+///
+/// `r` is the resource `reader` reads, for as long as the Mapping is kept: the fields may be
+/// held apart from it for less time (see [`super::lower_releasing`]).
+pub fn read<'r>(reader: &mut Reader<'_>, r: &'r Resource) -> Option<Mapping<'r>> {
     let mut ok = true;
 
     // The path.
@@ -304,7 +367,7 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
     if prefix_regex && case_sensitive == Some(false) {
         reader.push(
             Code::RegexCaseIgnored,
-            r.key_span("case_sensitive"),
+            reader.key_span("case_sensitive"),
             "case_sensitive",
             "`case_sensitive: false` has no effect on a `prefix_regex` Mapping: Emissary writes it beside the regex, where Envoy ignores it, so the path is matched case-sensitively".into(),
         );
@@ -444,7 +507,7 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
     if reader.node("outlier_detection").is_some() {
         reader.push(
             Code::UnsupportedOutlierDetection,
-            r.key_span("outlier_detection"),
+            reader.key_span("outlier_detection"),
             "outlier_detection",
             "`outlier_detection` is not supported".into(),
         );
@@ -462,7 +525,7 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         };
         reader.push(
             Code::RedirectQueryIgnored,
-            r.key_span(key),
+            reader.key_span(key),
             key,
             format!("`{key}` of a `host_redirect` Mapping are left out of its match by Emissary: the redirect also answers requests without them"),
         );
@@ -494,6 +557,17 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
     }
     core.sort_unstable_by_key(|(k, _)| *k);
     let core = CoreKeys(core);
+    let key_spans = LATER_KEYS
+        .into_iter()
+        .filter(|&k| {
+            if k == "hostname" {
+                reader.node(k).is_some()
+            } else {
+                reader.has_key(k)
+            }
+        })
+        .map(|k| (k, reader.key_span(k)))
+        .collect();
 
     let labels = super::ratelimit::read_labels(reader);
     ok.then_some(Mapping {
@@ -518,6 +592,7 @@ pub fn read<'a>(reader: &mut Reader<'a>) -> Option<Mapping<'a>> {
         cluster: Sparse::new(cluster),
         redirect: redirect.map(Box::new),
         core,
+        key_spans,
     })
 }
 
@@ -644,7 +719,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> (RouteSettings, Me
         if reader.node("rewrite").is_some() {
             reader.push(
                 Code::RewriteConflict,
-                reader.r.key_span("rewrite"),
+                reader.key_span("rewrite"),
                 "rewrite",
                 "both `rewrite` and `regex_rewrite` are set; `regex_rewrite` wins".into(),
             );
@@ -888,6 +963,7 @@ pub(super) fn read_cluster_settings(reader: &mut Reader, ok: &mut bool) -> Clust
         resolver: reader
             .str("resolver")
             .map(|s| (s.to_string(), reader.span("resolver"))),
+        tls_true: reader.node("tls").and_then(Node::as_bool) == Some(true),
         ..ClusterSettings::default()
     };
     if let Some(tls) = reader.node("tls") {
@@ -1003,7 +1079,7 @@ fn read_redirect(reader: &mut Reader, ok: &mut bool) -> Option<RedirectSettings>
         if let Some(first) = stray.first() {
             reader.push(
                 Code::RedirectWithoutHostRedirect,
-                reader.r.key_span(first),
+                reader.key_span(first),
                 first,
                 format!("`{first}` has no effect without `host_redirect: true`"),
             );
@@ -1013,7 +1089,7 @@ fn read_redirect(reader: &mut Reader, ok: &mut bool) -> Option<RedirectSettings>
     if kinds.len() > 1 {
         reader.push(
             Code::RedirectConflict,
-            reader.r.key_span(kinds[1]),
+            reader.key_span(kinds[1]),
             kinds[1],
             format!("`{}` and `{}` cannot both be set", kinds[0], kinds[1]),
         );
