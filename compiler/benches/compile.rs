@@ -457,8 +457,10 @@ fn child(n: usize) {
     print_peaks(&sources);
 }
 
-/// Compiles `sources`, packs the resources ([`ambassador_compiler::envoy::emit_packed`], as
-/// `preview -o json` does) and drops them, then emits the typed resources; prints the peak
+/// Compiles `sources` as `lint` and `preview` do (each Mapping's tree freed once read:
+/// `LowerOptions::release_mapping_fields`), packs the resources
+/// ([`ambassador_compiler::envoy::emit_packed`], as `preview -o json` does) and drops them,
+/// then emits the typed resources; prints the peak
 /// resident MiB at the end, the same above the baseline, and the peaks after the compile
 /// alone and after the packed emit (the high-water mark only grows).
 fn print_peaks(sources: &Sources) {
@@ -466,7 +468,11 @@ fn print_peaks(sources: &Sources) {
     // generator's peak, which only overstates.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let base = vm_kib("VmRSS").unwrap_or(0);
-    let c = ambassador_compiler::compile(sources, &Options::default(), &LowerOptions::default());
+    let lean = LowerOptions {
+        release_mapping_fields: true,
+        ..LowerOptions::default()
+    };
+    let c = ambassador_compiler::compile(sources, &Options::default(), &lean);
     let compiled = vm_kib("VmHWM").unwrap_or(0);
     drop(std::hint::black_box(
         ambassador_compiler::envoy::emit_packed(&c.ir),
