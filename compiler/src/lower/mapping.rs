@@ -49,8 +49,9 @@ pub struct Mapping<'a> {
     pub redirect: Option<Box<RedirectSettings>>,
     /// The keys whose values must agree across a canary group, as canonical text.
     pub core: CoreKeys,
-    /// Where the keys that findings after reading point at are ([`LATER_KEYS`]): the
-    /// Mapping's fields may be gone by then (see [`super::lower_releasing`]).
+    /// Where the keys that findings after reading point at are ([`CORE_KEYS`],
+    /// [`LATER_KEYS`]): the Mapping's fields may be gone by then (see
+    /// [`super::lower_releasing`]).
     pub key_spans: Vec<(&'static str, Span)>,
     /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
     pub labels: Option<Box<super::ratelimit::Labels>>,
@@ -72,10 +73,8 @@ impl Empty for ClusterSettings {
     };
 }
 
-/// The keys whose positions findings report after a Mapping is read: the canary group's
-/// core keys and `host_redirect` (a member that differs), `precedence`, `host`; `hostname`
-/// is kept only when it is set and not null.
-const LATER_KEYS: [&str; 13] = [
+/// The keys that must agree across a canary group (Emissary's core keys).
+const CORE_KEYS: [&str; 9] = [
     "bypass_auth",
     "circuit_breakers",
     "cluster_idle_timeout_ms",
@@ -85,22 +84,26 @@ const LATER_KEYS: [&str; 13] = [
     "connect_timeout_ms",
     "prefix_regex",
     "prefix_exact",
-    "host_redirect",
-    "precedence",
-    "host",
-    "hostname",
 ];
 
+/// Besides [`CORE_KEYS`], the keys whose positions findings report after a Mapping is read:
+/// `host_redirect` (a canary member that differs), `precedence`, `host`, and `hostname`,
+/// kept only when it is set and not null.
+const LATER_KEYS: [&str; 4] = ["host_redirect", "precedence", "host", "hostname"];
+
 impl Mapping<'_> {
-    /// The position of a key of the Mapping (one of [`LATER_KEYS`]), or of the Mapping when
-    /// it does not have it.
+    /// The position of a key of the Mapping (one of [`CORE_KEYS`] and [`LATER_KEYS`]), or of
+    /// the Mapping when it does not have it.
     pub fn key_span(&self, key: &str) -> Span {
         self.set_key_span(key).unwrap_or(self.r.span)
     }
 
-    /// The position of a key of [`LATER_KEYS`] the Mapping has.
+    /// The position of a key of [`CORE_KEYS`] and [`LATER_KEYS`] the Mapping has.
     pub fn set_key_span(&self, key: &str) -> Option<Span> {
-        debug_assert!(LATER_KEYS.contains(&key), "`{key}` is not recorded");
+        debug_assert!(
+            CORE_KEYS.contains(&key) || LATER_KEYS.contains(&key),
+            "`{key}` is not recorded"
+        );
         self.key_spans
             .iter()
             .find(|(k, _)| *k == key)
@@ -531,19 +534,8 @@ pub fn read<'r>(reader: &mut Reader<'_>, r: &'r Resource) -> Option<Mapping<'r>>
         );
     }
 
-    // Keys that must agree across a canary group (Emissary's core keys).
     let mut core = Vec::new();
-    for key in [
-        "bypass_auth",
-        "circuit_breakers",
-        "cluster_idle_timeout_ms",
-        "cluster_max_connection_lifetime_ms",
-        "labels",
-        "load_balancer",
-        "connect_timeout_ms",
-        "prefix_regex",
-        "prefix_exact",
-    ] {
+    for key in CORE_KEYS {
         if key == "bypass_auth" {
             // Every Emissary Mapping has it (false by default), so a group's members must
             // agree on it whether they set it or not.
@@ -557,8 +549,9 @@ pub fn read<'r>(reader: &mut Reader<'_>, r: &'r Resource) -> Option<Mapping<'r>>
     }
     core.sort_unstable_by_key(|(k, _)| *k);
     let core = CoreKeys(core);
-    let key_spans = LATER_KEYS
+    let key_spans = CORE_KEYS
         .into_iter()
+        .chain(LATER_KEYS)
         .filter(|&k| {
             if k == "hostname" {
                 reader.node(k).is_some()
