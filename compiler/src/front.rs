@@ -230,12 +230,12 @@ pub struct Resource {
 impl Resource {
     /// A field of the spec, if set and not null.
     pub fn field(&self, name: &str) -> Option<&Node> {
-        self.spec.get(name).filter(|n| !n.is_null())
+        self.spec.field(name)
     }
 
     /// The position of a field's key, or of the object.
     pub fn key_span(&self, name: &str) -> Span {
-        self.spec.get_entry(name).map_or(self.span, |(k, _)| k.span)
+        self.spec.key_span_or(name, self.span)
     }
 
     pub fn path(&self, field: &str) -> String {

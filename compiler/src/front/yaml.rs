@@ -193,6 +193,16 @@ impl Node {
         self.get_entry(key).map(|(_, v)| v)
     }
 
+    /// The value under a key of a mapping, if set and not null.
+    pub fn field(&self, key: &str) -> Option<&Node> {
+        self.get(key).filter(|n| !n.is_null())
+    }
+
+    /// The position of a key of a mapping, or `absent` when the mapping does not have it.
+    pub fn key_span_or(&self, key: &str, absent: Span) -> Span {
+        self.get_entry(key).map_or(absent, |(k, _)| k.span)
+    }
+
     /// A short name of the node's type, for messages.
     pub fn type_name(&self) -> &'static str {
         match &self.kind {

@@ -204,7 +204,7 @@ impl<'a> Reader<'a> {
         if self.keys & key_bit(name) == 0 {
             return None;
         }
-        self.spec.get(name).filter(|n| !n.is_null())
+        self.spec.field(name)
     }
 
     /// Whether the key is there (with any value, null included).
@@ -214,9 +214,7 @@ impl<'a> Reader<'a> {
 
     /// The position of a field's key, or of the object.
     pub fn key_span(&self, name: &str) -> Span {
-        self.spec
-            .get_entry(name)
-            .map_or(self.r.span, |(k, _)| k.span)
+        self.spec.key_span_or(name, self.r.span)
     }
 
     pub fn str(&self, name: &str) -> Option<&'a str> {
