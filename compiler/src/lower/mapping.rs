@@ -1,6 +1,5 @@
 //! A Mapping resource read into typed fields, with per-field checks that need no other object.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::diag::{Code, Diagnostic};
@@ -52,7 +51,7 @@ pub struct Mapping<'a> {
     /// Where the keys that findings after reading point at are ([`CORE_KEYS`],
     /// [`LATER_KEYS`]): the Mapping's fields may be gone by then (see
     /// [`super::lower_releasing`]).
-    pub key_spans: Vec<(&'static str, Span)>,
+    pub key_spans: Box<[(&'static str, Span)]>,
     /// `labels`, read (see [`super::ratelimit`]); `None` when the Mapping has none.
     pub labels: Option<Box<super::ratelimit::Labels>>,
 }
@@ -74,6 +73,7 @@ impl Empty for ClusterSettings {
 }
 
 /// The keys that must agree across a canary group (Emissary's core keys).
+/// `bypass_auth` comes first (see [`CoreKeys`]).
 const CORE_KEYS: [&str; 9] = [
     "bypass_auth",
     "circuit_breakers",
@@ -111,23 +111,28 @@ impl Mapping<'_> {
     }
 }
 
-/// The core keys a Mapping sets (every Mapping has `bypass_auth`), in key order. A sorted
-/// list: a map would allocate a node of 11 entries for the one key most Mappings have.
+/// The core keys a Mapping sets, in key order. Every Mapping has `bypass_auth` (false by
+/// default), held apart so that the common Mapping, which sets no other, allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CoreKeys(Vec<(&'static str, Cow<'static, str>)>);
+pub struct CoreKeys {
+    bypass_auth: bool,
+    /// The others it sets, as canonical text, in key order.
+    rest: Box<[(&'static str, String)]>,
+}
 
 impl CoreKeys {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v)
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
-    /// The keys and their values, in key order.
+    /// The keys and their values, in key order (`bypass_auth` sorts first).
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.0.iter().map(|(k, v)| (*k, &**v))
+        let bypass = if self.bypass_auth { "true" } else { "false" };
+        std::iter::once(("bypass_auth", bypass)).chain(self.rest.iter().map(|(k, v)| (*k, &**v)))
     }
 }
 
@@ -532,33 +537,32 @@ pub fn read<'r>(reader: &mut Reader<'_>, r: &'r Resource) -> Option<Mapping<'r>>
         );
     }
 
-    let mut core = Vec::new();
-    for key in CORE_KEYS {
-        if key == "bypass_auth" {
-            // Every Emissary Mapping has it (false by default), so a group's members must
-            // agree on it whether they set it or not.
-            let bypass = reader.bool(key) == Some(true);
-            core.push((key, Cow::Borrowed(if bypass { "true" } else { "false" })));
-            continue;
-        }
-        if let Some(n) = reader.node(key) {
-            core.push((key, Cow::Owned(canonical(n))));
+    // Every Emissary Mapping has `bypass_auth` (false by default), so a group's members must
+    // agree on it whether they set it or not.
+    let mut rest: Vec<(&'static str, String)> = CORE_KEYS[1..]
+        .iter()
+        .filter_map(|&key| Some((key, canonical(reader.node(key)?))))
+        .collect();
+    rest.sort_unstable_by_key(|(k, _)| *k);
+    let core = CoreKeys {
+        bypass_auth: reader.bool("bypass_auth") == Some(true),
+        rest: rest.into_boxed_slice(),
+    };
+    // Sized to what is set: most Mappings record one key or none.
+    let mut spans = [("", Span::default()); CORE_KEYS.len() + LATER_KEYS.len()];
+    let mut n = 0;
+    for k in CORE_KEYS.into_iter().chain(LATER_KEYS) {
+        let set = if k == "hostname" {
+            reader.node(k).is_some()
+        } else {
+            reader.has_key(k)
+        };
+        if set {
+            spans[n] = (k, reader.key_span(k));
+            n += 1;
         }
     }
-    core.sort_unstable_by_key(|(k, _)| *k);
-    let core = CoreKeys(core);
-    let key_spans = CORE_KEYS
-        .into_iter()
-        .chain(LATER_KEYS)
-        .filter(|&k| {
-            if k == "hostname" {
-                reader.node(k).is_some()
-            } else {
-                reader.has_key(k)
-            }
-        })
-        .map(|k| (k, reader.key_span(k)))
-        .collect();
+    let key_spans = Box::from(&spans[..n]);
 
     let labels = super::ratelimit::read_labels(reader);
     ok.then_some(Mapping {
