@@ -52,12 +52,25 @@ pub fn compile_files(
     opts: &Options,
     lower_opts: &LowerOptions,
 ) -> Compilation {
+    compile_manifests(read_files(sources, skip, opts), lower_opts)
+}
+
+/// The first half of [`compile_files`]: reads the objects of every file but those in
+/// `skip`. Nothing after it reads the text of the files (positions need only their line
+/// index), so a caller may release it ([`Sources::release_text`]) before
+/// [`compile_manifests`].
+pub fn read_files(sources: &Sources, skip: &[source::FileId], opts: &Options) -> Manifests {
     let mut manifests = Manifests::default();
     for (id, _) in sources.iter() {
         if !skip.contains(&id) {
             front::read_file(sources, id, opts, &mut manifests);
         }
     }
+    manifests
+}
+
+/// The second half of [`compile_files`]: lowers and checks what [`read_files`] read.
+pub fn compile_manifests(mut manifests: Manifests, lower_opts: &LowerOptions) -> Compilation {
     let (ir, mut diags) = if lower_opts.release_mapping_fields {
         lower::lower_releasing(&mut manifests, lower_opts)
     } else {

@@ -45,8 +45,12 @@ impl Span {
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub name: String,
+    /// Empty while released ([`Sources::release_text`]).
     pub text: String,
     line_starts: Vec<u32>,
+    /// The length of the text, kept while it is released.
+    len: usize,
+    released: bool,
 }
 
 impl SourceFile {
@@ -59,13 +63,19 @@ impl SourceFile {
         }
         SourceFile {
             name,
+            len: text.len(),
             text,
             line_starts,
+            released: false,
         }
     }
 
-    /// The text of a 1-based line, without its line break.
+    /// The text of a 1-based line, without its line break; `None` while the text is
+    /// released.
     pub fn line(&self, line: u32) -> Option<&str> {
+        if self.released {
+            return None;
+        }
         let i = (line as usize).checked_sub(1)?;
         let start = *self.line_starts.get(i)? as usize;
         let end = self
@@ -116,6 +126,37 @@ impl Sources {
         let id = FileId(self.files.len() as u32);
         self.files.push(SourceFile::new(name.into(), text.into()));
         id
+    }
+
+    /// Frees a file's text once nothing more is read from it (the compiler reads it only
+    /// while reading the objects: [`crate::read_files`]), keeping its name and where its
+    /// lines start, so that positions still resolve. [`SourceFile::line`] gives `None` until
+    /// the text is put back ([`Sources::restore_text`]).
+    pub fn release_text(&mut self, id: FileId) {
+        let f = &mut self.files[id.0 as usize];
+        f.text = String::new();
+        f.released = true;
+    }
+
+    /// Puts back the text of a released file, read again: refused (`false`, the file stays
+    /// released) unless it has the length and the lines of the text released.
+    pub fn restore_text(&mut self, id: FileId, text: String) -> bool {
+        let f = &mut self.files[id.0 as usize];
+        if !f.released || text.len() != f.len {
+            return false;
+        }
+        let again = SourceFile::new(String::new(), text);
+        if again.line_starts != f.line_starts {
+            return false;
+        }
+        f.text = again.text;
+        f.released = false;
+        true
+    }
+
+    /// Whether a file's text is released.
+    pub fn is_released(&self, id: FileId) -> bool {
+        self.files[id.0 as usize].released
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {
@@ -182,6 +223,25 @@ mod tests {
         assert_eq!(f.offset(Pos::new(2, 2)), Some(5));
         assert_eq!(f.offset(Pos::new(2, 3)), Some(6));
         assert_eq!(f.offset(Pos::new(2, 9)), None);
+    }
+
+    #[test]
+    fn released_text_comes_back_only_with_the_same_lines() {
+        let mut s = Sources::new();
+        let id = s.add("a.yaml", "ab\ncd\n");
+        s.release_text(id);
+        assert!(s.is_released(id));
+        assert_eq!(s.get(id).line(1), None);
+        assert_eq!(s.get(id).line_count(), 3);
+        // Same length, a line break moved: refused.
+        assert!(!s.restore_text(id, "a\nbcd\n".into()));
+        // Longer: refused.
+        assert!(!s.restore_text(id, "ab\ncde\n".into()));
+        assert_eq!(s.get(id).line(1), None);
+        assert!(s.restore_text(id, "ab\ncd\n".into()));
+        assert_eq!(s.get(id).line(2), Some("cd"));
+        // Not released any more: nothing to put back.
+        assert!(!s.restore_text(id, "ab\ncd\n".into()));
     }
 
     #[test]

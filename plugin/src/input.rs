@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ambassador_compiler::diag::{Code, Diagnostic};
-use ambassador_compiler::source::{self, Pos, Sources, Span};
+use ambassador_compiler::source::{self, FileId, Pos, Sources, Span};
 
 /// Files larger than this are refused: no manifest set comes near it.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -29,6 +29,32 @@ pub struct Input {
     pub sources: Sources,
     pub diagnostics: Vec<Diagnostic>,
     pub errors: Vec<ReadError>,
+    /// The files read whole and clean from a path, which can be read again.
+    pub paths: Vec<(FileId, PathBuf)>,
+}
+
+impl Input {
+    /// Frees the text of every file that can be read again (see [`Input::restore_texts`]):
+    /// once the objects are read, only findings shown with their source line read it.
+    pub fn release_texts(&mut self) {
+        for (id, _) in &self.paths {
+            self.sources.release_text(*id);
+        }
+    }
+
+    /// Reads again the released files among `files`. A file that changed since (another
+    /// length, other lines) stays released: its findings are shown without the line.
+    pub fn restore_texts(&mut self, files: impl IntoIterator<Item = FileId>) {
+        let wanted: std::collections::BTreeSet<FileId> = files.into_iter().collect();
+        for (id, path) in &self.paths {
+            if !wanted.contains(id) || !self.sources.is_released(*id) {
+                continue;
+            }
+            if let Some(text) = std::fs::read(path).ok().and_then(text_of) {
+                self.sources.restore_text(*id, text);
+            }
+        }
+    }
 }
 
 /// Reads every path. Directories are read one level deep, or recursively with `recursive`;
@@ -47,7 +73,10 @@ pub fn read(paths: &[String], recursive: bool) -> Input {
                     path: "<stdin>".into(),
                     size: n as u64,
                 }),
-                Ok(_) => add(&mut input, "<stdin>".into(), buf),
+                Ok(_) => {
+                    // Not read again: stdin's text stays (see `Input::release_texts`).
+                    add(&mut input, "<stdin>".into(), buf);
+                }
                 Err(source) => input.errors.push(ReadError::Io {
                     path: "<stdin>".into(),
                     source,
@@ -121,31 +150,48 @@ fn read_file(path: &Path, input: &mut Input) {
         Ok(_) => {}
     }
     match std::fs::read(path) {
-        Ok(bytes) => add(input, name, bytes),
+        Ok(bytes) => {
+            if let Some(id) = add(input, name, bytes) {
+                input.paths.push((id, path.to_path_buf()));
+            }
+        }
         Err(source) => input.errors.push(ReadError::Io { path: name, source }),
     }
 }
 
+/// A file's text as it is compiled (see [`add`]), if it is clean.
+fn text_of(bytes: Vec<u8>) -> Option<String> {
+    if is_binary(&bytes) {
+        return None;
+    }
+    String::from_utf8(bytes).ok().map(without_bom)
+}
+
+/// NUL bytes near the start: a binary file.
+fn is_binary(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(8192)].contains(&0)
+}
+
+fn without_bom(text: String) -> String {
+    text.strip_prefix('\u{feff}')
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
 /// Adds a file's bytes; binary or non-UTF-8 content becomes a diagnostic, not a panic.
-pub fn add(input: &mut Input, name: String, bytes: Vec<u8>) {
-    let head = &bytes[..bytes.len().min(8192)];
-    if head.contains(&0) {
+/// The file's id when its text is clean.
+pub fn add(input: &mut Input, name: String, bytes: Vec<u8>) -> Option<FileId> {
+    if is_binary(&bytes) {
         let id = input.sources.add(name, String::new());
         input.diagnostics.push(Diagnostic::at(
             Code::NotText,
             Span::point(id, Pos::new(1, 1)),
             "this is a binary file (it contains NUL bytes), not YAML",
         ));
-        return;
+        return None;
     }
     match String::from_utf8(bytes) {
-        Ok(text) => {
-            let text = text
-                .strip_prefix('\u{feff}')
-                .map(str::to_string)
-                .unwrap_or(text);
-            input.sources.add(name, text);
-        }
+        Ok(text) => Some(input.sources.add(name, without_bom(text))),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
@@ -159,6 +205,7 @@ pub fn add(input: &mut Input, name: String, bytes: Vec<u8>) {
                 Span::point(id, Pos::new(line, column)),
                 format!("invalid UTF-8 byte 0x{:02x}", bytes[valid]),
             ));
+            None
         }
     }
 }
@@ -170,4 +217,29 @@ pub fn unreadable(input: &Input) -> Vec<ambassador_compiler::source::FileId> {
         .iter()
         .filter_map(|d| d.span.map(|s| s.file))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_file_comes_back_unless_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&a, "kind: Mapping\nname: a\n").unwrap();
+        std::fs::write(&b, "\u{feff}kind: Mapping\nname: b\n").unwrap();
+        let mut input = read(&[dir.path().display().to_string()], false);
+        assert_eq!(input.paths.len(), 2);
+        let (ia, ib) = (input.paths[0].0, input.paths[1].0);
+        input.release_texts();
+        assert_eq!(input.sources.get(ia).line(2), None);
+        // `a` gets another line; `b` is the same (its byte order mark is read again too).
+        std::fs::write(&a, "kind: Mapping\nname: a\nprefix: /\n").unwrap();
+        input.restore_texts([ia, ib]);
+        assert!(input.sources.is_released(ia));
+        assert_eq!(input.sources.get(ia).line(2), None);
+        assert_eq!(input.sources.get(ib).line(2), Some("name: b"));
+    }
 }

@@ -64,7 +64,8 @@ struct Loaded {
 
 /// Reads and compiles. `lean`: the caller reads nothing of the Mapping resources afterwards
 /// (only diagnostics, the IR, Secrets and endpoints), so their trees are freed as soon as
-/// they are read.
+/// they are read; nor the text of the files (a finding's source line is read again), which
+/// is freed once the objects are read.
 fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
     let mut input = if args.filename.is_empty() {
         cluster::read(args).map_err(|e| format!("reading the cluster: {e}"))?
@@ -83,7 +84,13 @@ fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
         release_mapping_fields: lean,
         ..LowerOptions::default()
     };
-    let mut compilation = ambassador_compiler::compile_files(&input.sources, &skip, &opts, &lower);
+    let manifests = ambassador_compiler::read_files(&input.sources, &skip, &opts);
+    if lean {
+        // Nothing reads the text after the objects are read but a finding's source line,
+        // which `lint` reads again (`Input::restore_texts`).
+        input.release_texts();
+    }
+    let mut compilation = ambassador_compiler::compile_manifests(manifests, &lower);
     compilation.diagnostics.append(&mut input.diagnostics);
     ambassador_compiler::diag::sort(&mut compilation.diagnostics);
     Ok(Loaded {
@@ -122,38 +129,49 @@ fn lint(args: cli::LintArgs) -> u8 {
             return 2;
         }
     };
-    let c = &loaded.compilation;
-    let sources = &loaded.input.sources;
-    let summary = render::Summary::of(&c.diagnostics, sources.len(), c.manifests.objects);
+    // Only the findings are rendered: the IR and the objects go before the text of the
+    // files with findings is read again for their source lines.
+    let Loaded {
+        mut input,
+        compilation,
+        read_errors,
+    } = loaded;
+    let Compilation {
+        diagnostics,
+        manifests,
+        ..
+    } = compilation;
+    let objects = manifests.objects;
+    drop(manifests);
+    if args.output == LintFormat::Text {
+        input.restore_texts(diagnostics.iter().filter_map(|d| d.span.map(|s| s.file)));
+    }
+    let sources = &input.sources;
+    let summary = render::Summary::of(&diagnostics, sources.len(), objects);
     match args.output {
-        LintFormat::Text => emit(&render::text(
-            &c.diagnostics,
-            sources,
-            summary,
-            &loaded.read_errors,
-        )),
+        LintFormat::Text => emit(&render::text(&diagnostics, sources, summary, &read_errors)),
         LintFormat::Json => {
-            let v = render::json_report(&c.diagnostics, sources, summary, &loaded.read_errors);
+            let v = render::json_report(&diagnostics, sources, summary, &read_errors);
             emit(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             ));
         }
         LintFormat::Yaml => {
-            let v = render::json_report(&c.diagnostics, sources, summary, &loaded.read_errors);
+            let v = render::json_report(&diagnostics, sources, summary, &read_errors);
             emit(&ambassador_yaml_out::to_string(&v));
         }
         LintFormat::Sarif => {
-            let v = render::sarif(&c.diagnostics, sources);
+            let v = render::sarif(&diagnostics, sources);
             emit(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             ));
         }
     }
-    if !loaded.read_errors.is_empty() {
+    if !read_errors.is_empty() {
         if args.output != LintFormat::Text {
-            for e in &loaded.read_errors {
+            for e in &read_errors {
                 eprintln!("error: {e}");
             }
         }
@@ -163,7 +181,7 @@ fn lint(args: cli::LintArgs) -> u8 {
         Threshold::Error => Severity::Error,
         Threshold::Warning => Severity::Warning,
     };
-    u8::from(c.diagnostics.iter().any(|d| d.severity >= threshold))
+    u8::from(diagnostics.iter().any(|d| d.severity >= threshold))
 }
 
 /// Loads for `routes` and `preview`: read errors and the count of errors in the
