@@ -432,13 +432,21 @@ pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
 /// the next run when it is done with one, so a core that other work slows down takes fewer.
 /// Each run gets its own state, and the states come back in the order of the text, so the
 /// result does not depend on scheduling: concatenating them gives what one thread would have
-/// produced.
-pub fn parse_parallel<T, M, I, F>(text: &str, file: FileId, map: &M, init: I, f: F) -> Vec<T>
+/// produced. `done` is called on each run's state when the run is over, on its thread.
+pub fn parse_parallel<T, M, I, F, D>(
+    text: &str,
+    file: FileId,
+    map: &M,
+    init: I,
+    f: F,
+    done: D,
+) -> Vec<T>
 where
     T: Send,
     M: PosMap + Sync,
     I: Fn() -> T + Sync,
     F: Fn(&mut T, Document) + Sync,
+    D: Fn(&mut T) + Sync,
 {
     let chunks = split_documents(text);
     let run_chunks = if text.len() < PARALLEL_MIN_BYTES || crate::par::threads() == 1 {
@@ -459,6 +467,7 @@ where
                 f(&mut state, doc);
             }
         }
+        done(&mut state);
         state
     })
 }
