@@ -159,7 +159,7 @@ pub fn envoy_resources(c: &Compilation) -> envoy::Resources {
     res.secrets = envoy::Collection::new(envoy::secrets(
         &c.ir.listeners,
         &c.ir.tcp_listeners,
-        c.ir.clusters.values(),
+        c.ir.clusters.values().map(|c| &**c),
         &c.manifests.secrets,
     ));
     eds_endpoints(c, |name, addrs| {
@@ -175,7 +175,7 @@ pub fn envoy_resources_packed(c: &Compilation) -> envoy::PackedResources {
     let secrets = envoy::secrets(
         &c.ir.listeners,
         &c.ir.tcp_listeners,
-        c.ir.clusters.values(),
+        c.ir.clusters.values().map(|c| &**c),
         &c.manifests.secrets,
     );
     res.secrets = envoy::PackedCollection::new(secrets.iter().map(envoy::parts::Packed::of));
@@ -191,7 +191,7 @@ fn eds_endpoints(c: &Compilation, mut f: impl FnMut(&str, &[(String, u16)])) {
     let wanted: std::collections::BTreeSet<String> =
         c.ir.clusters
             .values()
-            .filter_map(envoy::eds_service_of)
+            .filter_map(|c| envoy::eds_service_of(c))
             .collect();
     for name in wanted {
         if let Some((ns, svc, port)) = envoy::parse_eds_service_name(&name) {

@@ -260,7 +260,9 @@ fn lower_with(
         .collect();
     let mut clusters = used_clusters(&mut runs, &used_by_routes);
     for (name, c) in &ctx.held_clusters {
-        clusters.entry(name.clone()).or_insert_with(|| c.clone());
+        clusters
+            .entry(name.clone())
+            .or_insert_with(|| Box::new(c.clone()));
     }
     out_vhosts.sort_by(|a, b| a.name.cmp(&b.name));
 

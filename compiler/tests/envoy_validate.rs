@@ -336,7 +336,7 @@ fn ir(routes: Vec<Route>) -> Ir {
                 .map(|c| &c.cluster)
                 .chain(f.shadow.iter().map(|s| &s.cluster))
             {
-                clusters.insert(c.clone(), cluster(c));
+                clusters.insert(c.clone(), Box::new(cluster(c)));
             }
         }
     }
@@ -519,7 +519,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     );
     vh.cors = Some(cors());
     i.virtual_hosts.push(vh);
-    i.clusters.insert("b".into(), cluster("b"));
+    i.clusters.insert("b".into(), Box::new(cluster("b")));
     cases.push(("cors-upgrades-headers", i));
 
     // Hash policies with consistent-hash clusters.
@@ -553,7 +553,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         ));
         let mut c = cluster(name);
         c.lb_policy = lb;
-        i.clusters.insert(name.into(), c);
+        i.clusters.insert(name.into(), Box::new(c));
     }
     cases.push(("hash-policies", i));
 
@@ -621,7 +621,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     i.listeners.clear();
     i.virtual_hosts.clear();
     for c in ["db", "db-replica", "redis"] {
-        i.clusters.insert(c.into(), cluster(c));
+        i.clusters.insert(c.into(), Box::new(cluster(c)));
     }
     i.tcp_listeners.push(TcpListener {
         name: "tcp-5432".into(),
@@ -669,18 +669,18 @@ fn matrix() -> Vec<(&'static str, Ir)> {
     st.discovery = Discovery::Static;
     st.host = "10.1.2.3".into();
     st.port = 8080;
-    i.clusters.insert("static".into(), st);
+    i.clusters.insert("static".into(), Box::new(st));
     let mut v6 = cluster("static-v6");
     v6.discovery = Discovery::Static;
     v6.host = "[fd00::1]".into();
-    i.clusters.insert("static-v6".into(), v6);
+    i.clusters.insert("static-v6".into(), Box::new(v6));
     let mut eds = cluster("eds");
     eds.discovery = Discovery::Eds {
         service: "quote".into(),
         namespace: "prod".into(),
         port: 8080,
     };
-    i.clusters.insert("eds".into(), eds.clone());
+    i.clusters.insert("eds".into(), Box::new(eds.clone()));
     let mut eds_tls = eds;
     eds_tls.name = "eds-tls".into();
     eds_tls.tls = Some(Box::new(UpstreamTls {
@@ -691,7 +691,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         alpn_protocols: vec!["h2".into()],
     }));
     eds_tls.http2 = true;
-    i.clusters.insert("eds-tls".into(), eds_tls);
+    i.clusters.insert("eds-tls".into(), Box::new(eds_tls));
     let mut grpc = cluster("grpc");
     grpc.http2 = true;
     grpc.idle_timeout_ms = Some(60_000);
@@ -719,11 +719,11 @@ fn matrix() -> Vec<(&'static str, Ir)> {
             max_retries: None,
         },
     ];
-    i.clusters.insert("grpc".into(), grpc);
+    i.clusters.insert("grpc".into(), Box::new(grpc));
     let mut h1 = cluster("h1");
     h1.connect_timeout_ms = 250;
     h1.max_connection_lifetime_ms = Some(600_000);
-    i.clusters.insert("h1".into(), h1);
+    i.clusters.insert("h1".into(), Box::new(h1));
     cases.push(("clusters", i));
 
     // External authorization: HTTP with every setting, gRPC, and the filter of a
@@ -761,7 +761,7 @@ fn matrix() -> Vec<(&'static str, Ir)> {
             let mut auth_cluster = cluster(&c.cluster);
             auth_cluster.http2 = c.protocol == AuthProtocol::Grpc;
             auth_cluster.more_endpoints = vec![("auth-2.default".into(), 3000)];
-            i.clusters.insert(c.cluster.clone(), auth_cluster);
+            i.clusters.insert(c.cluster.clone(), Box::new(auth_cluster));
         }
         i.auth = Some(Auth {
             sources: vec![sref("auth")],
@@ -829,10 +829,10 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         prefix("/limited/"),
         limited,
     ));
-    i.clusters.insert("api".into(), cluster("api"));
+    i.clusters.insert("api".into(), Box::new(cluster("api")));
     let mut rls = cluster("ratelimit");
     rls.http2 = true;
-    i.clusters.insert("ratelimit".into(), rls);
+    i.clusters.insert("ratelimit".into(), Box::new(rls));
     i.rate_limit = Some(RateLimit {
         source: sref("ratelimit"),
         cluster: "ratelimit".into(),
@@ -847,8 +847,9 @@ fn matrix() -> Vec<(&'static str, Ir)> {
         let mut i = ir(vec![forward("app", prefix("/app/"), to("app"))]);
         let mut grpc = cluster("collector");
         grpc.http2 = true;
-        i.clusters.insert("collector".into(), grpc);
-        i.clusters.insert("zipkin".into(), cluster("zipkin"));
+        i.clusters.insert("collector".into(), Box::new(grpc));
+        i.clusters
+            .insert("zipkin".into(), Box::new(cluster("zipkin")));
         i.access_log = access_log;
         i.tracing = tracing;
         i

@@ -86,13 +86,17 @@ fn locality(addrs: &[(String, u16)]) -> Vec<LocalityLbEndpoints> {
 }
 
 pub(crate) fn clusters(ir: &Ir) -> Vec<Cluster> {
-    ir.clusters.values().map(cluster).collect()
+    ir.clusters.values().map(|c| cluster(c)).collect()
 }
 
 /// An empty assignment for every EDS service, until real endpoints are known: Envoy keeps an
 /// EDS cluster warming until its assignment arrives.
 pub(crate) fn initial_endpoints(ir: &Ir) -> Vec<ClusterLoadAssignment> {
-    let names: BTreeSet<String> = ir.clusters.values().filter_map(eds_service_of).collect();
+    let names: BTreeSet<String> = ir
+        .clusters
+        .values()
+        .filter_map(|c| eds_service_of(c))
+        .collect();
     names.iter().map(|n| endpoints(n, &[])).collect()
 }
 

@@ -186,7 +186,7 @@ fn ir(routes: Vec<Route>) -> Ir {
                 .map(|c| &c.cluster)
                 .chain(f.shadow.iter().map(|s| &s.cluster))
             {
-                clusters.insert(c.clone(), cluster(c));
+                clusters.insert(c.clone(), Box::new(cluster(c)));
             }
         }
     }
@@ -988,8 +988,8 @@ fn insecure_actions_become_route_variants() {
 #[test]
 fn tcp_listeners() {
     let mut i = ir(Vec::new());
-    i.clusters.insert("db".into(), cluster("db"));
-    i.clusters.insert("db2".into(), cluster("db2"));
+    i.clusters.insert("db".into(), Box::new(cluster("db")));
+    i.clusters.insert("db2".into(), Box::new(cluster("db2")));
     i.tcp_listeners.push(TcpListener {
         name: "tcp-5432".into(),
         port: 5432,
@@ -1078,7 +1078,7 @@ fn tcp_listeners() {
 #[test]
 fn tcp_listeners_listen_where_the_http_listeners_do() {
     let tcp = |i: &mut Ir| {
-        i.clusters.insert("db".into(), cluster("db"));
+        i.clusters.insert("db".into(), Box::new(cluster("db")));
         i.tcp_listeners.push(TcpListener {
             name: "tcp-5432".into(),
             port: 5432,
@@ -1119,19 +1119,19 @@ fn protocol_options(c: &EnvoyCluster) -> Option<HttpProtocolOptions> {
 #[test]
 fn dns_static_and_eds_clusters() {
     let mut i = ir(Vec::new());
-    i.clusters.insert("dns".into(), cluster("dns"));
+    i.clusters.insert("dns".into(), Box::new(cluster("dns")));
     let mut st = cluster("static");
     st.discovery = Discovery::Static;
     st.host = "10.0.0.7".into();
     st.port = 8080;
-    i.clusters.insert("static".into(), st);
+    i.clusters.insert("static".into(), Box::new(st));
     let mut eds = cluster("eds");
     eds.discovery = Discovery::Eds {
         service: "quote".into(),
         namespace: "prod".into(),
         port: 8080,
     };
-    i.clusters.insert("eds".into(), eds.clone());
+    i.clusters.insert("eds".into(), Box::new(eds.clone()));
     eds.name = "eds-tls".into();
     eds.tls = Some(Box::new(UpstreamTls {
         sni: None,
@@ -1140,7 +1140,7 @@ fn dns_static_and_eds_clusters() {
         ca_secret: None,
         alpn_protocols: Vec::new(),
     }));
-    i.clusters.insert("eds-tls".into(), eds);
+    i.clusters.insert("eds-tls".into(), Box::new(eds));
     let res = emit(&i);
 
     let dns = &res.clusters.get("dns").unwrap().message;
@@ -1229,9 +1229,10 @@ fn cluster_settings() {
     h1.max_connection_lifetime_ms = Some(600_000);
     h1.lb_policy = LbPolicy::LeastRequest;
     let mut i = ir(Vec::new());
-    i.clusters.insert("grpc".into(), c);
-    i.clusters.insert("h1".into(), h1);
-    i.clusters.insert("plain".into(), cluster("plain"));
+    i.clusters.insert("grpc".into(), Box::new(c));
+    i.clusters.insert("h1".into(), Box::new(h1));
+    i.clusters
+        .insert("plain".into(), Box::new(cluster("plain")));
     let res = emit(&i);
 
     let g = &res.clusters.get("grpc").unwrap().message;
@@ -1325,7 +1326,7 @@ fn endpoint_assignments_are_sorted_and_replaceable() {
         port: 8080,
     };
     let mut i = ir(vec![route_to("a", prefix("/"), to("a"))]);
-    i.clusters.insert("eds".into(), eds);
+    i.clusters.insert("eds".into(), Box::new(eds));
     let before = emit(&i);
     let mut after = before.clone();
     after.set_endpoints(cla.clone());
@@ -1435,7 +1436,7 @@ fn kitchen_sink() -> Ir {
         max_requests: Some(3),
         max_retries: Some(4),
     }];
-    i.clusters.insert("eds".into(), eds);
+    i.clusters.insert("eds".into(), Box::new(eds));
     i.tcp_listeners.push(TcpListener {
         name: "tcp-9000".into(),
         port: 9000,
@@ -1779,7 +1780,7 @@ fn secrets_are_served_redacted() {
     res.secrets = super::Collection::new(super::secrets(
         &i.listeners,
         &i.tcp_listeners,
-        i.clusters.values(),
+        i.clusters.values().map(|c| &**c),
         &available,
     ));
     let names: Vec<&str> = res

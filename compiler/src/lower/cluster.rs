@@ -242,7 +242,10 @@ impl<'a> From<Lowered<'a>> for Sends<'a> {
 
 /// The clusters routes send to. Mappings that name the same cluster are its sources, in
 /// the order of the input; the first of them gives the cluster.
-pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<String, Cluster> {
+pub(super) fn used_clusters(
+    runs: &mut [Vec<Sends>],
+    used: &[bool],
+) -> BTreeMap<String, Box<Cluster>> {
     // Mappings are visited in their order in memory, and only names are sorted: at 50,000
     // Mappings, sorting or hashing through the Mappings themselves is mostly cache misses.
     let mut names: Vec<(&str, usize)> = runs
@@ -294,16 +297,13 @@ pub(super) fn used_clusters(runs: &mut [Vec<Sends>], used: &[bool]) -> BTreeMap<
     for l in runs.iter_mut().flatten() {
         l.cluster = None;
     }
-    // Groups are in name order, without duplicates. Inserted one by one, each box freed as
-    // its cluster moves into the map: collecting into a map first gathers every entry in a
-    // vector to sort it, one more copy of the clusters at the compiler's peak.
-    let mut clusters = BTreeMap::new();
-    for c in taken.iter_mut() {
-        if let Some(c) = c.take() {
-            clusters.insert(c.name.clone(), *c);
-        }
-    }
-    clusters
+    // Groups are in name order, without duplicates: the boxes move into the map (see
+    // `Ir::clusters`).
+    taken
+        .into_iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c))
+        .collect()
 }
 
 /// TLS origination with a TLSContext (for Mappings, AuthServices and the gRPC services): its
