@@ -1,6 +1,6 @@
 //! Route order: Emissary's ordering key and the sort of a virtual host's routes.
 
-use crate::ir::{Route, ValueMatch};
+use crate::ir::{HeaderMatch, QueryMatch, Route, ValueMatch};
 
 /// Sorts a virtual host's routes into Envoy's evaluation order: [`order_key`] descending,
 /// and routes whose keys tie by name, so the order never depends on the input's.
@@ -57,6 +57,11 @@ pub type OrderKey = (
 /// as Python's do.
 pub fn order_key(r: &Route) -> OrderKey {
     let (p, pl, hl, ql, path, method, headers, query) = order_key_ref(r);
+    let texts = |c: Conds| {
+        c.pairs()
+            .map(|(n, v)| format!("{n}-{}", vtext(v)))
+            .collect()
+    };
     (
         p,
         pl,
@@ -64,25 +69,16 @@ pub fn order_key(r: &Route) -> OrderKey {
         ql,
         path.to_string(),
         method.to_string(),
-        headers,
-        query,
+        texts(headers),
+        texts(query),
     )
 }
 
-/// [`order_key`] borrowing the route's texts where it can: the same order, fewer copies
-/// (for sorting many routes at once).
+/// [`order_key`] borrowing the route's texts: the same order, no copies (for sorting many
+/// routes at once).
 pub(crate) fn order_key_ref(
     r: &Route,
-) -> (
-    i64,
-    usize,
-    usize,
-    usize,
-    &str,
-    &str,
-    Vec<String>,
-    Vec<String>,
-) {
+) -> (i64, usize, usize, usize, &str, &str, Conds<'_>, Conds<'_>) {
     let m = &r.matcher;
     let chars = |s: &str| s.chars().count();
     let vlen = |v: &ValueMatch| match v {
@@ -90,20 +86,14 @@ pub(crate) fn order_key_ref(
         ValueMatch::Regex(s) => chars(s) + 1,
         ValueMatch::Present => 1,
     };
-    fn vtext(v: &ValueMatch) -> &str {
-        match v {
-            ValueMatch::Exact(s) | ValueMatch::Regex(s) | ValueMatch::Host(s) => s,
-            ValueMatch::Present => "*",
-        }
-    }
     // A redirect's query conditions rank it though Emissary leaves them out of its match.
-    let query = || m.query_parameters.iter().chain(&r.unmatched_query);
+    let query = Conds::Query(&m.query_parameters, &r.unmatched_query);
     let header_len = m
         .headers
         .iter()
         .map(|h| chars(&h.name) + vlen(&h.value))
         .sum();
-    let query_len = query().map(|q| chars(&q.name) + vlen(&q.value)).sum();
+    let query_len = query.pairs().map(|(n, v)| chars(n) + vlen(v)).sum();
     let method = m
         .headers
         .iter()
@@ -116,12 +106,134 @@ pub(crate) fn order_key_ref(
         query_len,
         m.path.text(),
         method,
-        m.headers
-            .iter()
-            .map(|h| format!("{}-{}", h.name, vtext(&h.value)))
-            .collect(),
-        query()
-            .map(|q| format!("{}-{}", q.name, vtext(&q.value)))
-            .collect(),
+        Conds::Headers(&m.headers),
+        query,
     )
+}
+
+/// A condition's value as it is keyed: its text, `*` for presence.
+fn vtext(v: &ValueMatch) -> &str {
+    match v {
+        ValueMatch::Exact(s) | ValueMatch::Regex(s) | ValueMatch::Host(s) => s,
+        ValueMatch::Present => "*",
+    }
+}
+
+/// A route's header or query conditions, ordered as [`OrderKey`] orders their `name-value`
+/// texts (as lists of strings: element by element, each byte by byte) without making them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Conds<'a> {
+    Headers(&'a [HeaderMatch]),
+    /// The matched query conditions, then those a redirect leaves out of its match.
+    Query(&'a [QueryMatch], &'a [QueryMatch]),
+}
+
+impl<'a> Conds<'a> {
+    fn pairs(self) -> impl Iterator<Item = (&'a str, &'a ValueMatch)> {
+        let (h, q1, q2): (&[HeaderMatch], &[QueryMatch], &[QueryMatch]) = match self {
+            Conds::Headers(h) => (h, &[], &[]),
+            Conds::Query(a, b) => (&[], a, b),
+        };
+        h.iter()
+            .map(|h| (h.name.as_str(), &h.value))
+            .chain(q1.iter().chain(q2).map(|q| (q.name.as_str(), &q.value)))
+    }
+
+    /// The bytes of each `name-value` text.
+    fn texts(self) -> impl Iterator<Item = impl Iterator<Item = u8> + 'a> {
+        self.pairs().map(|(n, v)| {
+            n.bytes()
+                .chain(std::iter::once(b'-'))
+                .chain(vtext(v).bytes())
+        })
+    }
+}
+
+impl Ord for Conds<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let mut a = self.texts();
+        let mut b = other.texts();
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return std::cmp::Ordering::Equal,
+                (None, Some(_)) => return std::cmp::Ordering::Less,
+                (Some(_), None) => return std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => match x.cmp(y) {
+                    std::cmp::Ordering::Equal => {}
+                    o => return o,
+                },
+            }
+        }
+    }
+}
+
+impl PartialOrd for Conds<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Conds<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Conds<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Conds` orders as the lists of `name-value` strings it stands for, on lists that
+    /// differ in a name, a value, where the `-` falls, presence and length.
+    #[test]
+    fn conditions_order_as_their_texts() {
+        let names = ["a", "a-b", "ab", ":authority", "x-é"];
+        let values = [
+            ValueMatch::Exact("b".into()),
+            ValueMatch::Exact("".into()),
+            ValueMatch::Regex("b-c".into()),
+            ValueMatch::Present,
+            ValueMatch::Host("*.a".into()),
+        ];
+        let mut singles = Vec::new();
+        for n in names {
+            for v in &values {
+                singles.push(HeaderMatch {
+                    name: n.into(),
+                    value: v.clone(),
+                });
+            }
+        }
+        let mut lists: Vec<Vec<HeaderMatch>> = vec![Vec::new()];
+        for (i, a) in singles.iter().enumerate() {
+            lists.push(vec![a.clone()]);
+            let b = &singles[(i * 7 + 3) % singles.len()];
+            lists.push(vec![a.clone(), b.clone()]);
+        }
+        let texts = |l: &[HeaderMatch]| -> Vec<String> {
+            l.iter()
+                .map(|h| format!("{}-{}", h.name, vtext(&h.value)))
+                .collect()
+        };
+        for a in &lists {
+            for b in &lists {
+                assert_eq!(
+                    Conds::Headers(a).cmp(&Conds::Headers(b)),
+                    texts(a).cmp(&texts(b)),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+        // Query conditions: the matched ones, then the unmatched ones, as one list.
+        let q = |n: &str| QueryMatch {
+            name: n.into(),
+            value: ValueMatch::Present,
+        };
+        let (x, y) = ([q("a")], [q("b")]);
+        assert!(Conds::Query(&x, &y) > Conds::Query(&x, &[]));
+        assert!(Conds::Query(&x, &y) < Conds::Query(&y, &[]));
+        assert_eq!(Conds::Query(&x, &y), Conds::Query(&[], &[q("a"), q("b")]));
+    }
 }
