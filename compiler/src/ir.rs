@@ -580,13 +580,14 @@ pub struct Forward {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MemberSettings {
     /// Replace the matched prefix with this (`rewrite`). `None` keeps the path. On a regex
-    /// route Envoy replaces the whole path.
-    pub prefix_rewrite: Option<String>,
+    /// route Envoy replaces the whole path. Inline when short: nearly every Mapping has one
+    /// (Emissary's default is `/`), and each member route copies it.
+    pub prefix_rewrite: Option<Name>,
     /// Route timeout in milliseconds; 0 disables it. `None` on a Mapping that sets none;
     /// lowering fills in the Module's `cluster_request_timeout_ms`, so a route always has one.
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
-    pub host_rewrite: Option<String>,
+    pub host_rewrite: Option<Name>,
     pub auto_host_rewrite: bool,
     /// `bypass_auth` and `auth_context_extensions` (Emissary reads both from the member).
     pub auth: RouteAuth,

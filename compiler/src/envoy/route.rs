@@ -551,11 +551,11 @@ fn forward(f: &Forward, member: &WeightedCluster) -> route::Action {
     } else if let Some(prefix) = &own.prefix_rewrite {
         // On a regex route the "prefix" Envoy replaces is the whole path the regex matched,
         // which is Ambassador's meaning of `rewrite` with `prefix_regex: true`.
-        a.prefix_rewrite = prefix.clone();
+        a.prefix_rewrite = prefix.to_string();
     }
     if let Some(host) = &own.host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
-            host.clone(),
+            host.to_string(),
         ));
     } else if own.auto_host_rewrite {
         a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::AutoHostRewrite(

@@ -682,7 +682,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> (RouteSettings, Me
         prefix_rewrite: reader
             .node("rewrite")
             .and_then(Node::scalar)
-            .map(str::to_string),
+            .map(Into::into),
         auth: read_route_auth(reader, ok),
         ..MemberSettings::default()
     };
@@ -778,7 +778,7 @@ fn read_route_settings(reader: &mut Reader, ok: &mut bool) -> (RouteSettings, Me
     if let Some(c) = reader.node("cors") {
         s.cors = Some(Box::new(read_cors(c)));
     }
-    m.host_rewrite = reader.str("host_rewrite").map(str::to_string);
+    m.host_rewrite = reader.str("host_rewrite").map(Into::into);
     m.auto_host_rewrite = reader.bool("auto_host_rewrite").unwrap_or(false);
     s.upgrades = reader
         .str_list("allow_upgrade")

@@ -284,9 +284,9 @@ fn row(
         RouteAction::Forward(f) => {
             // Each member of a canary group keeps its own rewrite; the route's is shown
             // when they agree, else each backend shows its own.
-            let rewrite_of = |p: &Option<String>| match (&f.settings.regex_rewrite, p) {
+            let rewrite_of = |p: &Option<crate::ir::Name>| match (&f.settings.regex_rewrite, p) {
                 (Some(rr), _) => Some(format!("regex {} -> {}", rr.pattern, rr.substitution)),
-                (None, Some(p)) => Some(p.clone()),
+                (None, Some(p)) => Some(p.to_string()),
                 (None, None) => None,
             };
             let rewrites: Vec<Option<String>> = f
