@@ -56,11 +56,7 @@ pub struct SourceFile {
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
         let mut line_starts = vec![0u32];
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                line_starts.push(i as u32 + 1);
-            }
-        }
+        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i as u32 + 1));
         SourceFile {
             name,
             len: text.len(),
