@@ -50,6 +50,17 @@ pub(super) fn tcp<'a>(
             cx.diags.append(&mut reader.diags);
             continue;
         };
+        // As for a Mapping: a negative weight is refused, not read as 0.
+        if let Some(w) = reader.int("weight").filter(|w| *w < 0) {
+            reader.push(
+                Code::InvalidValue,
+                reader.span("weight"),
+                "weight",
+                format!("`weight: {w}` is negative"),
+            );
+            cx.diags.append(&mut reader.diags);
+            continue;
+        }
         let service_span = reader.span("service");
         let upstream = match reader.str("service").map(service::parse) {
             Some(Ok(u)) => u,
@@ -137,7 +148,7 @@ pub(super) fn tcp<'a>(
                     .collect(),
                 weight: weight
                     .and_then(|(w, _)| w)
-                    .map(|w| w.clamp(0, i64::from(u32::MAX)) as u32),
+                    .map(|w| w.min(i64::from(u32::MAX)) as u32),
                 weight_span: weight.map(|(_, s)| s),
                 idle_timeout_ms: reader.uint("idle_timeout_ms"),
             });
