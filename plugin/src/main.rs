@@ -139,10 +139,10 @@ fn lint(args: cli::LintArgs) -> u8 {
     let Compilation {
         diagnostics,
         manifests,
-        ..
+        ir,
     } = compilation;
     let objects = manifests.objects;
-    drop(manifests);
+    drop((manifests, ir));
     if args.output == LintFormat::Text {
         input.restore_texts(diagnostics.iter().filter_map(|d| d.span.map(|s| s.file)));
     }
