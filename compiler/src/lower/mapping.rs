@@ -266,6 +266,23 @@ impl<'a> Reader<'a> {
         );
     }
 
+    /// `weight` (of a Mapping or a TCPMapping), if set; `Err` when it is negative, which is
+    /// reported.
+    pub(crate) fn weight(&mut self) -> Result<Option<u32>, ()> {
+        match self.int("weight") {
+            Some(w) if w < 0 => {
+                self.invalid(
+                    self.span("weight"),
+                    "weight",
+                    format!("`weight: {w}` is negative"),
+                );
+                Err(())
+            }
+            Some(w) => Ok(Some(w.min(i64::from(u32::MAX)) as u32)),
+            None => Ok(None),
+        }
+    }
+
     fn invalid(&mut self, span: Span, field: &str, message: String) {
         self.push(Code::InvalidValue, span, field, message);
     }
@@ -479,19 +496,10 @@ pub fn read<'r>(reader: &mut Reader<'_>, r: &'r Resource) -> Option<Mapping<'r>>
     // Weight and precedence.
     let precedence = reader.int("precedence").unwrap_or(0);
     let weight_span = reader.node("weight").map(|n| n.span);
-    let weight = match reader.int("weight") {
-        Some(w) if w < 0 => {
-            reader.invalid(
-                reader.span("weight"),
-                "weight",
-                format!("`weight: {w}` is negative"),
-            );
-            ok = false;
-            None
-        }
-        Some(w) => Some(w.min(u32::MAX as i64) as u32),
-        None => None,
-    };
+    let weight = reader.weight().unwrap_or_else(|()| {
+        ok = false;
+        None
+    });
     let shadow = reader.bool("shadow").unwrap_or(false);
 
     // The service.

@@ -51,16 +51,10 @@ pub(super) fn tcp<'a>(
             continue;
         };
         // As for a Mapping: a negative weight is refused, not read as 0.
-        if let Some(w) = reader.int("weight").filter(|w| *w < 0) {
-            reader.push(
-                Code::InvalidValue,
-                reader.span("weight"),
-                "weight",
-                format!("`weight: {w}` is negative"),
-            );
+        let Ok(weight) = reader.weight() else {
             cx.diags.append(&mut reader.diags);
             continue;
-        }
+        };
         let service_span = reader.span("service");
         let upstream = match reader.str("service").map(service::parse) {
             Some(Ok(u)) => u,
@@ -134,7 +128,7 @@ pub(super) fn tcp<'a>(
             sources: vec![source_ref(r)],
         };
         let name = cluster.name.clone();
-        let weight = reader.node("weight").map(|n| (n.as_int(), n.span));
+        let weight_span = reader.node("weight").map(|n| n.span);
         groups
             .entry((port, reader.str("host").map(str::to_string)))
             .or_default()
@@ -146,10 +140,8 @@ pub(super) fn tcp<'a>(
                     .iter()
                     .filter_map(|&k| Some((k, canonical(r.field(k)?))))
                     .collect(),
-                weight: weight
-                    .and_then(|(w, _)| w)
-                    .map(|w| w.min(i64::from(u32::MAX)) as u32),
-                weight_span: weight.map(|(_, s)| s),
+                weight,
+                weight_span,
                 idle_timeout_ms: reader.uint("idle_timeout_ms"),
             });
         cx.diags.append(&mut reader.diags);
