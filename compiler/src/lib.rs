@@ -58,13 +58,37 @@ pub fn compile_files(
 /// The first half of [`compile_files`]: reads the objects of every file but those in
 /// `skip`. Nothing after it reads the text of the files (positions need only their line
 /// index), so a caller may release it ([`Sources::release_text`]) before
-/// [`compile_manifests`].
+/// [`compile_manifests`], or have [`read_files_releasing`] do it.
 pub fn read_files(sources: &Sources, skip: &[source::FileId], opts: &Options) -> Manifests {
     let mut manifests = Manifests::default();
     for (id, _) in sources.iter() {
         if !skip.contains(&id) {
             front::read_file(sources, id, opts, &mut manifests);
         }
+    }
+    manifests
+}
+
+/// [`read_files`], releasing the text of each file `release` accepts as soon as its objects
+/// are parsed: before they are gathered with the other files' (a copy of the objects' list,
+/// which then does not share the peak with the text).
+pub fn read_files_releasing(
+    sources: &mut Sources,
+    skip: &[source::FileId],
+    opts: &Options,
+    release: impl Fn(source::FileId) -> bool,
+) -> Manifests {
+    let mut manifests = Manifests::default();
+    let ids: Vec<source::FileId> = sources.iter().map(|(id, _)| id).collect();
+    for id in ids {
+        if skip.contains(&id) {
+            continue;
+        }
+        let parts = front::parse_file(sources, id, opts);
+        if release(id) {
+            sources.release_text(id);
+        }
+        front::gather(parts, &mut manifests);
     }
     manifests
 }
@@ -77,16 +101,52 @@ pub fn compile_manifests(mut manifests: Manifests, lower_opts: &LowerOptions) ->
         lower::lower(&manifests, lower_opts)
     };
     check::check(&ir, &mut diags);
-    let mut diagnostics = std::mem::take(&mut manifests.diagnostics);
-    diagnostics.append(&mut diags);
-    diag::sort(&mut diagnostics);
-    // A Mapping in several virtual hosts is checked in each: say each finding once.
-    diagnostics.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
+    let diagnostics = all_findings(std::mem::take(&mut manifests.diagnostics), diags);
     Compilation {
         manifests,
         ir,
         diagnostics,
     }
+}
+
+/// What [`compile_findings`] keeps of a compilation.
+#[derive(Debug)]
+pub struct Findings {
+    /// Every finding, sorted by file and position: those of [`compile_manifests`].
+    pub diagnostics: Vec<Diagnostic>,
+    /// The number of Kubernetes objects read ([`Manifests::objects`]).
+    pub objects: usize,
+}
+
+/// [`compile_manifests`] for a caller that wants only the findings (`lint`): the
+/// diagnostics are the same, and what they no longer need goes as soon as it can, so the
+/// three phases do not hold each other's data. Each Mapping's tree goes once it is read
+/// (as with [`LowerOptions::release_mapping_fields`]), the Services once the Mappings are
+/// read, and the objects and the clusters before the routes are checked.
+pub fn compile_findings(mut manifests: Manifests, lower_opts: &LowerOptions) -> Findings {
+    let (mut ir, mut diags) = lower::lower_for_findings(&mut manifests, lower_opts);
+    let Manifests {
+        diagnostics,
+        objects,
+        ..
+    } = manifests;
+    // The check reads the listeners and the routes.
+    drop(std::mem::take(&mut ir.clusters));
+    check::check(&ir, &mut diags);
+    drop(ir);
+    Findings {
+        diagnostics: all_findings(diagnostics, diags),
+        objects,
+    }
+}
+
+/// The findings of reading and those of lowering and checking, in one sorted list.
+fn all_findings(mut diagnostics: Vec<Diagnostic>, mut later: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics.append(&mut later);
+    diag::sort(&mut diagnostics);
+    // A Mapping in several virtual hosts is checked in each: say each finding once.
+    diagnostics.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
+    diagnostics
 }
 
 /// Compiles one file with default options (tests and examples).

@@ -26,7 +26,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::{Node, NodeKind};
-use crate::front::{Kind, Manifests, Resource};
+use crate::front::{Kind, Manifests, Resource, ServiceInfo};
 use crate::ir::{
     Cluster, Ir, PathMatch, RedirectPath, Route, RouteAction, SourceObject, SourceRef,
 };
@@ -83,7 +83,7 @@ impl Default for LowerOptions {
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    lower_with(m, None, opts)
+    lower_with(m, None, None, opts)
 }
 
 /// [`lower`], freeing each Mapping's YAML tree once the Mapping is read (most of what the
@@ -91,10 +91,23 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
 /// empty `spec`. For callers that read nothing of them afterwards (`lint`, `preview`); the
 /// IR and the diagnostics are those of [`lower`].
 pub fn lower_releasing(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    // Keyed by the resource's address, which stays put: `m` is not changed until lowering
-    // ends. Each tree is taken by the thread that reads its Mapping, and freed there.
-    let specs: HashMap<usize, Mutex<Option<Node>>> = m
-        .resources
+    let specs = take_specs(m);
+    lower_with(m, Some(specs), None, opts)
+}
+
+/// [`lower_releasing`], freeing the Services too once the Mappings are read: `m` is left
+/// without them. For [`crate::compile_findings`].
+pub(crate) fn lower_for_findings(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
+    let specs = take_specs(m);
+    let services = std::mem::take(&mut m.services);
+    lower_with(m, Some(specs), Some(services), opts)
+}
+
+/// Each Mapping's tree, taken out of `m`, by the resource's address, which stays put: `m`
+/// is not changed until lowering ends. Each tree is taken by the thread that reads its
+/// Mapping, and freed there.
+fn take_specs(m: &mut Manifests) -> HashMap<usize, Mutex<Option<Node>>> {
+    m.resources
         .iter_mut()
         .filter(|r| r.kind == Kind::Mapping)
         .map(|r| {
@@ -108,20 +121,22 @@ pub fn lower_releasing(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagn
                 Mutex::new(Some(spec)),
             )
         })
-        .collect();
-    lower_with(m, Some(specs), opts)
+        .collect()
 }
 
 /// [`lower`], reading the Mappings' fields from `specs` (by resource address) where given,
-/// each taken out as it is read.
+/// each taken out as it is read, and the Services from `services` where given (instead of
+/// `m`'s), freed once the Mappings are read.
 fn lower_with(
     m: &Manifests,
     specs: Option<HashMap<usize, Mutex<Option<Node>>>>,
+    services: Option<Vec<ServiceInfo>>,
     opts: &LowerOptions,
 ) -> (Ir, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let active = dedupe(m.resources.iter().collect(), &mut diags);
-    let ctx = Context::build(&active, &m.resources, &m.services, &m.secrets, opts);
+    let all_services = services.as_deref().unwrap_or(&m.services);
+    let ctx = Context::build(&active, &m.resources, all_services, &m.secrets, opts);
     diags.extend(ctx.diags.iter().cloned());
     let known = &ctx.known_namespaces;
     let mut cx = Cx {
@@ -129,12 +144,11 @@ fn lower_with(
         known_namespaces: known,
     };
     // Looked up once per Mapping: a set keeps that linear in the number of Mappings.
-    let services: HashSet<(&str, &str)> = m
-        .services
+    let service_names: HashSet<(&str, &str)> = all_services
         .iter()
         .map(|s| (s.namespace.as_str(), s.name.as_str()))
         .collect();
-    let has_service = |ns: &str, name: &str| services.contains(&(ns, name));
+    let has_service = |ns: &str, name: &str| service_names.contains(&(ns, name));
 
     // Mappings, on all cores: each needs only its own resource and the context. Each is
     // attached to its virtual hosts there too (a glob test per Host).
@@ -168,8 +182,11 @@ fn lower_with(
             (out, joined, cx.diags)
         },
     );
-    // What is left of the trees held apart (duplicates that were not read) goes too.
+    // What is left of the trees held apart (duplicates that were not read) goes too, and
+    // the Services held apart.
     drop(specs);
+    drop(service_names);
+    drop(services);
     // Each run's Mappings stay where the run put them: at 50,000 Mappings one list would be
     // a copy of some 60 MB into fresh memory.
     let mut runs: Vec<Vec<Lowered>> = Vec::with_capacity(read_runs.len());

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ambassador_compiler::diag::{Code, Diagnostic};
+use ambassador_compiler::front::{Manifests, Options};
 use ambassador_compiler::source::{self, FileId, Pos, Sources, Span};
 
 /// Files larger than this are refused: no manifest set comes near it.
@@ -34,12 +35,17 @@ pub struct Input {
 }
 
 impl Input {
-    /// Frees the text of every file that can be read again (see [`Input::restore_texts`]):
-    /// once the objects are read, only findings shown with their source line read it.
-    pub fn release_texts(&mut self) {
-        for (id, _) in &self.paths {
-            self.sources.release_text(*id);
+    /// Reads the objects of every file but those in `skip`. `lean`: the text of each file
+    /// that can be read again (see [`Input::restore_texts`]) is freed as soon as its objects
+    /// are parsed; after that, only findings shown with their source line read it.
+    pub fn read_objects(&mut self, skip: &[FileId], opts: &Options, lean: bool) -> Manifests {
+        if !lean {
+            return ambassador_compiler::read_files(&self.sources, skip, opts);
         }
+        let paths = &self.paths;
+        ambassador_compiler::read_files_releasing(&mut self.sources, skip, opts, |id| {
+            paths.iter().any(|(p, _)| *p == id)
+        })
     }
 
     /// Reads again the released files among `files`. A file that changed since (another
@@ -74,7 +80,7 @@ pub fn read(paths: &[String], recursive: bool) -> Input {
                     size: n as u64,
                 }),
                 Ok(_) => {
-                    // Not read again: stdin's text stays (see `Input::release_texts`).
+                    // Not read again: stdin's text stays (see `Input::read_objects`).
                     add(&mut input, "<stdin>".into(), buf);
                 }
                 Err(source) => input.errors.push(ReadError::Io {
@@ -233,8 +239,10 @@ mod tests {
         let mut input = read(&[dir.path().display().to_string()], false);
         assert_eq!(input.paths.len(), 2);
         let (ia, ib) = (input.paths[0].0, input.paths[1].0);
-        input.release_texts();
+        let m = input.read_objects(&[], &Options::default(), true);
+        assert_eq!(m.objects, 0, "neither file is a Kubernetes object");
         assert_eq!(input.sources.get(ia).line(2), None);
+        assert_eq!(input.sources.get(ib).line(2), None);
         // `a` gets another line; `b` is the same (its byte order mark is read again too).
         std::fs::write(&a, "kind: Mapping\nname: a\nprefix: /\n").unwrap();
         input.restore_texts([ia, ib]);

@@ -23,9 +23,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use ambassador_compiler::diag::Severity;
-use ambassador_compiler::front::Options;
+use ambassador_compiler::front::{Manifests, Options};
 use ambassador_compiler::lower::LowerOptions;
-use ambassador_compiler::Compilation;
+use ambassador_compiler::{Compilation, Findings};
 use clap::Parser;
 
 use cli::{Cli, ColorChoice, Command, LintFormat, RoutesFormat, SourceArgs, Threshold};
@@ -67,6 +67,23 @@ struct Loaded {
 /// they are read; nor the text of the files (a finding's source line is read again), which
 /// is freed once the objects are read.
 fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
+    let (mut input, manifests, read_errors, lower) = read(args, lean)?;
+    let mut compilation = ambassador_compiler::compile_manifests(manifests, &lower);
+    compilation.diagnostics.append(&mut input.diagnostics);
+    ambassador_compiler::diag::sort(&mut compilation.diagnostics);
+    Ok(Loaded {
+        input,
+        compilation,
+        read_errors,
+    })
+}
+
+/// The input and its objects, read as for [`load`], the read errors, and the options to
+/// lower them with.
+fn read(
+    args: &SourceArgs,
+    lean: bool,
+) -> Result<(input::Input, Manifests, Vec<String>, LowerOptions), String> {
     let mut input = if args.filename.is_empty() {
         cluster::read(args).map_err(|e| format!("reading the cluster: {e}"))?
     } else {
@@ -84,20 +101,10 @@ fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
         release_mapping_fields: lean,
         ..LowerOptions::default()
     };
-    let manifests = ambassador_compiler::read_files(&input.sources, &skip, &opts);
-    if lean {
-        // Nothing reads the text after the objects are read but a finding's source line,
-        // which `lint` reads again (`Input::restore_texts`).
-        input.release_texts();
-    }
-    let mut compilation = ambassador_compiler::compile_manifests(manifests, &lower);
-    compilation.diagnostics.append(&mut input.diagnostics);
-    ambassador_compiler::diag::sort(&mut compilation.diagnostics);
-    Ok(Loaded {
-        input,
-        compilation,
-        read_errors,
-    })
+    // With `lean`, nothing reads the text after the objects are read but a finding's
+    // source line, which `lint` reads again (`Input::restore_texts`).
+    let manifests = input.read_objects(&skip, &opts, lean);
+    Ok((input, manifests, read_errors, lower))
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the program quietly.
@@ -119,8 +126,8 @@ fn emit_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
 
 fn lint(args: cli::LintArgs) -> u8 {
     set_color(args.source.color);
-    let loaded = match load(&args.source, true) {
-        Ok(l) => l,
+    let (mut input, manifests, read_errors, lower) = match read(&args.source, true) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!(
                 "{}: {e}",
@@ -129,20 +136,14 @@ fn lint(args: cli::LintArgs) -> u8 {
             return 2;
         }
     };
-    // Only the findings are rendered: the IR and the objects go before the text of the
-    // files with findings is read again for their source lines.
-    let Loaded {
-        mut input,
-        compilation,
-        read_errors,
-    } = loaded;
-    let Compilation {
-        diagnostics,
-        manifests,
-        ir,
-    } = compilation;
-    let objects = manifests.objects;
-    drop((manifests, ir));
+    // Only the findings are rendered: the IR and the objects are gone before the text of
+    // the files with findings is read again for their source lines.
+    let Findings {
+        mut diagnostics,
+        objects,
+    } = ambassador_compiler::compile_findings(manifests, &lower);
+    diagnostics.append(&mut input.diagnostics);
+    ambassador_compiler::diag::sort(&mut diagnostics);
     if args.output == LintFormat::Text {
         input.restore_texts(diagnostics.iter().filter_map(|d| d.span.map(|s| s.file)));
     }
