@@ -311,12 +311,15 @@ pub fn read_all(sources: &Sources, opts: &Options) -> Manifests {
 /// Reads one file into `out`. Large files are read on several threads, each taking runs of
 /// whole documents; the parts are appended in the order of the file.
 pub fn read_file(sources: &Sources, file: FileId, opts: &Options, out: &mut Manifests) {
-    gather(parse_file(sources, file, opts), out);
+    gather(parse_file(sources, file, opts, false), out);
 }
 
 /// The objects of one file, read on all cores, in parts (one per run of documents) to
-/// [`gather`]. They hold nothing of the file's text.
-pub fn parse_file(sources: &Sources, file: FileId, opts: &Options) -> Vec<Manifests> {
+/// [`gather`]. They hold nothing of the file's text. `lean`: each annotation Mapping's
+/// identifying keys ([`schema::ANNOTATION_META`]) are dropped from its spec once read into
+/// its id and checked, for callers that read its other fields only through lowering (a
+/// third of the tree of a usual annotation Mapping).
+pub fn parse_file(sources: &Sources, file: FileId, opts: &Options, lean: bool) -> Vec<Manifests> {
     let text = &sources.get(file).text;
     yaml::parse_parallel(
         text,
@@ -332,10 +335,27 @@ pub fn parse_file(sources: &Sources, file: FileId, opts: &Options) -> Vec<Manife
         // ([`gather`]): without the room they grew into, a third less (5 MB at 20,000
         // Services).
         |part| {
+            if lean {
+                part.resources.iter_mut().for_each(drop_meta_keys);
+            }
             part.resources.shrink_to_fit();
             part.services.shrink_to_fit();
         },
     )
+}
+
+/// Drops an annotation Mapping's identifying keys from its spec (see [`parse_file`]).
+fn drop_meta_keys(r: &mut Resource) {
+    if r.kind != Kind::Mapping || !matches!(r.origin, Origin::Annotation { .. }) {
+        return;
+    }
+    if let NodeKind::Map(entries) = &mut r.spec.kind {
+        entries.retain(|(k, _)| {
+            !k.scalar()
+                .is_some_and(|k| schema::ANNOTATION_META.contains(&k))
+        });
+        entries.shrink_to_fit();
+    }
 }
 
 /// Adds the parts of a file ([`parse_file`]) to `out`, in order.

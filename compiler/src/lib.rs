@@ -69,9 +69,12 @@ pub fn read_files(sources: &Sources, skip: &[source::FileId], opts: &Options) ->
     manifests
 }
 
-/// [`read_files`], releasing the text of each file `release` accepts as soon as its objects
-/// are parsed: before they are gathered with the other files' (a copy of the objects' list,
-/// which then does not share the peak with the text).
+/// [`read_files`] for callers that read the objects only through [`compile_manifests`] or
+/// [`compile_findings`] with [`LowerOptions::release_mapping_fields`] (`lint`, `preview`):
+/// releases the text of each file `release` accepts as soon as its objects are parsed,
+/// before they are gathered with the other files' (a copy of the objects' list, which then
+/// does not share the peak with the text), and leaves out of each annotation Mapping's spec
+/// the keys read into its id (see [`front::parse_file`]).
 pub fn read_files_releasing(
     sources: &mut Sources,
     skip: &[source::FileId],
@@ -84,7 +87,7 @@ pub fn read_files_releasing(
         if skip.contains(&id) {
             continue;
         }
-        let parts = front::parse_file(sources, id, opts);
+        let parts = front::parse_file(sources, id, opts, true);
         if release(id) {
             sources.release_text(id);
         }
