@@ -889,9 +889,8 @@ fn rebuild_groups<'f>(
             let diags = cx.diags;
             let mut clusters = Vec::with_capacity(used.len());
             for l in used {
-                let name = l.cluster.name.clone();
-                use_cluster(state, &l.cluster, dirty);
-                clusters.push(name);
+                use_cluster(state, l, dirty);
+                clusters.push(l.cluster_name.clone());
             }
             let built = route.map(|route| {
                 count_upgrades(&mut state.upgrades, &route, true, dirty);
@@ -1034,12 +1033,13 @@ fn count_upgrades(
     }
 }
 
-fn use_cluster(state: &mut State, c: &Cluster, dirty: &mut Dirty) {
-    if let Some(slot) = state.clusters.get_mut(&c.name) {
+/// Counts a use of the cluster a Mapping sends to, made when it is the first.
+fn use_cluster(state: &mut State, m: &Lowered, dirty: &mut Dirty) {
+    if let Some(slot) = state.clusters.get_mut(&m.cluster_name) {
         slot.uses += 1;
         return;
     }
-    let mut cluster = c.clone();
+    let mut cluster = state.ctx.cluster_of(m);
     cluster.sources.clear();
     if let Some(eds) = envoy::eds_service_of(&cluster) {
         let n = state.eds.entry(eds.clone()).or_default();
@@ -1048,10 +1048,10 @@ fn use_cluster(state: &mut State, c: &Cluster, dirty: &mut Dirty) {
             dirty.eds.insert(eds);
         }
     }
-    dirty.clusters.insert(c.name.clone());
+    dirty.clusters.insert(cluster.name.clone());
     state
         .clusters
-        .insert(c.name.clone(), ClusterSlot { cluster, uses: 1 });
+        .insert(cluster.name.clone(), ClusterSlot { cluster, uses: 1 });
 }
 
 fn release_cluster(state: &mut State, name: &str, dirty: &mut Dirty) {

@@ -56,8 +56,8 @@ pub fn compile_files(
 }
 
 /// The first half of [`compile_files`]: reads the objects of every file but those in
-/// `skip`. Nothing after it reads the text of the files (positions need only their line
-/// index), so a caller may release it ([`Sources::release_text`]) before
+/// `skip`. Nothing after it reads the text of the files (positions are lines and columns from
+/// the start), so a caller may release it ([`Sources::release_text`]) before
 /// [`compile_manifests`], or have [`read_files_releasing`] do it.
 pub fn read_files(sources: &Sources, skip: &[source::FileId], opts: &Options) -> Manifests {
     let mut manifests = Manifests::default();

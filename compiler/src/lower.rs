@@ -27,14 +27,12 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::diag::{Code, Diagnostic, ObjectRef};
 use crate::front::yaml::{Node, NodeKind};
 use crate::front::{Kind, Manifests, Resource, ServiceInfo};
-use crate::ir::{
-    Cluster, Ir, PathMatch, RedirectPath, Route, RouteAction, SourceObject, SourceRef,
-};
+use crate::ir::{Ir, PathMatch, RedirectPath, Route, RouteAction, SourceObject, SourceRef};
 use crate::source::Span;
 use mapping::{Mapping, Reader};
 
 // The pass's parts, under the paths the rest of the crate (and the plugin) use.
-use cluster::{cluster_of, used_clusters, Sends};
+use cluster::{used_clusters, Sends};
 use context::check_references;
 pub(crate) use context::Context;
 use group::build_routes;
@@ -265,16 +263,22 @@ fn lower_with(
     }
     drop(vhost_members);
     drop(mappings);
-    let mut runs: Vec<Vec<Sends>> = runs
-        .into_iter()
-        .map(|run| {
-            // Into a new vector, so that the Mappings' is freed (collecting in place would
-            // keep it).
-            let mut sends = Vec::with_capacity(run.len());
-            sends.extend(run.into_iter().map(Sends::from));
-            sends
-        })
-        .collect();
+    // The clusters of the Mappings routes send to, made again from the Mappings (which
+    // kept only their names beside the routes, lowering's peak): a run at a time on all
+    // cores, each run's Mappings freed as it is done.
+    let runs: Vec<Mutex<Vec<Lowered>>> = runs.into_iter().map(Mutex::new).collect();
+    let mut runs: Vec<Vec<Sends>> = crate::par::runs(&runs, 1, |run| {
+        let run = std::mem::take(&mut *run[0].lock().unwrap_or_else(PoisonError::into_inner));
+        // Into a new vector, so that the Mappings' is freed (collecting in place would keep
+        // it).
+        let mut sends = Vec::with_capacity(run.len());
+        sends.extend(run.into_iter().map(|l| Sends {
+            cluster: used_by_routes[l.index].then(|| Box::new(ctx.cluster_of(&l.mp))),
+            r: l.mp.r,
+            index: l.index,
+        }));
+        sends
+    });
     let mut clusters = used_clusters(&mut runs, &used_by_routes);
     for (name, c) in &ctx.held_clusters {
         clusters
@@ -327,15 +331,10 @@ pub(crate) fn read_mapping<'r>(
     }
     let default_resolver = ctx.default_resolver.as_deref();
     cx.check_service(&mp, has_service, default_resolver, &ctx.resolvers);
-    let cluster = Box::new(cluster_of(
-        &mp,
-        &ctx.tls_contexts,
-        &ctx.resolvers,
-        default_resolver,
-    ));
+    let cluster_name = ctx.cluster_of(&mp).name;
     Some(Lowered {
         mp,
-        cluster,
+        cluster_name,
         index: 0,
     })
 }
@@ -418,11 +417,12 @@ pub(crate) fn attach(mp: &Mapping, vhosts: &VHosts, cx: &mut Cx) -> Vec<usize> {
 /// cost more than they save (and admission compiles one object at a time).
 const PARALLEL_MIN_MAPPINGS: usize = 512;
 
-/// A Mapping that passed its own checks, with the cluster it sends to.
+/// A Mapping that passed its own checks, with the name of the cluster it sends to.
 pub(crate) struct Lowered<'a> {
     pub mp: Mapping<'a>,
-    /// Boxed: it moves into the configuration when a route uses it, without a copy.
-    pub cluster: Box<Cluster>,
+    /// The cluster itself is made again when a route uses it ([`Context::cluster_of`]):
+    /// kept for every Mapping beside the routes, it was a tenth of lowering's peak.
+    pub cluster_name: String,
     /// Its place among the lowered Mappings.
     pub index: usize,
 }

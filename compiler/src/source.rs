@@ -47,10 +47,13 @@ pub struct SourceFile {
     pub name: String,
     /// Empty while released ([`Sources::release_text`]).
     pub text: String,
+    /// Where each line starts; empty while the text is released.
     line_starts: Vec<u32>,
     /// The length of the text, kept while it is released.
     len: usize,
-    released: bool,
+    /// While the text is released: the number of lines and a hash of where they start (the
+    /// list goes with the text: 2 MB for a file of 10 MB).
+    released: Option<(u32, u64)>,
 }
 
 impl SourceFile {
@@ -62,14 +65,14 @@ impl SourceFile {
             len: text.len(),
             text,
             line_starts,
-            released: false,
+            released: None,
         }
     }
 
     /// The text of a 1-based line, without its line break; `None` while the text is
     /// released.
     pub fn line(&self, line: u32) -> Option<&str> {
-        if self.released {
+        if self.released.is_some() {
             return None;
         }
         let i = (line as usize).checked_sub(1)?;
@@ -103,8 +106,15 @@ impl SourceFile {
     }
 
     pub fn line_count(&self) -> u32 {
-        self.line_starts.len() as u32
+        self.released
+            .map_or(self.line_starts.len() as u32, |(lines, _)| lines)
     }
+}
+
+/// A hash of a file's line starts, to tell a file read again from the one released.
+fn lines_hash(starts: &[u32]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0).hash_one(starts)
 }
 
 /// All files of one compilation. The compiler never reads a file itself: callers add text.
@@ -125,34 +135,42 @@ impl Sources {
     }
 
     /// Frees a file's text once nothing more is read from it (the compiler reads it only
-    /// while reading the objects: [`crate::read_files`]), keeping its name and where its
-    /// lines start, so that positions still resolve. [`SourceFile::line`] gives `None` until
-    /// the text is put back ([`Sources::restore_text`]).
+    /// while reading the objects: [`crate::read_files`]), keeping its name, its length and
+    /// the number of its lines. [`SourceFile::line`] gives `None` until the text is put back
+    /// ([`Sources::restore_text`]).
     pub fn release_text(&mut self, id: FileId) {
         let f = &mut self.files[id.0 as usize];
+        if f.released.is_some() {
+            return;
+        }
+        f.released = Some((f.line_starts.len() as u32, lines_hash(&f.line_starts)));
         f.text = String::new();
-        f.released = true;
+        f.line_starts = Vec::new();
     }
 
     /// Puts back the text of a released file, read again: refused (`false`, the file stays
     /// released) unless it has the length and the lines of the text released.
     pub fn restore_text(&mut self, id: FileId, text: String) -> bool {
         let f = &mut self.files[id.0 as usize];
-        if !f.released || text.len() != f.len {
+        let Some((lines, hash)) = f.released else {
+            return false;
+        };
+        if text.len() != f.len {
             return false;
         }
         let again = SourceFile::new(String::new(), text);
-        if again.line_starts != f.line_starts {
+        if again.line_starts.len() != lines as usize || lines_hash(&again.line_starts) != hash {
             return false;
         }
         f.text = again.text;
-        f.released = false;
+        f.line_starts = again.line_starts;
+        f.released = None;
         true
     }
 
     /// Whether a file's text is released.
     pub fn is_released(&self, id: FileId) -> bool {
-        self.files[id.0 as usize].released
+        self.files[id.0 as usize].released.is_some()
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {

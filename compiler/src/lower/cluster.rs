@@ -9,7 +9,7 @@ use crate::front::{Kind, Resource};
 use crate::ir::{Cluster, Discovery, LbPolicy, UpstreamTls, ValueMatch};
 
 use super::mapping::Mapping;
-use super::{source_ref, Lowered};
+use super::source_ref;
 
 /// FNV-1a over an explicit encoding, for names that must stay the same across builds:
 /// each part is a tag byte, then its text and a 0xff byte that no UTF-8 text contains, so
@@ -224,20 +224,10 @@ pub(super) fn cluster_of(
 /// What gathering the clusters reads of a lowered Mapping: the rest of it (some 900 bytes
 /// and its texts) is dropped before the clusters are gathered, the compiler's peak.
 pub(super) struct Sends<'a> {
-    /// Taken by [`used_clusters`].
+    /// The Mapping's cluster when a route sends to it; taken by [`used_clusters`].
     pub cluster: Option<Box<Cluster>>,
     pub r: &'a Resource,
     pub index: usize,
-}
-
-impl<'a> From<Lowered<'a>> for Sends<'a> {
-    fn from(l: Lowered<'a>) -> Sends<'a> {
-        Sends {
-            cluster: Some(l.cluster),
-            r: l.mp.r,
-            index: l.index,
-        }
-    }
 }
 
 /// The clusters routes send to. Mappings that name the same cluster are its sources, in

@@ -51,6 +51,16 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The cluster a Mapping sends to, with the TLSContexts and resolvers of this context.
+    pub fn cluster_of(&self, m: &super::Mapping) -> crate::ir::Cluster {
+        super::cluster::cluster_of(
+            m,
+            &self.tls_contexts,
+            &self.resolvers,
+            self.default_resolver.as_deref(),
+        )
+    }
+
     /// `active` are the resources left after [`dedupe`](super::dedupe); `all` and
     /// `services` give the known namespaces.
     pub fn build<'r>(

@@ -292,7 +292,7 @@ pub(crate) fn build_group<'m, 'a>(
             let mut member = m.member.clone();
             member.timeout_ms = Some(member.timeout_ms.unwrap_or(settings.default_timeout_ms));
             wc.push(WeightedCluster {
-                cluster: m.cluster.name.clone(),
+                cluster: m.cluster_name.clone(),
                 weight: *w,
                 source: source_ref(m.r),
                 case_sensitive: m.case_sensitive.unwrap_or(group_case) || regex,
@@ -302,7 +302,7 @@ pub(crate) fn build_group<'m, 'a>(
         let shadow = shadows.first().map(|s| Shadow {
             cluster: {
                 used.push(*s);
-                s.cluster.name.clone()
+                s.cluster_name.clone()
             },
             percent: s.weight.unwrap_or(100).min(100),
             source: source_ref(s.r),
