@@ -328,17 +328,17 @@ pub fn read_object(obj: &Value, opts: &Options) -> ReadObject {
                             .flatten()
                             .filter_map(|p| {
                                 Some(front::ServicePort {
-                                    name: p["name"].as_str().map(str::to_string),
+                                    name: p["name"].as_str().map(Into::into),
                                     port: u16::try_from(p["port"].as_u64()?).ok()?,
                                     target_port: p
                                         .get("targetPort")
-                                        .map(|t| t.to_string().trim_matches('"').to_string()),
+                                        .map(|t| t.to_string().trim_matches('"').into()),
                                 })
                             })
                             .collect();
                         manifests.services.push(front::ServiceInfo {
-                            namespace: object.namespace.to_string(),
-                            name: object.name.to_string(),
+                            namespace: object.namespace.clone(),
+                            name: object.name.clone(),
                             ports,
                             span: crate::source::Span::default(),
                         });

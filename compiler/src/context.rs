@@ -204,7 +204,7 @@ impl Context {
         }
         for (i, s) in ctx.services.iter().enumerate() {
             ctx.services_by_name
-                .entry(s.name.clone())
+                .entry(s.name.to_string())
                 .or_default()
                 .push(i);
             namespace_services.entry(s.namespace.as_str()).or_insert(i);

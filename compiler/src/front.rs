@@ -246,17 +246,19 @@ impl Resource {
 /// A Kubernetes Service seen in the input: what `service-not-found` and endpoint routing need.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServiceInfo {
-    pub namespace: String,
-    pub name: String,
+    // Inline when short, as names and ports nearly always are: one Service read is then
+    // one allocation (its ports), not five.
+    pub namespace: crate::ir::Name,
+    pub name: crate::ir::Name,
     pub ports: Vec<ServicePort>,
     pub span: Span,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ServicePort {
-    pub name: Option<String>,
+    pub name: Option<crate::ir::Name>,
     pub port: u16,
-    pub target_port: Option<String>,
+    pub target_port: Option<crate::ir::Name>,
 }
 
 /// Endpoints of a Service, from Endpoints or EndpointSlice objects.
@@ -541,7 +543,7 @@ fn read_secret(root: &Node, object: &ObjectRef, out: &mut Manifests) {
 }
 
 fn read_service(root: &Node, object: &ObjectRef, out: &mut Manifests) {
-    let ports = root
+    let mut ports = root
         .get("spec")
         .and_then(|s| s.get("ports"))
         .and_then(Node::as_seq)
@@ -550,20 +552,19 @@ fn read_service(root: &Node, object: &ObjectRef, out: &mut Manifests) {
                 .iter()
                 .filter_map(|p| {
                     Some(ServicePort {
-                        name: p.get("name").and_then(Node::as_str).map(str::to_string),
+                        name: p.get("name").and_then(Node::as_str).map(Into::into),
                         port: u16::try_from(p.get("port")?.as_int()?).ok()?,
-                        target_port: p
-                            .get("targetPort")
-                            .and_then(Node::scalar)
-                            .map(str::to_string),
+                        target_port: p.get("targetPort").and_then(Node::scalar).map(Into::into),
                     })
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    // Without the room collecting leaves (four ports): kept to the end of lowering.
+    ports.shrink_to_fit();
     out.services.push(ServiceInfo {
-        namespace: object.namespace.to_string(),
-        name: object.name.to_string(),
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
         ports,
         span: root.span,
     });

@@ -553,10 +553,10 @@ impl Session {
         let mut namespaces: HashMap<String, usize> = HashMap::new();
         for s in &services {
             service_set
-                .entry(s.namespace.clone())
+                .entry(s.namespace.to_string())
                 .or_default()
-                .insert(s.name.clone());
-            *namespaces.entry(s.namespace.clone()).or_default() += 1;
+                .insert(s.name.to_string());
+            *namespaces.entry(s.namespace.to_string()).or_default() += 1;
         }
         let mut ids: HashMap<(Kind, String, String), usize> = HashMap::new();
         for r in &all {

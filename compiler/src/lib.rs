@@ -192,7 +192,7 @@ pub fn endpoints_among<'a>(
     let name = services
         .find(|s| s.namespace == namespace && s.name == service)
         .and_then(|s| s.ports.iter().find(|p| p.port == port))
-        .and_then(|p| p.name.clone());
+        .and_then(|p| p.name.as_deref().map(str::to_string));
     let mut out = Vec::new();
     for e in endpoints.filter(|e| e.namespace == namespace && e.service == service) {
         let target = e
