@@ -185,24 +185,28 @@ pub enum Origin {
 /// rather than a map: objects have a few labels, and a map's node holds eleven (at 20,000
 /// Services that was 10 MB).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(std::sync::Arc<[(String, String)]>);
+/// Keys and values are inline names when short, as they nearly always are.
+pub struct Labels(std::sync::Arc<[(crate::ir::Name, crate::ir::Name)]>);
 
 impl Labels {
     pub fn new(map: BTreeMap<String, String>) -> Labels {
-        Labels(map.into_iter().collect())
+        Labels(map.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     /// The value of a label.
-    pub fn get(&self, key: &str) -> Option<&String> {
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()
-            .map(|i| &self.0[i].1)
+            .map(|i| self.0[i].1.as_str())
     }
 
     /// The labels as a map.
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.0.iter().cloned().collect()
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 }
 
@@ -217,8 +221,9 @@ pub struct Resource {
     pub origin: Origin,
     /// Shared by the documents of one annotation.
     pub labels: Labels,
-    /// The ids from `ambassador_id`; `default` when absent.
-    pub ambassador_ids: Vec<String>,
+    /// The ids from `ambassador_id`; `default` when absent. Inline names: one allocation
+    /// per object, not two.
+    pub ambassador_ids: Vec<crate::ir::Name>,
     /// The mapping holding the spec fields (the flat document for annotations).
     pub spec: Node,
     /// `""` for annotations, `spec.` for custom resources: how field paths are written.
@@ -1023,7 +1028,7 @@ fn admit(mut r: Resource, skip: &[&str], opts: &Options, out: &mut Manifests) {
     let ours = r
         .ambassador_ids
         .iter()
-        .any(|id| id == &opts.ambassador_id || id == "_automatic_");
+        .any(|id| id == opts.ambassador_id.as_str() || id == "_automatic_");
     if !ours {
         out.diagnostics.push(
             Diagnostic::at(
@@ -1053,21 +1058,21 @@ fn admit(mut r: Resource, skip: &[&str], opts: &Options, out: &mut Manifests) {
     out.resources.push(r);
 }
 
-fn ambassador_ids(r: &Resource) -> Vec<String> {
+fn ambassador_ids(r: &Resource) -> Vec<crate::ir::Name> {
     let node = r.field("ambassador_id").or_else(|| r.field("ambassadorId"));
-    let ids: Vec<String> = match node {
+    let ids: Vec<crate::ir::Name> = match node {
         Some(n) => match n.as_seq() {
             Some(items) => items
                 .iter()
                 .filter_map(Node::scalar)
-                .map(str::to_string)
+                .map(Into::into)
                 .collect(),
-            None => n.scalar().map(|s| vec![s.to_string()]).unwrap_or_default(),
+            None => n.scalar().map(|s| vec![s.into()]).unwrap_or_default(),
         },
         None => Vec::new(),
     };
     if ids.is_empty() {
-        vec!["default".to_string()]
+        vec!["default".into()]
     } else {
         ids
     }
