@@ -233,9 +233,8 @@ fn lower_with(
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let (mut routes, used) = build_routes(members, settings, &mut cx);
-                sort_routes(&mut routes);
-                (std::sync::Arc::new(routes), used, cx.diags)
+                let (routes, used) = build_routes(members, settings, &mut cx);
+                (routes, used, cx.diags)
             })
             .collect::<Vec<_>>()
     });
@@ -244,8 +243,11 @@ fn lower_with(
     // The Mappings some route sends to: their clusters make the configuration's.
     let mut used_by_routes = vec![false; mappings.len()];
     let mut built = built.into_iter().flatten();
+    // Each virtual host's table, by index into `tables`.
+    let mut tables: Vec<Mutex<Vec<Route>>> = Vec::with_capacity(vhost_members.len());
+    let mut table_of: Vec<usize> = Vec::with_capacity(vhosts.len());
     for (v, vh) in vhosts.iter().enumerate() {
-        let routes = if built_as[v] == v {
+        if built_as[v] == v {
             let Some((routes, used, mut diags)) = built.next() else {
                 break;
             };
@@ -253,13 +255,12 @@ fn lower_with(
             for i in used {
                 used_by_routes[i] = true;
             }
-            routes
+            table_of.push(tables.len());
+            tables.push(Mutex::new(routes));
         } else {
-            out_vhosts[built_as[v]].routes.clone()
-        };
-        let mut vh = vh.vh.clone();
-        vh.routes = routes;
-        out_vhosts.push(vh);
+            table_of.push(table_of[built_as[v]]);
+        }
+        out_vhosts.push(vh.vh.clone());
     }
     drop(vhost_members);
     drop(mappings);
@@ -279,6 +280,25 @@ fn lower_with(
         }));
         sends
     });
+    // The tables in Envoy's order, sorted once the Mappings are gone (the sort's keys
+    // beside them were lowering's peak).
+    let tables: Vec<std::sync::Arc<Vec<Route>>> = crate::par::runs(&tables, run, |run| {
+        run.iter()
+            .map(|t| {
+                let mut routes =
+                    std::mem::take(&mut *t.lock().unwrap_or_else(PoisonError::into_inner));
+                sort_routes(&mut routes);
+                std::sync::Arc::new(routes)
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    for (vh, &t) in out_vhosts.iter_mut().zip(&table_of) {
+        vh.routes = std::sync::Arc::clone(&tables[t]);
+    }
+    drop(tables);
     let mut clusters = used_clusters(&mut runs, &used_by_routes);
     for (name, c) in &ctx.held_clusters {
         clusters
