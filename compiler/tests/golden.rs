@@ -107,7 +107,9 @@ fn the_packed_resources_and_the_written_dump_are_the_golden_ones() {
 
 /// Lowering that frees each Mapping's tree once it is read (`lint` and `preview` compile
 /// so) gives the same IR and findings as lowering that keeps them: on every golden input,
-/// and on a generated one large enough to be read on all cores.
+/// and on a generated one large enough to be read on all cores. So does reading as they read
+/// (`read_files_releasing`: the text freed, the annotation Mappings' identifying keys left
+/// out), and `lint`'s `compile_findings` gives the same findings.
 #[test]
 fn freeing_mapping_trees_changes_nothing() {
     use ambassador_compiler::front::Options;
@@ -161,5 +163,36 @@ fn freeing_mapping_trees_changes_nothing() {
         let (freed_ir, freed_findings) = compiled(true);
         assert_eq!(kept_findings, freed_findings, "{name}: findings differ");
         assert!(kept_ir == freed_ir, "{name}: IR differs");
+
+        let opts = LowerOptions {
+            release_mapping_fields: true,
+            ..LowerOptions::default()
+        };
+        let read_lean = || {
+            let mut released = sources.clone();
+            let m = ambassador_compiler::read_files_releasing(
+                &mut released,
+                &[],
+                &Options::default(),
+                |_| true,
+            );
+            assert!(released.iter().all(|(id, _)| released.is_released(id)));
+            m
+        };
+        let lean = ambassador_compiler::compile_manifests(read_lean(), &opts);
+        assert_eq!(
+            kept_findings, lean.diagnostics,
+            "{name}: findings differ, read lean"
+        );
+        assert!(
+            kept_ir == serde_json::to_value(&lean.ir).unwrap(),
+            "{name}: IR differs, read lean"
+        );
+        let findings = ambassador_compiler::compile_findings(read_lean(), &opts);
+        assert_eq!(
+            kept_findings, findings.diagnostics,
+            "{name}: compile_findings differs"
+        );
+        assert_eq!(findings.objects, lean.manifests.objects, "{name}: objects");
     }
 }
