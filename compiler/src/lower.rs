@@ -35,10 +35,10 @@ use mapping::{Mapping, Reader};
 use cluster::{used_clusters, Sends};
 use context::check_references;
 pub(crate) use context::Context;
-use group::build_routes;
 pub(crate) use group::{
     build_group, canary_precedence, match_of, sort_members, GroupKey, MatchKey,
 };
+use group::{build_routes, Member};
 pub use hosts::globs_intersect;
 use hosts::VHosts;
 pub(crate) use order::sort_routes;
@@ -165,7 +165,8 @@ fn lower_with(
                 known_namespaces: known,
             };
             let mut joined = Vec::with_capacity(run.len());
-            let mut out: Vec<Lowered> = Vec::with_capacity(run.len());
+            // Boxed: each is freed on its own, as soon as the route it is in is built.
+            let mut out: Vec<Box<Lowered>> = Vec::with_capacity(run.len());
             for r in run {
                 let held = specs
                     .as_ref()
@@ -174,7 +175,7 @@ fn lower_with(
                 let spec = held.as_ref().unwrap_or(&r.spec);
                 if let Some(l) = read_mapping(r, spec, &ctx, &has_service, &mut cx) {
                     joined.push(attach(&l, vhosts, &mut cx));
-                    out.push(l);
+                    out.push(Box::new(l));
                 }
             }
             (out, joined, cx.diags)
@@ -185,23 +186,19 @@ fn lower_with(
     drop(specs);
     drop(service_names);
     drop(services);
-    // Each run's Mappings stay where the run put them: at 50,000 Mappings one list would be
-    // a copy of some 60 MB into fresh memory.
-    let mut runs: Vec<Vec<Lowered>> = Vec::with_capacity(read_runs.len());
+    let mut mappings: Vec<Option<Box<Lowered>>> =
+        Vec::with_capacity(read_runs.iter().map(|(out, _, _)| out.len()).sum());
     let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];
-    let mut i = 0;
-    for (mut out, joined, mut diags) in read_runs {
-        for (l, vs) in out.iter_mut().zip(joined) {
-            l.index = i;
+    for (out, joined, mut diags) in read_runs {
+        for (mut l, vs) in out.into_iter().zip(joined) {
+            l.index = mappings.len();
             for v in vs {
-                attached[v].push(i);
+                attached[v].push(l.index);
             }
-            i += 1;
+            mappings.push(Some(l));
         }
-        runs.push(out);
         cx.diags.append(&mut diags);
     }
-    let mappings: Vec<&Lowered> = runs.iter().flatten().collect();
 
     // Routes per virtual host, the virtual hosts on all cores. Virtual hosts the same
     // Mappings attach to have the same routes: those are built once and shared (every
@@ -213,73 +210,98 @@ fn lower_with(
         .map(|(v, idx)| *first_with.entry(idx.as_slice()).or_insert(v))
         .collect();
     drop(first_with);
-    let vhost_members: Vec<Vec<&Lowered>> = attached
+    // A Mapping in one table only (nearly every one) is moved into it, and freed there as
+    // its route is built; one in several is lent to each, and freed after them.
+    let mut tables_in = vec![0u32; mappings.len()];
+    for (v, idx) in attached.iter().enumerate() {
+        if built_as[v] == v {
+            for &i in idx {
+                tables_in[i] += 1;
+            }
+        }
+    }
+    let owned: Vec<Vec<Result<Box<Lowered>, usize>>> = attached
         .iter()
         .enumerate()
         .filter(|&(v, _)| built_as[v] == v)
-        .map(|(_, idx)| idx.iter().map(|&i| mappings[i]).collect())
+        .map(|(_, idx)| {
+            idx.iter()
+                .map(|&i| match tables_in[i] {
+                    1 => mappings[i].take().ok_or(i),
+                    _ => Err(i),
+                })
+                .collect()
+        })
         .collect();
-    let attached_total: usize = vhost_members.iter().map(Vec::len).sum();
+    drop(tables_in);
+    let attached_total: usize = owned.iter().map(Vec::len).sum();
+    let vhost_members: Vec<Mutex<Vec<Member>>> = owned
+        .into_iter()
+        .map(|members| {
+            Mutex::new(
+                members
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        Ok(l) => Some(Member::Owned(l)),
+                        Err(i) => mappings[i].as_deref().map(Member::Lent),
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
     let run = if attached_total < PARALLEL_MIN_MAPPINGS {
         vhost_members.len()
     } else {
         1
     };
-    let settings = &ctx.settings;
     let built = crate::par::runs(&vhost_members, run, |run| {
         run.iter()
             .map(|members| {
+                let members =
+                    std::mem::take(&mut *members.lock().unwrap_or_else(PoisonError::into_inner));
                 let mut cx = Cx {
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let (routes, used) = build_routes(members, settings, &mut cx);
-                (routes, used, cx.diags)
+                let built = build_routes(members, &ctx, &mut cx);
+                (built, cx.diags)
             })
             .collect::<Vec<_>>()
     });
+    drop(vhost_members);
     let mut out_vhosts: Vec<crate::ir::VirtualHost> = Vec::with_capacity(vhosts.len());
     let mut reported: HashSet<(Code, Span, String)> = HashSet::new();
     // The Mappings some route sends to: their clusters make the configuration's.
     let mut used_by_routes = vec![false; mappings.len()];
+    let mut sends: Vec<Sends> = Vec::new();
     let mut built = built.into_iter().flatten();
     // Each virtual host's table, by index into `tables`.
-    let mut tables: Vec<Mutex<Vec<Route>>> = Vec::with_capacity(vhost_members.len());
+    let mut tables: Vec<Mutex<Vec<Route>>> = Vec::with_capacity(vhosts.len());
     let mut table_of: Vec<usize> = Vec::with_capacity(vhosts.len());
     for (v, vh) in vhosts.iter().enumerate() {
         if built_as[v] == v {
-            let Some((routes, used, mut diags)) = built.next() else {
+            let Some((b, mut diags)) = built.next() else {
                 break;
             };
             cx.diags.append(&mut diags);
-            for i in used {
+            for i in b.used {
                 used_by_routes[i] = true;
             }
+            sends.extend(b.sends);
             table_of.push(tables.len());
-            tables.push(Mutex::new(routes));
+            tables.push(Mutex::new(b.routes));
         } else {
             table_of.push(table_of[built_as[v]]);
         }
         out_vhosts.push(vh.vh.clone());
     }
-    drop(vhost_members);
-    drop(mappings);
-    // The clusters of the Mappings routes send to, made again from the Mappings (which
-    // kept only their names beside the routes, lowering's peak): a run at a time on all
-    // cores, each run's Mappings freed as it is done.
-    let runs: Vec<Mutex<Vec<Lowered>>> = runs.into_iter().map(Mutex::new).collect();
-    let mut runs: Vec<Vec<Sends>> = crate::par::runs(&runs, 1, |run| {
-        let run = std::mem::take(&mut *run[0].lock().unwrap_or_else(PoisonError::into_inner));
-        // Into a new vector, so that the Mappings' is freed (collecting in place would keep
-        // it).
-        let mut sends = Vec::with_capacity(run.len());
-        sends.extend(run.into_iter().map(|l| Sends {
-            cluster: used_by_routes[l.index].then(|| Box::new(ctx.cluster_of(&l.mp))),
-            r: l.mp.r,
-            index: l.index,
-        }));
-        sends
-    });
+    // The Mappings lent to several tables, and those in none.
+    for l in mappings.into_iter().flatten() {
+        if used_by_routes[l.index] {
+            sends.push(Sends::of(&l, &ctx));
+        }
+    }
+    sends.sort_unstable_by_key(|s| s.index);
     // The tables in Envoy's order, sorted once the Mappings are gone (the sort's keys
     // beside them were lowering's peak).
     let tables: Vec<std::sync::Arc<Vec<Route>>> = crate::par::runs(&tables, run, |run| {
@@ -299,7 +321,7 @@ fn lower_with(
         vh.routes = std::sync::Arc::clone(&tables[t]);
     }
     drop(tables);
-    let mut clusters = used_clusters(&mut runs, &used_by_routes);
+    let mut clusters = used_clusters(&mut sends, &used_by_routes);
     for (name, c) in &ctx.held_clusters {
         clusters
             .entry(name.clone())

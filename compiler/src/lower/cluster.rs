@@ -221,26 +221,33 @@ pub(super) fn cluster_of(
     cluster
 }
 
-/// What gathering the clusters reads of a lowered Mapping: the rest of it (some 900 bytes
-/// and its texts) is dropped before the clusters are gathered, the compiler's peak.
+/// What gathering the clusters reads of a lowered Mapping a route sends to: the rest of it
+/// (some 500 bytes and its texts) is freed as soon as the routes are built.
 pub(super) struct Sends<'a> {
-    /// The Mapping's cluster when a route sends to it; taken by [`used_clusters`].
+    /// The Mapping's cluster; taken by [`used_clusters`].
     pub cluster: Option<Box<Cluster>>,
     pub r: &'a Resource,
     pub index: usize,
 }
 
-/// The clusters routes send to. Mappings that name the same cluster are its sources, in
-/// the order of the input; the first of them gives the cluster.
-pub(super) fn used_clusters(
-    runs: &mut [Vec<Sends>],
-    used: &[bool],
-) -> BTreeMap<String, Box<Cluster>> {
-    // Mappings are visited in their order in memory, and only names are sorted: at 50,000
-    // Mappings, sorting or hashing through the Mappings themselves is mostly cache misses.
-    let mut names: Vec<(&str, usize)> = runs
+impl<'a> Sends<'a> {
+    pub fn of(l: &super::Lowered<'a>, ctx: &super::Context) -> Sends<'a> {
+        Sends {
+            cluster: Some(Box::new(ctx.cluster_of(&l.mp))),
+            r: l.mp.r,
+            index: l.index,
+        }
+    }
+}
+
+/// The clusters routes send to, from what is kept of the Mappings they send to, in input
+/// order (`sends`). Mappings that name the same cluster are its sources, in the order of
+/// the input; the first of them gives the cluster.
+pub(super) fn used_clusters(sends: &mut [Sends], used: &[bool]) -> BTreeMap<String, Box<Cluster>> {
+    // Only names are sorted: at 50,000 Mappings, sorting through the clusters themselves is
+    // mostly cache misses.
+    let mut names: Vec<(&str, usize)> = sends
         .iter()
-        .flatten()
         .filter(|l| used[l.index])
         .filter_map(|l| Some((l.cluster.as_ref()?.name.as_str(), l.index)))
         .collect();
@@ -261,10 +268,10 @@ pub(super) fn used_clusters(
         }
     }
     drop(names);
-    // In the order of the Mappings (of memory): the first of a group gives the cluster,
-    // each adds itself to the sources.
+    // In the order of the Mappings: the first of a group gives the cluster, each adds
+    // itself to the sources.
     let mut taken: Vec<Option<Box<Cluster>>> = (0..sizes.len()).map(|_| None).collect();
-    for l in runs.iter_mut().flatten() {
+    for l in sends.iter_mut() {
         let g = slot[l.index];
         if g == usize::MAX {
             continue;
@@ -283,8 +290,8 @@ pub(super) fn used_clusters(
             }
         }
     }
-    // The clusters nothing sends to, before the map is built beside the others.
-    for l in runs.iter_mut().flatten() {
+    // The clusters of the others that name one, before the map is built beside them.
+    for l in sends.iter_mut() {
         l.cluster = None;
     }
     // Groups are in name order, without duplicates: the boxes move into the map (see

@@ -9,8 +9,9 @@ use crate::ir::{
 };
 
 use super::cluster::Fnv;
+use super::cluster::Sends;
 use super::mapping::Mapping;
-use super::{source_ref, Cx, Lowered};
+use super::{source_ref, Context, Cx, Lowered};
 
 /// The match a group shares. Emissary's group key is the method, the prefix text, the
 /// headers (`:authority` and `:method` among them), the query conditions and the
@@ -57,44 +58,74 @@ pub(crate) fn match_of(mp: &Mapping) -> MatchKey {
     }
 }
 
-/// The routes of one virtual host, and the Mappings whose clusters they send to, in the
-/// order they were used.
-pub(super) fn build_routes<'m, 'a>(
-    members: &[&'m Lowered<'a>],
-    settings: &Settings,
+/// A Mapping a table of routes is built from: the table's own when no other table has it
+/// (freed as its group's route is built), else lent by the list of all Mappings.
+pub(super) enum Member<'s, 'a> {
+    Owned(Box<Lowered<'a>>),
+    Lent(&'s Lowered<'a>),
+}
+
+impl<'a> std::ops::Deref for Member<'_, 'a> {
+    type Target = Lowered<'a>;
+    fn deref(&self) -> &Lowered<'a> {
+        match self {
+            Member::Owned(l) => l,
+            Member::Lent(l) => l,
+        }
+    }
+}
+
+/// A table's routes, the Mappings whose clusters they send to (in the order they were used),
+/// and what is kept of the table's own Mappings that they send to.
+pub(super) struct Built<'a> {
+    pub routes: Vec<Route>,
+    pub used: Vec<usize>,
+    pub sends: Vec<Sends<'a>>,
+}
+
+/// The routes of one virtual host. Each group's own Mappings are freed once its route is
+/// built, the cluster of each kept if the route sends to it: so the Mappings and the routes
+/// made of them are not all held at once (they were lowering's peak).
+pub(super) fn build_routes<'a>(
+    members: Vec<Member<'_, 'a>>,
+    ctx: &Context,
     cx: &mut Cx,
-) -> (Vec<Route>, Vec<usize>) {
+) -> Built<'a> {
     // Group, keeping first-seen order. The index borrows the keys, so a group's key is the
     // first member's, moved and never cloned. Boxed: each is freed as its route takes it,
     // rather than all with the list at the end (2 MB beside the routes at 20,000 groups).
-    let mut keys: Vec<Option<Box<GroupKey>>> = members
+    let keys: Vec<Box<GroupKey>> = members
         .iter()
         .map(|mp| {
-            Some(Box::new(GroupKey {
+            Box::new(GroupKey {
                 matcher: match_of(mp),
                 precedence: mp.precedence,
-            }))
+            })
         })
         .collect();
-    let mut first_of_group: Vec<usize> = Vec::with_capacity(members.len());
-    let mut members_of: Vec<Vec<&'m Lowered<'a>>> = Vec::with_capacity(members.len());
+    let mut first_of_group: Vec<usize> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut group_of: Vec<usize> = Vec::with_capacity(members.len());
     {
         let mut index: HashMap<&GroupKey, usize> = HashMap::with_capacity(members.len());
         for (i, key) in keys.iter().enumerate() {
-            let Some(key) = key else { continue };
-            match index.entry(key) {
-                std::collections::hash_map::Entry::Occupied(g) => {
-                    members_of[*g.get()].push(members[i])
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(members_of.len());
-                    first_of_group.push(i);
-                    members_of.push(vec![members[i]]);
-                }
-            }
+            let g = *index.entry(&**key).or_insert_with(|| {
+                first_of_group.push(i);
+                sizes.push(0);
+                sizes.len() - 1
+            });
+            sizes[g] += 1;
+            group_of.push(g);
         }
     }
-    let groups: Vec<(Box<GroupKey>, Vec<&'m Lowered<'a>>)> = first_of_group
+    let mut members_of: Vec<Vec<Member>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+    drop(sizes);
+    let n = members.len();
+    for (m, g) in members.into_iter().zip(group_of) {
+        members_of[g].push(m);
+    }
+    let mut keys: Vec<Option<Box<GroupKey>>> = keys.into_iter().map(Some).collect();
+    let groups: Vec<(Box<GroupKey>, Vec<Member>)> = first_of_group
         .iter()
         .zip(members_of)
         .filter_map(|(&i, mut group)| {
@@ -103,23 +134,44 @@ pub(super) fn build_routes<'m, 'a>(
         })
         .collect();
     drop(keys);
-    let mut used = Vec::with_capacity(members.len());
     canary_precedence(&groups, cx);
 
-    let mut routes = Vec::with_capacity(groups.len());
+    let mut built = Built {
+        routes: Vec::with_capacity(groups.len()),
+        used: Vec::with_capacity(n),
+        sends: Vec::new(),
+    };
     for (key, group) in groups {
-        if let Some(route) = build_group(*key, group, settings, cx, &mut used) {
-            routes.push(route);
+        let mut used: Vec<&Lowered> = Vec::new();
+        let route = build_group(
+            *key,
+            group.iter().map(|m| &**m).collect(),
+            &ctx.settings,
+            cx,
+            &mut used,
+        );
+        let first_used = built.used.len();
+        built.used.extend(used.iter().map(|m| m.index));
+        let used = &built.used[first_used..];
+        for m in group {
+            if let Member::Owned(l) = m {
+                if used.contains(&l.index) {
+                    built.sends.push(Sends::of(&l, ctx));
+                }
+            }
+        }
+        if let Some(route) = route {
+            built.routes.push(route);
         }
     }
-    (routes, used.into_iter().map(|m| m.index).collect())
+    built
 }
 
 /// A group's members in the order Emissary adds them to the group: by resource key,
 /// `name.namespace`. That order decides the group's first member (whose path flags and
 /// core keys the others must match) and the last one to set each group setting; it never
 /// depends on the order of the input files.
-pub(crate) fn sort_members(group: &mut [&Lowered]) {
+pub(crate) fn sort_members<'a, M: std::ops::Deref<Target = Lowered<'a>>>(group: &mut [M]) {
     group.sort_by(|a, b| {
         let key = |m: &Lowered| {
             let id = &m.r.id;
@@ -611,10 +663,11 @@ fn weights(members: &[&Lowered], cx: &mut Cx) -> Vec<u32> {
 }
 
 /// Would-be canaries: the same match under different precedences never share traffic.
-pub(crate) fn canary_precedence<K: std::borrow::Borrow<GroupKey>>(
-    groups: &[(K, Vec<&Lowered>)],
-    cx: &mut Cx,
-) {
+pub(crate) fn canary_precedence<'a, K, M>(groups: &[(K, Vec<M>)], cx: &mut Cx)
+where
+    K: std::borrow::Borrow<GroupKey>,
+    M: std::ops::Deref<Target = Lowered<'a>>,
+{
     let mut by_match: HashMap<&MatchKey, Vec<usize>> = HashMap::new();
     for (i, (k, _)) in groups.iter().enumerate() {
         by_match.entry(&k.borrow().matcher).or_default().push(i);
@@ -624,7 +677,7 @@ pub(crate) fn canary_precedence<K: std::borrow::Borrow<GroupKey>>(
             .iter()
             .max_by_key(|&&i| groups[i].0.borrow().precedence)
             .unwrap_or(&idxs[0]);
-        let w = groups[winner].1[0];
+        let w = &*groups[winner].1[0];
         for &i in idxs.iter().filter(|&&i| i != winner) {
             for m in &groups[i].1 {
                 cx.diags.push(
