@@ -81,7 +81,7 @@ impl Default for LowerOptions {
 
 /// Lowers the resources read by [`crate::front`] into the IR.
 pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
-    lower_with(m, None, None, opts)
+    lower_with(m, None, None, opts, true)
 }
 
 /// [`lower`], freeing each Mapping's YAML tree once the Mapping is read (most of what the
@@ -90,15 +90,16 @@ pub fn lower(m: &Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
 /// IR and the diagnostics are those of [`lower`].
 pub fn lower_releasing(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let specs = take_specs(m);
-    lower_with(m, Some(specs), None, opts)
+    lower_with(m, Some(specs), None, opts, true)
 }
 
 /// [`lower_releasing`], freeing the Services too once the Mappings are read: `m` is left
-/// without them. For [`crate::compile_findings`].
+/// without them, and the IR without the clusters of Mappings (no finding is about them:
+/// the check reads the routes, which name their clusters). For [`crate::compile_findings`].
 pub(crate) fn lower_for_findings(m: &mut Manifests, opts: &LowerOptions) -> (Ir, Vec<Diagnostic>) {
     let specs = take_specs(m);
     let services = std::mem::take(&mut m.services);
-    lower_with(m, Some(specs), Some(services), opts)
+    lower_with(m, Some(specs), Some(services), opts, false)
 }
 
 /// Each Mapping's tree, taken out of `m`, by the resource's address, which stays put: `m`
@@ -124,12 +125,14 @@ fn take_specs(m: &mut Manifests) -> HashMap<usize, Mutex<Option<Node>>> {
 
 /// [`lower`], reading the Mappings' fields from `specs` (by resource address) where given,
 /// each taken out as it is read, and the Services from `services` where given (instead of
-/// `m`'s), freed once the Mappings are read.
+/// `m`'s), freed once the Mappings are read. Without `clusters`, the IR has none of the
+/// Mappings' clusters.
 fn lower_with(
     m: &Manifests,
     specs: Option<HashMap<usize, Mutex<Option<Node>>>>,
     services: Option<Vec<ServiceInfo>>,
     opts: &LowerOptions,
+    clusters: bool,
 ) -> (Ir, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let active = dedupe(m.resources.iter().collect(), &mut diags);
@@ -263,7 +266,7 @@ fn lower_with(
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let built = build_routes(members, &ctx, &mut cx);
+                let built = build_routes(members, &ctx, clusters, &mut cx);
                 (built, cx.diags)
             })
             .collect::<Vec<_>>()
@@ -297,7 +300,7 @@ fn lower_with(
     }
     // The Mappings lent to several tables, and those in none.
     for l in mappings.into_iter().flatten() {
-        if used_by_routes[l.index] {
+        if clusters && used_by_routes[l.index] {
             sends.push(Sends::of(&l, &ctx));
         }
     }

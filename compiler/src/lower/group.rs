@@ -85,10 +85,12 @@ pub(super) struct Built<'a> {
 
 /// The routes of one virtual host. Each group's own Mappings are freed once its route is
 /// built, the cluster of each kept if the route sends to it: so the Mappings and the routes
-/// made of them are not all held at once (they were lowering's peak).
+/// made of them are not all held at once (they were lowering's peak). Without `clusters`,
+/// none is made (`sends` is empty).
 pub(super) fn build_routes<'a>(
     members: Vec<Member<'_, 'a>>,
     ctx: &Context,
+    clusters: bool,
     cx: &mut Cx,
 ) -> Built<'a> {
     // Group, keeping first-seen order. The index borrows the keys, so a group's key is the
@@ -153,11 +155,13 @@ pub(super) fn build_routes<'a>(
         let first_used = built.used.len();
         built.used.extend(used.iter().map(|m| m.index));
         let used = &built.used[first_used..];
+        // The group's own Mappings are freed here, what is needed of them kept.
         for m in group {
-            if let Member::Owned(l) = m {
-                if used.contains(&l.index) {
+            match m {
+                Member::Owned(l) if clusters && used.contains(&l.index) => {
                     built.sends.push(Sends::of(&l, ctx));
                 }
+                _ => {}
             }
         }
         if let Some(route) = route {
