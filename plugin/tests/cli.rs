@@ -580,3 +580,52 @@ fn preview_shows_secrets_with_the_key_redacted() {
         .unwrap();
     assert!(!stdout(&o).contains(key), "the private key is printed");
 }
+
+/// The plugin starts itself again with mimalloc's purge delay set (see `main.rs`), the same
+/// process with the same standard input; a delay set in the environment is left as it is.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_allocator_purge_delay_is_set_unless_given() {
+    use std::io::Write;
+    for (given, expect) in [(None, "1"), (Some("7"), "7")] {
+        let mut cmd = Command::new(bin());
+        cmd.args(["lint", "-f", "-", "-o", "json"])
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(v) = given {
+            cmd.env("MIMALLOC_PURGE_DELAY", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // It waits for standard input: read its environment meanwhile (after the new start
+        // it has the setting; before, it may not yet).
+        let wanted = format!("MIMALLOC_PURGE_DELAY={expect}");
+        let mut seen = None;
+        for _ in 0..200 {
+            let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+            let vars: Vec<String> = env
+                .split(|&b| b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| v.starts_with("MIMALLOC_PURGE_DELAY="))
+                .collect();
+            if vars.contains(&wanted) {
+                seen = Some(vars);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata:\n  name: m\nspec:\n  prefix: /\n  service: s\n  hostname: \"*\"\n")
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(seen, Some(vec![wanted]), "given {given:?}");
+        // Its standard input went to the program started again.
+        assert!(
+            json(&out)["summary"]["objects"].as_u64() == Some(1),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
