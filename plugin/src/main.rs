@@ -47,8 +47,9 @@ fn main() -> ExitCode {
 /// How long, in milliseconds, mimalloc keeps the pages freed in a part of its heap before
 /// it gives them back. Its default, 10, suits servers that free and allocate again all the
 /// time; a command that runs for a few hundred milliseconds and frees each phase's data
-/// before the next (as `lint` and `preview` do) held 5-8 MiB more at its peak with it, and
-/// takes no longer with 1 (docs/PERFORMANCE.md, ninth round).
+/// before the next (as `lint` and `preview` do) held 4-8 MiB more at its peak with it. With
+/// 1 it takes up to a tenth longer in some inputs (docs/PERFORMANCE.md, ninth round).
+#[cfg(all(unix, not(feature = "system-alloc")))]
 const PURGE_DELAY_MS: &str = "1";
 
 /// Starts the program again with mimalloc's purge delay set ([`PURGE_DELAY_MS`]), unless
