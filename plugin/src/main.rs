@@ -31,9 +31,11 @@ use clap::Parser;
 use cli::{Cli, ColorChoice, Command, LintFormat, RoutesFormat, SourceArgs, Threshold};
 
 fn main() -> ExitCode {
-    #[cfg(all(unix, not(feature = "system-alloc")))]
-    with_allocator_settings();
     let cli = Cli::parse();
+    #[cfg(all(unix, not(feature = "system-alloc")))]
+    if matches!(cli.command, Command::Lint(_)) {
+        with_allocator_settings();
+    }
     let code = match cli.command {
         Command::Lint(args) => lint(args),
         Command::Routes(args) => routes(args),
@@ -45,17 +47,19 @@ fn main() -> ExitCode {
 }
 
 /// How long, in milliseconds, mimalloc keeps the pages freed in a part of its heap before
-/// it gives them back. Its default, 10, suits servers that free and allocate again all the
-/// time; a command that runs for a few hundred milliseconds and frees each phase's data
-/// before the next (as `lint` and `preview` do) held 4-8 MiB more at its peak with it. With
-/// 1 it takes up to a tenth longer in some inputs (docs/PERFORMANCE.md, ninth round).
+/// it gives them back, for `lint`. Its default, 10, suits servers that free and allocate
+/// again all the time. `lint` frees each phase's data before the next, and with the default
+/// its resident set peaked 6-14 MiB higher at 20,000 Mappings (56-64 MiB, against 49-56 at
+/// 0); giving pages back at once makes it 10-20 % slower (docs/PERFORMANCE.md, ninth
+/// round). `preview`, whose output takes most of its time and whose memory is far under
+/// its bound, keeps the default.
 #[cfg(all(unix, not(feature = "system-alloc")))]
-const PURGE_DELAY_MS: &str = "1";
+const PURGE_DELAY_MS: &str = "0";
 
 /// Starts the program again with mimalloc's purge delay set ([`PURGE_DELAY_MS`]), unless
-/// the environment sets it already. mimalloc reads its settings from the environment once,
-/// before `main`; changing one from the program would take an `unsafe` call, which the
-/// workspace forbids.
+/// the environment sets it already: the same process, arguments and standard input.
+/// mimalloc reads its settings from the environment once, before `main`; changing one from
+/// the program would take an `unsafe` call, which the workspace forbids.
 #[cfg(all(unix, not(feature = "system-alloc")))]
 fn with_allocator_settings() {
     use std::os::unix::process::CommandExt;

@@ -581,13 +581,13 @@ fn preview_shows_secrets_with_the_key_redacted() {
     assert!(!stdout(&o).contains(key), "the private key is printed");
 }
 
-/// The plugin starts itself again with mimalloc's purge delay set (see `main.rs`), the same
+/// `lint` starts itself again with mimalloc's purge delay set (see `main.rs`), the same
 /// process with the same standard input; a delay set in the environment is left as it is.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_allocator_purge_delay_is_set_unless_given() {
     use std::io::Write;
-    for (given, expect) in [(None, "1"), (Some("7"), "7")] {
+    for (given, expect) in [(None, "0"), (Some("7"), "7")] {
         let mut cmd = Command::new(bin());
         cmd.args(["lint", "-f", "-", "-o", "json"])
             .env_remove("MIMALLOC_PURGE_DELAY")
