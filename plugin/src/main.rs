@@ -150,8 +150,12 @@ fn emit(text: &str) {
     emit_with(|out| out.write_all(text.as_bytes()));
 }
 
+/// Standard output, buffered. A type, not `dyn Write`: serializers write a few bytes at a
+/// time, and each write through `dyn` was a call that could not be inlined.
+type Out = std::io::BufWriter<std::io::StdoutLock<'static>>;
+
 /// Writes to stdout through a buffer with `write`; errors as [`emit`].
-fn emit_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+fn emit_with(write: impl FnOnce(&mut Out) -> std::io::Result<()>) {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if let Err(e) = write(&mut out).and_then(|_| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
