@@ -195,9 +195,9 @@ fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize,
     let mut exact_insensitive: HashMap<String, u32> = HashMap::new();
     let mut filed = Conditions::default();
     let mut regexes = Regexes::default();
-    // How each regex route is filed (parsing it twice and extracting its literals is most of
-    // the check's time on regex routes), worked out on all cores beforehand; taken below in
-    // the order the routes are filed.
+    // How each regex route is filed (parsing it and reading the texts its matches start
+    // with), worked out on all cores beforehand; taken below in the order the routes are
+    // filed.
     let patterns: Vec<&str> = emitted
         .iter()
         .filter(|e| takes_all(&e.route))
@@ -628,29 +628,9 @@ impl<'a> Regexes<'a> {
 }
 
 /// How a regex route is filed: `None` when the regex does not parse (it is not filed), else
-/// its [`literal_prefixes`].
+/// the texts every match starts with ([`crate::re2::literal_prefixes`]; `None` for none).
 fn filing(r: &str) -> Option<Option<Vec<Vec<u8>>>> {
-    let syntax = Regex::full_match_syntax_of(r).ok()?;
-    Some(literal_prefixes(&syntax))
-}
-
-/// Literals that every match of `pattern` (anchored at the start, written for bytes with
-/// Unicode off as [`Regex::full_match_syntax_of`] gives it) begins with, or `None` when there
-/// is no such finite set.
-fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .nest_limit(10_000)
-        .build()
-        .parse(pattern)
-        .ok()?;
-    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
-    let lits = seq.literals()?;
-    if lits.is_empty() {
-        return None;
-    }
-    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+    crate::re2::literal_prefixes(r).ok()
 }
 
 /// The Envoy routes of `r` on a listener that routes every request as it is (no redirect

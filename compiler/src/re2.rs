@@ -36,9 +36,11 @@ mod class;
 mod compile;
 mod exec;
 mod parse;
+mod prefix;
 mod regexp;
 
 pub use exec::Regex;
+pub use prefix::literal_prefixes;
 
 /// Envoy's default `max_program_size` error level for RE2 (`re2.max_program_size.error_level`).
 pub const DEFAULT_MAX_PROGRAM_SIZE: u32 = 100;
