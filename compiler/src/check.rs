@@ -69,18 +69,32 @@ struct Emitted {
     from: usize,
 }
 
-/// The Envoy routes of `routes` on a listener with `v`, in order, decoded.
-fn emitted_in<'a>(routes: impl IntoIterator<Item = &'a Route>, v: Variants) -> Vec<Emitted> {
-    routes
-        .into_iter()
-        .enumerate()
-        .flat_map(|(from, r)| {
-            routes_of(r, v)
-                .into_iter()
-                .map(move |route| Emitted { route, from })
-        })
-        .collect()
+/// The Envoy routes of `routes` on a listener with `v`, in order, decoded (a large table on
+/// all cores: decoding is most of the check's time).
+fn emitted_in(routes: &[&Route], v: Variants) -> Vec<Emitted> {
+    let run = crate::par::run_len(routes.len(), PARALLEL_MIN_ROUTES);
+    let runs = crate::par::runs_at(routes, run, |at, run| {
+        let mut out = Vec::with_capacity(run.len());
+        for (k, r) in run.iter().enumerate() {
+            out.extend(routes_of(r, v).into_iter().map(|route| Emitted {
+                route,
+                from: at + k,
+            }));
+        }
+        out
+    });
+    if runs.len() == 1 {
+        return runs.into_iter().flatten().collect();
+    }
+    let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for mut run in runs {
+        out.append(&mut run);
+    }
+    out
 }
+
+/// Tables with fewer routes are decoded on the calling thread.
+const PARALLEL_MIN_ROUTES: usize = 4096;
 
 /// [`shadowing`] with the number of (regex route, literal route) pairs it may probe per
 /// variant.
@@ -92,7 +106,7 @@ fn shadowing_within(
 ) {
     let mut found: Vec<Option<(usize, Code, SecurityModel)>> = vec![None; routes.len()];
     for &v in variants {
-        let emitted = emitted_in(routes.iter().copied(), v);
+        let emitted = emitted_in(routes, v);
         for (k, f) in dead(&emitted, routes.len(), budget).into_iter().enumerate() {
             if found[k].is_none() {
                 found[k] = f.map(|(w, code)| (w, code, v.security));
@@ -1070,7 +1084,7 @@ mod tests {
             let n = 1 + rng.below(if t % 50 == 0 { 200 } else { 30 });
             let routes = table(&mut rng, &template, n);
             let v = variants(&mut rng);
-            let emitted = emitted_in(&routes, v);
+            let emitted = emitted_in(&routes.iter().collect::<Vec<_>>(), v);
             for budget in [REGEX_PAIR_BUDGET, t % 13] {
                 let want = covers_pairwise(&emitted, budget);
                 let got = earliest_covers(&emitted, budget);
@@ -1159,7 +1173,7 @@ mod tests {
             let n = 1 + rng.below(30);
             let routes = table(&mut rng, &template, n);
             let v = variants(&mut rng);
-            let emitted = emitted_in(&routes, v);
+            let emitted = emitted_in(&routes.iter().collect::<Vec<_>>(), v);
             for (j, cover) in earliest_covers(&emitted, REGEX_PAIR_BUDGET)
                 .into_iter()
                 .enumerate()

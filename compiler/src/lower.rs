@@ -266,7 +266,11 @@ fn lower_with(
                     diags: Vec::new(),
                     known_namespaces: known,
                 };
-                let built = build_routes(members, &ctx, clusters, &mut cx);
+                // A table with most of the Mappings is built on all cores itself (the
+                // others, if any, are small beside it).
+                let parallel =
+                    members.len() >= PARALLEL_MIN_MAPPINGS && members.len() * 2 > attached_total;
+                let built = build_routes(members, &ctx, clusters, parallel, &mut cx);
                 (built, cx.diags)
             })
             .collect::<Vec<_>>()

@@ -28,10 +28,28 @@ where
     R: Send,
     F: Fn(&[T]) -> R + Sync,
 {
-    let runs: Vec<&[T]> = items.chunks(run_len.max(1)).collect();
+    runs_at(items, run_len, |_, run| f(run))
+}
+
+/// [`runs`], `f` also given the position in `items` of the run's first item.
+pub fn runs_at<T, R, F>(items: &[T], run_len: usize, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(usize, &[T]) -> R + Sync,
+{
+    if one_thread() {
+        return vec![f(0, items)];
+    }
+    let run_len = run_len.max(1);
+    let runs: Vec<(usize, &[T])> = items
+        .chunks(run_len)
+        .enumerate()
+        .map(|(i, run)| (i * run_len, run))
+        .collect();
     let threads = threads().min(runs.len());
     if threads <= 1 {
-        return runs.into_iter().map(f).collect();
+        return runs.into_iter().map(|(at, run)| f(at, run)).collect();
     }
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(runs.len()));
@@ -39,8 +57,8 @@ where
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(run) = runs.get(i) else { break };
-            mine.push((i, f(run)));
+            let Some(&(at, run)) = runs.get(i) else { break };
+            mine.push((i, f(at, run)));
         }
         done.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
     };
@@ -53,6 +71,24 @@ where
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests comparing what is worked out on all cores with what one thread going
+    /// through the items in one run works out: every `runs` called on this thread (and
+    /// within them) is one run on it.
+    pub(crate) static ONE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn one_thread() -> bool {
+    ONE_THREAD.with(std::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn one_thread() -> bool {
+    false
 }
 
 /// A run length for `n` items of similar cost: one run when `n` is below `min_parallel`

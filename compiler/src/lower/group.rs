@@ -1,5 +1,7 @@
 //! Grouping Mappings that share a match into one route each, and canary weights.
 
+use std::sync::{Mutex, PoisonError};
+
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::diag::{Code, Diagnostic};
@@ -75,6 +77,9 @@ impl<'a> std::ops::Deref for Member<'_, 'a> {
     }
 }
 
+/// A group's key and its Mappings, in the order Emissary adds them.
+type Group<'s, 'a> = (Box<GroupKey>, Vec<Member<'s, 'a>>);
+
 /// A table's routes, the Mappings whose clusters they send to (in the order they were used),
 /// and what is kept of the table's own Mappings that they send to.
 pub(super) struct Built<'a> {
@@ -86,11 +91,13 @@ pub(super) struct Built<'a> {
 /// The routes of one virtual host. Each group's own Mappings are freed once its route is
 /// built, the cluster of each kept if the route sends to it: so the Mappings and the routes
 /// made of them are not all held at once (they were lowering's peak). Without `clusters`,
-/// none is made (`sends` is empty).
+/// none is made (`sends` is empty). With `parallel`, a large table's routes are built on all
+/// cores.
 pub(super) fn build_routes<'a>(
     members: Vec<Member<'_, 'a>>,
     ctx: &Context,
     clusters: bool,
+    parallel: bool,
     cx: &mut Cx,
 ) -> Built<'a> {
     // Group, keeping first-seen order. The index borrows the keys, so a group's key is the
@@ -127,7 +134,7 @@ pub(super) fn build_routes<'a>(
         members_of[g].push(m);
     }
     let mut keys: Vec<Option<Box<GroupKey>>> = keys.into_iter().map(Some).collect();
-    let groups: Vec<(Box<GroupKey>, Vec<Member>)> = first_of_group
+    let groups: Vec<Group> = first_of_group
         .iter()
         .zip(members_of)
         .filter_map(|(&i, mut group)| {
@@ -138,9 +145,62 @@ pub(super) fn build_routes<'a>(
     drop(keys);
     canary_precedence(&groups, cx);
 
+    // The groups' routes, on all cores when the table is large and the only one being built
+    // (`parallel`): runs of consecutive groups, put back in order.
+    let run_len = if parallel {
+        crate::par::run_len(groups.len(), super::PARALLEL_MIN_MAPPINGS)
+    } else {
+        groups.len()
+    };
+    let mut groups = groups.into_iter();
+    let mut runs: Vec<Mutex<Vec<Group>>> = Vec::new();
+    loop {
+        let run: Vec<_> = groups.by_ref().take(run_len.max(1)).collect();
+        if run.is_empty() {
+            break;
+        }
+        runs.push(Mutex::new(run));
+    }
+    let known_namespaces = cx.known_namespaces;
+    let done = crate::par::runs(&runs, 1, |runs| {
+        runs.iter()
+            .map(|run| {
+                let mut cx = Cx {
+                    diags: Vec::new(),
+                    known_namespaces,
+                };
+                let groups =
+                    std::mem::take(&mut *run.lock().unwrap_or_else(PoisonError::into_inner));
+                let built = build_run(groups, ctx, clusters, &mut cx);
+                (built, cx.diags)
+            })
+            .collect::<Vec<_>>()
+    });
+    drop(runs);
+    let mut built = Built {
+        routes: Vec::with_capacity(done.iter().flatten().map(|(b, _)| b.routes.len()).sum()),
+        used: Vec::with_capacity(n),
+        sends: Vec::new(),
+    };
+    for (mut b, mut diags) in done.into_iter().flatten() {
+        built.routes.append(&mut b.routes);
+        built.used.append(&mut b.used);
+        built.sends.append(&mut b.sends);
+        cx.diags.append(&mut diags);
+    }
+    built
+}
+
+/// The routes of consecutive groups of one table (see [`build_routes`]).
+fn build_run<'a>(
+    groups: Vec<Group<'_, 'a>>,
+    ctx: &Context,
+    clusters: bool,
+    cx: &mut Cx,
+) -> Built<'a> {
     let mut built = Built {
         routes: Vec::with_capacity(groups.len()),
-        used: Vec::with_capacity(n),
+        used: Vec::new(),
         sends: Vec::new(),
     };
     for (key, group) in groups {

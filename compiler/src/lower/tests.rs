@@ -453,3 +453,49 @@ fn routes_are_permuted_in_place_as_ordered() {
         }
     }
 }
+
+/// A large table is built and checked on all cores (runs of groups, runs of routes): the IR
+/// and the findings are those of one thread going through it in one run.
+#[test]
+fn a_large_table_on_all_cores_is_the_same_as_on_one_thread() {
+    let mut text = String::new();
+    for i in 0..6000 {
+        // Every seventh Mapping shares the next one's prefix: groups, canaries and shadowed
+        // routes among them.
+        let extra = match i % 5 {
+            0 => "weight: 10\n".to_owned(),
+            1 => "headers:\n  x-tenant: t1\n".to_owned(),
+            2 => format!("prefix_regex: true\nprefix: /r{}/[a-z]+\n", i % 50),
+            3 => "service: missing-service\n".to_owned(),
+            _ => "timeout_ms: 5000\n".to_owned(),
+        };
+        let prefix = if i % 5 == 2 {
+            String::new()
+        } else {
+            format!("prefix: /p{}/\n", if i % 7 == 0 { i + 1 } else { i })
+        };
+        text.push_str(&svc(
+            &format!("s{i}"),
+            &format!(
+                "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: m{i}\n{prefix}service: s{i}\n{extra}"
+            ),
+        ));
+    }
+    text.push_str(&svc(
+        "catch-all",
+        "---\napiVersion: getambassador.io/v2\nkind: Mapping\nname: all\nprefix: /\nservice: catch-all\nprecedence: 10\n",
+    ));
+    let all_cores = compile(&text);
+    crate::par::ONE_THREAD.with(|one| one.set(true));
+    let one_thread = compile(&text);
+    crate::par::ONE_THREAD.with(|one| one.set(false));
+    assert!(all_cores.ir.virtual_hosts[0].routes.len() > 4096);
+    let found = |code| all_cores.diagnostics.iter().any(|d| d.code == code);
+    assert!(found(crate::diag::Code::ShadowedRoute));
+    assert_eq!(all_cores.diagnostics, one_thread.diagnostics);
+    assert!(
+        serde_json::to_value(&all_cores.ir).unwrap()
+            == serde_json::to_value(&one_thread.ir).unwrap(),
+        "the IR differs"
+    );
+}
