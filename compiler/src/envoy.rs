@@ -93,16 +93,28 @@ pub fn emit_packed(ir: &Ir) -> PackedResources {
     PackedResources {
         listeners: pack(listener::listeners(ir)),
         routes: PackedCollection::new(parts::route_configurations(ir)),
-        clusters: PackedCollection::new(
-            ir.clusters
-                .values()
-                .map(|c| parts::Packed::of(&cluster::cluster(c))),
-        ),
+        clusters: PackedCollection::new(packed_clusters(ir)),
         endpoints: PackedCollection::new(
             cluster::initial_endpoints(ir).iter().map(parts::Packed::of),
         ),
         secrets: PackedCollection::default(),
     }
+}
+
+/// The clusters, packed in name order, on all cores when there are many.
+fn packed_clusters(ir: &Ir) -> impl Iterator<Item = parts::Packed> {
+    let clusters: Vec<&crate::ir::Cluster> = ir.clusters.values().map(|c| &**c).collect();
+    crate::par::runs(
+        &clusters,
+        crate::par::run_len(clusters.len(), 1024),
+        |run| {
+            run.iter()
+                .map(|c| parts::Packed::of(&cluster::cluster(c)))
+                .collect::<Vec<_>>()
+        },
+    )
+    .into_iter()
+    .flatten()
 }
 
 /// The secrets the configuration names, for SDS, from the Secrets read: certificates of the

@@ -196,3 +196,51 @@ fn freeing_mapping_trees_changes_nothing() {
         assert_eq!(findings.objects, lean.manifests.objects, "{name}: objects");
     }
 }
+
+/// A configuration large enough to be packed on all cores (one table of over 4,096 routes,
+/// and hundreds of small ones) packs the resources the typed messages encode to.
+#[test]
+fn a_large_configuration_packs_as_the_typed_one_does() {
+    use ambassador_compiler::envoy::TypeFilter;
+    let mapping = |name: &str, host: &str, prefix: &str| {
+        format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  hostname: {host}\n  prefix: {prefix}\n  service: {name}:80\n"
+        )
+    };
+    let mut text = String::new();
+    for i in 0..4500 {
+        text.push_str(&mapping(
+            &format!("big-{i}"),
+            "big.example.com",
+            &format!("/b{i}/"),
+        ));
+    }
+    for h in 0..460 {
+        text.push_str(&format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: h{h}\n  namespace: default\nspec:\n  hostname: h{h}.example.com\n  requestPolicy:\n    insecure:\n      action: Route\n"
+        ));
+        for i in 0..9 {
+            text.push_str(&mapping(
+                &format!("h{h}-{i}"),
+                &format!("h{h}.example.com"),
+                &format!("/p{i}/"),
+            ));
+        }
+    }
+    text.push_str(
+        "---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata:\n  name: big\n  namespace: default\nspec:\n  hostname: big.example.com\n  requestPolicy:\n    insecure:\n      action: Route\n",
+    );
+    let c = compile_one("large.yaml", &text);
+    let largest = c.ir.virtual_hosts.iter().map(|v| v.routes.len()).max();
+    assert!(
+        largest > Some(4096),
+        "{largest:?} routes in the largest table"
+    );
+    assert!(c.ir.virtual_hosts.len() > 400);
+    let typed = envoy_resources(&c);
+    let packed = envoy_resources_packed(&c);
+    for t in TypeFilter::ALL {
+        let want = typed.packed(t.type_url()).unwrap();
+        assert!(packed.packed(t) == want, "{t} resources differ");
+    }
+}

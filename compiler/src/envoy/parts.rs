@@ -208,28 +208,45 @@ where
 /// encoding twice, not a proto tree of every route.
 pub(crate) fn route_configurations(ir: &Ir) -> Vec<Packed> {
     let module_cors = ir.settings.cors.as_ref();
-    let mut scratch = Vec::new();
-    let mut out = Vec::new();
     // A route table shared by virtual hosts (see `VirtualHost::routes`) is encoded once per
-    // kind of listener and placed in each.
-    let mut encoded: HashMap<(*const Vec<Route>, Variants), Rc<EncodedRoute>> = HashMap::new();
-    for (name, security, vhosts) in super::route::chains(ir) {
+    // kind of listener and placed in each: the tables are found first, in order, then
+    // encoded on all cores.
+    let chains = super::route::chains(ir);
+    let mut index: HashMap<(*const Vec<Route>, Variants), usize> = HashMap::new();
+    let mut tables: Vec<(&[Route], Variants)> = Vec::new();
+    let placed: Vec<Vec<(&VirtualHost, usize)>> = chains
+        .iter()
+        .map(|(_, security, vhosts)| {
+            vhosts
+                .iter()
+                .map(|&vh| {
+                    let variants = Variants::of(vh, *security, ir);
+                    let t = *index
+                        .entry((Arc::as_ptr(&vh.routes), variants))
+                        .or_insert_with(|| {
+                            tables.push((vh.routes.as_slice(), variants));
+                            tables.len() - 1
+                        });
+                    (vh, t)
+                })
+                .collect()
+        })
+        .collect();
+    drop(index);
+    let encoded: Vec<Rc<EncodedRoute>> = encode_tables(&tables)
+        .into_iter()
+        // The hash of the parts is not the version here: see below.
+        .map(|bytes| Rc::new(EncodedRoute { bytes, hash: 0 }))
+        .collect();
+    let mut out = Vec::with_capacity(chains.len());
+    for ((name, _, _), vhosts) in chains.iter().zip(placed) {
         let parts: Vec<(VirtualHostShell, Rc<EncodedRoute>)> = vhosts
             .into_iter()
-            .map(|vh| {
-                let variants = Variants::of(vh, security, ir);
-                let routes = encoded
-                    .entry((Arc::as_ptr(&vh.routes), variants))
-                    .or_insert_with(|| {
-                        let mut bytes = Vec::new();
-                        for r in vh.routes.iter() {
-                            append_route(r, variants, &mut bytes, &mut scratch);
-                        }
-                        // The hash of the parts is not the version here: see below.
-                        Rc::new(EncodedRoute { bytes, hash: 0 })
-                    })
-                    .clone();
-                (VirtualHostShell::new(vh, module_cors), routes)
+            .map(|(vh, t)| {
+                (
+                    VirtualHostShell::new(vh, module_cors),
+                    Rc::clone(&encoded[t]),
+                )
             })
             .collect();
         let vhosts = parts
@@ -242,6 +259,47 @@ pub(crate) fn route_configurations(ir: &Ir) -> Vec<Packed> {
     }
     out
 }
+
+/// The encoded routes of each table, in order: many tables on all cores, and a large one's
+/// routes in runs on all cores (the encoding of a list is its elements' encodings one after
+/// the other, so the runs' bytes are joined).
+fn encode_tables(tables: &[(&[Route], Variants)]) -> Vec<Vec<u8>> {
+    let encode = |routes: &[Route], variants: Variants| {
+        let mut bytes = Vec::new();
+        let mut scratch = Vec::new();
+        for r in routes {
+            append_route(r, variants, &mut bytes, &mut scratch);
+        }
+        bytes
+    };
+    let total: usize = tables.iter().map(|(routes, _)| routes.len()).sum();
+    let run = if total < PARALLEL_MIN_ROUTES {
+        tables.len()
+    } else {
+        1
+    };
+    crate::par::runs(tables, run, |run| {
+        run.iter()
+            .map(|&(routes, variants)| {
+                if routes.len() < PARALLEL_MIN_ROUTES || routes.len() * 2 <= total {
+                    return encode(routes, variants);
+                }
+                let runs = crate::par::runs(
+                    routes,
+                    crate::par::run_len(routes.len(), PARALLEL_MIN_ROUTES),
+                    |run| encode(run, variants),
+                );
+                runs.concat()
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Fewer routes than this are encoded on the calling thread.
+const PARALLEL_MIN_ROUTES: usize = 4096;
 
 /// The Envoy cluster of an IR cluster, packed.
 pub fn cluster(c: &Cluster) -> Packed {
