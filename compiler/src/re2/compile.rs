@@ -3,7 +3,6 @@
 
 use super::class::LATIN1_MAX;
 use super::regexp::{Op, Regexp, FOLD_CASE, NON_GREEDY};
-use std::collections::HashMap;
 
 /// Instruction budget after which compilation gives up. RE2 itself fails at about 87,000
 /// instructions (two thirds of the default 8 MiB `max_mem`); anything this large is far
@@ -787,6 +786,13 @@ impl Ordered {
     fn contains(&self, id: u32) -> bool {
         self.seen[id as usize]
     }
+    /// Empties the set, in the time of its size (as `SparseSet::clear`).
+    fn clear(&mut self) {
+        for &id in &self.order {
+            self.seen[id as usize] = false;
+        }
+        self.order.clear();
+    }
 }
 
 /// RE2's `Prog::Optimize`: skips `Nop`s and marks `.*` loops before a match as `AltMatch`.
@@ -868,7 +874,7 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
     add_root(start, &mut is_root, &mut roots);
 
     // MarkSuccessors.
-    let mut preds: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut preds: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut reachable = Ordered::new(n);
     let mut stk = vec![start_unanchored];
     while let Some(mut id) = stk.pop() {
@@ -880,7 +886,7 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
             match ip.kind {
                 Kind::Alt | Kind::AltMatch => {
                     for out in [ip.out, ip.out1] {
-                        preds.entry(out).or_default().push(id);
+                        preds[out as usize].push(id);
                     }
                     stk.push(ip.out1);
                     id = ip.out;
@@ -898,12 +904,13 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
     // MarkDominator, from the highest root down, skipping the two starts and 0.
     let mut sorted = roots.clone();
     sorted.sort_unstable();
+    // The set and the stack serve every walk below, emptied between walks.
     for &root in sorted.iter().skip(1).rev() {
         if root == start_unanchored || root == start {
             continue;
         }
-        let mut reachable = Ordered::new(n);
-        let mut stk = vec![root];
+        reachable.clear();
+        stk.push(root);
         while let Some(mut id) = stk.pop() {
             loop {
                 if !reachable.insert(id) {
@@ -924,10 +931,8 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
             }
         }
         for &id in &reachable.order {
-            if let Some(ps) = preds.get(&id) {
-                if ps.iter().any(|&p| !reachable.contains(p)) {
-                    add_root(id, &mut is_root, &mut roots);
-                }
+            if preds[id as usize].iter().any(|&p| !reachable.contains(p)) {
+                add_root(id, &mut is_root, &mut roots);
             }
         }
     }
@@ -935,8 +940,8 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
     // EmitList for every root, counting instructions.
     let mut size = 0u32;
     for &root in &roots {
-        let mut reachable = Ordered::new(n);
-        let mut stk = vec![root];
+        reachable.clear();
+        stk.push(root);
         while let Some(mut id) = stk.pop() {
             loop {
                 if !reachable.insert(id) {
