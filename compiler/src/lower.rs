@@ -269,7 +269,7 @@ fn lower_with(
                 // A table with most of the Mappings is built on all cores itself (the
                 // others, if any, are small beside it).
                 let parallel =
-                    members.len() >= PARALLEL_MIN_MAPPINGS && members.len() * 2 > attached_total;
+                    crate::par::splits_alone(members.len(), attached_total, PARALLEL_MIN_MAPPINGS);
                 let built = build_routes(members, &ctx, clusters, parallel, &mut cx);
                 (built, cx.diags)
             })

@@ -91,6 +91,17 @@ fn one_thread() -> bool {
     false
 }
 
+/// Route tables with fewer routes are checked and encoded by one thread (each still beside
+/// the others on all cores).
+pub const PARALLEL_MIN_ROUTES: usize = 4096;
+
+/// Whether one part of `n` items, among parts of `total` items worked on side by side, is
+/// worth spreading over the cores itself: it has `min_parallel` items or more, and more
+/// than half of all (the other parts cannot keep the other cores busy).
+pub fn splits_alone(n: usize, total: usize, min_parallel: usize) -> bool {
+    n >= min_parallel && n * 2 > total
+}
+
 /// A run length for `n` items of similar cost: one run when `n` is below `min_parallel`
 /// (threads cost more than they save), else a few runs per thread so a busy core takes fewer.
 pub fn run_len(n: usize, min_parallel: usize) -> usize {
@@ -127,5 +138,12 @@ mod tests {
         assert!(runs(&none, 4, |r| r.len()).is_empty());
         assert_eq!(run_len(0, 10), 1);
         assert_eq!(run_len(5, 10), 5);
+    }
+
+    #[test]
+    fn a_part_splits_alone_when_large_and_most_of_the_work() {
+        assert!(splits_alone(5000, 6000, 4096));
+        assert!(!splits_alone(5000, 10_000, 4096));
+        assert!(!splits_alone(100, 100, 512));
     }
 }

@@ -273,7 +273,7 @@ fn encode_tables(tables: &[(&[Route], Variants)]) -> Vec<Vec<u8>> {
         bytes
     };
     let total: usize = tables.iter().map(|(routes, _)| routes.len()).sum();
-    let run = if total < PARALLEL_MIN_ROUTES {
+    let run = if total < crate::par::PARALLEL_MIN_ROUTES {
         tables.len()
     } else {
         1
@@ -281,12 +281,12 @@ fn encode_tables(tables: &[(&[Route], Variants)]) -> Vec<Vec<u8>> {
     crate::par::runs(tables, run, |run| {
         run.iter()
             .map(|&(routes, variants)| {
-                if routes.len() < PARALLEL_MIN_ROUTES || routes.len() * 2 <= total {
+                if !crate::par::splits_alone(routes.len(), total, crate::par::PARALLEL_MIN_ROUTES) {
                     return encode(routes, variants);
                 }
                 let runs = crate::par::runs(
                     routes,
-                    crate::par::run_len(routes.len(), PARALLEL_MIN_ROUTES),
+                    crate::par::run_len(routes.len(), crate::par::PARALLEL_MIN_ROUTES),
                     |run| encode(run, variants),
                 );
                 runs.concat()
@@ -297,9 +297,6 @@ fn encode_tables(tables: &[(&[Route], Variants)]) -> Vec<Vec<u8>> {
     .flatten()
     .collect()
 }
-
-/// Fewer routes than this are encoded on the calling thread.
-const PARALLEL_MIN_ROUTES: usize = 4096;
 
 /// The Envoy cluster of an IR cluster, packed.
 pub fn cluster(c: &Cluster) -> Packed {

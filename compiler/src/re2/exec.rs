@@ -62,14 +62,6 @@ impl Regex {
         Self::parsed(pattern, u32::MAX)
     }
 
-    /// What [`Regex::full_match_syntax`] gives for `pattern`, without building the
-    /// matcher (the costly part): for checks that read the syntax of many regexes and
-    /// match with few of them.
-    pub fn full_match_syntax_of(pattern: &str) -> Result<String, Re2Error> {
-        let (rendered, _) = rendered(pattern)?;
-        Ok(format!(r"\A(?:{rendered})\z"))
-    }
-
     fn parsed(pattern: &str, limit: u32) -> Result<Regex, Re2Error> {
         let (rendered, groups) = rendered(pattern)?;
         let full = engine(&format!(r"\A(?:{rendered})\z"), limit)?;
@@ -85,12 +77,6 @@ impl Regex {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.pattern
-    }
-
-    /// The full-match regex in the `regex` crate's syntax (Unicode off, bytes), with the
-    /// same meaning: for tools such as `regex-syntax`'s literal extractor.
-    pub fn full_match_syntax(&self) -> &str {
-        self.full.as_str()
     }
 
     /// `RE2::NumberOfCapturingGroups()`.
