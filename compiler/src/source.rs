@@ -47,56 +47,76 @@ pub struct SourceFile {
     pub name: String,
     /// Empty while released ([`Sources::release_text`]).
     pub text: String,
-    /// Where each line starts; empty while the text is released.
-    line_starts: Vec<u32>,
+    /// Where every [`LINES_PER_MARK`]th line starts (lines 1, 1 + `LINES_PER_MARK`, ...);
+    /// a line between two marks is found from the one before it. Empty while the text is
+    /// released.
+    marks: Vec<u32>,
+    /// The number of lines, kept while the text is released.
+    lines: u32,
     /// The length of the text, kept while it is released.
     len: usize,
-    /// While the text is released: the number of lines and a hash of where they start (the
-    /// list goes with the text: 2 MB for a file of 10 MB).
-    released: Option<(u32, u64)>,
+    /// While the text is released: a hash of where its lines start.
+    released: Option<u64>,
 }
+
+/// One line start in this many is kept ([`SourceFile::marks`]): a line is then found by
+/// looking through at most this many, about a kilobyte of a usual manifest, and the list
+/// is 60 KB for a file of 10 MB instead of the 2 MB one start per line took (kept beside
+/// the text while every object is read, the peak of `lint`).
+const LINES_PER_MARK: usize = 32;
 
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
-        // Counted first, so that the list is allocated once, at its length.
-        let mut line_starts =
-            Vec::with_capacity(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
-        line_starts.push(0u32);
-        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i as u32 + 1));
+        let breaks = memchr::memchr_iter(b'\n', text.as_bytes());
+        let mut marks = Vec::with_capacity(text.len() / (LINES_PER_MARK * 16) + 1);
+        marks.push(0u32);
+        let mut lines = 1u32;
+        for (i, b) in breaks.enumerate() {
+            lines += 1;
+            if (i + 1) % LINES_PER_MARK == 0 {
+                marks.push(b as u32 + 1);
+            }
+        }
+        marks.shrink_to_fit();
         SourceFile {
             name,
             len: text.len(),
             text,
-            line_starts,
+            marks,
+            lines,
             released: None,
         }
+    }
+
+    /// Where a 1-based line starts and ends (before its line break), in bytes; `None` past
+    /// the last line or while the text is released.
+    fn line_range(&self, line: u32) -> Option<(usize, usize)> {
+        if self.released.is_some() || line == 0 || line > self.lines {
+            return None;
+        }
+        let i = line as usize - 1;
+        let bytes = self.text.as_bytes();
+        let mut start = *self.marks.get(i / LINES_PER_MARK)? as usize;
+        for _ in 0..i % LINES_PER_MARK {
+            start += memchr::memchr(b'\n', &bytes[start..])? + 1;
+        }
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
+        Some((start, end))
     }
 
     /// The text of a 1-based line, without its line break; `None` while the text is
     /// released.
     pub fn line(&self, line: u32) -> Option<&str> {
-        if self.released.is_some() {
-            return None;
-        }
-        let i = (line as usize).checked_sub(1)?;
-        let start = *self.line_starts.get(i)? as usize;
-        let end = self
-            .line_starts
-            .get(i + 1)
-            .map(|e| *e as usize)
-            .unwrap_or(self.text.len());
+        let (start, end) = self.line_range(line)?;
         let l = &self.text[start..end];
-        Some(
-            l.strip_suffix('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l))
-                .unwrap_or(l),
-        )
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 
     /// Byte offset of a position, if it lies in the file.
     pub fn offset(&self, pos: Pos) -> Option<usize> {
-        let line = self.line(pos.line)?;
-        let start = self.line_starts[pos.line as usize - 1] as usize;
+        let (start, end) = self.line_range(pos.line)?;
+        let line = &self.text[start..end];
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let col = (pos.column as usize).checked_sub(1)?;
         if line.is_ascii() {
             return (col <= line.len()).then_some(start + col);
@@ -109,15 +129,18 @@ impl SourceFile {
     }
 
     pub fn line_count(&self) -> u32 {
-        self.released
-            .map_or(self.line_starts.len() as u32, |(lines, _)| lines)
+        self.lines
     }
 }
 
-/// A hash of a file's line starts, to tell a file read again from the one released.
-fn lines_hash(starts: &[u32]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0).hash_one(starts)
+/// A hash of where a text's lines start, to tell a file read again from the one released.
+fn lines_hash(text: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    for b in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        h.write_usize(b);
+    }
+    h.finish()
 }
 
 /// All files of one compilation. The compiler never reads a file itself: callers add text.
@@ -146,27 +169,27 @@ impl Sources {
         if f.released.is_some() {
             return;
         }
-        f.released = Some((f.line_starts.len() as u32, lines_hash(&f.line_starts)));
+        f.released = Some(lines_hash(&f.text));
         f.text = String::new();
-        f.line_starts = Vec::new();
+        f.marks = Vec::new();
     }
 
     /// Puts back the text of a released file, read again: refused (`false`, the file stays
     /// released) unless it has the length and the lines of the text released.
     pub fn restore_text(&mut self, id: FileId, text: String) -> bool {
         let f = &mut self.files[id.0 as usize];
-        let Some((lines, hash)) = f.released else {
+        let Some(hash) = f.released else {
             return false;
         };
-        if text.len() != f.len {
+        if text.len() != f.len || lines_hash(&text) != hash {
             return false;
         }
         let again = SourceFile::new(String::new(), text);
-        if again.line_starts.len() != lines as usize || lines_hash(&again.line_starts) != hash {
+        if again.lines != f.lines {
             return false;
         }
         f.text = again.text;
-        f.line_starts = again.line_starts;
+        f.marks = again.marks;
         f.released = None;
         true
     }
@@ -240,6 +263,38 @@ mod tests {
         assert_eq!(f.offset(Pos::new(2, 2)), Some(5));
         assert_eq!(f.offset(Pos::new(2, 3)), Some(6));
         assert_eq!(f.offset(Pos::new(2, 9)), None);
+    }
+
+    /// Lines found from the marks are those of splitting the text, for every line of a
+    /// text of several marks, the last line with or without a break.
+    #[test]
+    fn every_line_is_found_from_its_mark() {
+        for end in ["", "\n", "tail"] {
+            let mut text = String::new();
+            for i in 0..(LINES_PER_MARK * 5 + 7) {
+                let line = match i % 4 {
+                    0 => String::new(),
+                    1 => format!("key{i}: value"),
+                    2 => format!("  é{i}\r"),
+                    _ => "x".repeat(i % 50),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text.push_str(end);
+            let f = SourceFile::new("a".into(), text.clone());
+            let split: Vec<&str> = text.split('\n').collect();
+            assert_eq!(f.line_count() as usize, split.len());
+            for (i, want) in split.iter().enumerate() {
+                let n = i as u32 + 1;
+                let want = want.strip_suffix('\r').unwrap_or(want);
+                assert_eq!(f.line(n), Some(want), "line {n}");
+                let start = split[..i].iter().map(|l| l.len() + 1).sum::<usize>();
+                assert_eq!(f.offset(Pos::new(n, 1)), Some(start), "line {n}");
+            }
+            assert_eq!(f.line(split.len() as u32 + 1), None);
+            assert_eq!(f.line(0), None);
+        }
     }
 
     #[test]
