@@ -332,7 +332,15 @@ pub fn parse_file(sources: &Sources, file: FileId, opts: &Options, lean: bool) -
         text,
         file,
         &Shift { first_line: 1 },
-        Manifests::default,
+        // A chunk is one document, at most one Service and, usually, one resource: the lists
+        // grow once rather than doubling (each doubling leaves the list before it freed,
+        // beside the text at reading's peak: 1.3 MiB of `lint` over 20,000 Services).
+        |docs| {
+            let mut m = Manifests::default();
+            m.resources.reserve(docs);
+            m.services.reserve(docs);
+            m
+        },
         |part, doc| match doc.root {
             Err(e) => part.diagnostics.push(parse_error(file, e, None)),
             Ok(None) => {}

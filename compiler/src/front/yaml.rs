@@ -426,7 +426,8 @@ pub fn fast_path_agrees(text: &str) -> Result<bool, String> {
 pub const PARALLEL_MIN_BYTES: usize = 128 * 1024;
 
 /// Parses the documents of `text` on the available cores and hands each one, in its own
-/// thread, to `f` together with a state made by `init`.
+/// thread, to `f` together with a state made by `init` (given the number of chunks in its
+/// run, nearly always one document each).
 ///
 /// The chunks of [`split_documents`] are cut into runs of consecutive chunks; a thread takes
 /// the next run when it is done with one, so a core that other work slows down takes fewer.
@@ -444,7 +445,7 @@ pub fn parse_parallel<T, M, I, F, D>(
 where
     T: Send,
     M: PosMap + Sync,
-    I: Fn() -> T + Sync,
+    I: Fn(usize) -> T + Sync,
     F: Fn(&mut T, Document) + Sync,
     D: Fn(&mut T) + Sync,
 {
@@ -455,7 +456,7 @@ where
         chunks.len().div_ceil(crate::par::threads() * 16).max(1)
     };
     crate::par::runs(&chunks, run_chunks, |run: &[(u32, &str)]| {
-        let mut state = init();
+        let mut state = init(run.len());
         let mut docs = Vec::new();
         for &(first_line, chunk) in run {
             let shifted = ChunkMap {

@@ -397,7 +397,14 @@ fn parallel_parsing_keeps_the_order() {
     let text = generated(400);
     assert!(text.len() > PARALLEL_MIN_BYTES);
     let map = Shift { first_line: 1 };
-    let parts = parse_parallel(&text, FileId(0), &map, Vec::new, |v, d| v.push(d), |_| {});
+    let parts = parse_parallel(
+        &text,
+        FileId(0),
+        &map,
+        |_| Vec::new(),
+        |v, d| v.push(d),
+        |_| {},
+    );
     if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
         assert!(parts.len() > 1, "the input was not split");
     }
