@@ -135,6 +135,7 @@ pub fn compile_findings(mut manifests: Manifests, lower_opts: &LowerOptions) -> 
     // the check's peak.)
     drop(manifests);
     drop(std::mem::take(&mut ir.clusters));
+    lower::after_freeing(lower_opts.freed);
     check::check(&ir, &mut diags);
     drop(ir);
     Findings {

@@ -64,6 +64,20 @@ pub struct LowerOptions {
     /// Free each Mapping's YAML tree once it is read ([`lower_releasing`]): for callers
     /// that read nothing of the Mapping resources after compiling (`lint`, `preview`).
     pub release_mapping_fields: bool,
+    /// Called where lowering and [`crate::compile_findings`] have just freed much of what
+    /// they hold, so that a caller whose allocator keeps freed pages for a while can hand
+    /// them back to the system there, a few times, rather than on every free (`lint`): after
+    /// the context is built, after each run of Mappings read and of a large table's groups
+    /// built (each frees the trees or the Mappings it took), once the Mappings are read, and
+    /// before the check. It may be called from any of lowering's threads.
+    pub freed: Option<fn()>,
+}
+
+/// Calls [`LowerOptions::freed`], if set.
+pub(crate) fn after_freeing(freed: Option<fn()>) {
+    if let Some(f) = freed {
+        f();
+    }
 }
 
 impl Default for LowerOptions {
@@ -75,6 +89,7 @@ impl Default for LowerOptions {
             secrets_known: false,
             now: None,
             release_mapping_fields: false,
+            freed: None,
         }
     }
 }
@@ -138,6 +153,7 @@ fn lower_with(
     let active = dedupe(m.resources.iter().collect(), &mut diags);
     let all_services = services.as_deref().unwrap_or(&m.services);
     let ctx = Context::build(&active, &m.resources, all_services, &m.secrets, opts);
+    after_freeing(opts.freed);
     diags.extend(ctx.diags.iter().cloned());
     let known = &ctx.known_namespaces;
     let mut cx = Cx {
@@ -181,6 +197,9 @@ fn lower_with(
                     out.push(Box::new(l));
                 }
             }
+            // The trees of the run's Mappings are freed: what a caller gives back now makes
+            // room for the Mappings read next (they are not of the same sizes).
+            after_freeing(opts.freed);
             (out, joined, cx.diags)
         },
     );
@@ -189,6 +208,7 @@ fn lower_with(
     drop(specs);
     drop(service_names);
     drop(services);
+    after_freeing(opts.freed);
     let mut mappings: Vec<Option<Box<Lowered>>> =
         Vec::with_capacity(read_runs.iter().map(|(out, _, _)| out.len()).sum());
     let mut attached: Vec<Vec<usize>> = vec![Vec::new(); vhosts.len()];

@@ -109,7 +109,9 @@ fn the_packed_resources_and_the_written_dump_are_the_golden_ones() {
 /// so) gives the same IR and findings as lowering that keeps them: on every golden input,
 /// and on a generated one large enough to be read on all cores. So does reading as they read
 /// (`read_files_releasing`: the text freed, the annotation Mappings' identifying keys left
-/// out), and `lint`'s `compile_findings` gives the same findings.
+/// out), and `lint`'s `compile_findings` gives the same findings, also when it calls
+/// `lint`'s hook where it has freed much (`LowerOptions::freed`), which it does after the
+/// context, after each run of Mappings read on all cores, and before the check.
 #[test]
 fn freeing_mapping_trees_changes_nothing() {
     use ambassador_compiler::front::Options;
@@ -194,6 +196,26 @@ fn freeing_mapping_trees_changes_nothing() {
             "{name}: compile_findings differs"
         );
         assert_eq!(findings.objects, lean.manifests.objects, "{name}: objects");
+
+        static FREED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            FREED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        FREED.store(0, std::sync::atomic::Ordering::Relaxed);
+        let hooked = LowerOptions {
+            freed: Some(count),
+            ..opts.clone()
+        };
+        let findings = ambassador_compiler::compile_findings(read_lean(), &hooked);
+        assert_eq!(
+            kept_findings, findings.diagnostics,
+            "{name}: compile_findings differs with the hook"
+        );
+        // The context, the Mappings read, and the check; and the runs the Mappings are read
+        // in, eight per core when there are many.
+        let calls = FREED.load(std::sync::atomic::Ordering::Relaxed);
+        let runs = if name == "generated.yaml" { 8 } else { 0 };
+        assert!(calls >= 3 + runs, "{name}: called {calls} times");
     }
 }
 

@@ -32,10 +32,6 @@ use cli::{Cli, ColorChoice, Command, LintFormat, RoutesFormat, SourceArgs, Thres
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    #[cfg(all(unix, not(feature = "system-alloc")))]
-    if matches!(cli.command, Command::Lint(_)) {
-        with_allocator_settings();
-    }
     let code = match cli.command {
         Command::Lint(args) => lint(args),
         Command::Routes(args) => routes(args),
@@ -46,39 +42,28 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// How long, in milliseconds, mimalloc keeps the pages freed in a part of its heap before
-/// it gives them back, for `lint`. Its default, 10, suits servers that free and allocate
-/// again all the time. `lint` frees each phase's data before the next, and with the default
-/// its resident set peaked 6-14 MiB higher at 20,000 Mappings (56-64 MiB, against 49-56 at
-/// 0); giving pages back at once makes it 10-20 % slower (docs/PERFORMANCE.md, ninth
-/// round). `preview`, whose output takes most of its time and whose memory is far under
-/// its bound, keeps the default.
-#[cfg(all(unix, not(feature = "system-alloc")))]
-const PURGE_DELAY_MS: &str = "0";
-
-/// Starts the program again with mimalloc's purge delay set ([`PURGE_DELAY_MS`]), unless
-/// the environment sets it already: the same process, arguments and standard input.
-/// mimalloc reads its settings from the environment once, before `main`; changing one from
-/// the program would take an `unsafe` call, which the workspace forbids.
-#[cfg(all(unix, not(feature = "system-alloc")))]
-fn with_allocator_settings() {
-    use std::os::unix::process::CommandExt;
-    const VAR: &str = "MIMALLOC_PURGE_DELAY";
-    if std::env::var_os(VAR).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let mut again = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        again.arg0(arg0);
-    }
-    again.args(args).env(VAR, PURGE_DELAY_MS);
-    // Returns only when the program could not be started again: it goes on as it is.
-    let _ = again.exec();
+/// Hands the pages freed since back to the system, for `lint`: after reading, and where
+/// lowering calls [`LowerOptions::freed`] (the ends of the phases and runs that free most).
+///
+/// mimalloc keeps a freed page for 10 ms (its purge delay) before it gives it back, so that
+/// a server freeing and allocating again all the time does not fault pages in again and
+/// again. `lint` frees each phase's data before the next, and with that default its
+/// resident set peaked at 57-68 MiB at 20,000 Mappings, over its bound of 60. Giving every
+/// page back at once (a delay of 0, which `lint` used to set by starting itself again) kept
+/// it at 49-56 MiB but cost 20-65 % of its time in faults and `madvise` calls; giving them
+/// back at these points keeps it at 47-55 MiB and costs a few milliseconds
+/// (docs/PERFORMANCE.md, eleventh round). One `unsafe` call, the only one in the workspace.
+#[cfg(not(feature = "system-alloc"))]
+#[allow(unsafe_code)]
+fn give_back() {
+    // SAFETY: `mi_collect` takes no pointer and reads or changes nothing but mimalloc's own
+    // lists; it may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
+
+/// The system allocator gives back what it gives back.
+#[cfg(feature = "system-alloc")]
+fn give_back() {}
 
 fn set_color(choice: ColorChoice) {
     use std::io::IsTerminal;
@@ -105,7 +90,7 @@ struct Loaded {
 /// they are read; nor the text of the files (a finding's source line is read again), which
 /// is freed once the objects are read.
 fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
-    let (mut input, manifests, read_errors, lower) = read(args, lean)?;
+    let (mut input, manifests, read_errors, lower) = read(args, lean, None)?;
     let mut compilation = ambassador_compiler::compile_manifests(manifests, &lower);
     compilation.diagnostics.append(&mut input.diagnostics);
     ambassador_compiler::diag::sort(&mut compilation.diagnostics);
@@ -117,10 +102,12 @@ fn load(args: &SourceArgs, lean: bool) -> Result<Loaded, String> {
 }
 
 /// The input and its objects, read as for [`load`], the read errors, and the options to
-/// lower them with.
+/// lower them with. `freed` is called where reading and lowering have just freed much (see
+/// [`give_back`]).
 fn read(
     args: &SourceArgs,
     lean: bool,
+    freed: Option<fn()>,
 ) -> Result<(input::Input, Manifests, Vec<String>, LowerOptions), String> {
     let mut input = if args.filename.is_empty() {
         cluster::read(args).map_err(|e| format!("reading the cluster: {e}"))?
@@ -137,11 +124,16 @@ fn read(
     let lower = LowerOptions {
         now: unix_now(),
         release_mapping_fields: lean,
+        freed,
         ..LowerOptions::default()
     };
     // With `lean`, nothing reads the text after the objects are read but a finding's
     // source line, which `lint` reads again (`Input::restore_texts`).
     let manifests = input.read_objects(&skip, &opts, lean);
+    // The texts are freed, and the lists the objects were read into on each core.
+    if let Some(f) = freed {
+        f();
+    }
     Ok((input, manifests, read_errors, lower))
 }
 
@@ -168,7 +160,8 @@ fn emit_with(write: impl FnOnce(&mut Out) -> std::io::Result<()>) {
 
 fn lint(args: cli::LintArgs) -> u8 {
     set_color(args.source.color);
-    let (mut input, manifests, read_errors, lower) = match read(&args.source, true) {
+    let (mut input, manifests, read_errors, lower) = match read(&args.source, true, Some(give_back))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
