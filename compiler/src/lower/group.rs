@@ -172,8 +172,11 @@ pub(super) fn build_routes<'a>(
                 let groups =
                     std::mem::take(&mut *run.lock().unwrap_or_else(PoisonError::into_inner));
                 let built = build_run(groups, ctx, clusters, &mut cx);
-                // The run's Mappings are freed, and routes (other sizes) made next.
-                super::after_freeing(ctx.freed);
+                // The run's Mappings are freed, and routes (other sizes) made next. (Not
+                // after each of many small tables: each call costs a pass over the heap.)
+                if parallel {
+                    super::after_freeing(ctx.freed);
+                }
                 (built, cx.diags)
             })
             .collect::<Vec<_>>()
