@@ -60,10 +60,8 @@ fn texts(re: &Regexp, depth: u32) -> Option<Vec<Text>> {
         | Op::BeginText
         | Op::EndText => empty(),
         Op::Literal(r) => Some(literal(*r, re.flags & FOLD_CASE != 0)),
-        Op::LiteralString(rs) => {
-            let fold = re.flags & FOLD_CASE != 0;
-            concat(rs.iter().map(|&r| Some(literal(r, fold))))
-        }
+        Op::LiteralString(rs) if re.flags & FOLD_CASE == 0 => Some(literal_string(rs)),
+        Op::LiteralString(rs) => concat(rs.iter().map(|&r| Some(literal(r, true)))),
         Op::Concat(subs) => concat(subs.iter().map(|s| texts(s, depth))),
         Op::Alternate(subs) => {
             let mut out = Vec::new();
@@ -133,6 +131,21 @@ fn literal(r: u32, fold: bool) -> Vec<Text> {
     } else {
         Vec::new()
     }
+}
+
+/// A string matched as written: [`concat`] of its [`literal`]s, each one text of one byte
+/// (or none), without a list per rune.
+fn literal_string(rs: &[u32]) -> Vec<Text> {
+    // A rune above `\xff` matches nothing. [`concat`] reads one rune past the length texts
+    // stop at (a part that adds no byte does not make a text longer).
+    if rs.iter().take(MAX_LEN + 1).any(|&r| r > 0xFF) {
+        return Vec::new();
+    }
+    let read = &rs[..rs.len().min(MAX_LEN)];
+    vec![Text {
+        bytes: read.iter().map(|&r| r as u8).collect(),
+        whole: read.len() == rs.len(),
+    }]
 }
 
 /// The texts of parts matched one after the other: each whole text so far extended by each

@@ -106,3 +106,26 @@ fn every_match_starts_with_a_text() {
         "{finite} patterns, {matched} matches"
     );
 }
+
+/// A string's texts read at once are those of its literals one after the other: short and
+/// long strings (past the length texts stop at), with a rune above `\xff` before or after
+/// that length.
+#[test]
+fn a_string_at_once_is_its_literals_one_after_the_other() {
+    let mut strings: Vec<Vec<u32>> = vec![Vec::new()];
+    for len in [1, 2, 11, MAX_LEN - 1, MAX_LEN, MAX_LEN + 1, MAX_LEN + 40] {
+        let s: Vec<u32> = (0..len as u32).map(|i| u32::from(b'a') + i % 26).collect();
+        for at in [0, len / 2, len - 1, MAX_LEN] {
+            let mut wide = s.clone();
+            if at < len {
+                wide[at] = 0x100 + at as u32;
+                strings.push(wide);
+            }
+        }
+        strings.push(s);
+    }
+    for s in strings {
+        let one_by_one = concat(s.iter().map(|&r| Some(literal(r, false))));
+        assert_eq!(Some(literal_string(&s)), one_by_one, "{} runes", s.len());
+    }
+}
