@@ -282,7 +282,12 @@ impl Parser<'_> {
             return false;
         }
         let mut runes = match std::mem::replace(&mut re2.op, Op::EmptyMatch) {
-            Op::Literal(x) => vec![x],
+            // Room for a path's words: the string grows a rune at a time.
+            Op::Literal(x) => {
+                let mut v = Vec::with_capacity(16);
+                v.push(x);
+                v
+            }
             Op::LiteralString(v) => v,
             _ => unreachable!("checked above"),
         };
