@@ -4,8 +4,8 @@
 //! is which. Writing a JSON builder per message next to the proto builders would state every
 //! field twice and let the two drift. Instead the renderer reads the **encoded bytes** of a
 //! resource (the same bytes that are packed into the `Any`, hashed into the version and sent
-//! to Envoy) with a small table, [`fields`], that gives the number, proto name and kind of
-//! every field the back end sets. So the JSON shows exactly what is on the wire:
+//! to Envoy) with a small table, [`table::fields`], that gives the number, proto name and
+//! kind of every field the back end sets. So the JSON shows exactly what is on the wire:
 //!
 //! - proto3 JSON omits default values, and proto3 encoding does not write them, so that rule
 //!   comes for free; fields of a `oneof` and wrapper messages are written when set, and shown.
@@ -13,22 +13,23 @@
 //!   their proto names (from prost's `as_str_name`); wrappers (`BoolValue`, `UInt32Value`)
 //!   print their plain value; `Duration` prints as `"3s"` or `"0.250s"`; an `Any` prints its
 //!   `@type` and the fields of the message inside.
-//! - Keys are inserted in sorted order, so the output is the same whether or not serde_json's
-//!   `preserve_order` feature is on somewhere in the build.
+//! - Keys are written in sorted order.
 //! - A field the table does not know is printed as `"[N]": "unknown field"` (and an unknown
 //!   `Any` type as `"[unknown type]"`) rather than dropped; the tests render every feature
 //!   and fail on such markers, so the table cannot fall behind the emitter unnoticed.
-//! - Rendering is a [`Serialize`] implementation over the encoded bytes, not a tree: written
-//!   with [`write_config_dump_json`], a resource goes to the writer field by field, and a
-//!   route configuration of 200,000 routes never exists as JSON values in memory.
-//!   [`to_config_dump_json`] and [`any_to_json`] collect the same rendering into a `Value`.
+//! - There is one renderer, and it writes text: two-space indented JSON, the bytes
+//!   `serde_json::to_writer_pretty` writes for the same document. [`write_config_dump_json`]
+//!   writes a resource to its writer as it reads it, so a route configuration of 200,000
+//!   routes never exists as JSON values in memory; the long lists of a large dump (a table's
+//!   routes, the virtual hosts, the clusters) are rendered a wave at a time on all cores, each
+//!   element at the depth it is written at, and written in order. [`to_config_dump_json`] and
+//!   [`any_to_json`] read the same text back into a `Value`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use envoy_types::pb::google::protobuf::Any;
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::{PackedResources, PackedSet, Resources, TypeFilter};
@@ -45,10 +46,9 @@ pub fn to_config_dump_json(res: &Resources, filter: Option<TypeFilter>) -> Value
         res.packed(t.type_url())
             .expect("every type of a filter is one the back end produces")
     };
-    to_value(&ConfigDump {
-        sets: &sets,
-        filter,
-    })
+    let mut s = Sink::detached();
+    config_dump(&mut s, &sets, filter, Some(AHEAD));
+    read_back(&s.buf)
 }
 
 /// [`to_config_dump_json`] of the same resources, packed ([`super::emit_packed`]), written
@@ -57,306 +57,670 @@ pub fn to_config_dump_json(res: &Resources, filter: Option<TypeFilter>) -> Value
 pub fn write_config_dump_json(
     res: &PackedResources,
     filter: Option<TypeFilter>,
-    out: impl std::io::Write,
+    out: impl Write,
+) -> serde_json::Result<()> {
+    write_dump(res, filter, out, Some(AHEAD))
+}
+
+/// [`write_config_dump_json`], rendering ahead as `ahead` says (`None`: on this thread).
+fn write_dump(
+    res: &PackedResources,
+    filter: Option<TypeFilter>,
+    mut out: impl Write,
+    ahead: Option<Ahead>,
 ) -> serde_json::Result<()> {
     let sets = |t: TypeFilter| res.packed(t);
-    let mut ser = serde_json::Serializer::with_formatter(out, Pretty::default());
-    ConfigDump {
-        sets: &sets,
-        filter,
+    let mut s = Sink {
+        buf: Vec::with_capacity(2 * SPILL),
+        out: Some(&mut out),
+        err: None,
+    };
+    config_dump(&mut s, &sets, filter, ahead);
+    s.drain();
+    match s.err {
+        Some(e) => Err(serde_json::Error::io(e)),
+        None => Ok(()),
     }
-    .serialize(&mut ser)
 }
 
 /// One packed resource (or any packed message this back end emits) as proto3 JSON, with its
 /// `@type`.
 pub fn any_to_json(any: &Any) -> Value {
-    to_value(&Encoded::any(any))
+    let mut s = Sink::detached();
+    encoded(&mut s, &Encoded::any(any), 0, None);
+    read_back(&s.buf)
 }
 
-fn to_value(v: &impl Serialize) -> Value {
-    // Infallible here: every key is a string and no value is a float that JSON lacks
-    // (`double` renders a non-finite value as `null`).
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// The text the renderer wrote, as a value. The renderer writes valid JSON (strings from
+/// the wire are read as UTF-8 with replacement characters, numbers are finite), so this
+/// gives `Null` only if that ever stopped being so, which the tests would show.
+fn read_back(text: &[u8]) -> Value {
+    serde_json::from_slice(text).unwrap_or(Value::Null)
 }
 
-/// serde_json's `PrettyFormatter` (two spaces), writing each line break and its indentation
-/// in one piece: the pretty printer writes the indentation one level at a time, a dozen
-/// writes of two bytes at the start of every line of a route.
-#[derive(Default)]
-pub(super) struct Pretty {
-    indent: usize,
-    has_value: bool,
-}
+// ---------------------------------------------------------------------------------------
+// The dump.
 
-impl Pretty {
-    fn line<W: ?Sized + std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
-        const SPACES: &[u8] = b"\n                                                                ";
-        let mut spaces = 2 * self.indent;
-        let first = spaces.min(SPACES.len() - 1);
-        out.write_all(&SPACES[..1 + first])?;
-        spaces -= first;
-        while spaces > 0 {
-            let more = spaces.min(SPACES.len() - 1);
-            out.write_all(&SPACES[1..1 + more])?;
-            spaces -= more;
-        }
-        Ok(())
-    }
-
-    fn open<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        bracket: &[u8],
-    ) -> std::io::Result<()> {
-        self.indent += 1;
-        self.has_value = false;
-        out.write_all(bracket)
-    }
-
-    fn close<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        bracket: &[u8],
-    ) -> std::io::Result<()> {
-        self.indent -= 1;
-        if self.has_value {
-            self.line(out)?;
-        }
-        out.write_all(bracket)
-    }
-
-    fn item<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            out.write_all(b",")?;
-        }
-        self.line(out)
-    }
-}
-
-impl serde_json::ser::Formatter for Pretty {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.open(out, b"[")
-    }
-
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.close(out, b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.item(out, first)
-    }
-
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.open(out, b"{")
-    }
-
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, out: &mut W) -> std::io::Result<()> {
-        self.close(out, b"}")
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.item(out, first)
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        out: &mut W,
-    ) -> std::io::Result<()> {
-        out.write_all(b": ")
-    }
-
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-}
-
-/// The dump; every object's keys are written in sorted order, so the output is the same
-/// whether or not serde_json's `preserve_order` feature is on somewhere in the build.
-struct ConfigDump<'a> {
-    /// The resources of a type.
-    sets: &'a dyn Fn(TypeFilter) -> PackedSet<'a>,
+/// The dump; every object's keys are written in sorted order.
+fn config_dump<'a>(
+    s: &mut Sink<'_>,
+    sets: &dyn Fn(TypeFilter) -> PackedSet<'a>,
     filter: Option<TypeFilter>,
-}
-
-impl Serialize for ConfigDump<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("configs", &Configs(self))?;
-        m.end()
-    }
-}
-
-struct Configs<'a, 'b>(&'b ConfigDump<'a>);
-
-impl Serialize for Configs<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ConfigDump { sets, filter } = *self.0;
-        let wanted = |t: TypeFilter| filter.is_none_or(|f| f == t);
-        let mut seq = s.serialize_seq(None)?;
-        if wanted(TypeFilter::Cluster) {
-            let set = sets(TypeFilter::Cluster);
-            seq.serialize_element(&Dump {
-                type_url: "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-                version: Some(set.version),
-                key: "dynamic_active_clusters",
-                items: Entries(&set, "cluster"),
-            })?;
+    ahead: Option<Ahead>,
+) {
+    let wanted = |t: TypeFilter| filter.is_none_or(|f| f == t);
+    s.buf.push(b'{');
+    key(&mut s.buf, true, 1, "configs");
+    s.buf.push(b'[');
+    let mut first = true;
+    let mut dump = |s: &mut Sink<'_>,
+                    type_url: &str,
+                    version: Option<&str>,
+                    list: &str,
+                    items: &dyn Fn(&mut Sink<'_>)| {
+        if !first {
+            s.buf.push(b',');
         }
-        if wanted(TypeFilter::Endpoint) {
-            seq.serialize_element(&Dump {
-                type_url: "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-                version: None,
-                key: "dynamic_endpoint_configs",
-                items: Entries(&sets(TypeFilter::Endpoint), "endpoint_config"),
-            })?;
-        }
-        if wanted(TypeFilter::Listener) {
-            let set = sets(TypeFilter::Listener);
-            seq.serialize_element(&Dump {
-                type_url: "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-                version: Some(set.version),
-                key: "dynamic_listeners",
-                items: Listeners(&set),
-            })?;
-        }
-        if wanted(TypeFilter::Route) {
-            seq.serialize_element(&Dump {
-                type_url: "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-                version: None,
-                key: "dynamic_route_configs",
-                items: Entries(&sets(TypeFilter::Route), "route_config"),
-            })?;
-        }
-        let secrets = sets(TypeFilter::Secret);
-        if wanted(TypeFilter::Secret) && (filter.is_some() || !secrets.resources.is_empty()) {
-            seq.serialize_element(&Dump {
-                type_url: "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
-                version: None,
-                key: "dynamic_active_secrets",
-                items: Secrets(&secrets),
-            })?;
-        }
-        seq.end()
-    }
-}
-
-/// One `*ConfigDump`: `@type`, its list, and the version of the whole type when it has one.
-struct Dump<'a, I> {
-    type_url: &'static str,
-    version: Option<&'a str>,
-    key: &'static str,
-    items: I,
-}
-
-impl<I: Serialize> Serialize for Dump<'_, I> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2 + usize::from(self.version.is_some())))?;
-        m.serialize_entry("@type", self.type_url)?;
+        first = false;
+        newline(&mut s.buf, 2);
+        s.buf.push(b'{');
+        key(&mut s.buf, true, 3, "@type");
+        string(&mut s.buf, type_url);
         // Every key in this file starts with a lowercase letter, after `@`.
-        m.serialize_entry(self.key, &self.items)?;
-        if let Some(v) = self.version {
-            m.serialize_entry("version_info", v)?;
+        key(&mut s.buf, false, 3, list);
+        items(s);
+        if let Some(v) = version {
+            key(&mut s.buf, false, 3, "version_info");
+            string(&mut s.buf, v);
         }
-        m.end()
+        newline(&mut s.buf, 2);
+        s.buf.push(b'}');
+    };
+    if wanted(TypeFilter::Cluster) {
+        let set = sets(TypeFilter::Cluster);
+        dump(
+            s,
+            "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+            Some(set.version),
+            "dynamic_active_clusters",
+            &|s| entries(s, &set, "cluster", ahead),
+        );
     }
+    if wanted(TypeFilter::Endpoint) {
+        let set = sets(TypeFilter::Endpoint);
+        dump(
+            s,
+            "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+            None,
+            "dynamic_endpoint_configs",
+            &|s| entries(s, &set, "endpoint_config", ahead),
+        );
+    }
+    if wanted(TypeFilter::Listener) {
+        let set = sets(TypeFilter::Listener);
+        dump(
+            s,
+            "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            Some(set.version),
+            "dynamic_listeners",
+            &|s| {
+                list(
+                    s,
+                    &set.resources,
+                    3,
+                    ahead,
+                    resource_weight,
+                    &|s, &(name, version, packed), at, ahead| {
+                        // {"active_state": {"listener": ..., "version_info": ...}, "name": ...}
+                        s.buf.push(b'{');
+                        key(&mut s.buf, true, at + 1, "active_state");
+                        s.buf.push(b'{');
+                        key(&mut s.buf, true, at + 2, "listener");
+                        encoded(s, &Encoded::any(packed), at + 2, ahead);
+                        key(&mut s.buf, false, at + 2, "version_info");
+                        string(&mut s.buf, version);
+                        newline(&mut s.buf, at + 1);
+                        s.buf.push(b'}');
+                        key(&mut s.buf, false, at + 1, "name");
+                        string(&mut s.buf, name);
+                        newline(&mut s.buf, at);
+                        s.buf.push(b'}');
+                    },
+                )
+            },
+        );
+    }
+    if wanted(TypeFilter::Route) {
+        let set = sets(TypeFilter::Route);
+        dump(
+            s,
+            "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+            None,
+            "dynamic_route_configs",
+            &|s| entries(s, &set, "route_config", ahead),
+        );
+    }
+    let secrets = sets(TypeFilter::Secret);
+    if wanted(TypeFilter::Secret) && (filter.is_some() || !secrets.resources.is_empty()) {
+        dump(
+            s,
+            "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
+            None,
+            "dynamic_active_secrets",
+            &|s| {
+                list(
+                    s,
+                    &secrets.resources,
+                    3,
+                    None,
+                    resource_weight,
+                    &|s, &(name, version, packed), at, _| {
+                        // As Envoy's admin prints them: private keys redacted. Secrets are few
+                        // and small, so each is read back as a value to edit.
+                        let mut secret = any_to_json(packed);
+                        if let Some(key) = secret.pointer_mut("/tls_certificate/private_key") {
+                            *key = json!({"inline_bytes": crate::base64::encode(b"[redacted]")});
+                        }
+                        s.buf.push(b'{');
+                        key(&mut s.buf, true, at + 1, "name");
+                        string(&mut s.buf, name);
+                        key(&mut s.buf, false, at + 1, "secret");
+                        value(&mut s.buf, &secret, at + 1);
+                        key(&mut s.buf, false, at + 1, "version_info");
+                        string(&mut s.buf, version);
+                        newline(&mut s.buf, at);
+                        s.buf.push(b'}');
+                    },
+                )
+            },
+        );
+    }
+    if !first {
+        newline(&mut s.buf, 1);
+    }
+    s.buf.push(b']');
+    newline(&mut s.buf, 0);
+    s.buf.push(b'}');
 }
 
 /// One `{<kind>: resource, version_info}` entry per resource.
-struct Entries<'a>(&'a PackedSet<'a>, &'static str);
-
-impl Serialize for Entries<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Entries(set, kind) = *self;
-        s.collect_seq(set.resources.iter().map(|&(_, version, packed)| {
-            Sorted([
-                (kind, Entry::Msg(Encoded::any(packed))),
-                ("version_info", Entry::Str(version)),
-            ])
-        }))
-    }
+fn entries(s: &mut Sink<'_>, set: &PackedSet<'_>, kind: &str, ahead: Option<Ahead>) {
+    list(
+        s,
+        &set.resources,
+        3,
+        ahead,
+        resource_weight,
+        &|s, &(_, version, packed), at, ahead| {
+            s.buf.push(b'{');
+            key(&mut s.buf, true, at + 1, kind);
+            encoded(s, &Encoded::any(packed), at + 1, ahead);
+            key(&mut s.buf, false, at + 1, "version_info");
+            string(&mut s.buf, version);
+            newline(&mut s.buf, at);
+            s.buf.push(b'}');
+        },
+    );
 }
 
-struct Listeners<'a>(&'a PackedSet<'a>);
-
-impl Serialize for Listeners<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.resources.iter().map(|&(name, version, packed)| {
-            Sorted([
-                (
-                    "active_state",
-                    Entry::Pair(Box::new(Sorted([
-                        ("listener", Entry::Msg(Encoded::any(packed))),
-                        ("version_info", Entry::Str(version)),
-                    ]))),
-                ),
-                ("name", Entry::Str(name)),
-            ])
-        }))
-    }
+fn resource_weight(r: &(&str, &str, &Any)) -> usize {
+    r.2.value.len()
 }
 
-struct Secrets<'a>(&'a PackedSet<'a>);
+// ---------------------------------------------------------------------------------------
+// The writer.
 
-impl Serialize for Secrets<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.resources.iter().map(|&(name, version, packed)| {
-            // As Envoy's admin prints them: private keys redacted. Secrets are few and
-            // small, so this one is built as a value to edit.
-            let mut secret = any_to_json(packed);
-            if let Some(key) = secret.pointer_mut("/tls_certificate/private_key") {
-                *key = json!({"inline_bytes": crate::base64::encode(b"[redacted]")});
+/// Where the text goes: a buffer, drained into the writer whenever it holds [`SPILL`] bytes
+/// at the end of a list's element (a run rendered ahead has no writer: its buffer is the
+/// run's text). The first error of the writer is kept; nothing is written after it.
+struct Sink<'w> {
+    buf: Vec<u8>,
+    out: Option<&'w mut dyn Write>,
+    err: Option<std::io::Error>,
+}
+
+const SPILL: usize = 1 << 16;
+
+impl Sink<'_> {
+    fn detached() -> Sink<'static> {
+        Sink {
+            buf: Vec::new(),
+            out: None,
+            err: None,
+        }
+    }
+
+    fn spill(&mut self) {
+        if self.buf.len() >= SPILL {
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        if let Some(out) = &mut self.out {
+            if self.err.is_none() {
+                if let Err(e) = out.write_all(&self.buf) {
+                    self.err = Some(e);
+                }
             }
-            Sorted([
-                ("name", Entry::Str(name)),
-                ("secret", Entry::Value(secret)),
-                ("version_info", Entry::Str(version)),
-            ])
-        }))
+            self.buf.clear();
+        }
+    }
+
+    /// Text rendered elsewhere, next.
+    fn put(&mut self, text: &[u8]) {
+        if self.out.is_some() && text.len() >= SPILL {
+            self.drain();
+            if let (Some(out), None) = (&mut self.out, &self.err) {
+                if let Err(e) = out.write_all(text) {
+                    self.err = Some(e);
+                }
+            }
+        } else {
+            self.buf.extend_from_slice(text);
+            self.spill();
+        }
     }
 }
 
-/// An object of fixed keys, given in sorted order.
-struct Sorted<'a, const N: usize>([(&'a str, Entry<'a>); N]);
-
-enum Entry<'a> {
-    Str(&'a str),
-    Msg(Encoded<'a>),
-    Value(Value),
-    Pair(Box<Sorted<'a, 2>>),
+/// When a list is rendered ahead on all cores: a list whose elements' encodings add up to
+/// `min` bytes or more, a wave of elements of about `wave` bytes at a time (an element as
+/// large as a wave is written in place, its own lists rendered ahead in turn). A wave's
+/// text, about five times its encoding, is what rendering ahead holds beyond writing in
+/// place.
+#[derive(Clone, Copy, Debug)]
+struct Ahead {
+    min: usize,
+    wave: usize,
 }
 
-impl<const N: usize> Serialize for Sorted<'_, N> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        debug_assert!(self.0.is_sorted_by_key(|(k, _)| *k));
-        let mut m = s.serialize_map(Some(N))?;
-        for (k, v) in &self.0 {
-            match v {
-                Entry::Str(v) => m.serialize_entry(k, v)?,
-                Entry::Msg(v) => m.serialize_entry(k, v)?,
-                Entry::Value(v) => m.serialize_entry(k, v)?,
-                Entry::Pair(v) => m.serialize_entry(k, v)?,
+const AHEAD: Ahead = Ahead {
+    min: 1 << 16,
+    wave: 1 << 19,
+};
+
+/// Renders one element of a list at the depth given, rendering ahead as the last argument
+/// says.
+type Item<'f, T> = dyn Fn(&mut Sink<'_>, &T, usize, Option<Ahead>) + Sync + 'f;
+
+/// A list at depth `at` (its elements at `at + 1`), as the pretty printer writes it.
+fn list<T: Sync>(
+    s: &mut Sink<'_>,
+    items: &[T],
+    at: usize,
+    ahead: Option<Ahead>,
+    weight: fn(&T) -> usize,
+    item: &Item<'_, T>,
+) {
+    if items.is_empty() {
+        s.buf.extend_from_slice(b"[]");
+        return;
+    }
+    s.buf.push(b'[');
+    let one = |s: &mut Sink<'_>, i: usize, t: &T, ahead: Option<Ahead>| {
+        if i > 0 {
+            s.buf.push(b',');
+        }
+        newline(&mut s.buf, at + 1);
+        item(s, t, at + 1, ahead);
+    };
+    let ahead = ahead.filter(|a| {
+        crate::par::threads() > 1
+            && items.len() > 1
+            && items.iter().map(weight).sum::<usize>() >= a.min
+    });
+    match ahead {
+        None => {
+            for (i, t) in items.iter().enumerate() {
+                one(s, i, t, None);
+                s.spill();
             }
         }
-        m.end()
+        Some(a) => {
+            let mut i = 0;
+            while i < items.len() {
+                if weight(&items[i]) >= a.wave {
+                    one(s, i, &items[i], Some(a));
+                    s.spill();
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                let mut w = 0;
+                while i < items.len() && w < a.wave && weight(&items[i]) < a.wave {
+                    w += weight(&items[i]);
+                    i += 1;
+                }
+                let wave = &items[start..i];
+                let run_len = wave.len().div_ceil(2 * crate::par::threads());
+                let texts = crate::par::runs_at(wave, run_len, |k, run| {
+                    let mut r = Sink::detached();
+                    for (j, t) in run.iter().enumerate() {
+                        one(&mut r, start + k + j, t, None);
+                    }
+                    r.buf
+                });
+                for text in &texts {
+                    s.put(text);
+                }
+            }
+        }
+    }
+    newline(&mut s.buf, at);
+    s.buf.push(b']');
+}
+
+/// An object's key at depth `at`: the comma after the entry before, the line, the key.
+fn key(buf: &mut Vec<u8>, first: bool, at: usize, k: &str) {
+    if !first {
+        buf.push(b',');
+    }
+    newline(buf, at);
+    string(buf, k);
+    buf.extend_from_slice(b": ");
+}
+
+fn newline(buf: &mut Vec<u8>, at: usize) {
+    buf.push(b'\n');
+    buf.resize(buf.len() + 2 * at, b' ');
+}
+
+/// A JSON string as serde_json escapes it: `"` and `\`, and the control characters
+/// (`\b \t \n \f \r` by name, the others as `\u00XX`); everything else as it is.
+fn string(buf: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// The bytes to escape.
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+    let bytes = s.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
+        buf.extend_from_slice(&bytes[from..i]);
+        from = i + 1;
+        let named: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\x08' => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\x0c' => b"\\f",
+            b'\r' => b"\\r",
+            _ => &[],
+        };
+        if named.is_empty() {
+            buf.extend_from_slice(b"\\u00");
+            buf.push(HEX[usize::from(b >> 4)]);
+            buf.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            buf.extend_from_slice(named);
+        }
+    }
+    buf.extend_from_slice(&bytes[from..]);
+    buf.push(b'"');
+}
+
+/// A value at depth `at`.
+fn value(buf: &mut Vec<u8>, v: &Value, at: usize) {
+    match v {
+        Value::Null => buf.extend_from_slice(b"null"),
+        Value::Bool(true) => buf.extend_from_slice(b"true"),
+        Value::Bool(false) => buf.extend_from_slice(b"false"),
+        // Into a vector: cannot fail.
+        Value::Number(n) => drop(serde_json::to_writer(&mut *buf, n)),
+        Value::String(s) => string(buf, s),
+        Value::Array(items) if items.is_empty() => buf.extend_from_slice(b"[]"),
+        Value::Array(items) => {
+            buf.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                newline(buf, at + 1);
+                value(buf, item, at + 1);
+            }
+            newline(buf, at);
+            buf.push(b']');
+        }
+        Value::Object(m) if m.is_empty() => buf.extend_from_slice(b"{}"),
+        Value::Object(m) => {
+            buf.push(b'{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                key(buf, i == 0, at + 1, k);
+                value(buf, v, at + 1);
+            }
+            newline(buf, at);
+            buf.push(b'}');
+        }
+    }
+}
+
+/// An encoded message at depth `at`. Its fields are written in the table's order, which is
+/// their names' (a message with a field the table does not know goes through
+/// [`collect_fields`], which sorts the markers in).
+fn encoded(s: &mut Sink<'_>, e: &Encoded<'_>, at: usize, ahead: Option<Ahead>) {
+    let name: &str = &e.name;
+    let type_url = e.type_url.as_deref();
+    let Some(wire) = read_fields(e.bytes) else {
+        return message_value(s, marker(INVALID, name), at, type_url);
+    };
+    let table = match name {
+        "google.protobuf.Duration" => return message_value(s, duration(&wire), at, type_url),
+        "google.protobuf.BoolValue" => {
+            return message_value(s, wrapped(&wire, |v| json!(v != 0)), at, type_url)
+        }
+        "google.protobuf.UInt32Value" => {
+            return message_value(s, wrapped(&wire, |v| json!(v as u32)), at, type_url)
+        }
+        // An `Any` renders as the message inside it, with that message's type.
+        "google.protobuf.Any" => {
+            let url = wire.iter().find_map(|(n, w)| match (n, w) {
+                (1, Wire::Bytes(b)) => Some(String::from_utf8_lossy(b)),
+                _ => None,
+            });
+            let value = wire.iter().find_map(|(n, w)| match (n, w) {
+                (2, Wire::Bytes(b)) => Some(*b),
+                _ => None,
+            });
+            let inner = Encoded::packed(url.unwrap_or_default(), value.unwrap_or_default());
+            return encoded(s, &inner, at, ahead);
+        }
+        _ => match fields(name) {
+            None => return message_value(s, marker(UNKNOWN_TYPE, name), at, type_url),
+            Some(table) => table,
+        },
+    };
+    debug_assert!(
+        table.is_sorted_by_key(|f| f.name),
+        "{name}: the table's fields are not in name order"
+    );
+    if wire
+        .iter()
+        .any(|(n, _)| !table.iter().any(|f| f.number == *n))
+    {
+        return object(s, &collect_fields(table, wire), at, ahead, type_url);
+    }
+    s.buf.push(b'{');
+    // `@type` sorts before every field name (snake_case).
+    let mut first = true;
+    if let Some(url) = type_url {
+        key(&mut s.buf, true, at + 1, "@type");
+        string(&mut s.buf, url);
+        first = false;
+    }
+    for f in table {
+        let mut here = wire.iter().filter(|(n, _)| *n == f.number).map(|(_, w)| w);
+        match f.card {
+            // A later occurrence wins, as when decoding.
+            Card::One => {
+                let Some(w) = here.next_back() else { continue };
+                key(&mut s.buf, first, at + 1, f.name);
+                write_wire(s, &f.kind, w, at + 1, ahead);
+            }
+            Card::Many => {
+                let mut items: Vec<Wire<'_>> = Vec::new();
+                for w in here {
+                    match (&f.kind, w) {
+                        // Packed repeated scalars: one length-delimited run of varints.
+                        (Kind::U32 | Kind::Bool | Kind::Enum(_), Wire::Bytes(b)) => {
+                            let mut r = Reader { buf: b };
+                            while let Some(v) = r.varint() {
+                                items.push(Wire::Varint(v));
+                            }
+                        }
+                        _ => items.push(*w),
+                    }
+                }
+                if items.is_empty() {
+                    continue;
+                }
+                key(&mut s.buf, first, at + 1, f.name);
+                let kind = f.kind;
+                list(s, &items, at + 1, ahead, wire_weight, &|s, w, at, ahead| {
+                    write_wire(s, &kind, w, at, ahead)
+                });
+            }
+            Card::Map => {
+                let mut entries = BTreeMap::new();
+                for w in here {
+                    if let Wire::Bytes(b) = w {
+                        let (k, v) = map_entry(&f.kind, b);
+                        entries.insert(k, v);
+                    }
+                }
+                if entries.is_empty() {
+                    continue;
+                }
+                key(&mut s.buf, first, at + 1, f.name);
+                write_node(s, &Node::Map(entries), at + 1, ahead);
+            }
+        }
+        first = false;
+    }
+    if !first {
+        newline(&mut s.buf, at);
+    }
+    s.buf.push(b'}');
+}
+
+/// A message whose JSON is a value: a well-known type with a scalar form, or a marker
+/// object. Packed, it is an object with its `@type`: the marker's keys after it, or a scalar
+/// under `value`, as proto3 JSON says.
+fn message_value(s: &mut Sink<'_>, v: Value, at: usize, type_url: Option<&str>) {
+    let Some(url) = type_url else {
+        return value(&mut s.buf, &v, at);
+    };
+    let fields: Fields<'_> = match v {
+        Value::Object(o) => o
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), Node::Leaf(v)))
+            .collect(),
+        v => vec![(Cow::Borrowed("value"), Node::Leaf(v))],
+    };
+    object(s, &fields, at, None, Some(url));
+}
+
+/// One field value at depth `at`, as [`node`] reads it.
+fn write_wire(s: &mut Sink<'_>, kind: &Kind, w: &Wire<'_>, at: usize, ahead: Option<Ahead>) {
+    match (kind, w) {
+        (Kind::Str, Wire::Bytes(b)) => string(&mut s.buf, &utf8(b)),
+        (Kind::Msg(name), Wire::Bytes(b)) => encoded(
+            s,
+            &Encoded {
+                name: Cow::Borrowed(name),
+                bytes: b,
+                type_url: None,
+            },
+            at,
+            ahead,
+        ),
+        (kind, w) => value(&mut s.buf, &leaf(kind, w), at),
+    }
+}
+
+/// About how much a field value has to render: its encoding's length.
+fn wire_weight(w: &Wire<'_>) -> usize {
+    match w {
+        Wire::Bytes(b) => b.len(),
+        _ => 8,
+    }
+}
+
+/// Text from the wire: as it is when it is UTF-8 (the back end writes nothing else), with
+/// replacement characters otherwise.
+fn utf8(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
+/// A message's fields at depth `at`, after its `@type` when it has one.
+fn object(
+    s: &mut Sink<'_>,
+    fields: &[(Cow<'_, str>, Node<'_>)],
+    at: usize,
+    ahead: Option<Ahead>,
+    type_url: Option<&str>,
+) {
+    if fields.is_empty() && type_url.is_none() {
+        s.buf.extend_from_slice(b"{}");
+        return;
+    }
+    s.buf.push(b'{');
+    if let Some(url) = type_url {
+        key(&mut s.buf, true, at + 1, "@type");
+        string(&mut s.buf, url);
+    }
+    for (i, (k, v)) in fields.iter().enumerate() {
+        key(&mut s.buf, i == 0 && type_url.is_none(), at + 1, k);
+        write_node(s, v, at + 1, ahead);
+    }
+    newline(&mut s.buf, at);
+    s.buf.push(b'}');
+}
+
+/// A field's rendering at depth `at`.
+fn write_node(s: &mut Sink<'_>, n: &Node<'_>, at: usize, ahead: Option<Ahead>) {
+    match n {
+        Node::Leaf(v) => value(&mut s.buf, v, at),
+        Node::Str(v) => string(&mut s.buf, v),
+        Node::Msg(m) => encoded(s, m, at, ahead),
+        Node::List(items) => list(s, items, at, ahead, node_weight, &|s, n, at, ahead| {
+            write_node(s, n, at, ahead)
+        }),
+        Node::Map(entries) if entries.is_empty() => s.buf.extend_from_slice(b"{}"),
+        Node::Map(entries) => {
+            s.buf.push(b'{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                key(&mut s.buf, i == 0, at + 1, k);
+                write_node(s, v, at + 1, ahead);
+            }
+            newline(&mut s.buf, at);
+            s.buf.push(b'}');
+        }
+    }
+}
+
+/// About how much a node has to render: its encoding's length.
+fn node_weight(n: &Node<'_>) -> usize {
+    match n {
+        Node::Msg(m) => m.bytes.len(),
+        Node::Str(v) => v.len(),
+        _ => 8,
     }
 }
 
@@ -364,6 +728,7 @@ impl<const N: usize> Serialize for Sorted<'_, N> {
 // The wire reader.
 
 /// One field value as the wire has it.
+#[derive(Clone, Copy)]
 enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
@@ -471,14 +836,6 @@ impl<'a> Encoded<'a> {
     }
 }
 
-/// What a message renders as.
-enum Body<'a> {
-    /// A well-known type with a scalar JSON form, or a marker object.
-    Value(Value),
-    /// The fields, by name (sorted).
-    Fields(Fields<'a>),
-}
-
 /// One field's rendering, still to be written.
 enum Node<'a> {
     Leaf(Value),
@@ -486,74 +843,6 @@ enum Node<'a> {
     Msg(Encoded<'a>),
     List(Vec<Node<'a>>),
     Map(BTreeMap<String, Node<'a>>),
-}
-
-impl Serialize for Encoded<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let name: &str = &self.name;
-        let body = match read_fields(self.bytes) {
-            None => Body::Value(marker(INVALID, name)),
-            Some(wire) => match name {
-                "google.protobuf.Duration" => Body::Value(duration(&wire)),
-                "google.protobuf.BoolValue" => Body::Value(wrapped(&wire, |v| json!(v != 0))),
-                "google.protobuf.UInt32Value" => Body::Value(wrapped(&wire, |v| json!(v as u32))),
-                "google.protobuf.Any" => {
-                    let url = wire.iter().find_map(|(n, w)| match (n, w) {
-                        (1, Wire::Bytes(b)) => Some(String::from_utf8_lossy(b)),
-                        _ => None,
-                    });
-                    let value = wire.iter().find_map(|(n, w)| match (n, w) {
-                        (2, Wire::Bytes(b)) => Some(*b),
-                        _ => None,
-                    });
-                    return Encoded::packed(url.unwrap_or_default(), value.unwrap_or_default())
-                        .serialize(s);
-                }
-                _ => match fields(name) {
-                    None => Body::Value(marker(UNKNOWN_TYPE, name)),
-                    Some(table) => Body::Fields(collect_fields(table, wire)),
-                },
-            },
-        };
-        let Some(type_url) = &self.type_url else {
-            return match body {
-                Body::Value(v) => v.serialize(s),
-                Body::Fields(f) => s.collect_map(f.iter().map(|(k, v)| (k, v))),
-            };
-        };
-        // `@type` sorts before every other key: they are snake_case names, `[N]` for an
-        // unknown field, the marker keys and `value`.
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("@type", type_url)?;
-        match body {
-            Body::Value(Value::Object(o)) => {
-                for (k, v) in &o {
-                    m.serialize_entry(k, v)?;
-                }
-            }
-            // A well-known type with a scalar JSON form goes under `value`, as proto3 JSON
-            // says.
-            Body::Value(v) => m.serialize_entry("value", &v)?,
-            Body::Fields(f) => {
-                for (k, v) in &f {
-                    m.serialize_entry(k, v)?;
-                }
-            }
-        }
-        m.end()
-    }
-}
-
-impl Serialize for Node<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Node::Leaf(v) => v.serialize(s),
-            Node::Str(v) => s.serialize_str(v),
-            Node::Msg(m) => m.serialize(s),
-            Node::List(items) => s.collect_seq(items),
-            Node::Map(entries) => s.collect_map(entries),
-        }
-    }
 }
 
 /// A message's fields by name, sorted by name as the renderer writes them (a later
@@ -637,7 +926,7 @@ fn map_entry<'a>(kind: &Kind, bytes: &'a [u8]) -> (String, Node<'a>) {
 
 fn node<'a>(kind: &Kind, w: Wire<'a>) -> Node<'a> {
     match (kind, w) {
-        (Kind::Str, Wire::Bytes(b)) => Node::Str(String::from_utf8_lossy(b)),
+        (Kind::Str, Wire::Bytes(b)) => Node::Str(utf8(b)),
         (Kind::Msg(name), Wire::Bytes(b)) => Node::Msg(Encoded {
             name: Cow::Borrowed(name),
             bytes: b,
@@ -728,4 +1017,25 @@ pub fn unrendered(v: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(v, "", &mut out);
     out
+}
+
+/// [`write_config_dump_json`] with other waves (`None`: everything on this thread).
+#[cfg(test)]
+pub(super) fn write_with_waves(
+    res: &PackedResources,
+    filter: Option<TypeFilter>,
+    waves: Option<(usize, usize)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ahead = waves.map(|(min, wave)| Ahead { min, wave });
+    write_dump(res, filter, &mut out, ahead).expect("a vector takes every write");
+    out
+}
+
+/// A value as the dump's writer writes it, at the top.
+#[cfg(test)]
+pub(super) fn pretty(v: &Value) -> Vec<u8> {
+    let mut buf = Vec::new();
+    value(&mut buf, v, 0);
+    buf
 }

@@ -151,6 +151,11 @@ fn listener(port: u16, tls: Vec<ServerTls>) -> Listener {
 /// The back end's `emit`, with every chain the builders left without virtual hosts serving
 /// all of them.
 fn emit(ir: &Ir) -> Resources {
+    super::emit(&served(ir))
+}
+
+/// `ir` with every chain the builders left without virtual hosts serving all of them.
+fn served(ir: &Ir) -> Ir {
     let mut ir = ir.clone();
     let names: Vec<String> = ir.virtual_hosts.iter().map(|v| v.name.clone()).collect();
     for l in &mut ir.listeners {
@@ -160,7 +165,7 @@ fn emit(ir: &Ir) -> Resources {
             }
         }
     }
-    super::emit(&ir)
+    ir
 }
 
 fn vhost(name: &str, domains: &[&str], routes: Vec<Route>) -> VirtualHost {
@@ -1824,19 +1829,63 @@ fn duplicate_names_keep_the_first() {
     assert_eq!(rds.route_config_name, "first");
 }
 
-/// The dump's pretty printer writes what serde_json's does, nesting deeper than its run of
-/// spaces included.
+/// The dump's writer writes what serde_json's pretty printer does, nesting deeper than its
+/// run of spaces included, and escapes strings as serde_json does: every ASCII character,
+/// control characters, quotes, backslashes and text beyond ASCII.
 #[test]
 fn the_dump_printer_is_serde_json_pretty() {
-    let mut deep = json!({"a": [1, {"b": []}, {}], "c": "d"});
+    let ascii: String = (0u8..0x80).map(char::from).collect();
+    let mut deep = json!({"a": [1, {"b": []}, {}], "c": "d", "s": ascii, "u": "é\u{2028}😀",
+        "n": [-3, 0.25, 1e300, u64::MAX, i64::MIN], "t": true, "f": false});
     for i in 0..40 {
-        deep = json!({ format!("k{i}"): [deep.clone(), i, {"e": null}], "z": {} });
+        deep = json!({ format!("k{i}\n\"\\"): [deep.clone(), i, {"e": null}], "z": {} });
     }
-    let mut got = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut got, super::json::Pretty::default());
-    serde::Serialize::serialize(&deep, &mut ser).unwrap();
     assert_eq!(
-        String::from_utf8(got).unwrap(),
+        String::from_utf8(super::json::pretty(&deep)).unwrap(),
         serde_json::to_string_pretty(&deep).unwrap()
     );
+}
+
+/// Rendering the long lists ahead on all cores writes the same bytes as rendering them on one
+/// thread: waves of one element (each written in place, its lists ahead in turn), of a few,
+/// and of many, over a route table long enough for several waves, with every type filter.
+#[test]
+fn rendering_ahead_writes_what_one_thread_writes() {
+    let mut sink = kitchen_sink();
+    let more: Vec<Route> = (0..300)
+        .map(|i| {
+            let mut r = route_to(
+                &format!("r{i}"),
+                prefix(&format!("/p{i}/")),
+                to(&format!("c{}", i % 40)),
+            );
+            r.matcher.headers.push(HeaderMatch {
+                name: "x-tenant".into(),
+                value: ValueMatch::Exact(format!("t{i}\"\u{1}")),
+            });
+            r
+        })
+        .collect();
+    let mut table: Vec<Route> = (*sink.virtual_hosts[0].routes).clone();
+    table.extend(more.iter().cloned());
+    sink.virtual_hosts[0].routes = std::sync::Arc::new(table);
+    let extra = ir(more);
+    sink.clusters.extend(extra.clusters);
+    let res = super::emit_packed(&served(&sink));
+    for filter in std::iter::once(None).chain(TypeFilter::ALL.map(Some)) {
+        let one = super::json::write_with_waves(&res, filter, None);
+        if filter.is_none() {
+            assert!(one.len() > 100_000, "{} bytes", one.len());
+        }
+        for waves in [(1, 1), (1, 200), (1, 5000), (1 << 16, 1 << 19)] {
+            let ahead = super::json::write_with_waves(&res, filter, Some(waves));
+            assert!(
+                ahead == one,
+                "{filter:?}, waves {waves:?}: the text differs"
+            );
+        }
+    }
+    let mut want = Vec::new();
+    super::json::write_config_dump_json(&res, None, &mut want).unwrap();
+    assert!(want == super::json::write_with_waves(&res, None, None));
 }
