@@ -67,9 +67,9 @@ pub struct LowerOptions {
     /// Called where lowering and [`crate::compile_findings`] have just freed much of what
     /// they hold, so that a caller whose allocator keeps freed pages for a while can hand
     /// them back to the system there, a few times, rather than on every free (`lint`): after
-    /// the context is built, after each run of Mappings read and of a large table's groups
-    /// built (each frees the trees or the Mappings it took), once the Mappings are read, and
-    /// before the check. It may be called from any of lowering's threads.
+    /// the context is built, after each run of Mappings read (each frees the trees it took),
+    /// once the Mappings are read, and before the check. It may be called from any of
+    /// lowering's threads.
     pub freed: Option<fn()>,
 }
 

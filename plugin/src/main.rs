@@ -43,7 +43,8 @@ fn main() -> ExitCode {
 }
 
 /// Hands the pages freed since back to the system, for `lint`: after reading, and where
-/// lowering calls [`LowerOptions::freed`] (the ends of the phases and runs that free most).
+/// lowering calls [`LowerOptions::freed`] (the ends of the phases, and of the runs of
+/// Mappings read, that free most).
 ///
 /// mimalloc keeps a freed page for 10 ms (its purge delay) before it gives it back, so that
 /// a server freeing and allocating again all the time does not fault pages in again and

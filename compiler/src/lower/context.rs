@@ -48,8 +48,6 @@ pub(crate) struct Context {
     pub known_namespaces: HashSet<String>,
     /// Findings about the objects above.
     pub diags: Vec<Diagnostic>,
-    /// [`LowerOptions::freed`], for the work on all cores that frees as it goes.
-    pub freed: Option<fn()>,
 }
 
 impl Context {
@@ -260,7 +258,6 @@ impl Context {
             held_clusters,
             known_namespaces,
             diags,
-            freed: opts.freed,
         }
     }
 }

@@ -171,12 +171,10 @@ pub(super) fn build_routes<'a>(
                 };
                 let groups =
                     std::mem::take(&mut *run.lock().unwrap_or_else(PoisonError::into_inner));
+                // The run's Mappings are freed as its routes are made: on threads that stay
+                // (`par`), their pages take the next runs' routes, and nothing is given back
+                // here (a pass over the heap per run cost more than the rest of the run).
                 let built = build_run(groups, ctx, clusters, &mut cx);
-                // The run's Mappings are freed, and routes (other sizes) made next. (Not
-                // after each of many small tables: each call costs a pass over the heap.)
-                if parallel {
-                    super::after_freeing(ctx.freed);
-                }
                 (built, cx.diags)
             })
             .collect::<Vec<_>>()
