@@ -137,7 +137,11 @@ pub fn compile_findings(mut manifests: Manifests, lower_opts: &LowerOptions) -> 
     drop(std::mem::take(&mut ir.clusters));
     lower::after_freeing(lower_opts.freed);
     check::check(&ir, &mut diags);
-    drop(ir);
+    if lower_opts.exits_after {
+        std::mem::forget(ir);
+    } else {
+        drop(ir);
+    }
     Findings {
         diagnostics: all_findings(diagnostics, diags),
         objects,

@@ -71,6 +71,11 @@ pub struct LowerOptions {
     /// once the Mappings are read, and before the check. It may be called from any of
     /// lowering's threads.
     pub freed: Option<fn()>,
+    /// The caller ends its process once [`crate::compile_findings`] returns (`lint`): the IR
+    /// the findings were checked on is then left for the process's end to free, all at once,
+    /// rather than freed object by object (3.5 ms of `lint` over 20,000 Mappings, on one
+    /// core, after everything else is done).
+    pub exits_after: bool,
 }
 
 /// Calls [`LowerOptions::freed`], if set.
@@ -90,6 +95,7 @@ impl Default for LowerOptions {
             now: None,
             release_mapping_fields: false,
             freed: None,
+            exits_after: false,
         }
     }
 }

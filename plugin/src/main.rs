@@ -161,17 +161,20 @@ fn emit_with(write: impl FnOnce(&mut Out) -> std::io::Result<()>) {
 
 fn lint(args: cli::LintArgs) -> u8 {
     set_color(args.source.color);
-    let (mut input, manifests, read_errors, lower) = match read(&args.source, true, Some(give_back))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "{}: {e}",
-                colored::Colorize::bold(colored::Colorize::red("error"))
-            );
-            return 2;
-        }
-    };
+    let (mut input, manifests, read_errors, mut lower) =
+        match read(&args.source, true, Some(give_back)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "{}: {e}",
+                    colored::Colorize::bold(colored::Colorize::red("error"))
+                );
+                return 2;
+            }
+        };
+    // `lint` ends once the findings are written: what is left of the compilation is not
+    // freed piece by piece.
+    lower.exits_after = true;
     // Only the findings are rendered: the IR and the objects are gone before the text of
     // the files with findings is read again for their source lines.
     let Findings {
