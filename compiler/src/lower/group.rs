@@ -80,6 +80,9 @@ impl<'a> std::ops::Deref for Member<'_, 'a> {
 /// A group's key and its Mappings, in the order Emissary adds them.
 type Group<'s, 'a> = (Box<GroupKey>, Vec<Member<'s, 'a>>);
 
+/// No group: the end of a chain in [`build_routes`]' index.
+const NONE: usize = usize::MAX;
+
 /// A table's routes, the Mappings whose clusters they send to (in the order they were used),
 /// and what is kept of the table's own Mappings that they send to.
 pub(super) struct Built<'a> {
@@ -100,50 +103,62 @@ pub(super) fn build_routes<'a>(
     parallel: bool,
     cx: &mut Cx,
 ) -> Built<'a> {
-    // Group, keeping first-seen order. The index borrows the keys, so a group's key is the
-    // first member's, moved and never cloned. Boxed: each is freed as its route takes it,
-    // rather than all with the list at the end (2 MB beside the routes at 20,000 groups).
-    let keys: Vec<Box<GroupKey>> = members
-        .iter()
-        .map(|mp| {
-            Box::new(GroupKey {
-                matcher: match_of(mp),
-                precedence: mp.precedence,
-            })
-        })
-        .collect();
-    let mut first_of_group: Vec<usize> = Vec::new();
-    let mut sizes: Vec<usize> = Vec::new();
-    let mut group_of: Vec<usize> = Vec::with_capacity(members.len());
-    {
-        let mut index: HashMap<&GroupKey, usize> = HashMap::with_capacity(members.len());
-        for (i, key) in keys.iter().enumerate() {
-            let g = *index.entry(&**key).or_insert_with(|| {
-                first_of_group.push(i);
-                sizes.push(0);
-                sizes.len() - 1
-            });
-            sizes[g] += 1;
-            group_of.push(g);
-        }
-    }
+    // Each Mapping's key, and a hash of its match, on all cores for a large table. Boxed:
+    // each is freed as its route takes it, rather than all with the list at the end (2 MB
+    // beside the routes at 20,000 groups).
+    let hashes = foldhash::fast::RandomState::default();
+    let keys: Vec<(Box<GroupKey>, u64)> = crate::par::runs(
+        &members,
+        crate::par::run_len(members.len(), super::PARALLEL_MIN_MAPPINGS),
+        |run| {
+            run.iter()
+                .map(|mp| {
+                    let matcher = match_of(mp);
+                    let hash = std::hash::BuildHasher::hash_one(&hashes, &matcher);
+                    let key = GroupKey {
+                        matcher,
+                        precedence: mp.precedence,
+                    };
+                    (Box::new(key), hash)
+                })
+                .collect::<Vec<_>>()
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect();
+    let Filed {
+        first_of_group,
+        sizes,
+        group_of,
+        same_match,
+    } = file_groups(&keys);
     let mut members_of: Vec<Vec<Member>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
     drop(sizes);
     let n = members.len();
     for (m, g) in members.into_iter().zip(group_of) {
         members_of[g].push(m);
     }
-    let mut keys: Vec<Option<Box<GroupKey>>> = keys.into_iter().map(Some).collect();
-    let groups: Vec<Group> = first_of_group
-        .iter()
+    // A group's key is its first member's, moved and never cloned (`first_of_group` rises).
+    let mut firsts = first_of_group.iter().copied().peekable();
+    let group_keys: Vec<Box<GroupKey>> = keys
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (key, _))| firsts.next_if_eq(&i).map(|_| key))
+        .collect();
+    drop(first_of_group);
+    let groups: Vec<Group> = group_keys
+        .into_iter()
         .zip(members_of)
-        .filter_map(|(&i, mut group)| {
+        .map(|(key, mut group)| {
             sort_members(&mut group);
-            Some((keys[i].take()?, group))
+            (key, group)
         })
         .collect();
-    drop(keys);
-    canary_precedence(&groups, cx);
+    for same in &same_match {
+        report_same_match(&groups, same, cx);
+    }
+    drop(same_match);
 
     // The groups' routes, on all cores when the table is large and the only one being built
     // (`parallel`): runs of consecutive groups, put back in order.
@@ -192,6 +207,94 @@ pub(super) fn build_routes<'a>(
         cx.diags.append(&mut diags);
     }
     built
+}
+
+/// Mappings filed into groups ([`file_groups`]).
+struct Filed {
+    /// Each group's first member, in first-seen order (so rising).
+    first_of_group: Vec<usize>,
+    /// Each group's number of members.
+    sizes: Vec<usize>,
+    /// Each Mapping's group.
+    group_of: Vec<usize>,
+    /// The sets of two or more groups with the same match (and other precedences), each in
+    /// first-seen order.
+    same_match: Vec<Vec<usize>>,
+}
+
+/// Files Mappings, given by their keys and a hash of each key's match, into groups of equal
+/// keys, in first-seen order. The index files a group under the hash of its match, and the
+/// groups whose matches have that hash are chained from it: one lookup per Mapping finds
+/// its group, and the groups that share a match and differ by precedence (canaries that
+/// never take traffic) come without a second index.
+fn file_groups(keys: &[(Box<GroupKey>, u64)]) -> Filed {
+    let mut first_of_group: Vec<usize> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut next: Vec<usize> = Vec::new();
+    let mut heads: Vec<usize> = Vec::new();
+    let mut group_of: Vec<usize> = Vec::with_capacity(keys.len());
+    let mut index: HashMap<u64, usize> = HashMap::with_capacity(keys.len());
+    for (i, (key, hash)) in keys.iter().enumerate() {
+        let mut last = None;
+        if let Some(&head) = index.get(hash) {
+            let mut g = head;
+            loop {
+                if *keys[first_of_group[g]].0 == **key {
+                    break;
+                }
+                if next[g] == NONE {
+                    last = Some(g);
+                    break;
+                }
+                g = next[g];
+            }
+            if last.is_none() {
+                sizes[g] += 1;
+                group_of.push(g);
+                continue;
+            }
+        }
+        // A new group, first seen here.
+        let g = first_of_group.len();
+        first_of_group.push(i);
+        sizes.push(1);
+        next.push(NONE);
+        group_of.push(g);
+        match last {
+            Some(prev) => next[prev] = g,
+            None => {
+                index.insert(*hash, g);
+                heads.push(g);
+            }
+        }
+    }
+    drop(index);
+    let mut same_match = Vec::new();
+    for &head in &heads {
+        let mut chain = vec![head];
+        let mut g = head;
+        while next[g] != NONE {
+            g = next[g];
+            chain.push(g);
+        }
+        // Groups of one hash with the same match (nearly always all of them).
+        while let Some(&first) = chain.first() {
+            let matcher = &keys[first_of_group[first]].0.matcher;
+            let (same, rest): (Vec<usize>, Vec<usize>) = chain
+                .iter()
+                .partition(|&&g| keys[first_of_group[g]].0.matcher == *matcher);
+            if same.len() > 1 {
+                same_match.push(same);
+            }
+            chain = rest;
+        }
+    }
+    Filed {
+        first_of_group,
+        sizes,
+        group_of,
+        same_match,
+    }
 }
 
 /// The routes of consecutive groups of one table (see [`build_routes`]).
@@ -740,26 +843,36 @@ where
         by_match.entry(&k.borrow().matcher).or_default().push(i);
     }
     for idxs in by_match.values().filter(|v| v.len() > 1) {
-        let winner = *idxs
-            .iter()
-            .max_by_key(|&&i| groups[i].0.borrow().precedence)
-            .unwrap_or(&idxs[0]);
-        let w = &*groups[winner].1[0];
-        for &i in idxs.iter().filter(|&&i| i != winner) {
-            for m in &groups[i].1 {
-                cx.diags.push(
-                    Diagnostic::at(
-                        Code::CanaryPrecedence,
-                        m.key_span("precedence"),
-                        format!(
-                            "`{}` (precedence {}) has the same match as `{}` (precedence {}), so it never receives traffic",
-                            m.r.id.name, m.precedence, w.r.id.name, w.precedence
-                        ),
-                    )
-                    .with_object(&m.r.id)
-                    .with_related(w.r.span, "the Mapping that takes the traffic"),
-                );
-            }
+        report_same_match(groups, idxs, cx);
+    }
+}
+
+/// Reports the members of the groups `idxs` (in first-seen order), which share a match,
+/// but for the group of highest precedence: that one takes all their traffic.
+fn report_same_match<'a, K, M>(groups: &[(K, Vec<M>)], idxs: &[usize], cx: &mut Cx)
+where
+    K: std::borrow::Borrow<GroupKey>,
+    M: std::ops::Deref<Target = Lowered<'a>>,
+{
+    let winner = *idxs
+        .iter()
+        .max_by_key(|&&i| groups[i].0.borrow().precedence)
+        .unwrap_or(&idxs[0]);
+    let w = &*groups[winner].1[0];
+    for &i in idxs.iter().filter(|&&i| i != winner) {
+        for m in &groups[i].1 {
+            cx.diags.push(
+                Diagnostic::at(
+                    Code::CanaryPrecedence,
+                    m.key_span("precedence"),
+                    format!(
+                        "`{}` (precedence {}) has the same match as `{}` (precedence {}), so it never receives traffic",
+                        m.r.id.name, m.precedence, w.r.id.name, w.precedence
+                    ),
+                )
+                .with_object(&m.r.id)
+                .with_related(w.r.span, "the Mapping that takes the traffic"),
+            );
         }
     }
 }
@@ -782,4 +895,93 @@ fn route_name(m: &RouteMatch, precedence: i64) -> String {
     }
     h.bytes(&precedence.to_le_bytes());
     format!("route-{}", h.0.hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::ValueMatch;
+    use std::hash::BuildHasher;
+
+    /// Keys of a few paths, headers and precedences, in a scrambled but fixed order.
+    fn keys() -> Vec<GroupKey> {
+        let mut seed = 7u64;
+        (0..400)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let pick = (seed >> 33) as usize;
+                let headers = match pick % 3 {
+                    0 => vec![],
+                    n => vec![HeaderMatch {
+                        name: "x-tenant".into(),
+                        value: ValueMatch::Exact(n.to_string()),
+                    }],
+                };
+                GroupKey {
+                    matcher: MatchKey {
+                        path: format!("/p{}/", (pick / 3) % 5),
+                        headers,
+                        query_parameters: vec![],
+                    },
+                    precedence: ((pick / 15) % 3) as i64,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn filing_by_hash_groups_as_equal_keys_do_whatever_the_hashes_collide() {
+        let keys = keys();
+        // What filing by the keys themselves gives.
+        let mut index: HashMap<&GroupKey, usize> = HashMap::new();
+        let (mut first, mut sizes, mut group_of) = (vec![], vec![], vec![]);
+        for (i, k) in keys.iter().enumerate() {
+            let g = *index.entry(k).or_insert_with(|| {
+                first.push(i);
+                sizes.push(0);
+                first.len() - 1
+            });
+            sizes[g] += 1;
+            group_of.push(g);
+        }
+        let mut by_match: Vec<Vec<usize>> = Vec::new();
+        for (g, &i) in first.iter().enumerate() {
+            match by_match
+                .iter_mut()
+                .find(|set| keys[first[set[0]]].matcher == keys[i].matcher)
+            {
+                Some(set) => set.push(g),
+                None => by_match.push(vec![g]),
+            }
+        }
+        by_match.retain(|set| set.len() > 1);
+        assert!(
+            !by_match.is_empty() && first.len() > 20,
+            "the keys make the case"
+        );
+
+        let state = foldhash::fast::RandomState::default();
+        let hashes: [(&str, &dyn Fn(&MatchKey) -> u64); 3] = [
+            ("the match's hash", &|m| state.hash_one(m)),
+            ("one hash for all", &|_| 0),
+            ("the path's length", &|m| m.path.len() as u64),
+        ];
+        for (name, hash) in hashes {
+            let hashed: Vec<(Box<GroupKey>, u64)> = keys
+                .iter()
+                .map(|k| (Box::new(k.clone()), hash(&k.matcher)))
+                .collect();
+            let filed = file_groups(&hashed);
+            assert_eq!(filed.first_of_group, first, "{name}");
+            assert_eq!(filed.sizes, sizes, "{name}");
+            assert_eq!(filed.group_of, group_of, "{name}");
+            let mut same = filed.same_match;
+            same.sort();
+            let mut expected = by_match.clone();
+            expected.sort();
+            assert_eq!(same, expected, "{name}");
+        }
+    }
 }
