@@ -963,7 +963,8 @@ mod tests {
         );
 
         let state = foldhash::fast::RandomState::default();
-        let hashes: [(&str, &dyn Fn(&MatchKey) -> u64); 3] = [
+        type Hash<'f> = &'f dyn Fn(&MatchKey) -> u64;
+        let hashes: [(&str, Hash); 3] = [
             ("the match's hash", &|m| state.hash_one(m)),
             ("one hash for all", &|_| 0),
             ("the path's length", &|m| m.path.len() as u64),
