@@ -5,17 +5,75 @@ use crate::ir::{HeaderMatch, QueryMatch, Route, ValueMatch};
 /// Sorts a virtual host's routes into Envoy's evaluation order: [`order_key`] descending,
 /// and routes whose keys tie by name, so the order never depends on the input's.
 pub(crate) fn sort_routes(routes: &mut [Route]) {
-    let mut keyed: Vec<_> = routes
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (std::cmp::Reverse(order_key_ref(r)), i))
-        .collect();
-    keyed.sort_unstable_by(|a, b| {
+    let shared: &[Route] = routes;
+    // Routes whose keys and names tie (none: a name is a hash of the match) keep their
+    // order, so that any way of sorting gives the same.
+    let before = |a: &Keyed, b: &Keyed| {
         a.0.cmp(&b.0)
-            .then_with(|| routes[a.1].name.cmp(&routes[b.1].name))
+            .then_with(|| shared[a.1].name.cmp(&shared[b.1].name))
+            .then(a.1.cmp(&b.1))
+    };
+    // A large table is keyed and sorted in runs on all cores, and the runs merged.
+    let run_len = if shared.len() < crate::par::PARALLEL_MIN_ROUTES {
+        shared.len()
+    } else {
+        shared.len().div_ceil(crate::par::threads())
+    };
+    let runs = crate::par::runs_at(shared, run_len, |at, run| {
+        let mut keyed: Vec<Keyed> = (at..at + run.len())
+            .map(|i| (std::cmp::Reverse(order_key_ref(&shared[i])), i))
+            .collect();
+        keyed.sort_unstable_by(before);
+        keyed
     });
-    let mut order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(shared.len());
+    merge_runs(runs, before, &mut order);
     permute(routes, &mut order);
+}
+
+/// A route's key, and its place in the table.
+type Keyed<'r> = (std::cmp::Reverse<RefKey<'r>>, usize);
+
+/// [`order_key_ref`]'s key.
+type RefKey<'r> = (
+    i64,
+    usize,
+    usize,
+    usize,
+    &'r str,
+    &'r str,
+    Conds<'r>,
+    Conds<'r>,
+);
+
+/// The places of sorted runs of keyed items, merged in order into `out`.
+pub(super) fn merge_runs<K>(
+    mut runs: Vec<Vec<(K, usize)>>,
+    before: impl Fn(&(K, usize), &(K, usize)) -> std::cmp::Ordering,
+    out: &mut Vec<usize>,
+) {
+    // Pairwise: one run per core, so one or two rounds.
+    while runs.len() > 1 {
+        let mut merged = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut it = runs.into_iter();
+        while let Some(a) = it.next() {
+            let Some(b) = it.next() else {
+                merged.push(a);
+                break;
+            };
+            let mut m = Vec::with_capacity(a.len() + b.len());
+            let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+            while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+                let take_a = before(x, y) != std::cmp::Ordering::Greater;
+                m.extend(if take_a { a.next() } else { b.next() });
+            }
+            m.extend(a);
+            m.extend(b);
+            merged.push(m);
+        }
+        runs = merged;
+    }
+    out.extend(runs.into_iter().flatten().map(|(_, i)| i));
 }
 
 /// Puts `items[order[k]]` at `k` for every `k`, in place (a second vector of routes would
@@ -76,9 +134,7 @@ pub fn order_key(r: &Route) -> OrderKey {
 
 /// [`order_key`] borrowing the route's texts: the same order, no copies (for sorting many
 /// routes at once).
-pub(crate) fn order_key_ref(
-    r: &Route,
-) -> (i64, usize, usize, usize, &str, &str, Conds<'_>, Conds<'_>) {
+pub(crate) fn order_key_ref(r: &Route) -> RefKey<'_> {
     let m = &r.matcher;
     let chars = |s: &str| s.chars().count();
     let vlen = |v: &ValueMatch| match v {

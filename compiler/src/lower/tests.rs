@@ -454,6 +454,38 @@ fn routes_are_permuted_in_place_as_ordered() {
     }
 }
 
+#[test]
+fn merged_runs_give_the_order_of_one_sort() {
+    let mut seed = 11u64;
+    let keys: Vec<u32> = (0..500)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 40) as u32 % 60
+        })
+        .collect();
+    let before = |a: &(u32, usize), b: &(u32, usize)| a.0.cmp(&b.0).then(a.1.cmp(&b.1));
+    let mut whole: Vec<(u32, usize)> = keys.iter().copied().zip(0..).collect();
+    whole.sort_by(before);
+    let want: Vec<usize> = whole.iter().map(|&(_, i)| i).collect();
+    for runs in [1, 2, 3, 5, 8] {
+        let len = keys.len().div_ceil(runs);
+        let sorted: Vec<Vec<(u32, usize)>> = keys
+            .chunks(len)
+            .enumerate()
+            .map(|(r, c)| {
+                let mut v: Vec<(u32, usize)> = c.iter().copied().zip(r * len..).collect();
+                v.sort_by(before);
+                v
+            })
+            .collect();
+        let mut got = Vec::new();
+        super::order::merge_runs(sorted, before, &mut got);
+        assert_eq!(got, want, "{runs} runs");
+    }
+}
+
 /// A large table is built and checked on all cores (runs of groups, runs of routes): the IR
 /// and the findings are those of one thread going through it in one run.
 #[test]
