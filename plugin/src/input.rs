@@ -190,13 +190,10 @@ fn read_whole(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
                 s.spawn(move || file.read_exact_at(chunk, (k * part) as u64))
             })
             .collect();
-        parts
-            .into_iter()
-            .map(|p| {
-                p.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a read failed")))
-            })
-            .collect()
+        parts.into_iter().try_for_each(|p| {
+            p.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a read failed")))
+        })
     });
     match read {
         Ok(()) => {
