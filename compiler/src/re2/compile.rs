@@ -428,10 +428,53 @@ struct Inst {
 /// A hole to patch: an instruction and whether it is its `out1`.
 type Hole = (u32, bool);
 
+/// A fragment's holes: nearly always one, kept without a list.
+#[derive(Clone, Debug)]
+enum Holes {
+    None,
+    One(Hole),
+    Many(Vec<Hole>),
+}
+
+impl Holes {
+    fn as_slice(&self) -> &[Hole] {
+        match self {
+            Holes::None => &[],
+            Holes::One(h) => std::slice::from_ref(h),
+            Holes::Many(v) => v,
+        }
+    }
+    fn push(&mut self, h: Hole) {
+        *self = match std::mem::replace(self, Holes::None) {
+            Holes::None => Holes::One(h),
+            Holes::One(a) => Holes::Many(vec![a, h]),
+            Holes::Many(mut v) => {
+                v.push(h);
+                Holes::Many(v)
+            }
+        };
+    }
+    fn append(&mut self, other: Holes) {
+        match other {
+            Holes::None => {}
+            Holes::One(h) => self.push(h),
+            Holes::Many(v) => {
+                if let Holes::Many(mine) = self {
+                    mine.extend(v);
+                } else {
+                    let mut all = self.as_slice().to_vec();
+                    all.extend(v);
+                    *self = Holes::Many(all);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Frag {
     begin: u32,
-    end: Vec<Hole>,
+    end: Holes,
     nullable: bool,
 }
 
@@ -439,7 +482,7 @@ impl Frag {
     fn no_match() -> Self {
         Frag {
             begin: 0,
-            end: Vec::new(),
+            end: Holes::None,
             nullable: false,
         }
     }
@@ -483,11 +526,11 @@ impl Compiler {
             return Frag::no_match();
         }
         let begin = self.inst[a.begin as usize];
-        if begin.kind == Kind::Nop && a.end == [(a.begin, false)] && begin.out == 0 {
-            self.patch(&a.end, b.begin);
+        if begin.kind == Kind::Nop && a.end.as_slice() == [(a.begin, false)] && begin.out == 0 {
+            self.patch(a.end.as_slice(), b.begin);
             return b;
         }
-        self.patch(&a.end, b.begin);
+        self.patch(a.end.as_slice(), b.begin);
         Frag {
             begin: a.begin,
             end: b.end,
@@ -506,7 +549,7 @@ impl Compiler {
         self.inst[id as usize].out = a.begin;
         self.inst[id as usize].out1 = b.begin;
         let mut end = a.end;
-        end.extend(b.end);
+        end.append(b.end);
         Ok(Frag {
             begin: id,
             end,
@@ -528,10 +571,10 @@ impl Compiler {
 
     fn plus(&mut self, a: Frag, nongreedy: bool) -> Result<Frag, TooBig> {
         let (id, hole) = self.loop_alt(a.begin, nongreedy)?;
-        self.patch(&a.end, id);
+        self.patch(a.end.as_slice(), id);
         Ok(Frag {
             begin: a.begin,
-            end: vec![hole],
+            end: Holes::One(hole),
             nullable: a.nullable,
         })
     }
@@ -542,10 +585,10 @@ impl Compiler {
             return self.quest(p, nongreedy);
         }
         let (id, hole) = self.loop_alt(a.begin, nongreedy)?;
-        self.patch(&a.end, id);
+        self.patch(a.end.as_slice(), id);
         Ok(Frag {
             begin: id,
-            end: vec![hole],
+            end: Holes::One(hole),
             nullable: true,
         })
     }
@@ -555,8 +598,8 @@ impl Compiler {
             return self.nop();
         }
         let (id, hole) = self.loop_alt(a.begin, nongreedy)?;
-        let mut end = vec![hole];
-        end.extend(a.end);
+        let mut end = Holes::One(hole);
+        end.append(a.end);
         Ok(Frag {
             begin: id,
             end,
@@ -568,7 +611,7 @@ impl Compiler {
         let id = self.alloc(Kind::Nop)?;
         Ok(Frag {
             begin: id,
-            end: vec![(id, false)],
+            end: Holes::One((id, false)),
             nullable: true,
         })
     }
@@ -577,7 +620,7 @@ impl Compiler {
         let id = self.alloc(Kind::EmptyWidth)?;
         Ok(Frag {
             begin: id,
-            end: vec![(id, false)],
+            end: Holes::One((id, false)),
             nullable: true,
         })
     }
@@ -586,7 +629,7 @@ impl Compiler {
         let id = self.alloc(Kind::ByteRange(lo, hi))?;
         Ok(Frag {
             begin: id,
-            end: vec![(id, false)],
+            end: Holes::One((id, false)),
             nullable: false,
         })
     }
@@ -598,10 +641,10 @@ impl Compiler {
         let id = self.alloc(Kind::Capture)?;
         let id1 = self.alloc(Kind::Capture)?;
         self.inst[id as usize].out = a.begin;
-        self.patch(&a.end, id1);
+        self.patch(a.end.as_slice(), id1);
         Ok(Frag {
             begin: id,
-            end: vec![(id1, false)],
+            end: Holes::One((id1, false)),
             nullable: a.nullable,
         })
     }
@@ -610,7 +653,7 @@ impl Compiler {
     /// range, chained with `Alt`s.
     fn ranges(&mut self, ranges: &[(u32, u32)]) -> Result<Frag, TooBig> {
         let mut begin = 0u32;
-        let mut end = Vec::new();
+        let mut end = Holes::None;
         for &(lo, hi) in ranges {
             if lo > hi || lo > LATIN1_MAX {
                 continue;
@@ -734,15 +777,77 @@ pub(super) fn program_size(re: Regexp) -> Result<u32, TooBig> {
     let mut sre = simplify(suffix);
     let anchor_start = strip_anchor(&mut sre, true, 0);
     let _anchor_end = strip_anchor(&mut sre, false, 0);
-    let mut c = Compiler { inst: Vec::new() };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut kept) => {
+            let size = compile_and_size(&sre, anchor_start, &mut kept);
+            // Kept unless a large program made it large (a thread keeps it for its life).
+            if kept.inst.capacity() > SCRATCH_KEPT_INST {
+                *kept = Scratch::default();
+            }
+            size
+        }
+        Err(_) => compile_and_size(&sre, anchor_start, &mut Scratch::default()),
+    })
+}
+
+/// What compiling a program and measuring it use, kept from one pattern to the next on each
+/// thread: a route table's thousands of regexes each allocated a dozen lists of a few dozen
+/// entries (half the time of [`program_size`]).
+#[derive(Default)]
+struct Scratch {
+    inst: Vec<Inst>,
+    queue: Ordered,
+    is_root: Vec<bool>,
+    roots: Vec<u32>,
+    sorted: Vec<u32>,
+    /// `(successor, predecessor)` of every `Alt`'s two branches.
+    edges: Vec<(u32, u32)>,
+    /// Where each instruction's predecessors start in `preds` (one more than instructions).
+    pred_start: Vec<u32>,
+    preds: Vec<u32>,
+    stack: Vec<u32>,
+}
+
+/// The largest program whose scratch space a thread keeps.
+const SCRATCH_KEPT_INST: usize = 4096;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The room for instructions this thread keeps (tests).
+#[cfg(test)]
+pub(super) fn kept_instructions() -> usize {
+    SCRATCH.with(|s| s.borrow().inst.capacity())
+}
+
+fn compile_and_size(
+    sre: &Regexp,
+    anchor_start: bool,
+    scratch: &mut Scratch,
+) -> Result<u32, TooBig> {
+    let mut inst = std::mem::take(&mut scratch.inst);
+    inst.clear();
+    let mut c = Compiler { inst };
+    let size = compile_program(&mut c, sre, anchor_start, scratch);
+    scratch.inst = c.inst;
+    size
+}
+
+fn compile_program(
+    c: &mut Compiler,
+    sre: &Regexp,
+    anchor_start: bool,
+    scratch: &mut Scratch,
+) -> Result<u32, TooBig> {
     c.alloc(Kind::Fail)?;
-    let all = c.compile(&sre)?;
+    let all = c.compile(sre)?;
     let m = c.alloc(Kind::Match)?;
     let all = c.cat(
         all,
         Frag {
             begin: m,
-            end: Vec::new(),
+            end: Holes::None,
             nullable: false,
         },
     );
@@ -758,22 +863,23 @@ pub(super) fn program_size(re: Regexp) -> Result<u32, TooBig> {
     if start == 0 && start_unanchored == 0 {
         return Ok(1);
     }
-    optimize(&mut c.inst, start);
-    Ok(flatten(&c.inst, start, start_unanchored))
+    optimize(&mut c.inst, start, &mut scratch.queue);
+    Ok(flatten(&c.inst, start, start_unanchored, scratch))
 }
 
 /// A set that remembers insertion order, like RE2's `SparseSet`.
+#[derive(Default)]
 struct Ordered {
     seen: Vec<bool>,
     order: Vec<u32>,
 }
 
 impl Ordered {
-    fn new(n: usize) -> Self {
-        Ordered {
-            seen: vec![false; n],
-            order: Vec::new(),
-        }
+    /// Empties the set and makes room for members below `n`.
+    fn reset(&mut self, n: usize) {
+        self.seen.clear();
+        self.seen.resize(n, false);
+        self.order.clear();
     }
     fn insert(&mut self, id: u32) -> bool {
         if self.seen[id as usize] {
@@ -796,14 +902,14 @@ impl Ordered {
 }
 
 /// RE2's `Prog::Optimize`: skips `Nop`s and marks `.*` loops before a match as `AltMatch`.
-fn optimize(inst: &mut [Inst], start: u32) {
+fn optimize(inst: &mut [Inst], start: u32, q: &mut Ordered) {
     let skip = |inst: &[Inst], mut j: u32| {
         while j != 0 && inst[j as usize].kind == Kind::Nop {
             j = inst[j as usize].out;
         }
         j
     };
-    let mut q = Ordered::new(inst.len());
+    q.reset(inst.len());
     if start != 0 {
         q.insert(start);
     }
@@ -831,7 +937,7 @@ fn optimize(inst: &mut [Inst], start: u32) {
             _ => return false,
         }
     };
-    let mut q = Ordered::new(inst.len());
+    q.reset(inst.len());
     if start != 0 {
         q.insert(start);
     }
@@ -858,25 +964,38 @@ fn optimize(inst: &mut [Inst], start: u32) {
 }
 
 /// RE2's `Prog::Flatten`, returning only the size of the flattened program.
-fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
+fn flatten(inst: &[Inst], start: u32, start_unanchored: u32, scratch: &mut Scratch) -> u32 {
     let n = inst.len();
+    let Scratch {
+        queue: reachable,
+        is_root,
+        roots,
+        sorted,
+        edges,
+        pred_start,
+        preds,
+        stack: stk,
+        ..
+    } = scratch;
     // Roots, with membership.
-    let mut is_root = vec![false; n];
-    let mut roots: Vec<u32> = Vec::new();
+    is_root.clear();
+    is_root.resize(n, false);
+    roots.clear();
     let add_root = |id: u32, is_root: &mut Vec<bool>, roots: &mut Vec<u32>| {
         if !is_root[id as usize] {
             is_root[id as usize] = true;
             roots.push(id);
         }
     };
-    add_root(0, &mut is_root, &mut roots);
-    add_root(start_unanchored, &mut is_root, &mut roots);
-    add_root(start, &mut is_root, &mut roots);
+    add_root(0, is_root, roots);
+    add_root(start_unanchored, is_root, roots);
+    add_root(start, is_root, roots);
 
     // MarkSuccessors.
-    let mut preds: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut reachable = Ordered::new(n);
-    let mut stk = vec![start_unanchored];
+    edges.clear();
+    reachable.reset(n);
+    stk.clear();
+    stk.push(start_unanchored);
     while let Some(mut id) = stk.pop() {
         loop {
             if !reachable.insert(id) {
@@ -885,14 +1004,13 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
             let ip = inst[id as usize];
             match ip.kind {
                 Kind::Alt | Kind::AltMatch => {
-                    for out in [ip.out, ip.out1] {
-                        preds[out as usize].push(id);
-                    }
+                    edges.push((ip.out, id));
+                    edges.push((ip.out1, id));
                     stk.push(ip.out1);
                     id = ip.out;
                 }
                 Kind::ByteRange(..) | Kind::Capture | Kind::EmptyWidth => {
-                    add_root(ip.out, &mut is_root, &mut roots);
+                    add_root(ip.out, is_root, roots);
                     id = ip.out;
                 }
                 Kind::Nop => id = ip.out,
@@ -900,9 +1018,32 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
             }
         }
     }
+    // Each instruction's predecessors, side by side in one list.
+    pred_start.clear();
+    pred_start.resize(n + 1, 0);
+    for &(to, _) in edges.iter() {
+        pred_start[to as usize + 1] += 1;
+    }
+    for i in 0..n {
+        pred_start[i + 1] += pred_start[i];
+    }
+    preds.clear();
+    preds.resize(edges.len(), 0);
+    for &(to, from) in edges.iter() {
+        // `pred_start[to]` is moved past each one filled, and moved back below.
+        preds[pred_start[to as usize] as usize] = from;
+        pred_start[to as usize] += 1;
+    }
+    for i in (0..n).rev() {
+        pred_start[i + 1] = pred_start[i];
+    }
+    pred_start[0] = 0;
+    let preds_of =
+        |id: u32| &preds[pred_start[id as usize] as usize..pred_start[id as usize + 1] as usize];
 
     // MarkDominator, from the highest root down, skipping the two starts and 0.
-    let mut sorted = roots.clone();
+    sorted.clear();
+    sorted.extend_from_slice(roots);
     sorted.sort_unstable();
     // The set and the stack serve every walk below, emptied between walks.
     for &root in sorted.iter().skip(1).rev() {
@@ -931,15 +1072,15 @@ fn flatten(inst: &[Inst], start: u32, start_unanchored: u32) -> u32 {
             }
         }
         for &id in &reachable.order {
-            if preds[id as usize].iter().any(|&p| !reachable.contains(p)) {
-                add_root(id, &mut is_root, &mut roots);
+            if preds_of(id).iter().any(|&p| !reachable.contains(p)) {
+                add_root(id, is_root, roots);
             }
         }
     }
 
     // EmitList for every root, counting instructions.
     let mut size = 0u32;
-    for &root in &roots {
+    for &root in roots.iter() {
         reachable.clear();
         stk.push(root);
         while let Some(mut id) = stk.pop() {

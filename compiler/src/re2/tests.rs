@@ -61,6 +61,33 @@ fn corpus_agrees_with_recorded_envoy_verdicts_and_sizes() {
     );
 }
 
+/// The lists a thread keeps from one program to the next change no size: the corpus
+/// measured on one thread, a large program among the small ones, is the corpus measured
+/// with each pattern on a thread of its own.
+#[test]
+fn sizes_do_not_depend_on_the_patterns_measured_before() {
+    let large = "[a-c][a-z0-9]{1000}x[a-z0-9]{1000}";
+    let mut patterns: Vec<&str> = corpus().iter().map(|c| c.pattern).collect();
+    patterns.insert(patterns.len() / 2, large);
+    let in_turn: Vec<_> = patterns.iter().map(|p| program_size(p)).collect();
+    let fresh: Vec<_> = std::thread::scope(|s| {
+        patterns
+            .iter()
+            .map(|p| s.spawn(move || program_size(p)).join().expect("no panic"))
+            .collect()
+    });
+    assert_eq!(in_turn, fresh);
+    // The large program's lists are not kept; a small one's are.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(program_size(large).is_ok());
+            assert_eq!(compile::kept_instructions(), 0);
+            assert!(program_size("/api/[a-z]+/.*").is_ok());
+            assert!(compile::kept_instructions() > 0);
+        });
+    });
+}
+
 #[test]
 fn size_limit_examples_from_the_reference() {
     assert_eq!(
