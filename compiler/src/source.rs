@@ -55,8 +55,11 @@ pub struct SourceFile {
     lines: u32,
     /// The length of the text, kept while it is released.
     len: usize,
-    /// While the text is released: a hash of where its lines start.
-    released: Option<u64>,
+    /// A hash of where the text's lines start, to tell a file read again from the one
+    /// released; kept while it is released.
+    breaks: u64,
+    /// Whether the text is released.
+    released: bool,
 }
 
 /// One line start in this many is kept ([`SourceFile::marks`]): a line is then found by
@@ -67,12 +70,17 @@ const LINES_PER_MARK: usize = 32;
 
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
+        use std::hash::{BuildHasher, Hasher};
+        // The breaks are hashed as they are counted: the file's text is released after
+        // reading (`lint`), and hashing it then was a second pass over it on one core.
+        let mut hash = foldhash::fast::FixedState::with_seed(0).build_hasher();
         let breaks = memchr::memchr_iter(b'\n', text.as_bytes());
         let mut marks = Vec::with_capacity(text.len() / (LINES_PER_MARK * 16) + 1);
         marks.push(0u32);
         let mut lines = 1u32;
         for (i, b) in breaks.enumerate() {
             lines += 1;
+            hash.write_usize(b);
             if (i + 1) % LINES_PER_MARK == 0 {
                 marks.push(b as u32 + 1);
             }
@@ -84,14 +92,15 @@ impl SourceFile {
             text,
             marks,
             lines,
-            released: None,
+            breaks: hash.finish(),
+            released: false,
         }
     }
 
     /// Where a 1-based line starts and ends (before its line break), in bytes; `None` past
     /// the last line or while the text is released.
     fn line_range(&self, line: u32) -> Option<(usize, usize)> {
-        if self.released.is_some() || line == 0 || line > self.lines {
+        if self.released || line == 0 || line > self.lines {
             return None;
         }
         let i = line as usize - 1;
@@ -133,16 +142,6 @@ impl SourceFile {
     }
 }
 
-/// A hash of where a text's lines start, to tell a file read again from the one released.
-fn lines_hash(text: &str) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
-    for b in memchr::memchr_iter(b'\n', text.as_bytes()) {
-        h.write_usize(b);
-    }
-    h.finish()
-}
-
 /// All files of one compilation. The compiler never reads a file itself: callers add text.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
@@ -166,10 +165,10 @@ impl Sources {
     /// ([`Sources::restore_text`]).
     pub fn release_text(&mut self, id: FileId) {
         let f = &mut self.files[id.0 as usize];
-        if f.released.is_some() {
+        if f.released {
             return;
         }
-        f.released = Some(lines_hash(&f.text));
+        f.released = true;
         f.text = String::new();
         f.marks = Vec::new();
     }
@@ -178,25 +177,22 @@ impl Sources {
     /// released) unless it has the length and the lines of the text released.
     pub fn restore_text(&mut self, id: FileId, text: String) -> bool {
         let f = &mut self.files[id.0 as usize];
-        let Some(hash) = f.released else {
-            return false;
-        };
-        if text.len() != f.len || lines_hash(&text) != hash {
+        if !f.released || text.len() != f.len {
             return false;
         }
         let again = SourceFile::new(String::new(), text);
-        if again.lines != f.lines {
+        if again.breaks != f.breaks || again.lines != f.lines {
             return false;
         }
         f.text = again.text;
         f.marks = again.marks;
-        f.released = None;
+        f.released = false;
         true
     }
 
     /// Whether a file's text is released.
     pub fn is_released(&self, id: FileId) -> bool {
-        self.files[id.0 as usize].released.is_some()
+        self.files[id.0 as usize].released
     }
 
     pub fn get(&self, id: FileId) -> &SourceFile {
