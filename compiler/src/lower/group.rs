@@ -80,7 +80,7 @@ impl<'a> std::ops::Deref for Member<'_, 'a> {
 /// A group's key and its Mappings, in the order Emissary adds them.
 type Group<'s, 'a> = (Box<GroupKey>, Vec<Member<'s, 'a>>);
 
-/// No group: the end of a chain in [`build_routes`]' index.
+/// No group: the end of a chain in [`file_groups`]' index.
 const NONE: usize = usize::MAX;
 
 /// A table's routes, the Mappings whose clusters they send to (in the order they were used),
@@ -270,7 +270,8 @@ fn file_groups(keys: &[(Box<GroupKey>, u64)]) -> Filed {
     }
     drop(index);
     let mut same_match = Vec::new();
-    for &head in &heads {
+    // Only a hash with two groups or more can hold groups with the same match.
+    for &head in heads.iter().filter(|&&h| next[h] != NONE) {
         let mut chain = vec![head];
         let mut g = head;
         while next[g] != NONE {
