@@ -25,6 +25,9 @@
 //! itself gives up at about 87,000 instructions, so the verdict still holds); and the
 //! tables are those of the RE2 in Envoy 1.40 (Unicode 15.1 script names).
 //!
+//! Sizes are remembered by the shape of the parsed pattern, the values of its literals left
+//! out, which do not change the size but in a repeated single literal (`shape.rs`).
+//!
 //! Not mirrored because it cannot change `ProgramSize()` under Latin-1: the UTF-8 byte
 //! trie, the reverse program, and the DFA/one-pass analyses.
 //!
@@ -38,6 +41,7 @@ mod exec;
 mod parse;
 mod prefix;
 mod regexp;
+mod shape;
 
 pub use exec::Regex;
 pub use prefix::literal_prefixes;
@@ -146,7 +150,7 @@ fn analyse(pattern: &str) -> Result<(Option<u32>, Vec<Note>), Re2Error> {
     if !compile::shallow(&re) {
         return Ok((None, notes));
     }
-    Ok((compile::program_size(re).ok(), notes))
+    Ok((shape::program_size(re), notes))
 }
 
 #[cfg(test)]
