@@ -28,11 +28,18 @@ struct Parser<'a> {
     stack: Vec<Item>,
     ncap: u32,
     notes: Vec<Note>,
+    /// Plain bytes after a literal are added to the literal string at once
+    /// ([`Parser::push_plain_run`]); tests turn it off to compare.
+    runs: bool,
 }
 
 /// Parses `pat` as RE2 does; the notes report constructs RE2 reads differently from the
 /// engines users usually test with.
 pub(super) fn parse(pat: &[u8]) -> Result<(Regexp, Vec<Note>), Re2Error> {
+    parse_with(pat, true)
+}
+
+fn parse_with(pat: &[u8], runs: bool) -> Result<(Regexp, Vec<Note>), Re2Error> {
     let mut p = Parser {
         pat,
         pos: 0,
@@ -40,9 +47,26 @@ pub(super) fn parse(pat: &[u8]) -> Result<(Regexp, Vec<Note>), Re2Error> {
         stack: Vec::new(),
         ncap: 0,
         notes: Vec::new(),
+        runs,
     };
     let re = p.run()?;
     Ok((re, p.notes))
+}
+
+/// [`parse`] taking every literal byte on its own, as RE2 does (tests).
+#[cfg(test)]
+pub(super) fn parse_bytewise(pat: &[u8]) -> Result<(Regexp, Vec<Note>), Re2Error> {
+    parse_with(pat, false)
+}
+
+/// A byte the parser reads as a literal of its own, with no note: ASCII and none of
+/// `()|^$.[*+?{\`.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii()
+        && !matches!(
+            b,
+            b'(' | b')' | b'|' | b'^' | b'$' | b'.' | b'[' | b'*' | b'+' | b'?' | b'{' | b'\\'
+        )
 }
 
 fn syntax(offset: usize, message: String) -> Re2Error {
@@ -166,6 +190,9 @@ impl Parser<'_> {
                     self.literal_note(start);
                     self.push_literal(u32::from(c));
                     self.pos += 1;
+                    if self.runs {
+                        self.push_plain_run();
+                    }
                 }
             }
             last_unary = is_unary;
@@ -303,6 +330,48 @@ impl Parser<'_> {
         }
         self.stack.pop();
         false
+    }
+
+    /// The plain bytes at `pos`, right after a literal was pushed, pushed as
+    /// [`Parser::push_literal`] would push them one by one once the two literals on top of
+    /// the stack merge: each new byte adds the top literal to the string below and takes its
+    /// place. So the string gets the top literal and all the run's bytes but the last, which
+    /// stays on top (a repetition after the run applies to it alone). Does nothing until the
+    /// top two are literals that merge, nor under `(?i)`.
+    fn push_plain_run(&mut self) {
+        let rest = &self.pat[self.pos..];
+        let len = rest.iter().take_while(|&&b| is_plain(b)).count();
+        let n = self.stack.len();
+        if len == 0 || n < 2 || self.flags & FOLD_CASE != 0 {
+            return;
+        }
+        let (below, top) = self.stack.split_at_mut(n - 1);
+        let (Item::Re(re2), Item::Re(re1)) = (&mut below[n - 2], &mut top[0]) else {
+            return;
+        };
+        let Op::Literal(t) = re1.op else {
+            return;
+        };
+        if re1.flags != self.flags || (re1.flags ^ re2.flags) & FOLD_CASE != 0 {
+            return;
+        }
+        let runes = match &mut re2.op {
+            Op::LiteralString(v) => v,
+            Op::Literal(x) => {
+                let mut v = Vec::with_capacity(16);
+                v.push(*x);
+                re2.op = Op::LiteralString(v);
+                let Op::LiteralString(v) = &mut re2.op else {
+                    return;
+                };
+                v
+            }
+            _ => return,
+        };
+        runes.push(t);
+        runes.extend(rest[..len - 1].iter().map(|&b| u32::from(b)));
+        re1.op = Op::Literal(u32::from(rest[len - 1]));
+        self.pos += len;
     }
 
     /// RE2's `PushLiteral`.

@@ -88,6 +88,38 @@ fn sizes_do_not_depend_on_the_patterns_measured_before() {
     });
 }
 
+/// Taking a run of plain bytes at once gives the tree (and notes, and errors) that taking
+/// them one by one does: the corpus, and patterns put together from pieces around runs.
+#[test]
+fn plain_runs_parse_as_bytes_one_by_one() {
+    let mut patterns: Vec<String> = corpus().iter().map(|c| c.pattern.to_owned()).collect();
+    const PIECES: &[&str] = &[
+        "abc", "/", "x", "y*", "[a-z]+", "(?i)", "(?i:ab)", "(?-i)", "de", "|", "(", ")", ".",
+        "\\.", "\\d", "{2}", "{,", "}", "\u{e9}", "\\Qa.", "b\\E", "?", "a{2,3}", "-", "^", "$",
+        "(?U)", "z+?", "(?:", "[^/]", "]",
+    ];
+    let mut state = 7u32;
+    let mut next = |n: usize| {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (state >> 16) as usize % n
+    };
+    for _ in 0..5000 {
+        let len = 1 + next(8);
+        patterns.push((0..len).map(|_| PIECES[next(PIECES.len())]).collect());
+    }
+    let mut parsed = 0;
+    for p in &patterns {
+        let runs = parse::parse(p.as_bytes());
+        parsed += usize::from(runs.is_ok());
+        assert_eq!(
+            format!("{runs:?}"),
+            format!("{:?}", parse::parse_bytewise(p.as_bytes())),
+            "`{p}`"
+        );
+    }
+    assert!(parsed > 2000, "{parsed} parsed");
+}
+
 #[test]
 fn size_limit_examples_from_the_reference() {
     assert_eq!(
