@@ -94,15 +94,21 @@ fn texts(re: &Regexp, depth: u32) -> Option<Vec<Text>> {
         }
         Op::AnyChar | Op::AnyByte => None,
         Op::CharClass { cc, .. } => {
-            let mut out = Vec::new();
+            let bytes: u32 = cc
+                .ranges()
+                .iter()
+                .filter(|&&(lo, _)| lo <= 0xFF)
+                .map(|&(lo, hi)| hi.min(0xFF) - lo + 1)
+                .sum();
+            if bytes as usize > MAX_CLASS {
+                return None;
+            }
+            let mut out = Vec::with_capacity(bytes as usize);
             for &(lo, hi) in cc.ranges() {
                 if lo > 0xFF {
                     continue;
                 }
                 for b in lo..=hi.min(0xFF) {
-                    if out.len() == MAX_CLASS {
-                        return None;
-                    }
                     out.push(Text {
                         bytes: vec![b as u8],
                         whole: true,
@@ -167,6 +173,11 @@ fn concat(parts: impl Iterator<Item = Option<Vec<Text>>>) -> Option<Vec<Text>> {
             acc.iter_mut().for_each(|t| t.whole = false);
             break;
         };
+        if i == 0 && part.len() <= MAX_TEXTS && part.iter().all(|t| t.bytes.len() <= MAX_LEN) {
+            // The first part's texts, each after the one empty text: themselves.
+            acc = part;
+            continue;
+        }
         let whole = acc.iter().filter(|t| t.whole).count();
         let longest = acc.iter().map(|t| t.bytes.len()).max().unwrap_or(0)
             + part.iter().map(|t| t.bytes.len()).max().unwrap_or(0);
