@@ -106,8 +106,10 @@ impl SourceFile {
         let i = line as usize - 1;
         let bytes = self.text.as_bytes();
         let mut start = *self.marks.get(i / LINES_PER_MARK)? as usize;
-        for _ in 0..i % LINES_PER_MARK {
-            start += memchr::memchr(b'\n', &bytes[start..])? + 1;
+        // One search over the lines from the mark (a search per line costs more to start
+        // than a short line takes to look through).
+        if let Some(k) = (i % LINES_PER_MARK).checked_sub(1) {
+            start += memchr::memchr_iter(b'\n', &bytes[start..]).nth(k)? + 1;
         }
         let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
         Some((start, end))
@@ -116,9 +118,14 @@ impl SourceFile {
     /// The text of a 1-based line, without its line break; `None` while the text is
     /// released.
     pub fn line(&self, line: u32) -> Option<&str> {
+        self.line_at(line).map(|(_, l)| l)
+    }
+
+    /// [`SourceFile::line`] and the byte offset where it starts.
+    pub fn line_at(&self, line: u32) -> Option<(usize, &str)> {
         let (start, end) = self.line_range(line)?;
         let l = &self.text[start..end];
-        Some(l.strip_suffix('\r').unwrap_or(l))
+        Some((start, l.strip_suffix('\r').unwrap_or(l)))
     }
 
     /// Byte offset of a position, if it lies in the file.
@@ -287,6 +294,7 @@ mod tests {
                 assert_eq!(f.line(n), Some(want), "line {n}");
                 let start = split[..i].iter().map(|l| l.len() + 1).sum::<usize>();
                 assert_eq!(f.offset(Pos::new(n, 1)), Some(start), "line {n}");
+                assert_eq!(f.line_at(n), Some((start, want)), "line {n}");
             }
             assert_eq!(f.line(split.len() as u32 + 1), None);
             assert_eq!(f.line(0), None);

@@ -34,6 +34,9 @@ impl ScalarMap {
         }
         // The source is decoded again, one position per character; the decoded text must be
         // the parser's value, or positions fall back to the start.
+        // The value's lines: the room the lists below need (a block scalar's source has a
+        // line for each, and a run of positions each).
+        let lines = memchr::memchr_iter(b'\n', value.as_bytes()).count() + 1;
         let decoded = source_start(file, start, style).and_then(|(off, at)| {
             let src = &file.text[off..];
             let (text, runs) = match style {
@@ -44,7 +47,7 @@ impl ScalarMap {
                         rest: value,
                         ok: true,
                     };
-                    let runs = decode_block(src, at, style == Style::Folded, &mut expect)?;
+                    let runs = decode_block(src, at, style == Style::Folded, lines, &mut expect)?;
                     return (expect.ok && expect.rest.is_empty()).then_some(runs);
                 }
                 Style::DoubleQuoted => decode_quoted(src, at, true)?,
@@ -55,7 +58,8 @@ impl ScalarMap {
         });
         match decoded {
             Some(positions) => {
-                let mut line_starts = vec![0];
+                let mut line_starts = Vec::with_capacity(lines);
+                line_starts.push(0);
                 if value.is_ascii() {
                     // Characters are bytes: the common case, and a faster loop.
                     line_starts.extend(memchr::memchr_iter(b'\n', value.as_bytes()).map(|i| i + 1));
@@ -122,15 +126,19 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
     let mut line = start.line;
     while line > 1 {
         line -= 1;
-        let text = file.line(line)?;
+        let (offset, text) = file.line_at(line)?;
         let code = text.split(" #").next().unwrap_or(text).trim_end();
         if code.trim().is_empty() {
             continue;
         }
         let idx = code.rfind(['|', '>'])?;
-        let column = code[..idx].chars().count() as u32 + 1;
-        let at = Pos::new(line, column);
-        return Some((file.offset(at)?, at));
+        let before = &code[..idx];
+        let column = if before.is_ascii() {
+            before.len()
+        } else {
+            before.chars().count()
+        };
+        return Some((offset + idx, Pos::new(line, column as u32 + 1)));
     }
     None
 }
@@ -182,8 +190,15 @@ fn char_len(s: &str) -> usize {
 
 /// Literal (`|`) and folded (`>`) block scalars with automatic indentation, starting at the
 /// beginning of `src`: the text goes to `text`, one position per character is returned.
-/// `None` when the source is not in a shape handled here.
-fn decode_block<S: Sink>(src: &str, start: Pos, folded: bool, text: &mut S) -> Option<Runs> {
+/// `None` when the source is not in a shape handled here. `value_lines`: about how many
+/// lines the value has (room made beforehand).
+fn decode_block<S: Sink>(
+    src: &str,
+    start: Pos,
+    folded: bool,
+    value_lines: usize,
+    text: &mut S,
+) -> Option<Runs> {
     let mut lines = src.split('\n');
     let header = lines.next()?;
     let header = header.split(" #").next()?.trim_end();
@@ -199,7 +214,7 @@ fn decode_block<S: Sink>(src: &str, start: Pos, folded: bool, text: &mut S) -> O
     }
     // Collect the content lines: the indentation is that of the first non-empty line.
     let mut indent: Option<usize> = None;
-    let mut content: Vec<(u32, &str)> = Vec::new();
+    let mut content: Vec<(u32, &str)> = Vec::with_capacity(value_lines + 1);
     for (i, raw) in lines.enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let spaces = line.bytes().take_while(|&b| b == b' ').count();
@@ -231,7 +246,10 @@ fn decode_block<S: Sink>(src: &str, start: Pos, folded: bool, text: &mut S) -> O
     let trailing = content.len() - last_content;
     content.truncate(last_content);
 
-    let mut pos = Runs::default();
+    let mut pos = Runs {
+        runs: Vec::with_capacity(value_lines + 1),
+        len: 0,
+    };
     let mut prev_normal: Option<bool> = None;
     let mut blanks = 0usize;
     let mut last_break = start;
