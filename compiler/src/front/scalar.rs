@@ -127,7 +127,7 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
     while line > 1 {
         line -= 1;
         let (offset, text) = file.line_at(line)?;
-        let code = text.split(" #").next().unwrap_or(text).trim_end();
+        let code = before_comment(text).trim_end();
         if code.trim().is_empty() {
             continue;
         }
@@ -141,6 +141,14 @@ fn source_start(file: &SourceFile, start: Pos, style: Style) -> Option<(usize, P
         return Some((offset + idx, Pos::new(line, column as u32 + 1)));
     }
     None
+}
+
+/// The text before the first ` #` (a comment), or all of it.
+fn before_comment(line: &str) -> &str {
+    let b = line.as_bytes();
+    memchr::memchr_iter(b'#', b)
+        .find(|&i| i > 0 && b[i - 1] == b' ')
+        .map_or(line, |i| &line[..i - 1])
 }
 
 /// Where decoded text goes: built, or compared with the value the parser gave.
@@ -201,7 +209,7 @@ fn decode_block<S: Sink>(
 ) -> Option<Runs> {
     let mut lines = src.split('\n');
     let header = lines.next()?;
-    let header = header.split(" #").next()?.trim_end();
+    let header = before_comment(header).trim_end();
     let mut chomp = 'c';
     for c in header.chars().skip(1) {
         match c {
@@ -442,7 +450,7 @@ fn flush(text: &mut String, pos: &mut Runs, pending: &mut Vec<(char, Pos)>) {
 /// A plain scalar on one line.
 fn decode_plain(src: &str, start: Pos) -> Option<(String, Runs)> {
     let line = src.split('\n').next()?;
-    let line = line.split(" #").next()?.trim_end();
+    let line = before_comment(line).trim_end();
     let text = line.to_string();
     let mut pos = Runs::default();
     pos.run(start, line.chars().count());
@@ -556,6 +564,17 @@ mod tests {
         let col = before.rsplit('\n').next().unwrap().chars().count();
         let _ = FileId(0);
         (m.map(line, col), m.is_exact())
+    }
+
+    #[test]
+    fn comments_are_cut_where_splitting_at_them_cuts() {
+        let lines = [
+            "", "#", " #", "a #b", "a#b #c", "é #x", "x # # y", "a ##", "  |- # c", "x",
+        ];
+        for line in lines {
+            let split = line.split(" #").next().unwrap_or(line);
+            assert_eq!(before_comment(line), split);
+        }
     }
 
     #[test]
