@@ -152,12 +152,14 @@ impl Context {
             opts,
             &mut diags,
         );
+        let served: HashSet<&str> = listeners
+            .iter()
+            .flat_map(|l| &l.chains)
+            .flat_map(|c| &c.virtual_hosts)
+            .map(String::as_str)
+            .collect();
         for v in &mut vhosts {
-            v.bound = listeners.iter().any(|l| {
-                l.chains
-                    .iter()
-                    .any(|c| c.virtual_hosts.contains(&v.vh.name))
-            });
+            v.bound = served.contains(v.vh.name.as_str());
         }
 
         let mut held_clusters = BTreeMap::new();

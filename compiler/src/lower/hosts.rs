@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
@@ -41,6 +41,8 @@ pub(super) fn hosts<'a>(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
     let mut out: Vec<VHost> = Vec::new();
+    // Where each hostname's Host is in `out`: a later Host with the same one is reported.
+    let mut claimed: HashMap<String, usize> = HashMap::new();
     for r in hosts {
         let reader = Reader::new(r);
         let glob = reader.str("hostname").unwrap_or("*").to_ascii_lowercase();
@@ -181,7 +183,7 @@ pub(super) fn hosts<'a>(
             // Emissary's default, with or without TLS.
             None => InsecureAction::Redirect,
         };
-        if let Some(existing) = out.iter_mut().find(|v| v.glob == glob) {
+        if let Some(existing) = claimed.get(&glob).map(|&i| &out[i]) {
             diags.push(
                 Diagnostic::at(
                     Code::DuplicateHostname,
@@ -199,6 +201,7 @@ pub(super) fn hosts<'a>(
             );
             continue;
         }
+        claimed.insert(glob.clone(), out.len());
         out.push(VHost {
             vh: VirtualHost {
                 name: format!("host-{}-{}", r.id.namespace, r.id.name),
