@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diag::{Code, Diagnostic};
 use crate::front::yaml::Node;
@@ -40,6 +40,8 @@ pub(super) fn hosts<'a>(
     now: Option<i64>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<VHost> {
+    let hosts: Vec<&Resource> = hosts.collect();
+    let certificates = certificates(&hosts, secrets);
     let mut out: Vec<VHost> = Vec::new();
     // Where each hostname's Host is in `out`: a later Host with the same one is reported.
     let mut claimed: HashMap<String, usize> = HashMap::new();
@@ -150,9 +152,17 @@ pub(super) fn hosts<'a>(
                 secrets,
                 secrets_known,
                 diags,
-            ) && secrets
-                .get(&t.secret)
-                .is_none_or(|s| certificate_fits(r, &t.secret, s, sni_of(&glob), now, diags));
+            ) && secrets.get(&t.secret).is_none_or(|s| {
+                let read;
+                let cert = match certificates.get(&t.secret) {
+                    Some(c) => c.as_ref(),
+                    None => {
+                        read = Certificate::read(s);
+                        read.as_ref()
+                    }
+                };
+                certificate_fits(r, &t.secret, s, cert, sni_of(&glob), now, diags)
+            });
             if !usable || !ca_ok {
                 tls = None;
             }
@@ -387,25 +397,111 @@ fn sni_of(glob: &str) -> &str {
     glob.rsplit_once(':').map_or(glob, |(h, _)| h)
 }
 
-/// The certificate of a Host's Secret, read offline: one that does not parse is unusable
-/// (its TLS left out); one that has expired (when the caller gives the time) or whose names
-/// do not cover the Host's hostname is served, with a warning.
+/// What the checks read of a Secret's certificate.
+struct Certificate {
+    /// `notAfter`, in seconds since the epoch, and as it is shown.
+    not_after: i64,
+    not_after_shown: String,
+    /// The DNS names of its subject alternative names, lowercase, or when it has none the
+    /// common names of its subject.
+    names: Vec<String>,
+}
+
+impl Certificate {
+    /// `tls.crt` of `s`; `None` when it does not parse as an X.509 certificate.
+    fn read(s: &SecretInfo) -> Option<Certificate> {
+        use x509_parser::extensions::GeneralName;
+        let pem = s.cert_chain.as_deref().unwrap_or_default();
+        let parsed = x509_parser::pem::parse_x509_pem(pem)
+            .ok()
+            .map(|(_, p)| p)
+            .filter(|p| p.label == "CERTIFICATE")?;
+        let cert = parsed.parse_x509().ok()?;
+        let mut names: Vec<String> = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|g| match g {
+                    GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if names.is_empty() {
+            names = cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_ascii_lowercase))
+                .collect();
+        }
+        Some(Certificate {
+            not_after: cert.validity().not_after.timestamp(),
+            not_after_shown: cert.validity().not_after.to_string(),
+            names,
+        })
+    }
+}
+
+/// The certificates of the Secrets the Hosts name in `tlsSecret`, read on all cores (a
+/// certificate takes some microseconds to parse; a Host per hostname, each with its own
+/// Secret, is common), by `namespace/name`.
+fn certificates(
+    hosts: &[&Resource],
+    secrets: &HashMap<String, &SecretInfo>,
+) -> HashMap<String, Option<Certificate>> {
+    let mut named: Vec<(String, &SecretInfo)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for r in hosts {
+        let Some(secret) = r.field("tlsSecret") else {
+            continue;
+        };
+        let Some(name) = secret.get("name").and_then(Node::as_str) else {
+            continue;
+        };
+        let ns = secret
+            .get("namespace")
+            .and_then(Node::as_str)
+            .unwrap_or(&r.id.namespace);
+        let key = format!("{ns}/{name}");
+        if let Some(s) = secrets.get(&key) {
+            if seen.insert(key.clone()) {
+                named.push((key, s));
+            }
+        }
+    }
+    let run = crate::par::run_len(named.len(), PARALLEL_MIN_CERTIFICATES);
+    let read = crate::par::runs(&named, run, |run| {
+        run.iter()
+            .map(|(_, s)| Certificate::read(s))
+            .collect::<Vec<_>>()
+    });
+    named
+        .into_iter()
+        .map(|(key, _)| key)
+        .zip(read.into_iter().flatten())
+        .collect()
+}
+
+/// Fewer certificates than this are read on one thread.
+const PARALLEL_MIN_CERTIFICATES: usize = 64;
+
+/// The certificate of a Host's Secret (`cert`, `None` when it does not parse), read offline:
+/// one that does not parse is unusable (its TLS left out); one that has expired (when the
+/// caller gives the time) or whose names do not cover the Host's hostname is served, with a
+/// warning.
 fn certificate_fits(
     r: &Resource,
     name: &str,
     s: &SecretInfo,
+    cert: Option<&Certificate>,
     sni: &str,
     now: Option<i64>,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
-    use x509_parser::extensions::GeneralName;
     let span = r.key_span("tlsSecret");
-    let pem = s.cert_chain.as_deref().unwrap_or_default();
-    let parsed = x509_parser::pem::parse_x509_pem(pem)
-        .ok()
-        .map(|(_, p)| p)
-        .filter(|p| p.label == "CERTIFICATE");
-    let Some(cert) = parsed.as_ref().and_then(|p| p.parse_x509().ok()) else {
+    let Some(cert) = cert else {
         diags.push(
             Diagnostic::at(
                 Code::SecretUnusable,
@@ -430,38 +526,19 @@ fn certificate_fits(
         );
     };
     if let Some(now) = now {
-        if cert.validity().not_after.timestamp() < now {
+        if cert.not_after < now {
             warn(
                 Code::CertificateExpired,
                 format!(
                     "the certificate in Secret `{name}` of Host `{}` expired on {}: clients will refuse it",
-                    r.id.name,
-                    cert.validity().not_after
+                    r.id.name, cert.not_after_shown
                 ),
                 diags,
             );
         }
     }
     if sni != "*" {
-        let mut names: Vec<String> = match cert.subject_alternative_name() {
-            Ok(Some(san)) => san
-                .value
-                .general_names
-                .iter()
-                .filter_map(|g| match g {
-                    GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        if names.is_empty() {
-            names = cert
-                .subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok().map(str::to_ascii_lowercase))
-                .collect();
-        }
+        let names = &cert.names;
         // A wildcard name covers one label: `*.example.com` covers `a.example.com`.
         let covers = |n: &str| {
             n == sni

@@ -531,3 +531,65 @@ fn a_large_table_on_all_cores_is_the_same_as_on_one_thread() {
         "the IR differs"
     );
 }
+
+/// A Host's certificate is read once for the checks of its Secret: expired when the caller
+/// gives a time after its `notAfter`, unusable when its PEM block is no X.509 certificate,
+/// with the same findings however many Hosts (each with its Secret) are read on all cores.
+#[test]
+fn certificates_are_checked_against_the_time_given_and_their_names() {
+    let golden = include_str!("../../test_data/golden/12-tls-secrets-and-checks.yaml");
+    let block = |from: &str, to: &str| {
+        let start = golden.find(from).expect("the block") + from.len();
+        let end = golden[start..].find(to).expect("its end") + start;
+        golden[start..end].to_string()
+    };
+    let cert = block("  tls.crt: |\n", "  tls.key");
+    let key = block("  tls.key: |\n", "\n---\n") + "\n";
+    let garbled = "    -----BEGIN CERTIFICATE-----\n    bm90IGEgY2VydGlmaWNhdGU=\n    -----END CERTIFICATE-----\n";
+    let host = |i: usize, secret: &str| {
+        format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {{name: h{i}, namespace: default}}\nspec:\n  hostname: shop{i}.example.com\n  tlsSecret: {{name: {secret}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.key: |\n{key}  tls.crt: |\n{}",
+            if secret == "garbled" { garbled } else { &cert },
+        )
+    };
+    let compile_at = |n: usize, now: Option<i64>| {
+        let mut text: String = (0..n).map(|i| host(i, &format!("cert-{i}"))).collect();
+        text.push_str(&host(n, "garbled"));
+        let mut sources = crate::source::Sources::new();
+        sources.add("t.yaml", text);
+        let opts = crate::lower::LowerOptions {
+            now,
+            secrets_known: true,
+            ..Default::default()
+        };
+        let c = crate::compile(&sources, &crate::front::Options::default(), &opts);
+        let mut found: Vec<String> = c
+            .diagnostics
+            .iter()
+            .filter(|d| d.code.as_str().starts_with("AMB4"))
+            .map(|d| format!("{} {}", d.code.as_str(), d.message))
+            .collect();
+        found.sort();
+        found
+    };
+    // 2036-11-30, a day after the certificate's `notAfter`.
+    let after = Some(2_111_616_000);
+    for n in [1, 100] {
+        let found = compile_at(n, after);
+        assert!(
+            found.iter().any(|f| f.starts_with("AMB422 the certificate in Secret `default/cert-0` of Host `h0` expired on Nov 29 15:26:38 2036")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("Secret `default/garbled`")
+                && f.contains("does not parse as an X.509 certificate")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|f| f.starts_with("AMB423")), "{found:?}");
+        let before = compile_at(n, Some(2_000_000_000));
+        assert!(
+            !before.iter().any(|f| f.starts_with("AMB422")),
+            "{before:?}"
+        );
+    }
+}
