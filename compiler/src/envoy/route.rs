@@ -118,6 +118,52 @@ impl Variants {
 /// is always routed. Both variants drop a Mapping's own `x-forwarded-proto` condition
 /// under XFP. Where the two would do the same (XFP and Route) one route stands for both.
 pub(crate) fn route_variants(r: &Route, v: Variants) -> Vec<EnvoyRoute> {
+    // The variants are made in place: a prost route is over a kilobyte, and moving it
+    // through each step was a tenth of `preview` of a TLS configuration.
+    variants(r, routes_with(r, v.auth), v)
+}
+
+/// The matches of [`route_variants`], without building the routes' actions: what the
+/// checks read of the routes emitted.
+pub(crate) fn match_variants(r: &Route, v: Variants) -> Vec<EnvoyRouteMatch> {
+    variants(r, matches_with(r), v)
+}
+
+/// An Envoy route, or only its match, made into the variants of [`route_variants`].
+trait Variant: Clone {
+    fn route_match(&mut self) -> Option<&mut EnvoyRouteMatch>;
+    /// Answers 301 to https instead of what it does (a match is left as it is).
+    fn redirect(&mut self, auth: bool);
+    /// Named as the redirect that follows the route it was copied from.
+    fn name_redirect(&mut self);
+}
+
+impl Variant for EnvoyRoute {
+    fn route_match(&mut self) -> Option<&mut EnvoyRouteMatch> {
+        self.r#match.as_mut()
+    }
+
+    fn redirect(&mut self, auth: bool) {
+        https_redirect(self, auth);
+    }
+
+    fn name_redirect(&mut self) {
+        self.name.push_str("-redirect");
+    }
+}
+
+impl Variant for EnvoyRouteMatch {
+    fn route_match(&mut self) -> Option<&mut EnvoyRouteMatch> {
+        Some(self)
+    }
+
+    fn redirect(&mut self, _: bool) {}
+
+    fn name_redirect(&mut self) {}
+}
+
+/// [`route_variants`] of `base`, the routes (or matches) `r` is made into.
+fn variants<T: Variant>(r: &Route, mut base: Vec<T>, v: Variants) -> Vec<T> {
     let acme =
         matches!(&r.matcher.path, PathMatch::Prefix(p) if p == "/.well-known/acme-challenge/");
     let insecure = if acme {
@@ -125,28 +171,27 @@ pub(crate) fn route_variants(r: &Route, v: Variants) -> Vec<EnvoyRoute> {
     } else {
         v.insecure
     };
-    // The variants are made in place: a prost route is over a kilobyte, and moving it
-    // through each step was a tenth of `preview` of a TLS configuration.
-    let mut base = routes_with(r, v.auth);
     match (v.security, insecure) {
         (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => {}
         (SecurityModel::Insecure, InsecureAction::Redirect) => {
-            base.iter_mut().for_each(|b| https_redirect(b, v.auth))
+            base.iter_mut().for_each(|b| b.redirect(v.auth))
         }
         (SecurityModel::Insecure, InsecureAction::Reject) => base.clear(),
-        (SecurityModel::Xfp, InsecureAction::Route) => base.iter_mut().for_each(without_xfp),
+        (SecurityModel::Xfp, InsecureAction::Route) => {
+            base.iter_mut().for_each(|b| without_xfp(b.route_match()))
+        }
         (SecurityModel::Xfp, InsecureAction::Reject) => base.iter_mut().for_each(|b| {
-            without_xfp(b);
-            xfp_https(b);
+            without_xfp(b.route_match());
+            xfp_https(b.route_match());
         }),
         (SecurityModel::Xfp, InsecureAction::Redirect) => {
             let mut out = Vec::with_capacity(2 * base.len());
             for mut b in base {
-                without_xfp(&mut b);
+                without_xfp(b.route_match());
                 let mut redirect = b.clone();
-                https_redirect(&mut redirect, v.auth);
-                redirect.name.push_str("-redirect");
-                xfp_https(&mut b);
+                redirect.redirect(v.auth);
+                redirect.name_redirect();
+                xfp_https(b.route_match());
                 out.push(b);
                 out.push(redirect);
             }
@@ -158,14 +203,14 @@ pub(crate) fn route_variants(r: &Route, v: Variants) -> Vec<EnvoyRoute> {
 
 const XFP: &str = "x-forwarded-proto";
 
-fn without_xfp(r: &mut EnvoyRoute) {
-    if let Some(m) = &mut r.r#match {
+fn without_xfp(m: Option<&mut EnvoyRouteMatch>) {
+    if let Some(m) = m {
         m.headers.retain(|h| !h.name.eq_ignore_ascii_case(XFP));
     }
 }
 
-fn xfp_https(r: &mut EnvoyRoute) {
-    if let Some(m) = &mut r.r#match {
+fn xfp_https(m: Option<&mut EnvoyRouteMatch>) {
+    if let Some(m) = m {
         m.headers.push(HeaderMatcher {
             name: XFP.to_owned(),
             header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
@@ -329,13 +374,45 @@ fn origin_matcher(origin: &str) -> StringMatcher {
 /// `auth`: the connection managers run external authorization. A `host_redirect` route
 /// then switches it off (Emissary: redirects answer before auth), and each member's route
 /// carries its `bypass_auth` or `auth_context_extensions`.
+/// The matches of the Envoy routes `r` is made into ([`routes_with`]), in order: one, or one
+/// per member of a weighted group, each with the share of requests it takes.
+pub(crate) fn matches_with(r: &Route) -> Vec<EnvoyRouteMatch> {
+    let members = match &r.action {
+        IrAction::Forward(f) => f.clusters.as_slice(),
+        IrAction::Redirect(_) => &[],
+    };
+    match members {
+        [] => vec![route_match(&r.matcher, r.matcher.case_sensitive)],
+        [one] => vec![route_match(&r.matcher, one.case_sensitive)],
+        members => {
+            let mut cumulative = 0u32;
+            members
+                .iter()
+                .map(|c| {
+                    cumulative = (cumulative + c.weight).min(100);
+                    let mut m = route_match(&r.matcher, c.case_sensitive);
+                    m.runtime_fraction = Some(RuntimeFractionalPercent {
+                        default_value: Some(FractionalPercent {
+                            numerator: cumulative,
+                            denominator: fractional_percent::DenominatorType::Hundred as i32,
+                        }),
+                        runtime_key: format!("routing.traffic_shift.{}", c.cluster),
+                    });
+                    m
+                })
+                .collect()
+        }
+    }
+}
+
 pub(crate) fn routes_with(r: &Route, auth: bool) -> Vec<EnvoyRoute> {
+    let mut matches = matches_with(r).into_iter();
     let f = match &r.action {
         IrAction::Forward(f) => f,
         IrAction::Redirect(rd) => {
             return vec![EnvoyRoute {
                 name: r.name.clone(),
-                r#match: Some(route_match(&r.matcher, r.matcher.case_sensitive)),
+                r#match: matches.next(),
                 action: Some(route::Action::Redirect(redirect(rd))),
                 typed_per_filter_config: if auth {
                     HashMap::from([(EXT_AUTHZ_FILTER.to_owned(), disabled())])
@@ -354,33 +431,35 @@ pub(crate) fn routes_with(r: &Route, auth: bool) -> Vec<EnvoyRoute> {
         }
     };
     let group =
-        |name: String, m: EnvoyRouteMatch, action: route::Action, auth: Option<Any>| EnvoyRoute {
-            name,
-            r#match: Some(m),
-            action: Some(action),
-            request_headers_to_add: f
-                .settings
-                .request_headers_to_add
-                .iter()
-                .map(header_option)
-                .collect(),
-            request_headers_to_remove: f.settings.request_headers_to_remove.clone(),
-            response_headers_to_add: f
-                .settings
-                .response_headers_to_add
-                .iter()
-                .map(header_option)
-                .collect(),
-            response_headers_to_remove: f.settings.response_headers_to_remove.clone(),
-            typed_per_filter_config: route_filter_config(f.settings.cors.as_deref(), auth),
-            ..Default::default()
+        |name: String, m: Option<EnvoyRouteMatch>, action: route::Action, auth: Option<Any>| {
+            EnvoyRoute {
+                name,
+                r#match: m,
+                action: Some(action),
+                request_headers_to_add: f
+                    .settings
+                    .request_headers_to_add
+                    .iter()
+                    .map(header_option)
+                    .collect(),
+                request_headers_to_remove: f.settings.request_headers_to_remove.clone(),
+                response_headers_to_add: f
+                    .settings
+                    .response_headers_to_add
+                    .iter()
+                    .map(header_option)
+                    .collect(),
+                response_headers_to_remove: f.settings.response_headers_to_remove.clone(),
+                typed_per_filter_config: route_filter_config(f.settings.cors.as_deref(), auth),
+                ..Default::default()
+            }
         };
     match f.clusters.as_slice() {
         // The IR promises at least one backend; should a route arrive without one, answer
         // 503 as Envoy does for an unknown cluster instead of emitting an invalid route.
         [] => vec![group(
             r.name.clone(),
-            route_match(&r.matcher, r.matcher.case_sensitive),
+            matches.next(),
             route::Action::DirectResponse(DirectResponseAction {
                 status: 503,
                 ..Default::default()
@@ -389,29 +468,23 @@ pub(crate) fn routes_with(r: &Route, auth: bool) -> Vec<EnvoyRoute> {
         )],
         [one] => vec![group(
             r.name.clone(),
-            route_match(&r.matcher, one.case_sensitive),
+            matches.next(),
             forward(f, one),
             auth_of(one),
         )],
-        members => {
-            let mut cumulative = 0u32;
-            members
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    cumulative = (cumulative + c.weight).min(100);
-                    let mut m = route_match(&r.matcher, c.case_sensitive);
-                    m.runtime_fraction = Some(RuntimeFractionalPercent {
-                        default_value: Some(FractionalPercent {
-                            numerator: cumulative,
-                            denominator: fractional_percent::DenominatorType::Hundred as i32,
-                        }),
-                        runtime_key: format!("routing.traffic_shift.{}", c.cluster),
-                    });
-                    group(format!("{}-{i}", r.name), m, forward(f, c), auth_of(c))
-                })
-                .collect()
-        }
+        members => members
+            .iter()
+            .zip(matches)
+            .enumerate()
+            .map(|(i, (c, m))| {
+                group(
+                    format!("{}-{i}", r.name),
+                    Some(m),
+                    forward(f, c),
+                    auth_of(c),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, Listener as EnvoyListener};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, route, route_action, route_match,
-    HeaderMatcher, Route as EnvoyRoute, RouteConfiguration,
+    HeaderMatcher, Route as EnvoyRoute, RouteConfiguration, RouteMatch as EnvoyRouteMatch,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, HttpConnectionManager,
@@ -60,9 +60,9 @@ pub fn table_for(ir: &crate::ir::Ir) -> Table {
 /// (`Unsupported` with no text), since the check and admission read nothing else, and a
 /// virtual host's routes are all decoded at once.
 pub(crate) fn routes_of(r: &crate::ir::Route, v: super::Variants) -> Vec<Route> {
-    super::route::route_variants(r, v)
+    super::route::match_variants(r, v)
         .iter()
-        .map(conditions)
+        .map(conditions_of)
         .collect()
 }
 
@@ -230,7 +230,11 @@ fn route(r: &EnvoyRoute) -> Route {
 /// `r`'s conditions, with no name and a placeholder action (see [`routes_of`]).
 fn conditions(r: &EnvoyRoute) -> Route {
     let none = Default::default();
-    let m = r.r#match.as_ref().unwrap_or(&none);
+    conditions_of(r.r#match.as_ref().unwrap_or(&none))
+}
+
+/// The conditions of a route match, with no name and a placeholder action.
+fn conditions_of(m: &EnvoyRouteMatch) -> Route {
     let path = match &m.path_specifier {
         Some(route_match::PathSpecifier::Prefix(p)) => PathCond::Prefix(p.clone()),
         Some(route_match::PathSpecifier::Path(p)) => PathCond::Exact(p.clone()),

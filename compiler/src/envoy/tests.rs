@@ -1889,3 +1889,56 @@ fn rendering_ahead_writes_what_one_thread_writes() {
     super::json::write_config_dump_json(&res, None, &mut want).unwrap();
     assert!(want == super::json::write_with_waves(&res, None, None));
 }
+
+/// The matches the checks read ([`super::route::match_variants`], made without the routes'
+/// actions) are those of the routes emitted, in every variant a listener may serve: over
+/// every route of the golden configurations (weighted groups, redirects, regexes, headers,
+/// query parameters, case-insensitive paths, the ACME path).
+#[test]
+fn the_matches_checked_are_the_matches_emitted() {
+    use super::route::{match_variants, route_variants};
+    use super::Variants;
+    use crate::ir::{InsecureAction, SecurityModel};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the golden directory")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut compared = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("a golden file");
+        let c = crate::compile_one("t.yaml", &text);
+        for vh in &c.ir.virtual_hosts {
+            for r in vh.routes.iter() {
+                for security in [
+                    SecurityModel::Secure,
+                    SecurityModel::Xfp,
+                    SecurityModel::Insecure,
+                ] {
+                    for insecure in [
+                        InsecureAction::Route,
+                        InsecureAction::Redirect,
+                        InsecureAction::Reject,
+                    ] {
+                        for auth in [false, true] {
+                            let v = Variants {
+                                security,
+                                insecure,
+                                auth,
+                            };
+                            let emitted: Vec<_> = route_variants(r, v)
+                                .into_iter()
+                                .map(|e| e.r#match.expect("a match"))
+                                .collect();
+                            assert_eq!(match_variants(r, v), emitted, "{path:?} {}", r.name);
+                            compared += emitted.len();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared} matches compared");
+}
