@@ -367,16 +367,9 @@ fn origin_matcher(origin: &str) -> StringMatcher {
     exact_string(origin)
 }
 
-/// The Envoy routes of one IR route, in order. A canary group is one Envoy route per
-/// member, as Emissary emits it: the same match with a cumulative share of the requests
-/// (Envoy draws one random number per request and takes the first route whose fraction it
-/// falls under), each with the member's own cluster, rewrite, timeouts and path case.
-/// `auth`: the connection managers run external authorization. A `host_redirect` route
-/// then switches it off (Emissary: redirects answer before auth), and each member's route
-/// carries its `bypass_auth` or `auth_context_extensions`.
 /// The matches of the Envoy routes `r` is made into ([`routes_with`]), in order: one, or one
 /// per member of a weighted group, each with the share of requests it takes.
-pub(crate) fn matches_with(r: &Route) -> Vec<EnvoyRouteMatch> {
+fn matches_with(r: &Route) -> Vec<EnvoyRouteMatch> {
     let members = match &r.action {
         IrAction::Forward(f) => f.clusters.as_slice(),
         IrAction::Redirect(_) => &[],
@@ -405,6 +398,13 @@ pub(crate) fn matches_with(r: &Route) -> Vec<EnvoyRouteMatch> {
     }
 }
 
+/// The Envoy routes of one IR route, in order. A canary group is one Envoy route per
+/// member, as Emissary emits it: the same match with a cumulative share of the requests
+/// (Envoy draws one random number per request and takes the first route whose fraction it
+/// falls under), each with the member's own cluster, rewrite, timeouts and path case.
+/// `auth`: the connection managers run external authorization. A `host_redirect` route
+/// then switches it off (Emissary: redirects answer before auth), and each member's route
+/// carries its `bypass_auth` or `auth_context_extensions`.
 pub(crate) fn routes_with(r: &Route, auth: bool) -> Vec<EnvoyRoute> {
     let mut matches = matches_with(r).into_iter();
     let f = match &r.action {

@@ -32,11 +32,23 @@ impl ScalarMap {
         if value.len() > MAX_EXACT_BYTES {
             return ScalarMap::coarse(start);
         }
+        // Where each line of the value starts, in characters; their number is the room the
+        // lists of decoding need (a block scalar's source has a line for each, and a run of
+        // positions each).
+        let mut line_starts = vec![0];
+        if value.is_ascii() {
+            // Characters are bytes: the common case, and a faster loop.
+            line_starts.extend(memchr::memchr_iter(b'\n', value.as_bytes()).map(|i| i + 1));
+        } else {
+            for (i, c) in value.chars().enumerate() {
+                if c == '\n' {
+                    line_starts.push(i + 1);
+                }
+            }
+        }
+        let lines = line_starts.len();
         // The source is decoded again, one position per character; the decoded text must be
         // the parser's value, or positions fall back to the start.
-        // The value's lines: the room the lists below need (a block scalar's source has a
-        // line for each, and a run of positions each).
-        let lines = memchr::memchr_iter(b'\n', value.as_bytes()).count() + 1;
         let decoded = source_start(file, start, style).and_then(|(off, at)| {
             let src = &file.text[off..];
             let (text, runs) = match style {
@@ -58,18 +70,6 @@ impl ScalarMap {
         });
         match decoded {
             Some(positions) => {
-                let mut line_starts = Vec::with_capacity(lines);
-                line_starts.push(0);
-                if value.is_ascii() {
-                    // Characters are bytes: the common case, and a faster loop.
-                    line_starts.extend(memchr::memchr_iter(b'\n', value.as_bytes()).map(|i| i + 1));
-                } else {
-                    for (i, c) in value.chars().enumerate() {
-                        if c == '\n' {
-                            line_starts.push(i + 1);
-                        }
-                    }
-                }
                 let end = positions
                     .last()
                     .map_or(start, |p| Pos::new(p.line, p.column + 1));

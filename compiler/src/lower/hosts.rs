@@ -59,13 +59,8 @@ pub(super) fn hosts<'a>(
         let mut tls = None;
         let mut tls_context = None;
         let mut dropped = false;
-        if let Some(secret) = r.field("tlsSecret") {
-            if let Some(name) = secret.get("name").and_then(Node::as_str) {
-                let ns = secret
-                    .get("namespace")
-                    .and_then(Node::as_str)
-                    .unwrap_or(&r.id.namespace);
-                let secret = format!("{ns}/{name}");
+        if r.field("tlsSecret").is_some() {
+            if let Some(secret) = tls_secret(r) {
                 let named = r
                     .field("tlsContext")
                     .and_then(|c| c.get("name"))
@@ -392,6 +387,18 @@ fn str_list(n: Option<&Node>) -> Vec<String> {
         .collect()
 }
 
+/// The Secret a Host's `tlsSecret` names, as `namespace/name` (the Host's namespace unless
+/// it says another).
+fn tls_secret(r: &Resource) -> Option<String> {
+    let secret = r.field("tlsSecret")?;
+    let name = secret.get("name").and_then(Node::as_str)?;
+    let ns = secret
+        .get("namespace")
+        .and_then(Node::as_str)
+        .unwrap_or(&r.id.namespace);
+    Some(format!("{ns}/{name}"))
+}
+
 /// A hostname glob without its port: the SNI clients send.
 fn sni_of(glob: &str) -> &str {
     glob.rsplit_once(':').map_or(glob, |(h, _)| h)
@@ -454,17 +461,9 @@ fn certificates(
     let mut named: Vec<(String, &SecretInfo)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for r in hosts {
-        let Some(secret) = r.field("tlsSecret") else {
+        let Some(key) = tls_secret(r) else {
             continue;
         };
-        let Some(name) = secret.get("name").and_then(Node::as_str) else {
-            continue;
-        };
-        let ns = secret
-            .get("namespace")
-            .and_then(Node::as_str)
-            .unwrap_or(&r.id.namespace);
-        let key = format!("{ns}/{name}");
         if let Some(s) = secrets.get(&key) {
             if seen.insert(key.clone()) {
                 named.push((key, s));

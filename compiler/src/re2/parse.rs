@@ -355,18 +355,13 @@ impl Parser<'_> {
         if re1.flags != self.flags || (re1.flags ^ re2.flags) & FOLD_CASE != 0 {
             return;
         }
-        let runes = match &mut re2.op {
-            Op::LiteralString(v) => v,
-            Op::Literal(x) => {
-                let mut v = Vec::with_capacity(16);
-                v.push(*x);
-                re2.op = Op::LiteralString(v);
-                let Op::LiteralString(v) = &mut re2.op else {
-                    return;
-                };
-                v
-            }
-            _ => return,
+        if let Op::Literal(x) = re2.op {
+            let mut v = Vec::with_capacity(16);
+            v.push(x);
+            re2.op = Op::LiteralString(v);
+        }
+        let Op::LiteralString(runes) = &mut re2.op else {
+            return;
         };
         runes.push(t);
         runes.extend(rest[..len - 1].iter().map(|&b| u32::from(b)));
