@@ -1,5 +1,7 @@
 //! Source files, positions and spans: every diagnostic and every IR node points into the file the user edits.
 
+use std::hash::{BuildHasher, Hasher};
+
 use serde::Serialize;
 
 /// Index of a file in [`Sources`].
@@ -68,30 +70,54 @@ pub struct SourceFile {
 /// the text while every object is read, the peak of `lint`).
 const LINES_PER_MARK: usize = 32;
 
+/// Texts at least this long have their lines found in parts of this size, on all cores
+/// ([`SourceFile::new`]): on one core, finding the half million lines of a 10 MB file was
+/// 3 to 4 ms of `lint`, before anything else could start.
+const LINES_PART_BYTES: usize = 1 << 20;
+
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
-        use std::hash::{BuildHasher, Hasher};
         // The breaks are hashed as they are counted: the file's text is released after
-        // reading (`lint`), and hashing it then was a second pass over it on one core.
-        let mut hash = foldhash::fast::FixedState::with_seed(0).build_hasher();
-        let breaks = memchr::memchr_iter(b'\n', text.as_bytes());
-        let mut marks = Vec::with_capacity(text.len() / (LINES_PER_MARK * 16) + 1);
-        marks.push(0u32);
-        let mut lines = 1u32;
-        for (i, b) in breaks.enumerate() {
-            lines += 1;
-            hash.write_usize(b);
-            if (i + 1) % LINES_PER_MARK == 0 {
-                marks.push(b as u32 + 1);
-            }
+        // reading (`lint`), and hashing it then was a second pass over it on one core. A
+        // large text is hashed part by part, the parts' hashes then hashed in order: the
+        // parts are of a fixed size, so the same text always has the same hash.
+        let bytes = text.as_bytes();
+        let parts: Vec<(usize, usize)> = (0..bytes.len().div_ceil(LINES_PART_BYTES).max(1))
+            .map(|k| {
+                let start = k * LINES_PART_BYTES;
+                (start, (start + LINES_PART_BYTES).min(bytes.len()))
+            })
+            .collect();
+        // First the breaks of each part, counted (a count is a fast search); then each
+        // part's marks, knowing how many breaks come before it.
+        let counts: Vec<usize> = crate::par::runs(&parts, 1, |run| {
+            run.iter()
+                .map(|&(a, b)| memchr::memchr_iter(b'\n', &bytes[a..b]).count())
+                .sum::<usize>()
+        });
+        let mut before = Vec::with_capacity(parts.len());
+        let mut total = 0usize;
+        for c in &counts {
+            before.push(total);
+            total += c;
         }
-        marks.shrink_to_fit();
+        let found = crate::par::runs_at(&parts, 1, |k, run| {
+            let (a, b) = run[0];
+            part_lines(&bytes[a..b], a, before[k])
+        });
+        let mut marks = Vec::with_capacity(total / LINES_PER_MARK + 1);
+        marks.push(0u32);
+        let mut hash = foldhash::fast::FixedState::with_seed(0).build_hasher();
+        for (part_marks, part_hash) in found {
+            marks.extend(part_marks);
+            hash.write_u64(part_hash);
+        }
         SourceFile {
             name,
             len: text.len(),
             text,
             marks,
-            lines,
+            lines: total as u32 + 1,
             breaks: hash.finish(),
             released: false,
         }
@@ -147,6 +173,64 @@ impl SourceFile {
     pub fn line_count(&self) -> u32 {
         self.lines
     }
+}
+
+/// The marks among the breaks of `part`, a part of a text starting at byte `offset` with
+/// `before` breaks before it, and a hash of where its breaks are. The part is read 64 bytes
+/// at a time, the breaks of each block as the bits of a word: the half million breaks of a
+/// 10 MB manifest taken one by one from a search took most of the time.
+fn part_lines(part: &[u8], offset: usize, before: usize) -> (Vec<u32>, u64) {
+    let mut hash = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    let mut marks = Vec::new();
+    // The next break whose line after it is marked, counted from this part's first, and
+    // the breaks of the blocks before this one.
+    let mut next = (LINES_PER_MARK - before % LINES_PER_MARK) - 1;
+    let mut seen = 0usize;
+    let mut blocks = part.chunks_exact(64);
+    let mut at = offset;
+    let mut block = |bits: u64, at: usize| {
+        if bits == 0 {
+            return;
+        }
+        hash.write_usize(at);
+        hash.write_u64(bits);
+        let count = bits.count_ones() as usize;
+        while next < seen + count {
+            let mut rest = bits;
+            for _ in 0..next - seen {
+                rest &= rest - 1;
+            }
+            marks.push((at + rest.trailing_zeros() as usize) as u32 + 1);
+            next += LINES_PER_MARK;
+        }
+        seen += count;
+    };
+    for b in blocks.by_ref() {
+        block(breaks_in(b.try_into().unwrap_or(&[0; 64])), at);
+        at += 64;
+    }
+    let mut last = [0u8; 64];
+    let tail = blocks.remainder();
+    last[..tail.len()].copy_from_slice(tail);
+    block(breaks_in(&last), at);
+    (marks, hash.finish())
+}
+
+/// The line feeds of a block of 64 bytes, as the bits of a word (bit `i` for byte `i`),
+/// eight bytes at a time: a byte is a line feed where it XOR `\n` is zero, which the
+/// additions below tell without a carry from one byte into the next.
+fn breaks_in(block: &[u8; 64]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut bits = 0u64;
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8])) ^ 0x0a0a_0a0a_0a0a_0a0a;
+        // The high bit of each byte of `zero` is set where that byte of `w` is zero.
+        let zero = !(((w & LOW7) + LOW7) | w) & !LOW7;
+        // The eight high bits gathered into one byte, the first byte's lowest.
+        let byte = (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits |= byte << (8 * k);
+    }
+    bits
 }
 
 /// All files of one compilation. The compiler never reads a file itself: callers add text.
@@ -298,6 +382,79 @@ mod tests {
             }
             assert_eq!(f.line(split.len() as u32 + 1), None);
             assert_eq!(f.line(0), None);
+        }
+    }
+
+    /// A text of several parts ([`LINES_PART_BYTES`]) has the marks and the lines of the
+    /// text found break by break, whether a break ends a part, starts the next or neither.
+    #[test]
+    fn lines_found_in_parts_are_those_of_the_whole_text() {
+        for shift in [0usize, 1, 2, 31, 33] {
+            let mut text = String::new();
+            let mut i = 0;
+            while text.len() < 2 * LINES_PART_BYTES + 5000 {
+                // A break at the end of the first part, give or take `shift`.
+                let room = (LINES_PART_BYTES + shift).checked_sub(text.len() + 1);
+                let len = match room {
+                    Some(r) if r < 80 => r,
+                    _ => i % 61,
+                };
+                text.push_str(&"y".repeat(len));
+                text.push('\n');
+                i += 1;
+            }
+            let f = SourceFile::new("a".into(), text.clone());
+            let mut marks = vec![0u32];
+            for (k, b) in memchr::memchr_iter(b'\n', text.as_bytes()).enumerate() {
+                if (k + 1) % LINES_PER_MARK == 0 {
+                    marks.push(b as u32 + 1);
+                }
+            }
+            assert_eq!(f.marks, marks, "shift {shift}");
+            let split: Vec<&str> = text.split('\n').collect();
+            assert_eq!(f.line_count() as usize, split.len());
+            for n in [1, 2, 1000, split.len() / 2, split.len() - 1, split.len()] {
+                assert_eq!(
+                    f.line(n as u32),
+                    Some(split[n - 1]),
+                    "shift {shift}, line {n}"
+                );
+            }
+            // A break moved across the end of the first part is told apart.
+            let mut moved = text.clone().into_bytes();
+            let at = memchr::memrchr(b'\n', &moved[..LINES_PART_BYTES + shift]).unwrap();
+            moved.swap(at, at + 1);
+            assert_ne!(moved, text.as_bytes());
+            let moved = String::from_utf8(moved).unwrap();
+            assert_ne!(SourceFile::new("a".into(), moved).breaks, f.breaks);
+            assert_eq!(SourceFile::new("a".into(), text).breaks, f.breaks);
+        }
+    }
+
+    /// The line feeds of a block are found whatever bytes surround them (bytes that differ
+    /// from `\n` in one bit, bytes over 127, runs of line feeds).
+    #[test]
+    fn line_feeds_of_a_block() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let near = [b'\n', 0x0b, 0x08, 0x8a, 0x0e, 0x2a, 0xff, 0x00, 0x09, b'a'];
+        for round in 0..5000 {
+            let mut block = [0u8; 64];
+            for b in &mut block {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = if round % 2 == 0 {
+                    near[(seed % near.len() as u64) as usize]
+                } else {
+                    seed as u8
+                };
+            }
+            let want = block
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .fold(0u64, |m, (i, _)| m | 1 << i);
+            assert_eq!(breaks_in(&block), want, "{block:?}");
         }
     }
 
