@@ -65,10 +65,11 @@ pub struct SourceFile {
 }
 
 /// One line start in this many is kept ([`SourceFile::marks`]): a line is then found by
-/// looking through at most this many, about a kilobyte of a usual manifest, and the list
-/// is 60 KB for a file of 10 MB instead of the 2 MB one start per line took (kept beside
-/// the text while every object is read, the peak of `lint`).
-const LINES_PER_MARK: usize = 32;
+/// looking through at most this many, a few hundred bytes of a usual manifest, and the list
+/// is 250 KB for a file of 10 MB instead of the 2 MB one start per line took (kept beside
+/// the text while every object is read, the peak of `lint`). Every annotation's position
+/// map looks up a line (32 lines to a mark made that 1 % of `lint`).
+const LINES_PER_MARK: usize = 8;
 
 /// Texts at least this long have their lines found in parts of this size, on all cores
 /// ([`SourceFile::new`]): on one core, finding the half million lines of a 10 MB file was

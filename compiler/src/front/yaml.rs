@@ -263,6 +263,14 @@ impl PosMap for Shift {
     }
 }
 
+/// The search for a line that starts with `---`, made once: making it was most of looking
+/// through an annotation of a few lines (one per Service).
+fn marker_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(b"\n---"))
+}
+
 /// Splits a YAML stream into chunks of whole documents at lines that start with `---`.
 ///
 /// Returns `(first line of the chunk, 1-based; the chunk's text)`. A `---` line only starts a
@@ -285,7 +293,7 @@ pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
             let next = if bytes[pos..].starts_with(b"---") {
                 Some(pos)
             } else {
-                memchr::memmem::find(&bytes[pos..], b"\n---").map(|i| pos + i + 1)
+                marker_finder().find(&bytes[pos..]).map(|i| pos + i + 1)
             };
             let Some(m) = next else { break };
             pos = m;
