@@ -29,6 +29,18 @@ pub const MAX_EXACT_BYTES: usize = 16 << 20;
 impl ScalarMap {
     /// Builds the map for a scalar whose value is `value` and whose source starts at `start`.
     pub fn build(file: &SourceFile, start: Pos, style: Style, value: &str) -> ScalarMap {
+        ScalarMap::build_with(file, start, style, value, true)
+    }
+
+    /// [`ScalarMap::build`]; `compare_lines`: a literal block may be compared line by line
+    /// ([`literal_runs`]) rather than decoded (tests hold the two to the same map).
+    fn build_with(
+        file: &SourceFile,
+        start: Pos,
+        style: Style,
+        value: &str,
+        compare_lines: bool,
+    ) -> ScalarMap {
         if value.len() > MAX_EXACT_BYTES {
             return ScalarMap::coarse(start);
         }
@@ -36,7 +48,8 @@ impl ScalarMap {
         // lists of decoding need (a block scalar's source has a line for each, and a run of
         // positions each).
         let mut line_starts = vec![0];
-        if value.is_ascii() {
+        let line_starts_are_bytes = value.is_ascii();
+        if line_starts_are_bytes {
             // Characters are bytes: the common case, and a faster loop.
             line_starts.extend(memchr::memchr_iter(b'\n', value.as_bytes()).map(|i| i + 1));
         } else {
@@ -47,26 +60,34 @@ impl ScalarMap {
             }
         }
         let lines = line_starts.len();
-        // The source is decoded again, one position per character; the decoded text must be
-        // the parser's value, or positions fall back to the start.
-        let decoded = source_start(file, start, style).and_then(|(off, at)| {
-            let src = &file.text[off..];
-            let (text, runs) = match style {
-                // Block scalars are compared with the value as they are decoded, without
-                // building the text again (annotations are block scalars).
-                Style::Literal | Style::Folded => {
-                    let mut expect = Expect {
-                        rest: value,
-                        ok: true,
-                    };
-                    let runs = decode_block(src, at, style == Style::Folded, lines, &mut expect)?;
-                    return (expect.ok && expect.rest.is_empty()).then_some(runs);
-                }
-                Style::DoubleQuoted => decode_quoted(src, at, true)?,
-                Style::SingleQuoted => decode_quoted(src, at, false)?,
-                Style::Plain => decode_plain(src, at)?,
-            };
-            (text == value).then_some(runs)
+        // A literal block whose lines are the value's as they are (an annotation's, nearly
+        // always) is compared line by line; anything else is decoded again, one position per
+        // character. The decoded text must be the parser's value, or positions fall back to
+        // the start.
+        let plain_literal = (compare_lines && style == Style::Literal && line_starts_are_bytes)
+            .then(|| literal_runs(file, start, value, lines))
+            .flatten();
+        let decoded = plain_literal.or_else(|| {
+            source_start(file, start, style).and_then(|(off, at)| {
+                let src = &file.text[off..];
+                let (text, runs) = match style {
+                    // Block scalars are compared with the value as they are decoded, without
+                    // building the text again (annotations are block scalars).
+                    Style::Literal | Style::Folded => {
+                        let mut expect = Expect {
+                            rest: value,
+                            ok: true,
+                        };
+                        let runs =
+                            decode_block(src, at, style == Style::Folded, lines, &mut expect)?;
+                        return (expect.ok && expect.rest.is_empty()).then_some(runs);
+                    }
+                    Style::DoubleQuoted => decode_quoted(src, at, true)?,
+                    Style::SingleQuoted => decode_quoted(src, at, false)?,
+                    Style::Plain => decode_plain(src, at)?,
+                };
+                (text == value).then_some(runs)
+            })
         });
         match decoded {
             Some(positions) => {
@@ -194,6 +215,83 @@ fn char_len(s: &str) -> usize {
     } else {
         s.chars().count()
     }
+}
+
+/// The positions of an ASCII literal block scalar (`|`, `|-`) whose value's lines
+/// stand in the source as they are, each after the indentation of the first, one after the
+/// other, with no empty or blank line among them and none more indented after them: an
+/// annotation, nearly always. `start` is where the parser put the scalar (its first
+/// character). The lines are compared where they are instead of the block being decoded
+/// again; `None` leaves the scalar to [`decode_block`], which gives these same positions
+/// for every block taken here.
+fn literal_runs(file: &SourceFile, start: Pos, value: &str, lines: usize) -> Option<Runs> {
+    let indent = (start.column as usize).checked_sub(1).filter(|&n| n > 0)?;
+    let v = value.as_bytes();
+    if matches!(v.first(), None | Some(b'\n' | b' ' | b'\t')) {
+        return None;
+    }
+    let text = file.text.as_bytes();
+    let (first, _) = file.line_at(start.line)?;
+    // The header is the line before: `|`, then `-` at most, then a comment at most.
+    let header_end = first.checked_sub(1).filter(|&e| text[e] == b'\n')?;
+    let header_start = memchr::memrchr(b'\n', &text[..header_end]).map_or(0, |i| i + 1);
+    let code = before_comment(&file.text[header_start..header_end]).trim_end();
+    let clip = match &code[code.rfind(['|', '>'])?..] {
+        "|" => true,
+        "|-" => false,
+        // Keeping the final breaks: decoding counts the end of the text as one more.
+        _ => return None,
+    };
+    let body = if clip {
+        value.strip_suffix('\n')?
+    } else {
+        value
+    };
+    let mut runs = Runs {
+        runs: Vec::with_capacity(lines),
+        len: 0,
+    };
+    // The value's lines but the empty one after a final break; each but a stripped last
+    // one is followed by its break.
+    let body_lines = if clip { lines - 1 } else { lines };
+    let mut at = first;
+    for (k, line) in body.split('\n').enumerate() {
+        let l = line.as_bytes();
+        if l.iter().all(|&b| b == b' ') {
+            return None; // empty or blank: chomping and blank lines are decode_block's
+        }
+        let end = at + indent + l.len();
+        if text.get(at..at + indent)?.iter().any(|&b| b != b' ')
+            || text.get(at + indent..end)? != l
+            || !matches!(text.get(end), None | Some(b'\n'))
+        {
+            return None;
+        }
+        // The line's characters and its line break, one column each.
+        runs.run(
+            Pos::new(start.line + k as u32, indent as u32 + 1),
+            l.len() + usize::from(k + 1 < body_lines || clip),
+        );
+        at = end + 1;
+    }
+    // After the block: blank lines, then the end or a line indented less.
+    let mut rest = text.get(at..).unwrap_or_default();
+    loop {
+        let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        let spaces = line.iter().take_while(|&&b| b == b' ').count();
+        if spaces < line.len() {
+            if spaces >= indent {
+                return None;
+            }
+            break;
+        }
+        if line_end == rest.len() {
+            break;
+        }
+        rest = &rest[line_end + 1..];
+    }
+    Some(runs)
 }
 
 /// Literal (`|`) and folded (`>`) block scalars with automatic indentation, starting at the
@@ -629,6 +727,94 @@ mod tests {
         let (p, exact) = locate("a: |\n  name: ünïcode\n  prefix: x\n", "x\n");
         assert!(exact);
         assert_eq!(p, Pos::new(3, 11));
+    }
+
+    /// Literal blocks compared line by line have the map of decoding them, for every line
+    /// and column in and around the value: generated blocks with every chomping indicator,
+    /// an indentation indicator, comments, blank, empty and more indented lines inside and
+    /// after, tabs, carriage returns, a missing final break, and what follows the block.
+    #[test]
+    fn literal_blocks_compared_by_line_map_as_decoded() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        };
+        let headers = ["|", "|-", "|+", "| # note", "|-  # x", "|2", ">", "|+ "];
+        let words = [
+            "kind: Mapping",
+            "prefix: /a/",
+            "x",
+            "- b",
+            "# not",
+            "a:  b  ",
+        ];
+        let (mut compared, mut total) = (0, 0);
+        for _ in 0..3000 {
+            let indent = " ".repeat(1 + next(5));
+            let mut outer = format!("x: 1\na: {}\n", headers[next(headers.len() as u64)]);
+            for _ in 0..1 + next(5) {
+                let line = match next(14) {
+                    0 => String::new(),
+                    1 => " ".repeat(next(8)),
+                    2 => format!("{indent}  {}", words[next(6)]),
+                    3 => format!("{indent}\t{}", words[next(6)]),
+                    4 => format!("{indent}{}\r", words[next(6)]),
+                    _ => format!("{indent}{}", words[next(6)]),
+                };
+                outer.push_str(&line);
+                outer.push('\n');
+            }
+            match next(6) {
+                0 => outer.push_str("b: 2\n"),
+                1 => outer.push_str("\n\nb: 2\n"),
+                2 => outer.push_str(&format!("\n{indent}   stray\n")),
+                3 => {
+                    outer.pop();
+                }
+                _ => {}
+            }
+            let mut sources = Sources::new();
+            let id = sources.add("t.yaml", outer.as_str());
+            let docs = parse(&outer, id, &Shift { first_line: 1 });
+            let Some(Ok(Some(root))) = docs.first().map(|d| d.root.as_ref()) else {
+                continue;
+            };
+            let Some(a) = root.get("a") else { continue };
+            let NodeKind::Scalar { text, style, .. } = &a.kind else {
+                continue;
+            };
+            total += 1;
+            let file = sources.get(id);
+            let lines = text.split('\n').count();
+            if *style == Style::Literal
+                && text.is_ascii()
+                && literal_runs(file, a.span.start, text, lines).is_some()
+            {
+                compared += 1;
+            }
+            let fast = ScalarMap::build_with(file, a.span.start, *style, text, true);
+            let slow = ScalarMap::build_with(file, a.span.start, *style, text, false);
+            assert_eq!(fast.is_exact(), slow.is_exact(), "{outer:?}");
+            let width = text.split('\n').map(str::len).max().unwrap_or(0);
+            for line in 0..lines + 3 {
+                for col in 0..width + 4 {
+                    assert_eq!(
+                        fast.map(line, col),
+                        slow.map(line, col),
+                        "{outer:?} at {line}:{col}"
+                    );
+                }
+            }
+        }
+        // Most blocks are of a shape compared line by line, and many are not.
+        assert!(total > 2000, "{total}");
+        assert!(
+            compared > total / 5 && compared < total * 4 / 5,
+            "{compared} of {total}"
+        );
     }
 
     #[test]
