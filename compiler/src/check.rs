@@ -204,11 +204,22 @@ fn never_matches(r: &matcher::Route) -> bool {
 /// and the same regex budget spent in the same order (only pairs that cannot cover are
 /// skipped unprobed).
 fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize, Code)>> {
-    let mut sensitive: HashMap<&str, u32> = HashMap::new();
+    // Each map and list made the size it grows to (growing them was a tenth of this).
+    let (mut paths, mut with_case, mut exact_paths, mut keyed) = (0, 0, 0, 0);
+    for e in emitted.iter().filter(|e| takes_all(&e.route)) {
+        match e.route.path {
+            PathCond::Prefix(_) => paths += 1,
+            PathCond::Exact(_) => exact_paths += 1,
+            _ => continue,
+        }
+        with_case += usize::from(e.route.case_sensitive);
+        keyed += usize::from(!e.route.headers.is_empty() || !e.route.query.is_empty());
+    }
+    let mut sensitive: HashMap<&str, u32> = HashMap::with_capacity(with_case.min(paths));
     let mut insensitive: HashMap<String, u32> = HashMap::new();
-    let mut exact: HashMap<&str, u32> = HashMap::new();
+    let mut exact: HashMap<&str, u32> = HashMap::with_capacity(with_case.min(exact_paths));
     let mut exact_insensitive: HashMap<String, u32> = HashMap::new();
-    let mut filed = Conditions::default();
+    let mut filed = Conditions::with_capacity(emitted.len(), paths + exact_paths, keyed);
     let mut regexes = Regexes::default();
     // How each regex route is filed (parsing it and reading the texts its matches start
     // with), worked out on all cores beforehand; taken below in the order the routes are
@@ -344,17 +355,48 @@ fn literal_cover(
 /// every suffix and prefix of its exact value, suffix or prefix); anything else (`present`,
 /// `contains`, ignoring case) under the name alone. A route without conditions is in its
 /// bucket's `open` list, which every lookup reads. Lists hold route indices in ascending
-/// order.
-#[derive(Default)]
+/// order, chained through one array (a route is in one list at most): a list of its own
+/// for each of thousands of paths was a third of filing them.
 struct Conditions<'a> {
     buckets: Vec<Bucket>,
-    keyed: HashMap<Key<'a>, Vec<usize>>,
+    keyed: HashMap<Key<'a>, List>,
+    /// The route after each in its list, or [`List::END`].
+    next: Vec<u32>,
 }
 
-#[derive(Default)]
+/// A list of routes in ascending order, chained through [`Conditions::next`].
+#[derive(Clone, Copy)]
+struct List {
+    first: u32,
+    last: u32,
+    len: u32,
+}
+
+impl List {
+    const END: u32 = u32::MAX;
+    const EMPTY: List = List {
+        first: List::END,
+        last: List::END,
+        len: 0,
+    };
+
+    /// Appends route `j`, after every route in the list.
+    fn push(&mut self, j: usize, next: &mut [u32]) {
+        let j = j as u32;
+        if self.len == 0 {
+            self.first = j;
+        } else {
+            next[self.last as usize] = j;
+        }
+        self.last = j;
+        self.len += 1;
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Bucket {
     /// The routes without any condition.
-    open: Vec<usize>,
+    open: List,
     /// The kinds of keys filed in this bucket (bits of [`Filed::bit`]), so that a lookup
     /// skips the kinds it cannot find (a value has many suffixes and prefixes).
     kinds: u8,
@@ -432,10 +474,22 @@ fn conditions(r: &matcher::Route) -> impl Iterator<Item = (bool, &str, &ValueTes
 }
 
 impl<'a> Conditions<'a> {
+    /// Room for `routes` routes, `buckets` buckets and `keyed` routes with conditions.
+    fn with_capacity(routes: usize, buckets: usize, keyed: usize) -> Conditions<'a> {
+        Conditions {
+            buckets: Vec::with_capacity(buckets),
+            keyed: HashMap::with_capacity(keyed),
+            next: vec![List::END; routes],
+        }
+    }
+
     /// Files route `j` under `bucket` (a new bucket when it is the next index).
     fn file(&mut self, bucket: u32, j: usize, route: &'a matcher::Route) {
         if bucket as usize == self.buckets.len() {
-            self.buckets.push(Bucket::default());
+            self.buckets.push(Bucket {
+                open: List::EMPTY,
+                kinds: 0,
+            });
         }
         let mut best: Option<(usize, Key<'a>)> = None;
         for (query, name, test, invert) in conditions(route) {
@@ -445,7 +499,7 @@ impl<'a> Conditions<'a> {
                 name,
                 value: filed_as(test, invert),
             };
-            let len = self.keyed.get(&key).map_or(0, Vec::len);
+            let len = self.keyed.get(&key).map_or(0, |l| l.len as usize);
             if best.as_ref().is_none_or(|(l, _)| len < *l) {
                 best = Some((len, key));
             }
@@ -454,9 +508,12 @@ impl<'a> Conditions<'a> {
         match best {
             Some((_, key)) => {
                 b.kinds |= key.value.bit();
-                self.keyed.entry(key).or_default().push(j)
+                self.keyed
+                    .entry(key)
+                    .or_insert(List::EMPTY)
+                    .push(j, &mut self.next);
             }
-            None => b.open.push(j),
+            None => b.open.push(j, &mut self.next),
         }
     }
 
@@ -469,15 +526,14 @@ impl<'a> Conditions<'a> {
         limit: usize,
     ) -> Option<usize> {
         let mut best = limit;
-        let mut scan = |list: &[usize]| {
-            for &i in list {
-                if i >= best {
+        let mut scan = |list: &List| {
+            let mut i = list.first;
+            while i != List::END && (i as usize) < best {
+                if covers_conditions(&emitted[i as usize].route, route) {
+                    best = i as usize;
                     break;
                 }
-                if covers_conditions(&emitted[i].route, route) {
-                    best = i;
-                    break;
-                }
+                i = self.next[i as usize];
             }
         };
         let b = &self.buckets[bucket as usize];
