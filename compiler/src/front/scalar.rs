@@ -130,7 +130,7 @@ impl PosMap for ScalarMap {
                 self.fallback
             };
         };
-        match self.positions.get(first + col) {
+        match self.positions.get_near(first + col, line - 1) {
             // A column past the end of its line lands on the line break, which is mapped too.
             Some(p) => p,
             None => self.end,
@@ -622,10 +622,19 @@ impl Runs {
     }
 
     fn get(&self, i: usize) -> Option<Pos> {
+        self.get_near(i, 0)
+    }
+
+    /// [`Runs::get`], looking first in the run at `guess` (for a block scalar, the run of a
+    /// line is usually the line's: the search is then skipped).
+    fn get_near(&self, i: usize, guess: usize) -> Option<Pos> {
         if i >= self.len {
             return None;
         }
-        let r = self.runs[self.runs.partition_point(|r| r.index <= i) - 1];
+        let r = match self.runs.get(guess) {
+            Some(&r) if r.index <= i && i < r.index + r.len => r,
+            _ => self.runs[self.runs.partition_point(|r| r.index <= i) - 1],
+        };
         Some(Pos::new(
             r.at.line,
             r.at.column + r.step * (i - r.index) as u32,
@@ -859,8 +868,13 @@ mod runs_tests {
             }
             for (i, p) in plain.iter().enumerate() {
                 assert_eq!(runs.get(i), Some(*p), "index {i}");
+                // Whatever run is guessed first, right or wrong or past the last.
+                for guess in [0, i % 7, runs.runs.len() / 2, runs.runs.len() + 3] {
+                    assert_eq!(runs.get_near(i, guess), Some(*p), "index {i}, {guess}");
+                }
             }
             assert_eq!(runs.get(plain.len()), None);
+            assert_eq!(runs.get_near(plain.len(), 1), None);
             assert_eq!(runs.last(), plain.last().copied());
         }
     }
