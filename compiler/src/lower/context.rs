@@ -83,7 +83,29 @@ impl Context {
             know(&r.id.namespace);
         }
         let mut diags = Vec::new();
-        let by_kind = |k: Kind| active.iter().copied().filter(move |r| r.kind == k);
+        // The resources of every kind but Mappings, in order, gathered in one pass: a pass
+        // over every resource per kind (a dozen over 20,000 Mappings) was a millisecond.
+        let mut of_kind: Vec<Vec<&'r Resource>> = vec![Vec::new(); Kind::ALL.len()];
+        let mut resolver_list: Vec<&'r Resource> = Vec::new();
+        for &r in active {
+            match r.kind {
+                Kind::Mapping => {}
+                Kind::KubernetesServiceResolver
+                | Kind::KubernetesEndpointResolver
+                | Kind::ConsulResolver => resolver_list.push(r),
+                k => of_kind[k as usize].push(r),
+            }
+        }
+        let by_kind = |k: Kind| {
+            debug_assert!(!matches!(
+                k,
+                Kind::Mapping
+                    | Kind::KubernetesServiceResolver
+                    | Kind::KubernetesEndpointResolver
+                    | Kind::ConsulResolver
+            ));
+            of_kind[k as usize].iter().copied()
+        };
 
         let settings = module_settings(by_kind(Kind::Module), &mut diags);
         let default_resolver = by_kind(Kind::Module)
@@ -98,14 +120,7 @@ impl Context {
             "kubernetes-endpoint".into(),
             Kind::KubernetesEndpointResolver,
         );
-        for r in active.iter().filter(|r| {
-            matches!(
-                r.kind,
-                Kind::KubernetesServiceResolver
-                    | Kind::KubernetesEndpointResolver
-                    | Kind::ConsulResolver
-            )
-        }) {
+        for r in &resolver_list {
             resolvers.insert(r.id.name.to_string(), r.kind);
         }
         let tls_contexts: HashMap<String, Resource> = by_kind(Kind::TlsContext)
