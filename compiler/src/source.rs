@@ -94,18 +94,25 @@ impl SourceFile {
         let counts: Vec<usize> = crate::par::runs(&parts, 1, |run| {
             run.iter()
                 .map(|&(a, b)| memchr::memchr_iter(b'\n', &bytes[a..b]).count())
-                .sum::<usize>()
-        });
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let mut before = Vec::with_capacity(parts.len());
         let mut total = 0usize;
         for c in &counts {
             before.push(total);
             total += c;
         }
-        let found = crate::par::runs_at(&parts, 1, |k, run| {
-            let (a, b) = run[0];
-            part_lines(&bytes[a..b], a, before[k])
-        });
+        let found = crate::par::runs_at(&parts, 1, |at, run| {
+            run.iter()
+                .enumerate()
+                .map(|(k, &(a, b))| part_lines(&bytes[a..b], a, before[at + k]))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten();
         let mut marks = Vec::with_capacity(total / LINES_PER_MARK + 1);
         marks.push(0u32);
         let mut hash = foldhash::fast::FixedState::with_seed(0).build_hasher();
@@ -405,6 +412,14 @@ mod tests {
                 i += 1;
             }
             let f = SourceFile::new("a".into(), text.clone());
+            // The parts worked on by one thread in one run give the same.
+            crate::par::ONE_THREAD.with(|one| one.set(true));
+            let alone = SourceFile::new("a".into(), text.clone());
+            crate::par::ONE_THREAD.with(|one| one.set(false));
+            assert_eq!(
+                (&alone.marks, alone.breaks, alone.lines),
+                (&f.marks, f.breaks, f.lines)
+            );
             let mut marks = vec![0u32];
             for (k, b) in memchr::memchr_iter(b'\n', text.as_bytes()).enumerate() {
                 if (k + 1) % LINES_PER_MARK == 0 {
