@@ -71,7 +71,7 @@ pub struct SourceFile {
 /// map looks up a line (32 lines to a mark made that 1 % of `lint`).
 const LINES_PER_MARK: usize = 8;
 
-/// Texts at least this long have their lines found in parts of this size, on all cores
+/// A text's lines are found in parts of this size, a text of several parts on all cores
 /// ([`SourceFile::new`]): on one core, finding the half million lines of a 10 MB file was
 /// 3 to 4 ms of `lint`, before anything else could start.
 const LINES_PART_BYTES: usize = 1 << 20;
@@ -79,9 +79,9 @@ const LINES_PART_BYTES: usize = 1 << 20;
 impl SourceFile {
     fn new(name: String, text: String) -> SourceFile {
         // The breaks are hashed as they are counted: the file's text is released after
-        // reading (`lint`), and hashing it then was a second pass over it on one core. A
-        // large text is hashed part by part, the parts' hashes then hashed in order: the
-        // parts are of a fixed size, so the same text always has the same hash.
+        // reading (`lint`), and hashing it then was a second pass over it on one core. The
+        // text is hashed part by part, the parts' hashes then hashed in order: the parts are
+        // of a fixed size, so the same text always has the same hash.
         let bytes = text.as_bytes();
         let parts: Vec<(usize, usize)> = (0..bytes.len().div_ceil(LINES_PART_BYTES).max(1))
             .map(|k| {
