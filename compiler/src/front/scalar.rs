@@ -239,7 +239,7 @@ fn literal_runs(file: &SourceFile, start: Pos, value: &str, lines: usize) -> Opt
     let clip = match &code[code.rfind(['|', '>'])?..] {
         "|" => true,
         "|-" => false,
-        // Keeping the final breaks: decoding counts the end of the text as one more.
+        // Keeping the final breaks (`|+`) is left to decoding, as is anything else.
         _ => return None,
     };
     let body = if clip {
@@ -305,7 +305,9 @@ fn decode_block<S: Sink>(
     value_lines: usize,
     text: &mut S,
 ) -> Option<Runs> {
-    let mut lines = src.split('\n');
+    // A break that ends the file ends its last line; it starts no empty line after it (one
+    // would count as a blank line kept by `|+`).
+    let mut lines = src.strip_suffix('\n').unwrap_or(src).split('\n');
     let header = lines.next()?;
     let header = before_comment(header).trim_end();
     let mut chomp = 'c';
@@ -689,6 +691,17 @@ mod tests {
         let (p, exact) = locate("x: 1\na: |\n  kind: Mapping\n  prefix: foo\n", "foo");
         assert!(exact);
         assert_eq!(p, Pos::new(4, 11));
+    }
+
+    /// A kept block at the end of the file, with and without blank lines after it.
+    #[test]
+    fn literal_keep_at_the_end_of_the_file() {
+        for tail in ["", "\n", "\n\n"] {
+            let outer = format!("a: |+\n  kind: Mapping\n  prefix: foo\n{tail}");
+            let (p, exact) = locate(&outer, "foo");
+            assert!(exact, "{outer:?}");
+            assert_eq!(p, Pos::new(3, 11));
+        }
     }
 
     #[test]
