@@ -204,22 +204,25 @@ fn never_matches(r: &matcher::Route) -> bool {
 /// and the same regex budget spent in the same order (only pairs that cannot cover are
 /// skipped unprobed).
 fn earliest_covers(emitted: &[Emitted], mut budget: usize) -> Vec<Option<(usize, Code)>> {
-    // Each map and list made the size it grows to (growing them was a tenth of this).
-    let (mut paths, mut with_case, mut exact_paths, mut keyed) = (0, 0, 0, 0);
+    // Each map and list made the size it grows to (growing them was a tenth of this): the
+    // literal routes filed, the case-sensitive prefixes and exact paths among them, and
+    // those with conditions.
+    let (mut literal, mut prefixes, mut exacts, mut keyed) = (0, 0, 0, 0);
     for e in emitted.iter().filter(|e| takes_all(&e.route)) {
+        let with_case = usize::from(e.route.case_sensitive);
         match e.route.path {
-            PathCond::Prefix(_) => paths += 1,
-            PathCond::Exact(_) => exact_paths += 1,
+            PathCond::Prefix(_) => prefixes += with_case,
+            PathCond::Exact(_) => exacts += with_case,
             _ => continue,
         }
-        with_case += usize::from(e.route.case_sensitive);
+        literal += 1;
         keyed += usize::from(!e.route.headers.is_empty() || !e.route.query.is_empty());
     }
-    let mut sensitive: HashMap<&str, u32> = HashMap::with_capacity(with_case.min(paths));
+    let mut sensitive: HashMap<&str, u32> = HashMap::with_capacity(prefixes);
     let mut insensitive: HashMap<String, u32> = HashMap::new();
-    let mut exact: HashMap<&str, u32> = HashMap::with_capacity(with_case.min(exact_paths));
+    let mut exact: HashMap<&str, u32> = HashMap::with_capacity(exacts);
     let mut exact_insensitive: HashMap<String, u32> = HashMap::new();
-    let mut filed = Conditions::with_capacity(emitted.len(), paths + exact_paths, keyed);
+    let mut filed = Conditions::with_capacity(emitted.len(), literal, keyed);
     let mut regexes = Regexes::default();
     // How each regex route is filed (parsing it and reading the texts its matches start
     // with), worked out on all cores beforehand; taken below in the order the routes are

@@ -87,23 +87,21 @@ impl Context {
         // over every resource per kind (a dozen over 20,000 Mappings) was a millisecond.
         let mut of_kind: Vec<Vec<&'r Resource>> = vec![Vec::new(); Kind::ALL.len()];
         let mut resolver_list: Vec<&'r Resource> = Vec::new();
-        for &r in active {
-            match r.kind {
-                Kind::Mapping => {}
+        for &r in active.iter().filter(|r| r.kind != Kind::Mapping) {
+            of_kind[r.kind as usize].push(r);
+            // The resolvers of the three kinds in one list, in order: a later one of a name
+            // replaces an earlier one of another kind.
+            if matches!(
+                r.kind,
                 Kind::KubernetesServiceResolver
-                | Kind::KubernetesEndpointResolver
-                | Kind::ConsulResolver => resolver_list.push(r),
-                k => of_kind[k as usize].push(r),
+                    | Kind::KubernetesEndpointResolver
+                    | Kind::ConsulResolver
+            ) {
+                resolver_list.push(r);
             }
         }
         let by_kind = |k: Kind| {
-            debug_assert!(!matches!(
-                k,
-                Kind::Mapping
-                    | Kind::KubernetesServiceResolver
-                    | Kind::KubernetesEndpointResolver
-                    | Kind::ConsulResolver
-            ));
+            debug_assert!(k != Kind::Mapping, "Mappings are not gathered by kind");
             of_kind[k as usize].iter().copied()
         };
 
